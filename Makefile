@@ -1,0 +1,173 @@
+# nsc build. GNU make. Objects go to build/<config>/; see README.md.
+#   make            library, the nsc tool, examples
+#   make test       deps, then the whole suite
+#   make asan       the suite under AddressSanitizer + UBSan
+#   make bench      benchmarks (bench/), -march=native
+#   make lint       symbol prefixes, file sizes, include layering
+#   make BLAS=none  portable matmul instead of OpenBLAS
+#   make CUDA=1     adds cuda/ (nvcc) and links cuBLAS
+#   make install PREFIX=/usr/local
+
+MODE ?= release
+BLAS ?= openblas
+CUDA ?= 0
+PREFIX ?= /usr/local
+WERROR ?= 0
+
+CC ?= cc
+NVCC ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
+
+CONFIG := $(MODE)$(if $(filter none,$(BLAS)),-noblas)$(if $(filter 1,$(CUDA)),-cuda)
+BUILD := build/$(CONFIG)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wdouble-promotion
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -fPIC -pthread -Iinclude -I. -MMD -MP $(WARN)
+ifeq ($(MODE),release)
+OPT := -O2
+else ifeq ($(MODE),asan)
+OPT := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DNSC_DEBUG
+SAN_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),debug)
+OPT := -O0 -DNSC_DEBUG
+else ifeq ($(MODE),bench)
+OPT := -O2 -march=native
+else ifeq ($(MODE),fuzz)
+OPT := -O1 -fsanitize=fuzzer-no-link,address,undefined -DNSC_DEBUG
+SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+CFLAGS := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
+
+LDLIBS := -lm -pthread
+ifeq ($(BLAS),none)
+CFLAGS += -DNSC_NO_BLAS
+else
+LDLIBS := -lopenblas $(LDLIBS)
+endif
+ifeq ($(CUDA),1)
+CFLAGS += -DNSC_CUDA
+NVCCFLAGS := -O2 -g -std=c++17 -Iinclude -I. -DNSC_CUDA -Xcompiler -fPIC,-Wall \
+    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+    --expt-relaxed-constexpr -MMD -MP
+LDLIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+endif
+
+LIB_DIRS := util tensor autograd nn graph protocols
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+CU_SRCS := $(wildcard cuda/*.cu)
+LIB_OBJS += $(CU_SRCS:%.cu=$(BUILD)/%.cu.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard cuda/*.c))
+else
+LIB_OBJS += $(patsubst %.c,$(BUILD)/%.o,$(wildcard cuda/*.c))
+endif
+LIB := $(BUILD)/libnsc.a
+
+CLI_SRCS := $(wildcard cli/*.c)
+CLI := $(BUILD)/nsc
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_BIN := $(BUILD)/tests/nsc_tests
+BENCH_SRCS := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+# The Criterion runner: parallel jobs, failures summarized. Extra args: TEST_ARGS.
+TEST_ARGS ?=
+TEST_JOBS ?= 2
+
+.PHONY: all lib test test-bin asan bench bench-bins lint deps demo install clean format cuda fixtures \
+    check-install valgrind fuzz
+
+all: $(LIB) $(if $(CLI_SRCS),$(CLI)) $(EXAMPLES)
+
+lib: $(LIB)
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(CLI): $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(LIB)
+	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+# Tests may drop -Wmissing-prototypes: Criterion's macros define functions.
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+test-bin: $(TEST_BIN) $(if $(CLI_SRCS),$(CLI)) $(EXAMPLES)
+
+test: deps
+	@$(MAKE) --no-print-directory test-bin
+	NSC_BUILD=$(BUILD) $(TEST_BIN) --jobs $(TEST_JOBS) $(TEST_ARGS)
+	@NSC_NO_DEPS=1 MODE=$(MODE) BLAS=$(BLAS) sh tools/check_install.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory MODE=asan test-bin
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    NSC_BUILD=build/asan$(if $(filter none,$(BLAS)),-noblas) \
+	    build/asan$(if $(filter none,$(BLAS)),-noblas)/tests/nsc_tests --jobs $(TEST_JOBS) $(TEST_ARGS)
+
+valgrind: deps
+	@$(MAKE) --no-print-directory MODE=debug test-bin
+	sh tools/valgrind.sh build/debug/tests/nsc_tests
+
+bench: deps
+	@$(MAKE) --no-print-directory MODE=bench bench-bins
+	sh bench/run.sh build/bench
+
+bench-bins: $(BENCH_BINS)
+
+cuda:
+	@command -v $(NVCC) >/dev/null || { echo "make cuda: nvcc not found on PATH" >&2; exit 1; }
+	@$(MAKE) --no-print-directory CUDA=1 all test
+
+lint:
+	@sh tools/lint.sh $(LIB)
+
+deps:
+	@sh tools/deps.sh
+
+demo: deps all
+	@sh tools/demo.sh $(BUILD)
+
+fixtures:
+	@$(MAKE) --no-print-directory test-bin
+	/usr/bin/python3 tests/fixtures/make_fixtures.py $(TEST_BIN)
+
+install: $(LIB) $(if $(CLI_SRCS),$(CLI))
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/nsc $(DESTDIR)$(PREFIX)/bin
+	cp $(LIB) $(DESTDIR)$(PREFIX)/lib/libnsc.a
+	cp include/nsc.h $(DESTDIR)$(PREFIX)/include/nsc.h
+	cp include/nsc/*.h $(DESTDIR)$(PREFIX)/include/nsc/
+	$(if $(CLI_SRCS),cp $(CLI) $(DESTDIR)$(PREFIX)/bin/nsc)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/nsc.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nsc.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

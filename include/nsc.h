@@ -1,0 +1,9 @@
+// nsc: nnsight's intervention model, native in C. The umbrella header.
+#ifndef NSC_H
+#define NSC_H
+
+#include "nsc/base.h"
+#include "nsc/ops.h"
+#include "nsc/tensor.h"
+
+#endif

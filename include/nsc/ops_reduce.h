@@ -1,0 +1,61 @@
+// Reductions, softmax and layer_norm. dims lists may be negative; ndims = 0
+// reduces over every dim. See nsc/ops.h for the rules every op follows.
+#ifndef NSC_OPS_REDUCE_H
+#define NSC_OPS_REDUCE_H
+
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Sum over dims (bool and i64 sum to i64).
+nsc_tensor *nsc_sum(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
+// Sum over every dim: a 0-dim tensor.
+nsc_tensor *nsc_sum_all(nsc_tensor *x);
+// Mean over dims (float inputs only, as torch.mean).
+nsc_tensor *nsc_mean(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
+// Sums x down to shape (which x's shape broadcasts from): undoes a broadcast.
+nsc_tensor *nsc_sum_to_size(nsc_tensor *x, int ndim, const int64_t *shape);
+
+// Largest / smallest element: a 0-dim tensor (NaN propagates, as torch.max).
+nsc_tensor *nsc_max(nsc_tensor *x);
+nsc_tensor *nsc_min(nsc_tensor *x);
+// Along dim: values and i64 indices (first occurrence), both new references.
+nsc_status nsc_max_dim(nsc_tensor *x, int dim, bool keepdim, nsc_tensor **values,
+                       nsc_tensor **indices);
+nsc_status nsc_min_dim(nsc_tensor *x, int dim, bool keepdim, nsc_tensor **values,
+                       nsc_tensor **indices);
+// Index of the largest / smallest along dim (i64).
+nsc_tensor *nsc_argmax(nsc_tensor *x, int dim, bool keepdim);
+nsc_tensor *nsc_argmin(nsc_tensor *x, int dim, bool keepdim);
+// Over the flattened tensor: a 0-dim i64.
+nsc_tensor *nsc_argmax_all(nsc_tensor *x);
+nsc_tensor *nsc_argmin_all(nsc_tensor *x);
+
+// Variance / standard deviation over dims; unbiased divides by n - 1.
+nsc_tensor *nsc_var(nsc_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim);
+nsc_tensor *nsc_std(nsc_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim);
+
+// True where every / any element over dims is nonzero (bool).
+nsc_tensor *nsc_all(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
+nsc_tensor *nsc_any(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
+
+// log(sum(exp(x))) over dims, computed stably.
+nsc_tensor *nsc_logsumexp(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
+
+// Softmax / log-softmax along dim, subtracting the max first.
+nsc_tensor *nsc_softmax(nsc_tensor *x, int dim);
+nsc_tensor *nsc_log_softmax(nsc_tensor *x, int dim);
+
+// Layer normalization over the last n_normalized dims (torch.nn.functional.
+// layer_norm): (x - mean) / sqrt(var + eps) * weight + bias, biased variance.
+// weight and bias have the normalized shape and may be NULL.
+nsc_tensor *nsc_layer_norm(nsc_tensor *x, int n_normalized, nsc_tensor *weight,
+                           nsc_tensor *bias, double eps);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

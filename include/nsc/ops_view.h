@@ -1,0 +1,83 @@
+// Views (share storage, never copy), copies and conversions, and in-place
+// writes. See nsc/ops.h for the rules every op follows.
+#ifndef NSC_OPS_VIEW_H
+#define NSC_OPS_VIEW_H
+
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Stop index meaning "to the end" for nsc_slice.
+#define NSC_END INT64_MAX
+
+// --- views ---
+
+// x viewed with a new shape (one size may be -1). Fails when x's strides do
+// not allow a view (torch.Tensor.view); use nsc_reshape to copy then.
+nsc_tensor *nsc_view(nsc_tensor *x, int ndim, const int64_t *shape);
+// A view when strides allow, otherwise a contiguous copy (torch.reshape).
+nsc_tensor *nsc_reshape(nsc_tensor *x, int ndim, const int64_t *shape);
+// Dims reordered: output dim i is input dim dims[i] (torch.permute).
+nsc_tensor *nsc_permute(nsc_tensor *x, int ndim, const int *dims);
+nsc_tensor *nsc_transpose(nsc_tensor *x, int dim0, int dim1);
+// x[start:stop:step] along dim, Python rules: negative indices count from the
+// end, out-of-range bounds clamp, step >= 1. stop may be NSC_END.
+nsc_tensor *nsc_slice(nsc_tensor *x, int dim, int64_t start, int64_t stop, int64_t step);
+// x[..., index, ...] along dim (the dim is removed); negative counts from the end.
+nsc_tensor *nsc_select(nsc_tensor *x, int dim, int64_t index);
+// length elements from start along dim (torch.narrow).
+nsc_tensor *nsc_narrow(nsc_tensor *x, int dim, int64_t start, int64_t length);
+// x broadcast to shape (stride 0 on new or size-1 dims; -1 keeps a size).
+nsc_tensor *nsc_expand(nsc_tensor *x, int ndim, const int64_t *shape);
+// Same as nsc_expand (torch.broadcast_to).
+nsc_tensor *nsc_broadcast_to(nsc_tensor *x, int ndim, const int64_t *shape);
+// Removes dim if its size is 1 (otherwise returns a view of x unchanged).
+nsc_tensor *nsc_squeeze(nsc_tensor *x, int dim);
+// Inserts a size-1 dim at dim (-1 appends).
+nsc_tensor *nsc_unsqueeze(nsc_tensor *x, int dim);
+// Merges dims start_dim..end_dim (inclusive; negative allowed); a view when possible.
+nsc_tensor *nsc_flatten(nsc_tensor *x, int start_dim, int end_dim);
+// Raw view of x's storage (torch.as_strided); offset in elements from the storage start.
+nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const int64_t *stride,
+                           int64_t offset);
+
+// Splits x along dim into pieces of split_size (the last may be smaller), as
+// views. Writes up to max_out new references into out and their count into
+// *n_out; fails (writing nothing) if more pieces than max_out would result.
+nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, nsc_tensor **out,
+                     int *n_out);
+// Splits x into `chunks` near-equal views along dim (torch.chunk).
+nsc_status nsc_chunk(nsc_tensor *x, int chunks, int dim, int max_out, nsc_tensor **out,
+                     int *n_out);
+
+// --- copies and conversions ---
+
+// x itself (a new reference) when contiguous, else a contiguous copy.
+nsc_tensor *nsc_contiguous(nsc_tensor *x);
+// A contiguous copy that shares nothing with x.
+nsc_tensor *nsc_clone(nsc_tensor *x);
+// x converted to dtype (a new reference to x when it already has it).
+nsc_tensor *nsc_to_dtype(nsc_tensor *x, nsc_dtype dtype);
+// x copied to device (a new reference to x when already there).
+nsc_tensor *nsc_to(nsc_tensor *x, nsc_device device);
+
+// --- in-place ---
+// Each writes into dst (which may be a view: slice assignment is
+// nsc_copy_(nsc_slice(h, ...), v)) and returns NSC_OK or an error status with
+// nothing written. dst may not have overlapping elements (stride 0).
+
+// dst[...] = src, src broadcast to dst's shape and converted to its dtype.
+nsc_status nsc_copy_(nsc_tensor *dst, nsc_tensor *src);
+nsc_status nsc_fill_(nsc_tensor *dst, double value);
+nsc_status nsc_zero_(nsc_tensor *dst);
+// dst += src / dst *= src, src broadcast to dst's shape.
+nsc_status nsc_add_(nsc_tensor *dst, nsc_tensor *src);
+nsc_status nsc_mul_(nsc_tensor *dst, nsc_tensor *src);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,165 @@
+// Reading values out of tensors: item, copy to host, print, allclose. Slow
+// generic paths (one element at a time), meant for tests and printing.
+#include <math.h>
+#include <string.h>
+
+#include "tensor/tensor_impl.h"
+
+// A CPU tensor holding t's values (t itself, retained, when already on the CPU).
+static nsc_tensor *on_cpu(nsc_tensor *t, const char *op) {
+    if (t->device == NSC_META) {
+        return nsci_fail_null(NSC_ERR_DEVICE, "%s: tensor is on meta and has no values", op);
+    }
+    if (t->device == NSC_CPU) {
+        return nsc_retain(t);
+    }
+    return nsc_to(t, NSC_CPU);
+}
+
+// Offset in elements of the i-th element in row-major order.
+static int64_t element_offset(const nsc_tensor *t, int64_t i) {
+    int64_t off = t->offset;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        off += (i % t->shape[d]) * t->stride[d];
+        i /= t->shape[d];
+    }
+    return off;
+}
+
+static double load_at(const nsc_tensor *t, int64_t i) {
+    size_t elem = nsc_dtype_size((nsc_dtype)t->dtype);
+    const char *base = t->storage->data;
+    return nsci_load(base + (size_t)element_offset(t, i) * elem, (nsc_dtype)t->dtype);
+}
+
+double nsc_tensor_item(nsc_tensor *t) {
+    if (!t) {
+        return NAN;
+    }
+    int64_t n = nsci_numel(t->ndim, t->shape);
+    if (n != 1) {
+        char buf[160];
+        nsci_fail(NSC_ERR_SHAPE, "item: %s: expected exactly one element, got %lld",
+                  nsci_shape_str(buf, sizeof buf, t->ndim, t->shape), (long long)n);
+        return NAN;
+    }
+    nsc_tensor *c = on_cpu(t, "item");
+    if (!c) {
+        return NAN;
+    }
+    double v = load_at(c, 0);
+    nsc_free(c);
+    return v;
+}
+
+nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t dst_bytes) {
+    if (!t) {
+        return nsc_last_status() != NSC_OK ? nsc_last_status()
+                                           : nsci_fail(NSC_ERR_ARG, "copy_to: tensor is NULL");
+    }
+    int64_t n = nsci_numel(t->ndim, t->shape);
+    size_t elem = nsc_dtype_size(dtype);
+    if (elem == 0) {
+        return nsci_fail(NSC_ERR_DTYPE, "copy_to: unknown dtype %d", (int)dtype);
+    }
+    if ((size_t)n * elem > dst_bytes) {
+        return nsci_fail(NSC_ERR_ARG, "copy_to: %lld elements of %s need %zu bytes, got %zu",
+                         (long long)n, nsc_dtype_name(dtype), (size_t)n * elem, dst_bytes);
+    }
+    nsc_tensor *c = on_cpu(t, "copy_to");
+    if (!c) {
+        return nsc_last_status();
+    }
+    if (c->dtype == dtype && nsci_is_contiguous(c) && n > 0) {
+        memcpy(dst, nsci_data_ptr(c), (size_t)n * elem);
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            nsci_store((char *)dst + (size_t)i * elem, dtype, load_at(c, i));
+        }
+    }
+    nsc_free(c);
+    return NSC_OK;
+}
+
+static void print_value(FILE *f, nsc_dtype dtype, double v) {
+    if (dtype == NSC_BOOL) {
+        fprintf(f, v != 0 ? "True" : "False");
+    } else if (dtype == NSC_I64) {
+        fprintf(f, "%lld", (long long)v);
+    } else {
+        fprintf(f, "%.4f", v);
+    }
+}
+
+// Prints dims from d inward; long dims show their first and last three.
+static void print_dim(FILE *f, const nsc_tensor *t, int d, int64_t index, int indent) {
+    if (d == t->ndim) {
+        print_value(f, (nsc_dtype)t->dtype, load_at(t, index));
+        return;
+    }
+    int64_t n = t->shape[d];
+    fprintf(f, "[");
+    for (int64_t i = 0; i < n; i++) {
+        if (n > 6 && i == 3) {
+            fprintf(f, "...,%s", d + 1 == t->ndim ? " " : "\n");
+            i = n - 3;
+        }
+        print_dim(f, t, d + 1, index * n + i, indent + 1);
+        if (i + 1 < n) {
+            fprintf(f, d + 1 == t->ndim ? ", " : ",\n%*s", d + 1 == t->ndim ? 0 : indent + 1, "");
+        }
+    }
+    fprintf(f, "]");
+}
+
+void nsc_tensor_print(nsc_tensor *t, FILE *f) {
+    if (!t) {
+        fprintf(f, "tensor(NULL)\n");
+        return;
+    }
+    char buf[160];
+    nsci_shape_str(buf, sizeof buf, t->ndim, t->shape);
+    fprintf(f, "tensor(shape=%s, dtype=%s, device=%s", buf, nsc_dtype_name((nsc_dtype)t->dtype),
+            nsc_device_name((nsc_device)t->device));
+    if (t->proxy) {
+        fprintf(f, ", proxy");
+    }
+    nsc_tensor *c = t->device == NSC_META ? NULL : on_cpu(t, "print");
+    if (c && nsci_numel(c->ndim, c->shape) > 0) {
+        fprintf(f, ",\n       ");
+        print_dim(f, c, 0, 0, 7);
+    }
+    fprintf(f, ")\n");
+    nsc_free(c);
+}
+
+bool nsc_allclose(nsc_tensor *a, nsc_tensor *b, double rtol, double atol, bool equal_nan) {
+    if (!a || !b) {
+        return false;
+    }
+    char sa[160], sb[160];
+    if (a->ndim != b->ndim || memcmp(a->shape, b->shape, (size_t)a->ndim * 8) != 0) {
+        nsci_fail(NSC_ERR_SHAPE, "allclose: shapes %s and %s differ",
+                  nsci_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                  nsci_shape_str(sb, sizeof sb, b->ndim, b->shape));
+        return false;
+    }
+    nsc_tensor *ca = on_cpu(a, "allclose"), *cb = ca ? on_cpu(b, "allclose") : NULL;
+    bool ok = ca && cb;
+    int64_t n = nsci_numel(a->ndim, a->shape);
+    for (int64_t i = 0; ok && i < n; i++) {
+        double x = load_at(ca, i), y = load_at(cb, i);
+        bool close = (isnan(x) || isnan(y)) ? (equal_nan && isnan(x) && isnan(y))
+                                             : (x == y || fabs(x - y) <= atol + rtol * fabs(y));
+        if (!close) {
+            nsci_fail(NSC_ERR_ARG,
+                      "allclose: element %lld differs: %.9g vs %.9g (|diff| %.3g > atol %g + "
+                      "rtol %g * |b|)",
+                      (long long)i, x, y, fabs(x - y), atol, rtol);
+            ok = false;
+        }
+    }
+    nsc_free(ca);
+    nsc_free(cb);
+    return ok;
+}

@@ -1,0 +1,479 @@
+// A strict JSON reader for untrusted text (safetensors headers, config.json,
+// vocabularies, graph files): bounded depth and size, errors with line and
+// column, all values in one arena freed together.
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "util_impl.h"
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    _Alignas(16) char data[];
+} arena_chunk;
+
+struct nsci_json_doc {
+    arena_chunk *chunks;
+    nsci_json *root;
+};
+
+typedef struct parser {
+    const char *text;
+    size_t len, pos;
+    int line;
+    size_t line_start;
+    int depth, max_depth;
+    const char *what;
+    nsci_json_doc *doc;
+    bool failed;
+} parser;
+
+static void *arena_alloc(nsci_json_doc *doc, size_t bytes) {
+    bytes = (bytes + 15) & ~(size_t)15;
+    arena_chunk *c = doc->chunks;
+    if (!c || c->cap - c->used < bytes) {
+        size_t cap = NSCI_MAX(bytes, (size_t)16384);
+        c = nsci_malloc(sizeof *c + cap);
+        if (!c) {
+            return NULL;
+        }
+        c->used = 0;
+        c->cap = cap;
+        c->next = doc->chunks;
+        doc->chunks = c;
+    }
+    void *p = c->data + c->used;
+    c->used += bytes;
+    return p;
+}
+
+static void *fail_at(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void *fail_at(parser *p, const char *fmt, ...) {
+    if (p->failed) {
+        return NULL;
+    }
+    p->failed = true;
+    if (nsc_last_status() == NSC_ERR_OOM && strstr(nsc_last_error(), "out of memory")) {
+        return NULL; // keep the allocator's message
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    nsci_fail(NSC_ERR_FORMAT, "%s: line %d, column %d: %s", p->what, p->line,
+              (int)(p->pos - p->line_start) + 1, msg);
+    return NULL;
+}
+
+static void skip_space(parser *p) {
+    while (p->pos < p->len) {
+        char c = p->text[p->pos];
+        if (c == '\n') {
+            p->line++;
+            p->line_start = p->pos + 1;
+        } else if (c != ' ' && c != '\t' && c != '\r') {
+            return;
+        }
+        p->pos++;
+    }
+}
+
+static nsci_json *new_value(parser *p, nsci_json_type type) {
+    nsci_json *v = arena_alloc(p->doc, sizeof *v);
+    if (!v) {
+        return fail_at(p, "out of memory");
+    }
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    v->line = p->line;
+    v->column = (int)(p->pos - p->line_start) + 1;
+    return v;
+}
+
+static bool match_word(parser *p, const char *word) {
+    size_t n = strlen(word);
+    if (p->len - p->pos >= n && memcmp(p->text + p->pos, word, n) == 0) {
+        p->pos += n;
+        return true;
+    }
+    return false;
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static bool read_hex4(parser *p, unsigned *out) {
+    if (p->len - p->pos < 4) {
+        return false;
+    }
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p->text[p->pos + i]);
+        if (h < 0) {
+            return false;
+        }
+        v = v * 16 + (unsigned)h;
+    }
+    p->pos += 4;
+    *out = v;
+    return true;
+}
+
+static size_t put_utf8(char *out, unsigned cp) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+// Parses a string literal at p->pos (on the opening quote) into the arena.
+static const char *parse_string(parser *p, size_t *out_len) {
+    p->pos++; // opening quote
+    size_t start = p->pos;
+    size_t end = start;
+    while (end < p->len && p->text[end] != '"') {
+        end += (p->text[end] == '\\') ? 2 : 1;
+    }
+    if (end >= p->len) {
+        return fail_at(p, "unterminated string");
+    }
+    // Decoded text is never longer than the escaped text.
+    char *out = arena_alloc(p->doc, end - start + 1);
+    if (!out) {
+        return fail_at(p, "out of memory");
+    }
+    size_t n = 0;
+    while (p->text[p->pos] != '"') {
+        unsigned char c = (unsigned char)p->text[p->pos];
+        if (c < 0x20) {
+            return fail_at(p, "control character 0x%02x in string", c);
+        }
+        if (c != '\\') {
+            out[n++] = (char)c;
+            p->pos++;
+            continue;
+        }
+        p->pos++;
+        char e = p->text[p->pos++];
+        const char *simple = strchr("\"\\/bfnrt", e);
+        if (e != '\0' && simple) {
+            static const char decoded[] = "\"\\/\b\f\n\r\t";
+            out[n++] = decoded[simple - "\"\\/bfnrt"];
+            continue;
+        }
+        if (e != 'u') {
+            p->pos--;
+            return fail_at(p, "bad escape '\\%c'", e);
+        }
+        unsigned cp;
+        if (!read_hex4(p, &cp)) {
+            return fail_at(p, "bad \\u escape");
+        }
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned low;
+            if (!match_word(p, "\\u") || !read_hex4(p, &low) || low < 0xDC00 || low > 0xDFFF) {
+                return fail_at(p, "unpaired surrogate in \\u escape");
+            }
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return fail_at(p, "unpaired surrogate in \\u escape");
+        }
+        n += put_utf8(out + n, cp);
+    }
+    p->pos++; // closing quote
+    out[n] = '\0';
+    *out_len = n;
+    return out;
+}
+
+static nsci_json *parse_number(parser *p) {
+    nsci_json *v = new_value(p, NSCI_JSON_NUMBER);
+    if (!v) {
+        return NULL;
+    }
+    size_t start = p->pos;
+    const char *t = p->text;
+    bool integral = true;
+    if (p->pos < p->len && t[p->pos] == '-') {
+        p->pos++;
+    }
+    if (p->pos < p->len && t[p->pos] == '0') {
+        p->pos++;
+    } else if (p->pos < p->len && t[p->pos] >= '1' && t[p->pos] <= '9') {
+        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
+            p->pos++;
+        }
+    } else {
+        return fail_at(p, "expected a value");
+    }
+    if (p->pos < p->len && t[p->pos] == '.') {
+        integral = false;
+        p->pos++;
+        size_t digits = p->pos;
+        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
+            p->pos++;
+        }
+        if (p->pos == digits) {
+            return fail_at(p, "expected digits after '.'");
+        }
+    }
+    if (p->pos < p->len && (t[p->pos] == 'e' || t[p->pos] == 'E')) {
+        integral = false;
+        p->pos++;
+        if (p->pos < p->len && (t[p->pos] == '+' || t[p->pos] == '-')) {
+            p->pos++;
+        }
+        size_t digits = p->pos;
+        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
+            p->pos++;
+        }
+        if (p->pos == digits) {
+            return fail_at(p, "expected digits in exponent");
+        }
+    }
+    char copy[400];
+    size_t n = p->pos - start;
+    if (n >= sizeof copy) {
+        return fail_at(p, "number of %zu characters is too long", n);
+    }
+    memcpy(copy, t + start, n);
+    copy[n] = '\0';
+    v->number = strtod(copy, NULL);
+    if (integral) {
+        errno = 0;
+        long long i = strtoll(copy, NULL, 10);
+        if (errno == 0) {
+            v->is_int = true;
+            v->integer = i;
+        }
+    }
+    return v;
+}
+
+static nsci_json *parse_value(parser *p);
+
+// Items of an array or members of an object, collected then copied to the arena.
+static nsci_json *parse_container(parser *p, bool is_object) {
+    nsci_json *v = new_value(p, is_object ? NSCI_JSON_OBJECT : NSCI_JSON_ARRAY);
+    if (!v) {
+        return NULL;
+    }
+    if (++p->depth > p->max_depth) {
+        return fail_at(p, "nesting deeper than %d", p->max_depth);
+    }
+    char close = is_object ? '}' : ']';
+    p->pos++;
+    nsci_json **items = NULL;
+    const char **keys = NULL;
+    int64_t n = 0, cap = 0;
+    skip_space(p);
+    if (p->pos < p->len && p->text[p->pos] == close) {
+        p->pos++;
+        goto done;
+    }
+    for (;;) {
+        if (n == cap) {
+            int64_t new_cap = cap ? cap * 2 : 8;
+            nsci_json **grown_items = nsci_realloc(items, (size_t)new_cap * sizeof *items);
+            if (!grown_items) {
+                fail_at(p, "out of memory");
+                goto fail;
+            }
+            items = grown_items;
+            if (is_object) {
+                const char **grown_keys = nsci_realloc(keys, (size_t)new_cap * sizeof *keys);
+                if (!grown_keys) {
+                    fail_at(p, "out of memory");
+                    goto fail;
+                }
+                keys = grown_keys;
+            }
+            cap = new_cap;
+        }
+        skip_space(p);
+        if (is_object) {
+            if (p->pos >= p->len || p->text[p->pos] != '"') {
+                fail_at(p, "expected a string key");
+                goto fail;
+            }
+            size_t key_len;
+            keys[n] = parse_string(p, &key_len);
+            if (!keys[n]) {
+                goto fail;
+            }
+            skip_space(p);
+            if (p->pos >= p->len || p->text[p->pos] != ':') {
+                fail_at(p, "expected ':' after key \"%s\"", keys[n]);
+                goto fail;
+            }
+            p->pos++;
+        }
+        items[n] = parse_value(p);
+        if (!items[n]) {
+            goto fail;
+        }
+        n++;
+        skip_space(p);
+        if (p->pos < p->len && p->text[p->pos] == ',') {
+            p->pos++;
+            continue;
+        }
+        if (p->pos < p->len && p->text[p->pos] == close) {
+            p->pos++;
+            break;
+        }
+        fail_at(p, "expected ',' or '%c'", close);
+        goto fail;
+    }
+done:
+    v->n_items = n;
+    if (n) {
+        v->items = arena_alloc(p->doc, (size_t)n * sizeof *items);
+        v->keys = is_object ? arena_alloc(p->doc, (size_t)n * sizeof *keys) : NULL;
+        if (!v->items || (is_object && !v->keys)) {
+            fail_at(p, "out of memory");
+            goto fail;
+        }
+        memcpy(v->items, items, (size_t)n * sizeof *items);
+        if (is_object) {
+            memcpy(v->keys, keys, (size_t)n * sizeof *keys);
+        }
+    }
+    nsci_free(items);
+    nsci_free(keys);
+    p->depth--;
+    return v;
+fail:
+    nsci_free(items);
+    nsci_free(keys);
+    return NULL;
+}
+
+static nsci_json *parse_value(parser *p) {
+    skip_space(p);
+    if (p->pos >= p->len) {
+        return fail_at(p, "unexpected end of input");
+    }
+    char c = p->text[p->pos];
+    if (c == '{' || c == '[') {
+        return parse_container(p, c == '{');
+    }
+    if (c == '"') {
+        nsci_json *v = new_value(p, NSCI_JSON_STRING);
+        if (v && !(v->string = parse_string(p, &v->string_len))) {
+            return NULL;
+        }
+        return v;
+    }
+    nsci_json *v = new_value(p, NSCI_JSON_NULL);
+    if (!v) {
+        return NULL;
+    }
+    if (match_word(p, "null")) {
+        return v;
+    }
+    if (match_word(p, "true") || match_word(p, "false")) {
+        v->type = NSCI_JSON_BOOL;
+        v->boolean = p->text[p->pos - 1] == 'e' && p->text[p->pos - 2] == 'u';
+        return v;
+    }
+    // Python's json module writes these for non-finite floats.
+    if (match_word(p, "NaN")) {
+        v->type = NSCI_JSON_NUMBER;
+        v->number = NAN;
+        return v;
+    }
+    if (match_word(p, "Infinity") || match_word(p, "-Infinity")) {
+        v->type = NSCI_JSON_NUMBER;
+        v->number = c == '-' ? -INFINITY : INFINITY;
+        return v;
+    }
+    return parse_number(p);
+}
+
+nsci_json_doc *nsci_json_parse(const char *text, size_t len, const nsci_json_limits *limits,
+                               const char *what) {
+    nsci_json_limits defaults = { 0, 64 };
+    if (!limits) {
+        limits = &defaults;
+    }
+    if (limits->max_bytes && len > limits->max_bytes) {
+        return nsci_fail_null(NSC_ERR_FORMAT, "%s: %zu bytes is over the limit of %zu bytes",
+                              what, len, limits->max_bytes);
+    }
+    nsci_json_doc *doc = nsci_calloc(1, sizeof *doc);
+    if (!doc) {
+        return NULL;
+    }
+    parser p = { .text = text, .len = len, .line = 1, .what = what, .doc = doc };
+    p.max_depth = limits->max_depth > 0 ? limits->max_depth : 64;
+    doc->root = parse_value(&p);
+    if (doc->root) {
+        skip_space(&p);
+        if (p.pos != p.len) {
+            fail_at(&p, "unexpected text after the value");
+            doc->root = NULL;
+        }
+    }
+    if (!doc->root) {
+        nsci_json_doc_free(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+void nsci_json_doc_free(nsci_json_doc *doc) {
+    if (!doc) {
+        return;
+    }
+    while (doc->chunks) {
+        arena_chunk *next = doc->chunks->next;
+        nsci_free(doc->chunks);
+        doc->chunks = next;
+    }
+    nsci_free(doc);
+}
+
+const nsci_json *nsci_json_root(const nsci_json_doc *doc) {
+    return doc ? doc->root : NULL;
+}
+
+const nsci_json *nsci_json_get(const nsci_json *obj, const char *key) {
+    if (!obj || obj->type != NSCI_JSON_OBJECT) {
+        return NULL;
+    }
+    for (int64_t i = 0; i < obj->n_items; i++) {
+        if (strcmp(obj->keys[i], key) == 0) {
+            return obj->items[i];
+        }
+    }
+    return NULL;
+}
