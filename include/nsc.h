@@ -3,6 +3,7 @@
 #define NSC_H
 
 #include "nsc/base.h"
+#include "nsc/io.h"
 #include "nsc/ops.h"
 #include "nsc/tensor.h"
 
