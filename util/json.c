@@ -54,9 +54,6 @@ static void *fail_at(parser *p, const char *fmt, ...) {
         return NULL;
     }
     p->failed = true;
-    if (nsc_last_status() == NSC_ERR_OOM && strstr(nsc_last_error(), "out of memory")) {
-        return NULL; // keep the allocator's message
-    }
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -64,6 +61,14 @@ static void *fail_at(parser *p, const char *fmt, ...) {
     va_end(ap);
     nsci_fail(NSC_ERR_FORMAT, "%s: line %d, column %d: %s", p->what, p->line,
               (int)(p->pos - p->line_start) + 1, msg);
+    return NULL;
+}
+
+// An allocation failed: the allocator has recorded NSC_ERR_OOM; keep its
+// message (a stale OOM record from an earlier call must not mask syntax errors,
+// so this is told apart by the caller, not by the error record).
+static void *fail_oom(parser *p) {
+    p->failed = true;
     return NULL;
 }
 
@@ -83,7 +88,7 @@ static void skip_space(parser *p) {
 static nsci_json *new_value(parser *p, nsci_json_type type) {
     nsci_json *v = arena_alloc(p->doc, sizeof *v);
     if (!v) {
-        return fail_at(p, "out of memory");
+        return fail_oom(p);
     }
     memset(v, 0, sizeof *v);
     v->type = type;
@@ -163,12 +168,13 @@ static const char *parse_string(parser *p, size_t *out_len) {
         end += (p->text[end] == '\\') ? 2 : 1;
     }
     if (end >= p->len) {
+        p->pos = start - 1; // report where the string starts
         return fail_at(p, "unterminated string");
     }
     // Decoded text is never longer than the escaped text.
     char *out = arena_alloc(p->doc, end - start + 1);
     if (!out) {
-        return fail_at(p, "out of memory");
+        return fail_oom(p);
     }
     size_t n = 0;
     while (p->text[p->pos] != '"') {
@@ -304,14 +310,14 @@ static nsci_json *parse_container(parser *p, bool is_object) {
             int64_t new_cap = cap ? cap * 2 : 8;
             nsci_json **grown_items = nsci_realloc(items, (size_t)new_cap * sizeof *items);
             if (!grown_items) {
-                fail_at(p, "out of memory");
+                fail_oom(p);
                 goto fail;
             }
             items = grown_items;
             if (is_object) {
                 const char **grown_keys = nsci_realloc(keys, (size_t)new_cap * sizeof *keys);
                 if (!grown_keys) {
-                    fail_at(p, "out of memory");
+                    fail_oom(p);
                     goto fail;
                 }
                 keys = grown_keys;
@@ -359,7 +365,7 @@ done:
         v->items = arena_alloc(p->doc, (size_t)n * sizeof *items);
         v->keys = is_object ? arena_alloc(p->doc, (size_t)n * sizeof *keys) : NULL;
         if (!v->items || (is_object && !v->keys)) {
-            fail_at(p, "out of memory");
+            fail_oom(p);
             goto fail;
         }
         memcpy(v->items, items, (size_t)n * sizeof *items);
