@@ -417,14 +417,19 @@ static nsc_status parse_header(nsc_safetensors *st) {
     for (int i = 7; i >= 0; i--) {
         header_bytes = header_bytes << 8 | bytes[i];
     }
-    if (header_bytes > NSCI_ST_MAX_HEADER_BYTES || header_bytes > file_bytes - 8) {
+    if (header_bytes > file_bytes - 8) {
         return nsci_fail(NSC_ERR_FORMAT,
-                         "safetensors: %s: header length %llu: expected at most %llu (%s) "
-                         "(byte 0)",
+                         "safetensors: %s: header length %llu: expected at most the %llu bytes "
+                         "after it (byte 0)",
                          st->label, (unsigned long long)header_bytes,
-                         (unsigned long long)NSCI_MIN(NSCI_ST_MAX_HEADER_BYTES, file_bytes - 8),
-                         header_bytes > NSCI_ST_MAX_HEADER_BYTES ? "the header size limit"
-                                                                 : "the bytes after it");
+                         (unsigned long long)(file_bytes - 8));
+    }
+    if (header_bytes > NSCI_ST_MAX_HEADER_BYTES) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "safetensors: %s: header length %llu: expected at most %llu (the header "
+                         "size limit) (byte 0)",
+                         st->label, (unsigned long long)header_bytes,
+                         (unsigned long long)NSCI_ST_MAX_HEADER_BYTES);
     }
     st->data_start = 8 + header_bytes;
     st->data_bytes = file_bytes - st->data_start;

@@ -67,7 +67,9 @@ static nsc_status check_names(const char *path, const char *what, int n,
     if (!sorted) {
         return nsc_last_status();
     }
-    memcpy(sorted, names, (size_t)n * sizeof *sorted);
+    if (n > 0) {
+        memcpy(sorted, names, (size_t)n * sizeof *sorted);
+    }
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
     nsc_status s = NSC_OK;
     for (int i = 1; i < n && s == NSC_OK; i++) {
