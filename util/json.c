@@ -286,6 +286,82 @@ static nsci_json *parse_number(parser *p) {
 
 static nsci_json *parse_value(parser *p);
 
+// Growable lists of the items (and keys) of one container while it is parsed.
+typedef struct members {
+    nsci_json **items;
+    const char **keys; // objects only
+    int64_t n, cap;
+} members;
+
+static bool members_grow(parser *p, members *m, bool is_object) {
+    if (m->n < m->cap) {
+        return true;
+    }
+    int64_t cap = m->cap ? m->cap * 2 : 8;
+    nsci_json **items = nsci_realloc(m->items, (size_t)cap * sizeof *items);
+    if (!items) {
+        fail_oom(p);
+        return false;
+    }
+    m->items = items;
+    if (is_object) {
+        const char **keys = nsci_realloc(m->keys, (size_t)cap * sizeof *keys);
+        if (!keys) {
+            fail_oom(p);
+            return false;
+        }
+        m->keys = keys;
+    }
+    m->cap = cap;
+    return true;
+}
+
+// Parses `"key" :` into the next key slot. Keys are C strings, so a key
+// holding an escaped NUL is refused rather than silently cut short.
+static bool parse_key(parser *p, members *m) {
+    if (p->pos >= p->len || p->text[p->pos] != '"') {
+        fail_at(p, "expected a string key");
+        return false;
+    }
+    size_t key_pos = p->pos, key_len;
+    const char *key = parse_string(p, &key_len);
+    if (!key) {
+        return false;
+    }
+    if (strlen(key) != key_len) {
+        p->pos = key_pos;
+        fail_at(p, "object key contains \\u0000");
+        return false;
+    }
+    m->keys[m->n] = key;
+    skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != ':') {
+        fail_at(p, "expected ':' after key \"%s\"", key);
+        return false;
+    }
+    p->pos++;
+    return true;
+}
+
+// Copies the collected items (and keys) into the arena.
+static bool members_publish(parser *p, nsci_json *v, const members *m, bool is_object) {
+    v->n_items = m->n;
+    if (m->n == 0) {
+        return true;
+    }
+    v->items = arena_alloc(p->doc, (size_t)m->n * sizeof *m->items);
+    v->keys = is_object ? arena_alloc(p->doc, (size_t)m->n * sizeof *m->keys) : NULL;
+    if (!v->items || (is_object && !v->keys)) {
+        fail_oom(p);
+        return false;
+    }
+    memcpy(v->items, m->items, (size_t)m->n * sizeof *m->items);
+    if (is_object) {
+        memcpy(v->keys, m->keys, (size_t)m->n * sizeof *m->keys);
+    }
+    return true;
+}
+
 // Items of an array or members of an object, collected then copied to the arena.
 static nsci_json *parse_container(parser *p, bool is_object) {
     nsci_json *v = new_value(p, is_object ? NSCI_JSON_OBJECT : NSCI_JSON_ARRAY);
@@ -297,90 +373,39 @@ static nsci_json *parse_container(parser *p, bool is_object) {
     }
     char close = is_object ? '}' : ']';
     p->pos++;
-    nsci_json **items = NULL;
-    const char **keys = NULL;
-    int64_t n = 0, cap = 0;
+    members m = { 0 };
+    bool ok = true;
     skip_space(p);
     if (p->pos < p->len && p->text[p->pos] == close) {
         p->pos++;
-        goto done;
-    }
-    for (;;) {
-        if (n == cap) {
-            int64_t new_cap = cap ? cap * 2 : 8;
-            nsci_json **grown_items = nsci_realloc(items, (size_t)new_cap * sizeof *items);
-            if (!grown_items) {
-                fail_oom(p);
-                goto fail;
-            }
-            items = grown_items;
-            if (is_object) {
-                const char **grown_keys = nsci_realloc(keys, (size_t)new_cap * sizeof *keys);
-                if (!grown_keys) {
-                    fail_oom(p);
-                    goto fail;
-                }
-                keys = grown_keys;
-            }
-            cap = new_cap;
-        }
-        skip_space(p);
-        if (is_object) {
-            if (p->pos >= p->len || p->text[p->pos] != '"') {
-                fail_at(p, "expected a string key");
-                goto fail;
-            }
-            size_t key_len;
-            keys[n] = parse_string(p, &key_len);
-            if (!keys[n]) {
-                goto fail;
-            }
+    } else {
+        for (;;) {
             skip_space(p);
-            if (p->pos >= p->len || p->text[p->pos] != ':') {
-                fail_at(p, "expected ':' after key \"%s\"", keys[n]);
-                goto fail;
+            ok = members_grow(p, &m, is_object) && (!is_object || parse_key(p, &m)) &&
+                 (m.items[m.n] = parse_value(p)) != NULL;
+            if (!ok) {
+                break;
             }
-            p->pos++;
-        }
-        items[n] = parse_value(p);
-        if (!items[n]) {
-            goto fail;
-        }
-        n++;
-        skip_space(p);
-        if (p->pos < p->len && p->text[p->pos] == ',') {
-            p->pos++;
-            continue;
-        }
-        if (p->pos < p->len && p->text[p->pos] == close) {
-            p->pos++;
+            m.n++;
+            skip_space(p);
+            if (p->pos < p->len && p->text[p->pos] == ',') {
+                p->pos++;
+                continue;
+            }
+            if (p->pos < p->len && p->text[p->pos] == close) {
+                p->pos++;
+                break;
+            }
+            fail_at(p, "expected ',' or '%c'", close);
+            ok = false;
             break;
         }
-        fail_at(p, "expected ',' or '%c'", close);
-        goto fail;
     }
-done:
-    v->n_items = n;
-    if (n) {
-        v->items = arena_alloc(p->doc, (size_t)n * sizeof *items);
-        v->keys = is_object ? arena_alloc(p->doc, (size_t)n * sizeof *keys) : NULL;
-        if (!v->items || (is_object && !v->keys)) {
-            fail_oom(p);
-            goto fail;
-        }
-        memcpy(v->items, items, (size_t)n * sizeof *items);
-        if (is_object) {
-            memcpy(v->keys, keys, (size_t)n * sizeof *keys);
-        }
-    }
-    nsci_free(items);
-    nsci_free(keys);
+    ok = ok && members_publish(p, v, &m, is_object);
+    nsci_free(m.items);
+    nsci_free(m.keys);
     p->depth--;
-    return v;
-fail:
-    nsci_free(items);
-    nsci_free(keys);
-    return NULL;
+    return ok ? v : NULL;
 }
 
 static nsci_json *parse_value(parser *p) {
@@ -432,8 +457,8 @@ nsci_json_doc *nsci_json_parse(const char *text, size_t len, const nsci_json_lim
         limits = &defaults;
     }
     if (limits->max_bytes && len > limits->max_bytes) {
-        return nsci_fail_null(NSC_ERR_FORMAT, "%s: %zu bytes is over the limit of %zu bytes",
-                              what, len, limits->max_bytes);
+        return nsci_fail_null(NSC_ERR_FORMAT, "%s: %zu bytes is over the limit of %zu bytes", what,
+                              len, limits->max_bytes);
     }
     nsci_json_doc *doc = nsci_calloc(1, sizeof *doc);
     if (!doc) {
