@@ -233,7 +233,7 @@ Test(json, length_is_respected_not_nul) {
 
 Test(json, keys_with_nul_are_refused) {
     // Keys are C strings: a NUL inside one would silently cut it short.
-    expect_error("{\"ok\": 1, \"a\\u0000b\": 2}", "line 1, column 12: object key contains \\u0000");
+    expect_error("{\"ok\": 1, \"a\\u0000b\": 2}", "line 1, column 11: object key contains \\u0000");
     nsci_json_doc *doc = parse("{\"a\": \"value\\u0000ok\"}");
     cr_expect_not_null(doc, "NUL stays allowed in string values");
     nsci_json_doc_free(doc);
