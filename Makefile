@@ -151,9 +151,15 @@ deps:
 demo: deps all
 	@sh tools/demo.sh $(BUILD)
 
-fixtures:
-	@$(MAKE) --no-print-directory test-bin
-	/usr/bin/python3 tests/fixtures/make_fixtures.py $(TEST_BIN)
+CASE_DUMP := $(BUILD)/tests/case_dump
+
+$(CASE_DUMP): $(BUILD)/tests/tools/case_dump.o $(BUILD)/tests/cases.o $(BUILD)/tests/harness.o $(LIB)
+	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Regenerates tests/fixtures/ops.bin with PyTorch (Debian's python3-torch).
+fixtures: $(CASE_DUMP)
+	$(CASE_DUMP) > $(BUILD)/cases.jsonl
+	/usr/bin/python3 tests/fixtures/make_fixtures.py $(BUILD)/cases.jsonl tests/fixtures/ops.bin
 
 install: $(LIB) $(if $(CLI_SRCS),$(CLI))
 	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/nsc $(DESTDIR)$(PREFIX)/bin

@@ -125,7 +125,6 @@ const nsci_op_def nsci_op_contiguous = {
     .cpu = copy_cpu,
     .backward = identity_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 const nsci_op_def nsci_op_clone = {
@@ -135,7 +134,6 @@ const nsci_op_def nsci_op_clone = {
     .infer = clone_infer,
     .cpu = copy_cpu,
     .backward = identity_backward,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_contiguous(nsc_tensor *x) {
@@ -195,7 +193,6 @@ const nsci_op_def nsci_op_to_dtype = {
     .cpu = copy_cpu,
     .backward = to_dtype_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_to_dtype(nsc_tensor *x, nsc_dtype dtype) {
@@ -247,7 +244,6 @@ const nsci_op_def nsci_op_to_device = {
     .cpu = to_device_cpu,
     .backward = to_device_backward,
     .flags = NSCI_OP_VIEW | NSCI_OP_CROSS_DEVICE,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_to(nsc_tensor *x, nsc_device device) {

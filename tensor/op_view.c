@@ -142,7 +142,6 @@ const nsci_op_def nsci_op_view = {
     .infer = view_infer,
     .backward = reshape_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 const nsci_op_def nsci_op_reshape = {
@@ -155,7 +154,6 @@ const nsci_op_def nsci_op_reshape = {
     .cpu = reshape_cpu,
     .backward = reshape_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_view(nsc_tensor *x, int ndim, const int64_t *shape) {
@@ -224,7 +222,6 @@ const nsci_op_def nsci_op_flatten = {
     .cpu = reshape_cpu,
     .backward = reshape_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_flatten(nsc_tensor *x, int start_dim, int end_dim) {
@@ -301,7 +298,6 @@ const nsci_op_def nsci_op_squeeze = {
     .infer = squeeze_infer,
     .backward = reshape_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 const nsci_op_def nsci_op_unsqueeze = {
@@ -313,7 +309,6 @@ const nsci_op_def nsci_op_unsqueeze = {
     .infer = unsqueeze_infer,
     .backward = reshape_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_squeeze(nsc_tensor *x, int dim) {

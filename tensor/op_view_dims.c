@@ -87,7 +87,6 @@ const nsci_op_def nsci_op_permute = {
     .infer = permute_infer,
     .backward = permute_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_permute(nsc_tensor *x, int ndim, const int *dims) {
@@ -145,7 +144,6 @@ const nsci_op_def nsci_op_transpose = {
     .infer = transpose_infer,
     .backward = transpose_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_transpose(nsc_tensor *x, int dim0, int dim1) {
@@ -222,7 +220,7 @@ const nsci_op_def nsci_op_slice = {
     .infer = slice_infer,
     .backward = slice_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input", [NSCI_CASE_RANK0] = "needs a dim" },
+    .exempt = { [NSCI_CASE_RANK0] = "needs a dim" },
 };
 
 nsc_tensor *nsc_slice(nsc_tensor *x, int dim, int64_t start, int64_t stop, int64_t step) {
@@ -284,7 +282,7 @@ const nsci_op_def nsci_op_narrow = {
     .infer = narrow_infer,
     .backward = narrow_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input", [NSCI_CASE_RANK0] = "needs a dim" },
+    .exempt = { [NSCI_CASE_RANK0] = "needs a dim" },
 };
 
 nsc_tensor *nsc_narrow(nsc_tensor *x, int dim, int64_t start, int64_t length) {
@@ -348,8 +346,7 @@ const nsci_op_def nsci_op_select = {
     .infer = select_infer,
     .backward = select_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input",
-                [NSCI_CASE_RANK0] = "needs a dim",
+    .exempt = { [NSCI_CASE_RANK0] = "needs a dim",
                 [NSCI_CASE_EMPTY] = "selecting from a size-0 dim is an index error" },
 };
 

@@ -73,7 +73,6 @@ const nsci_op_def nsci_op_expand = {
     .infer = expand_infer,
     .backward = expand_backward,
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
 };
 
 nsc_tensor *nsc_expand(nsc_tensor *x, int ndim, const int64_t *shape) {
@@ -146,6 +145,10 @@ static nsc_status as_strided_infer(nsci_call *c) {
     return NSC_OK;
 }
 
+// PyTorch's reference input is a fresh contiguous tensor, so only a
+// contiguous input has the same storage geometry on both sides.
+#define AS_STRIDED_LAYOUT "addresses storage: only contiguous inputs compare with PyTorch"
+
 const nsci_op_def nsci_op_as_strided = {
     .name = "as_strided",
     .arity = 1,
@@ -156,7 +159,9 @@ const nsci_op_def nsci_op_as_strided = {
     .no_grad = "its geometry addresses the storage, not the input's elements; differentiate "
                "through slice, select, expand and permute instead",
     .flags = NSCI_OP_VIEW,
-    .exempt = { [NSCI_CASE_BROADCAST] = "one input" },
+    .exempt = { [NSCI_CASE_TRANSPOSED] = AS_STRIDED_LAYOUT,
+                [NSCI_CASE_STEPPED] = AS_STRIDED_LAYOUT,
+                [NSCI_CASE_EXPANDED] = AS_STRIDED_LAYOUT },
 };
 
 nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const int64_t *stride,

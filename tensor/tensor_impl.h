@@ -326,6 +326,27 @@ nsc_tensor *nsci_cpu_convert(nsc_tensor *x, nsc_dtype dtype);
 // mul_): out = a (op) b with broadcasting; out's dtype is the compute dtype.
 nsc_status nsci_binary_cpu(nsc_op op, nsc_tensor *out, nsc_tensor *a, nsc_tensor *b);
 
+// --- fused pointwise gradients (tensor/op_unary_grad.c), for backward rules ---
+
+// g * (1 - y^2) for y = tanh(x).
+nsc_tensor *nsci_tanh_backward(nsc_tensor *g, nsc_tensor *y);
+// g * y * (1 - y) for y = sigmoid(x).
+nsc_tensor *nsci_sigmoid_backward(nsc_tensor *g, nsc_tensor *y);
+// g where y > 0, else 0, for y = relu(x).
+nsc_tensor *nsci_relu_backward(nsc_tensor *g, nsc_tensor *y);
+// g * gelu'(x) for approx (nsc_gelu_approx).
+nsc_tensor *nsci_gelu_backward(nsc_tensor *g, nsc_tensor *x, int approx);
+
+// --- pointwise helpers (tensor/pointwise.c) ---
+
+// Runs loop over (out, in...) after converting inputs to dtype `compute`
+// where they differ (no dispatch: kernels must not record on the tape).
+nsc_status nsci_pointwise_run(nsc_tensor *out, int n_in, nsc_tensor *const *in,
+                              nsc_dtype compute, nsci_inner_fn loop, void *ctx);
+
+// out meta = in[0]'s shape with dtype.
+void nsci_meta_same_shape(nsci_meta *m, const nsc_tensor *x, nsc_dtype dtype);
+
 // Reads element i of a contiguous buffer of dtype as double / writes one.
 double nsci_load(const void *p, nsc_dtype dtype);
 void nsci_store(void *p, nsc_dtype dtype, double v);
