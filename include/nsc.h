@@ -6,5 +6,6 @@
 #include "nsc/io.h"
 #include "nsc/ops.h"
 #include "nsc/tensor.h"
+#include "nsc/tokenizer.h"
 
 #endif

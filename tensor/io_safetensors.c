@@ -1,83 +1,19 @@
-// Opening safetensors files: map the bytes, then validate every field of the
-// header against the file length before anything is handed out. Loading
-// tensors is in io_safetensors_load.c, writing in io_safetensors_write.c.
-#include <errno.h>
-#include <fcntl.h>
+// Validating a safetensors header: every field of every entry is checked
+// against the file length (sizes, dtypes, shapes, offsets, overlaps,
+// duplicates, metadata) before a handle is handed out. Mapping and opening
+// are in io_safetensors_open.c, loading in io_safetensors_load.c.
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "tensor/io_safetensors_impl.h"
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-               "safetensors data is little-endian and is mapped as is");
-
-// --- mappings ---
-
-static nsci_st_mapping *mapping_new(void *addr, size_t bytes, bool is_mmap) {
-    nsci_st_mapping *m = nsci_malloc(sizeof *m);
-    if (!m) {
-        return NULL;
-    }
-    atomic_init(&m->refcount, 1);
-    m->addr = addr;
-    m->bytes = bytes;
-    m->is_mmap = is_mmap;
-    return m;
-}
-
-void nsci_st_mapping_release(void *mapping) {
-    nsci_st_mapping *m = mapping;
-    if (!m || atomic_fetch_sub(&m->refcount, 1) != 1) {
-        return;
-    }
-    if (m->is_mmap) {
-        munmap(m->addr, m->bytes);
-    } else {
-        nsci_free(m->addr);
-    }
-    nsci_free(m);
-}
-
-static void *fail_short(const char *label, uint64_t bytes) {
-    return nsci_fail_null(NSC_ERR_FORMAT,
-                          "safetensors: %s: file of %llu bytes: expected at least the 8-byte "
-                          "header length (byte 0)",
-                          label, (unsigned long long)bytes);
-}
-
-// Maps a regular file read-only. Files shorter than 8 bytes fail here.
-static nsci_st_mapping *map_file(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return nsci_fail_null(NSC_ERR_IO, "safetensors: %s: cannot open: %s", path,
-                              strerror(errno));
-    }
-    nsci_st_mapping *m = NULL;
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        nsci_fail(NSC_ERR_IO, "safetensors: %s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(sb.st_mode)) {
-        nsci_fail(NSC_ERR_IO, "safetensors: %s: not a regular file", path);
-    } else if (sb.st_size < 8) {
-        fail_short(path, (uint64_t)sb.st_size);
-    } else {
-        // Private and writable: in-place ops on zero-copy tensors (an optimizer
-        // step on loaded weights) copy the touched pages and never reach the file.
-        void *addr = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-        if (addr == MAP_FAILED) {
-            nsci_fail(NSC_ERR_IO, "safetensors: %s: cannot map %lld bytes: %s", path,
-                      (long long)sb.st_size, strerror(errno));
-        } else if (!(m = mapping_new(addr, (size_t)sb.st_size, true))) {
-            munmap(addr, (size_t)sb.st_size);
-        }
-    }
-    close(fd);
-    return m;
-}
-
 // --- errors with a position ---
+
+nsc_status nsci_st_fail_short(const char *label, uint64_t bytes) {
+    return nsci_fail(NSC_ERR_FORMAT,
+                     "safetensors: %s: file of %llu bytes: expected at least the 8-byte "
+                     "header length (byte 0)",
+                     label, (unsigned long long)bytes);
+}
 
 // File offset of a (line, column) position in the header text.
 static uint64_t header_byte(const char *header, size_t header_bytes, int line, int column) {
@@ -121,8 +57,10 @@ static nsc_status entry_fields(const st_parse *p, const char *name, const nsci_j
                                const nsci_json **field) {
     static const char *const names[3] = { "dtype", "shape", "data_offsets" };
     if (v->type != NSCI_JSON_OBJECT) {
-        return bad_at(p, v, "tensor \"%.200s\": expected an object with dtype, shape and "
-                            "data_offsets", name);
+        return bad_at(p, v,
+                      "tensor \"%.200s\": expected an object with dtype, shape and "
+                      "data_offsets",
+                      name);
     }
     for (int k = 0; k < 3; k++) {
         field[k] = NULL;
@@ -145,8 +83,7 @@ static nsc_status entry_fields(const st_parse *p, const char *name, const nsci_j
 
 static nsc_status parse_dtype(const st_parse *p, const nsci_json *v, nsci_st_entry *e) {
     if (v->type != NSCI_JSON_STRING) {
-        return bad_at(p, v, "tensor \"%.200s\": dtype: expected a string such as \"F32\"",
-                      e->name);
+        return bad_at(p, v, "tensor \"%.200s\": dtype: expected a string such as \"F32\"", e->name);
     }
     e->dtype = v->string;
     e->kind = nsci_st_dtype_find(v->string);
@@ -178,8 +115,7 @@ static nsc_status parse_shape(const st_parse *p, const nsci_json *v, nsci_st_ent
         dims[i] = v->items[i]->integer;
         empty = empty || dims[i] == 0;
         if (dims[i] > 0 && nsci_mul_overflows(nonzero, dims[i], &nonzero)) {
-            return bad_at(p, v, "tensor \"%.200s\": shape: element count overflows int64",
-                          e->name);
+            return bad_at(p, v, "tensor \"%.200s\": shape: element count overflows int64", e->name);
         }
     }
     e->ndim = (int)v->n_items;
@@ -193,8 +129,10 @@ static nsc_status parse_offsets(const st_parse *p, const nsci_json *v, nsci_st_e
     const nsc_safetensors *st = p->st;
     if (v->type != NSCI_JSON_ARRAY || v->n_items != 2 || !is_count(v->items[0]) ||
         !is_count(v->items[1])) {
-        return bad_at(p, v, "tensor \"%.200s\": data_offsets: expected [begin, end], two "
-                            "non-negative integers", e->name);
+        return bad_at(p, v,
+                      "tensor \"%.200s\": data_offsets: expected [begin, end], two "
+                      "non-negative integers",
+                      e->name);
     }
     e->begin = (uint64_t)v->items[0]->integer;
     e->end = (uint64_t)v->items[1]->integer;
@@ -203,8 +141,9 @@ static nsc_status parse_offsets(const st_parse *p, const nsci_json *v, nsci_st_e
                       e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
     }
     if (e->end > st->data_bytes) {
-        return bad_at(p, v, "tensor \"%.200s\": data_offsets [%llu, %llu]: end is beyond the "
-                            "data section of %llu bytes (file bytes %llu..%llu)",
+        return bad_at(p, v,
+                      "tensor \"%.200s\": data_offsets [%llu, %llu]: end is beyond the "
+                      "data section of %llu bytes (file bytes %llu..%llu)",
                       e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
                       (unsigned long long)st->data_bytes, (unsigned long long)st->data_start,
                       (unsigned long long)(st->data_start + st->data_bytes));
@@ -214,8 +153,9 @@ static nsc_status parse_offsets(const st_parse *p, const nsci_json *v, nsci_st_e
     if (__builtin_mul_overflow((uint64_t)e->numel, (uint64_t)d->bits, &bits) || bits % 8 != 0 ||
         bits / 8 != e->end - e->begin) {
         char buf[160];
-        return bad_at(p, v, "tensor \"%.200s\": shape %s of %s: data_offsets [%llu, %llu] hold "
-                            "%llu bytes, expected %lld elements x %d bits",
+        return bad_at(p, v,
+                      "tensor \"%.200s\": shape %s of %s: data_offsets [%llu, %llu] hold "
+                      "%llu bytes, expected %lld elements x %d bits",
                       e->name, nsci_shape_str(buf, sizeof buf, e->ndim, e->shape), d->name,
                       (unsigned long long)e->begin, (unsigned long long)e->end,
                       (unsigned long long)(e->end - e->begin), (long long)e->numel, d->bits);
@@ -253,9 +193,9 @@ static int cmp_named(const void *a, const void *b) {
     if (c != 0) {
         return c;
     }
-    return x->at->line != y->at->line ? (x->at->line > y->at->line) - (x->at->line < y->at->line)
-                                      : (x->at->column > y->at->column) -
-                                            (x->at->column < y->at->column);
+    return x->at->line != y->at->line
+               ? (x->at->line > y->at->line) - (x->at->line < y->at->line)
+               : (x->at->column > y->at->column) - (x->at->column < y->at->column);
 }
 
 // Refuses an object whose keys repeat (the JSON reader keeps every member).
@@ -317,8 +257,7 @@ static nsc_status check_overlap(const st_parse *p) {
                        "tensor \"%.200s\": data_offsets [%llu, %llu] overlap tensor \"%.200s\" "
                        "at [%llu, %llu]",
                        e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                       last->name, (unsigned long long)last->begin,
-                       (unsigned long long)last->end);
+                       last->name, (unsigned long long)last->begin, (unsigned long long)last->end);
         }
         if (!last || e->end > last->end) {
             last = e;
@@ -407,12 +346,11 @@ static nsc_status parse_root(const st_parse *p, const nsci_json *root) {
     return s;
 }
 
-static nsc_status parse_header(nsc_safetensors *st) {
+nsc_status nsci_st_parse_header(nsc_safetensors *st) {
     const unsigned char *bytes = st->map->addr;
     uint64_t file_bytes = st->map->bytes, header_bytes = 0;
     if (file_bytes < 8) {
-        fail_short(st->label, file_bytes);
-        return NSC_ERR_FORMAT;
+        return nsci_st_fail_short(st->label, file_bytes);
     }
     for (int i = 7; i >= 0; i--) {
         header_bytes = header_bytes << 8 | bytes[i];
@@ -442,71 +380,4 @@ static nsc_status parse_header(nsc_safetensors *st) {
     }
     st_parse p = { st, (const char *)bytes + 8, header_bytes };
     return parse_root(&p, nsci_json_root(st->doc));
-}
-
-// --- open and free ---
-
-static void st_destroy(nsc_safetensors *st) {
-    nsci_json_doc_free(st->doc);
-    nsci_free(st->entries);
-    nsci_free(st->by_name);
-    nsci_free(st->dims);
-    nsci_free(st->meta_keys);
-    nsci_free(st->meta_values);
-    nsci_free(st->label);
-    nsci_st_mapping_release(st->map);
-    nsci_free(st);
-}
-
-// Takes over map (released on failure).
-static nsc_safetensors *open_mapped(const char *label, nsci_st_mapping *map) {
-    nsc_safetensors *st = nsci_calloc(1, sizeof *st);
-    if (!st) {
-        nsci_st_mapping_release(map);
-        return NULL;
-    }
-    st->map = map;
-    st->label = nsci_strdup(label);
-    if (!st->label || parse_header(st) != NSC_OK) {
-        st_destroy(st);
-        return NULL;
-    }
-    return st;
-}
-
-nsc_safetensors *nsc_safetensors_open(const char *path) {
-    if (!path) {
-        return nsci_fail_null(NSC_ERR_ARG, "safetensors_open: path is NULL");
-    }
-    nsci_st_mapping *map = map_file(path);
-    return map ? open_mapped(path, map) : NULL;
-}
-
-nsc_safetensors *nsc_safetensors_open_memory(const void *data, size_t bytes, const char *name) {
-    if (!name) {
-        name = "<memory>";
-    }
-    if (!data && bytes > 0) {
-        return nsci_fail_null(NSC_ERR_ARG, "safetensors_open_memory: %s: data is NULL for %zu "
-                                           "bytes", name, bytes);
-    }
-    void *copy = nsci_malloc(bytes ? bytes : 1);
-    if (!copy) {
-        return NULL;
-    }
-    if (bytes > 0) {
-        memcpy(copy, data, bytes);
-    }
-    nsci_st_mapping *map = mapping_new(copy, bytes, false);
-    if (!map) {
-        nsci_free(copy);
-        return NULL;
-    }
-    return open_mapped(name, map);
-}
-
-void nsc_safetensors_free(nsc_safetensors *st) {
-    if (st) {
-        st_destroy(st);
-    }
 }

@@ -1,5 +1,6 @@
-// Internal view of an open safetensors file, shared by the reader
-// (io_safetensors.c), the tensor loader (io_safetensors_load.c) and the writer.
+// Internal view of an open safetensors file, shared by the opener
+// (io_safetensors_open.c), the header validation (io_safetensors.c), the
+// tensor loader (io_safetensors_load.c) and the writer.
 #ifndef NSC_TENSOR_IO_SAFETENSORS_IMPL_H
 #define NSC_TENSOR_IO_SAFETENSORS_IMPL_H
 
@@ -46,11 +47,11 @@ struct nsc_safetensors {
     uint64_t data_start; // file offset of the data section (8 + header length)
     uint64_t data_bytes;
     int64_t n;
-    nsci_st_entry *entries;   // header order
-    nsci_st_entry **by_name;  // sorted by name (strcmp), for lookups
-    int64_t *dims;            // every entry's shape, back to back
+    nsci_st_entry *entries;  // header order
+    nsci_st_entry **by_name; // sorted by name (strcmp), for lookups
+    int64_t *dims;           // every entry's shape, back to back
     int64_t n_meta;
-    const char **meta_keys;   // in the JSON document
+    const char **meta_keys; // in the JSON document
     const char **meta_values;
     nsci_json_doc *doc;
 };
@@ -63,6 +64,12 @@ int nsci_st_dtype_find(const char *name);
 
 // The entry called name, or NULL.
 const nsci_st_entry *nsci_st_find(const nsc_safetensors *st, const char *name);
+
+// Validates the header of st->map and fills st (io_safetensors.c).
+nsc_status nsci_st_parse_header(nsc_safetensors *st);
+
+// Fails with NSC_ERR_FORMAT: a file of bytes is too short for the header length.
+nsc_status nsci_st_fail_short(const char *label, uint64_t bytes);
 
 // Drops one reference to a mapping (the release callback of zero-copy tensors).
 void nsci_st_mapping_release(void *mapping);

@@ -102,8 +102,8 @@ static const nsci_st_entry *find_or_fail(const nsc_safetensors *st, const char *
     }
     const nsci_st_entry *e = nsci_st_find(st, name);
     if (!e) {
-        nsci_fail(NSC_ERR_ARG, "%s: %s: no tensor \"%.200s\" among its %lld tensors", op,
-                  st->label, name, (long long)st->n);
+        nsci_fail(NSC_ERR_ARG, "%s: %s: no tensor \"%.200s\" among its %lld tensors", op, st->label,
+                  name, (long long)st->n);
     }
     return e;
 }

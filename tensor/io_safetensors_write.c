@@ -25,8 +25,11 @@ typedef struct save_args {
 static bool valid_utf8(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2
-                              : (*p & 0xF8) == 0xF0 ? 3 : -1;
+        int n = *p < 0x80             ? 0
+                : (*p & 0xE0) == 0xC0 ? 1
+                : (*p & 0xF0) == 0xE0 ? 2
+                : (*p & 0xF8) == 0xF0 ? 3
+                                      : -1;
         if (n < 0 || (n == 1 && *p < 0xC2) || (n == 3 && *p > 0xF4)) {
             return false;
         }
@@ -51,16 +54,17 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 // Checks a list of names: present, UTF-8, unique, not reserved.
-static nsc_status check_names(const char *path, const char *what, int n,
-                              const char *const *names) {
+static nsc_status check_names(const char *path, const char *what, int n, const char *const *names) {
     for (int i = 0; i < n; i++) {
         if (!names[i] || !valid_utf8(names[i])) {
             return nsci_fail(NSC_ERR_ARG, "safetensors_save: %s %d: %s (%s)", what, i,
                              names[i] ? "is not valid UTF-8" : "is NULL", path);
         }
         if (strcmp(what, "name") == 0 && strcmp(names[i], "__metadata__") == 0) {
-            return nsci_fail(NSC_ERR_ARG, "safetensors_save: name %d: \"__metadata__\" is "
-                                          "reserved for the metadata (%s)", i, path);
+            return nsci_fail(NSC_ERR_ARG,
+                             "safetensors_save: name %d: \"__metadata__\" is "
+                             "reserved for the metadata (%s)",
+                             i, path);
         }
     }
     const char **sorted = nsci_malloc((size_t)(n ? n : 1) * sizeof *sorted);
@@ -74,8 +78,8 @@ static nsc_status check_names(const char *path, const char *what, int n,
     nsc_status s = NSC_OK;
     for (int i = 1; i < n && s == NSC_OK; i++) {
         if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-            s = nsci_fail(NSC_ERR_ARG, "safetensors_save: %s \"%.200s\" appears twice (%s)",
-                          what, sorted[i], path);
+            s = nsci_fail(NSC_ERR_ARG, "safetensors_save: %s \"%.200s\" appears twice (%s)", what,
+                          sorted[i], path);
         }
     }
     nsci_free(sorted);
@@ -88,8 +92,9 @@ static nsc_status check_args(const save_args *a) {
     }
     if (a->n < 0 || a->n_meta < 0 || (a->n > 0 && (!a->names || !a->tensors)) ||
         (a->n_meta > 0 && (!a->keys || !a->values))) {
-        return nsci_fail(NSC_ERR_ARG, "safetensors_save: %d tensors, %d metadata entries: "
-                                      "expected counts >= 0 with non-NULL arrays (%s)",
+        return nsci_fail(NSC_ERR_ARG,
+                         "safetensors_save: %d tensors, %d metadata entries: "
+                         "expected counts >= 0 with non-NULL arrays (%s)",
                          a->n, a->n_meta, a->path);
     }
     for (int i = 0; i < a->n; i++) {
@@ -140,9 +145,14 @@ static void put_string(nsci_buf *b, const char *s) {
     nsci_buf_puts(b, "\"");
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
-                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
-                        : c == '\f' ? "\\f" : NULL;
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                                      : NULL;
         if (esc) {
             nsci_buf_puts(b, esc);
         } else if (c < 0x20) {
@@ -250,8 +260,8 @@ static nsc_status write_tensor(int fd, const nsc_tensor *t, const char *tmp) {
     if (bytes == 0) {
         return NSC_OK;
     }
-    nsc_tensor *cpu = t->device == NSC_CPU ? nsc_retain((nsc_tensor *)t)
-                                           : nsc_to((nsc_tensor *)t, NSC_CPU);
+    nsc_tensor *cpu =
+        t->device == NSC_CPU ? nsc_retain((nsc_tensor *)t) : nsc_to((nsc_tensor *)t, NSC_CPU);
     if (!cpu) {
         return nsc_last_status();
     }
@@ -312,8 +322,7 @@ static nsc_status write_file(int fd, const char *tmp, const nsci_buf *header,
         }
     }
     if (s == NSC_OK && fsync(fd) != 0) {
-        s = nsci_fail(NSC_ERR_IO, "safetensors_save: %s: fsync failed: %s", tmp,
-                      strerror(errno));
+        s = nsci_fail(NSC_ERR_IO, "safetensors_save: %s: fsync failed: %s", tmp, strerror(errno));
     }
     return s;
 }

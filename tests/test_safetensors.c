@@ -95,11 +95,11 @@ Test(safetensors, non_contiguous_tensors_write_row_major) {
     int64_t before = nsct_st_live_blocks();
     nsc_tensor *base = nsc_arange(0, 24, 1, NSC_F64);
     nsc_tensor *m = nsc_reshape(base, NSC_SHAPE(4, 6));
-    nsc_tensor *tr = nsc_transpose(m, 0, 1);             // [6, 4], strides (1, 6)
-    nsc_tensor *stepped = nsc_slice(m, 1, 1, 6, 2);       // [4, 3], step 2
+    nsc_tensor *tr = nsc_transpose(m, 0, 1);        // [6, 4], strides (1, 6)
+    nsc_tensor *stepped = nsc_slice(m, 1, 1, 6, 2); // [4, 3], step 2
     nsc_tensor *row = nsc_arange(0, 3, 1, NSC_I64);
     nsc_tensor *expanded = nsc_expand(row, NSC_SHAPE(2, 3)); // stride 0
-    nsc_tensor *picked = nsc_select(m, 1, 5);             // [4], stride 6, offset 5
+    nsc_tensor *picked = nsc_select(m, 1, 5);                // [4], stride 6, offset 5
     cr_assert(tr && stepped && expanded && picked, "%s", nsc_last_error());
     const char *names[] = { "tr", "stepped", "expanded", "picked" };
     nsc_tensor *ts[] = { tr, stepped, expanded, picked };
@@ -216,8 +216,8 @@ static uint32_t f32_bits(float f) {
 }
 
 Test(safetensors, f16_converts_exactly) {
-    const uint16_t in[] = { 0x0000, 0x8000, 0x3C00, 0xC000, 0x7BFF, 0x0001,
-                            0x03FF, 0x0400, 0x7C00, 0xFC00, 0x7E00, 0x3555, 0x8001, 0x7C01 };
+    const uint16_t in[] = { 0x0000, 0x8000, 0x3C00, 0xC000, 0x7BFF, 0x0001, 0x03FF,
+                            0x0400, 0x7C00, 0xFC00, 0x7E00, 0x3555, 0x8001, 0x7C01 };
     // float32 bit patterns: exact values, subnormals normalised, NaN payload kept.
     const uint32_t want[] = { 0x00000000, 0x80000000, 0x3F800000, 0xC0000000, 0x477FE000,
                               0x33800000, 0x387FC000, 0x38800000, 0x7F800000, 0xFF800000,
@@ -247,8 +247,9 @@ Test(safetensors, f16_every_pattern_matches_the_value) {
     int bad = 0;
     for (int i = 0; i < 65536 && bad < 5; i++) {
         int e = (i >> 10) & 0x1f, m = i & 0x3ff;
-        double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? (double)NAN : (double)INFINITY)
-                                                  : ldexp(m + 1024, e - 25);
+        double v = e == 0    ? ldexp(m, -24)
+                   : e == 31 ? (m ? (double)NAN : (double)INFINITY)
+                             : ldexp(m + 1024, e - 25);
         v = (i & 0x8000) ? -v : v;
         bool ok = isnan(v) ? isnan(got[i]) : (double)got[i] == v && !signbit(got[i]) == !signbit(v);
         bad += !ok;
@@ -278,7 +279,11 @@ Test(safetensors, integers_widen_to_i64) {
         size_t bytes;
         int64_t want[4];
     } cases[] = {
-        { "I32", 4, (int32_t[]){ INT32_MIN, INT32_MAX, 0, -7 }, 16, { INT32_MIN, INT32_MAX, 0, -7 } },
+        { "I32",
+          4,
+          (int32_t[]){ INT32_MIN, INT32_MAX, 0, -7 },
+          16,
+          { INT32_MIN, INT32_MAX, 0, -7 } },
         { "U32", 2, (uint32_t[]){ UINT32_MAX, 5 }, 8, { UINT32_MAX, 5 } },
         { "I16", 2, (int16_t[]){ INT16_MIN, INT16_MAX }, 4, { INT16_MIN, INT16_MAX } },
         { "U16", 2, (uint16_t[]){ UINT16_MAX, 1 }, 4, { UINT16_MAX, 1 } },
@@ -500,15 +505,14 @@ Test(safetensors, save_errors) {
     expect_save_error(path, 1, (const char *[]){ "m" }, with_meta, NSC_ERR_DEVICE,
                       "tensor 0 (\"m\"): is on meta and has no data");
     expect_save_error(path, 1, (const char *[]){ "n" }, with_null, NSC_ERR_ARG, "is NULL");
-    expect_save_error("/nonexistent-dir/x.safetensors", 1, (const char *[]){ "a" }, two,
-                      NSC_ERR_IO, "cannot create");
+    expect_save_error("/nonexistent-dir/x.safetensors", 1, (const char *[]){ "a" }, two, NSC_ERR_IO,
+                      "cannot create");
     const char *k[] = { "k", "k" }, *v[] = { "1", "2" };
-    cr_expect_eq(nsc_safetensors_save(path, 1, (const char *[]){ "a" }, two, 2, k, v),
-                 NSC_ERR_ARG);
+    cr_expect_eq(nsc_safetensors_save(path, 1, (const char *[]){ "a" }, two, 2, k, v), NSC_ERR_ARG);
     cr_expect(strstr(nsc_last_error(), "metadata key \"k\" appears twice"));
-    cr_expect_eq(nsc_safetensors_save(path, 1, (const char *[]){ "a" }, two, 1, k,
-                                      (const char *[]){ NULL }),
-                 NSC_ERR_ARG);
+    cr_expect_eq(
+        nsc_safetensors_save(path, 1, (const char *[]){ "a" }, two, 1, k, (const char *[]){ NULL }),
+        NSC_ERR_ARG);
     cr_expect(strstr(nsc_last_error(), "metadata value 0: is NULL"));
     cr_expect(access(path, F_OK) != 0, "no file after failures");
     cr_expect(!temp_left(path));

@@ -26,7 +26,7 @@ static void expect_bad(const char *header, size_t data_bytes, const char *want) 
     cr_expect_eq(nsc_last_status(), NSC_ERR_FORMAT, "<%s>: %s", header,
                  nsc_status_name(nsc_last_status()));
     cr_expect(strstr(nsc_last_error(), want), "<%s>:\n  message \"%s\"\n  lacks \"%s\"", header,
-                 nsc_last_error(), want);
+              nsc_last_error(), want);
     cr_expect(strstr(nsc_last_error(), "bad.safetensors"), "message names the file: %s",
               nsc_last_error());
     cr_expect_eq(nsct_st_live_blocks(), before, "<%s>: leaked", header);
@@ -49,7 +49,8 @@ Test(safetensors_errors, header_structure) {
     expect_bad("", 0, "unexpected end of input");
     expect_bad("{} x", 0, "unexpected text after the value");
     expect_bad("{\"t\":[[[[[[[[[1]]]]]]]]]}", 0, "nesting deeper than 8");
-    expect_bad("{\"t\":1}", 0, "tensor \"t\": expected an object with dtype, shape and data_offsets");
+    expect_bad("{\"t\":1}", 0,
+               "tensor \"t\": expected an object with dtype, shape and data_offsets");
     expect_bad("{\"t\":{}}", 0, "tensor \"t\": missing field dtype");
     expect_bad(entry("\"dtype\":\"F32\",\"data_offsets\":[0,8]"), 8, "missing field shape");
     expect_bad(entry(OK_F32), 8, "tensor \"t\": missing field data_offsets");
@@ -83,8 +84,8 @@ Test(safetensors_errors, shape) {
     expect_bad(entry("\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
                      "\"data_offsets\":[0,8]"),
                8, "tensor \"t\": shape: element count overflows int64");
-    expect_bad(entry("\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]"),
-               8, "expected 4611686018427387904 elements x 32 bits");
+    expect_bad(entry("\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]"), 8,
+               "expected 4611686018427387904 elements x 32 bits");
     char rank65[400] = "\"dtype\":\"F32\",\"shape\":[1";
     for (int i = 1; i < 65; i++) {
         strcat(rank65, ",1");
@@ -131,8 +132,7 @@ Test(safetensors_errors, duplicates) {
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
                8, "tensor \"a\" appears twice (header line 1, column 59, byte 66)");
-    expect_bad("{\"__metadata__\":{},\"__metadata__\":{}}", 0,
-               "\"__metadata__\" appears twice");
+    expect_bad("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "\"__metadata__\" appears twice");
     expect_bad("{\"__metadata__\":{\"k\":\"1\",\"j\":\"2\",\"k\":\"3\"}}", 0,
                "__metadata__ key \"k\" appears twice");
 }
@@ -147,8 +147,9 @@ Test(safetensors_errors, metadata) {
 }
 
 Test(safetensors_errors, positions_on_later_lines) {
-    expect_bad("{\n  \"a\": {\"dtype\": \"F32\", \"shape\": [2],\n        \"data_offsets\": [0, 9]}\n}",
-               9, "(header line 3, column 25, byte 72)");
+    expect_bad(
+        "{\n  \"a\": {\"dtype\": \"F32\", \"shape\": [2],\n        \"data_offsets\": [0, 9]}\n}", 9,
+        "(header line 3, column 25, byte 72)");
 }
 
 Test(safetensors_errors, file_length) {
@@ -171,7 +172,8 @@ Test(safetensors_errors, file_length) {
     cr_expect(strstr(nsc_last_error(), "header length 268435457: expected at most the 2 bytes"));
     memset(bytes, 0xff, 8);
     cr_expect_null(nsc_safetensors_open_memory(bytes, 16, "len.safetensors"));
-    cr_expect(strstr(nsc_last_error(), "header length 18446744073709551615: expected at most the 8 bytes"),
+    cr_expect(strstr(nsc_last_error(),
+                     "header length 18446744073709551615: expected at most the 8 bytes"),
               "%s", nsc_last_error());
     cr_expect_null(nsc_safetensors_open_memory(NULL, 10, "null"));
     cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
@@ -237,7 +239,8 @@ Test(safetensors_errors, open_errors) {
     int64_t before = nsct_st_live_blocks();
     cr_expect_null(nsc_safetensors_open("/nonexistent/model.safetensors"));
     cr_expect_eq(nsc_last_status(), NSC_ERR_IO);
-    cr_expect(strstr(nsc_last_error(), "/nonexistent/model.safetensors: cannot open: No such file"));
+    cr_expect(
+        strstr(nsc_last_error(), "/nonexistent/model.safetensors: cannot open: No such file"));
     cr_expect_null(nsc_safetensors_open("/tmp"));
     cr_expect_eq(nsc_last_status(), NSC_ERR_IO);
     cr_expect(strstr(nsc_last_error(), "/tmp: not a regular file"), "%s", nsc_last_error());

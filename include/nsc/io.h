@@ -23,12 +23,12 @@ typedef struct nsc_safetensors nsc_safetensors;
 // handle and valid until nsc_safetensors_free.
 typedef struct nsc_safetensors_info {
     const char *name;
-    const char *dtype;     // as written in the file: "F32", "BF16", "I64", ...
-    int ndim;              // may exceed NSC_MAX_DIMS (loading then fails)
-    const int64_t *shape;  // ndim sizes
+    const char *dtype;    // as written in the file: "F32", "BF16", "I64", ...
+    int ndim;             // may exceed NSC_MAX_DIMS (loading then fails)
+    const int64_t *shape; // ndim sizes
     int64_t numel;
-    uint64_t file_offset;  // absolute byte offset of the first data byte in the file
-    uint64_t data_bytes;   // bytes of data in the file
+    uint64_t file_offset; // absolute byte offset of the first data byte in the file
+    uint64_t data_bytes;  // bytes of data in the file
 } nsc_safetensors_info;
 
 // --- reading ---
