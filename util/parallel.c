@@ -57,7 +57,9 @@ static void run_chunks(pool *p) {
 static void *worker_main(void *arg) {
     pool *p = arg;
     t_in_worker = true;
-    unsigned long long seen = atomic_load(&p->generation);
+    // Workers start before the first job is published (generation 0), but
+    // may first run after it: starting from 0 makes them see that job.
+    unsigned long long seen = 0;
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
