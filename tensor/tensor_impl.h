@@ -337,6 +337,23 @@ nsc_tensor *nsci_relu_backward(nsc_tensor *g, nsc_tensor *y);
 // g * gelu'(x) for approx (nsc_gelu_approx).
 nsc_tensor *nsci_gelu_backward(nsc_tensor *g, nsc_tensor *x, int approx);
 
+// --- fused reduction gradients (tensor/op_softmax.c, op_norm.c), for backward rules ---
+
+// grad_x of y = softmax(x, dim): y * (grad_y - sum(grad_y * y, dim)).
+nsc_tensor *nsci_softmax_backward(nsc_tensor *grad_y, nsc_tensor *y, int dim);
+// grad_x of y = log_softmax(x, dim): grad_y - exp(y) * sum(grad_y, dim).
+nsc_tensor *nsci_log_softmax_backward(nsc_tensor *grad_y, nsc_tensor *y, int dim);
+// layer_norm's three outputs into out[0..3): y, mean, rstd (mean and rstd
+// shaped like x with the normalized dims set to 1, as torch.native_layer_norm).
+// weight and bias may be NULL (absent). All or nothing is written.
+nsc_status nsci_layer_norm_full(nsc_tensor *x, int n_normalized, nsc_tensor *weight,
+                                nsc_tensor *bias, double eps, nsc_tensor **out);
+// grad_x, grad_weight, grad_bias of layer_norm into out[0..3) from grad_y
+// and the forward's x, mean, rstd and weight (NULL: absent).
+nsc_status nsci_layer_norm_backward(nsc_tensor *grad_y, nsc_tensor *x, nsc_tensor *mean,
+                                    nsc_tensor *rstd, nsc_tensor *weight, int n_normalized,
+                                    nsc_tensor **out);
+
 // --- pointwise helpers (tensor/pointwise.c) ---
 
 // Runs loop over (out, in...) after converting inputs to dtype `compute`

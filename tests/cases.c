@@ -11,6 +11,9 @@
 #include "tests/cases/copy.def"
 #include "tests/cases/inplace.def"
 #include "tests/cases/view.def"
+#include "tests/cases/reduce.def"
+#include "tests/cases/softmax.def"
+#include "tests/cases/norm.def"
 #undef CASE
 
 const nsct_case nsct_all_cases[] = {
@@ -23,6 +26,9 @@ const nsct_case nsct_all_cases[] = {
 #include "tests/cases/copy.def"
 #include "tests/cases/inplace.def"
 #include "tests/cases/view.def"
+#include "tests/cases/reduce.def"
+#include "tests/cases/softmax.def"
+#include "tests/cases/norm.def"
 #undef CASE
 };
 
