@@ -278,7 +278,7 @@ static nsc_tensor *positions(int64_t k, int d, int ndim, const nsc_tensor *like)
     nsc_tensor *pos = nsc_reshape(range, ndim, shape);
     nsc_free(range);
     nsc_device dev = nsc_tensor_target_device(like);
-    if (pos && dev != NSC_CPU) {
+    if (pos && dev != NSC_CPU && dev != NSC_META) {
         nsc_tensor *moved = nsc_to(pos, dev);
         nsc_free(pos);
         pos = moved;
