@@ -2,6 +2,7 @@
 #ifndef NSC_H
 #define NSC_H
 
+#include "nsc/autograd.h"
 #include "nsc/base.h"
 #include "nsc/io.h"
 #include "nsc/ops.h"

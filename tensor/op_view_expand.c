@@ -175,3 +175,36 @@ nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const 
     }
     return nsci_run(NSC_OP_as_strided, 1, &x, &p);
 }
+
+// --- detach: same storage, no history (torch.Tensor.detach) ---
+
+static nsc_status detach_infer(nsci_call *c) {
+    const nsc_tensor *x = c->in[0];
+    nsci_meta *m = &c->meta[0];
+    m->dtype = (nsc_dtype)x->dtype;
+    m->ndim = x->ndim;
+    memcpy(m->shape, x->shape, sizeof x->shape);
+    memcpy(m->stride, x->stride, sizeof x->stride);
+    m->offset = x->offset;
+    m->is_view = true;
+    return NSC_OK;
+}
+
+const nsci_op_def nsci_op_detach = {
+    .name = "detach",
+    .arity = 1,
+    .n_outputs = 1,
+    .infer = detach_infer,
+    .no_grad = "detach cuts the history: no gradient flows through it",
+    .flags = NSCI_OP_VIEW,
+};
+
+nsc_tensor *nsc_detach(nsc_tensor *x) {
+    nsc_tensor *d = nsci_run(NSC_OP_detach, 1, &x, NULL);
+    if (d && d->base) {
+        // Not a view for autograd: writes into it are the caller's business.
+        nsc_free(d->base);
+        d->base = NULL;
+    }
+    return d;
+}

@@ -52,6 +52,10 @@ nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, ns
 nsc_status nsc_chunk(nsc_tensor *x, int chunks, int dim, int max_out, nsc_tensor **out,
                      int *n_out);
 
+// A tensor sharing x's storage that requires no grad and has no history
+// (torch.Tensor.detach); writes into it are not tracked.
+nsc_tensor *nsc_detach(nsc_tensor *x);
+
 // --- copies and conversions ---
 
 // x itself (a new reference) when contiguous, else a contiguous copy.

@@ -1,0 +1,286 @@
+// nsc_backward: runs the recorded nodes reachable from a loss in reverse
+// topological order (dependency counts; later-created nodes first among the
+// ready), summing gradients that meet and accumulating into leaves.
+#include <string.h>
+
+#include "autograd/autograd_impl.h"
+
+typedef struct task {
+    nsci_node *node; // retained for the whole backward
+    int pending;     // edges from unprocessed nodes still to deliver
+    nsc_tensor *grads[NSCI_MAX_OUTPUTS];
+} task;
+
+typedef struct graph_walk {
+    task *tasks;
+    int n_tasks, cap_tasks;
+    int *slots; // open-addressing map node -> task index (-1 empty)
+    int n_slots;
+    int *heap; // ready task indices, max-heap by sequence
+    int n_heap;
+} graph_walk;
+
+static uint64_t hash_ptr(const void *p) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    return x ^ (x >> 33);
+}
+
+static int find_task(const graph_walk *w, const nsci_node *node) {
+    for (uint64_t h = hash_ptr(node);; h++) {
+        int at = w->slots[h & (uint64_t)(w->n_slots - 1)];
+        if (at < 0 || w->tasks[at].node == node) {
+            return at;
+        }
+    }
+}
+
+static nsc_status grow(graph_walk *w) {
+    int cap = w->cap_tasks ? w->cap_tasks * 2 : 64;
+    task *tasks = nsci_realloc(w->tasks, (size_t)cap * sizeof *tasks);
+    int *slots = tasks ? nsci_malloc((size_t)cap * 2 * sizeof *slots) : NULL;
+    int *heap = slots ? nsci_realloc(w->heap, (size_t)cap * sizeof *heap) : NULL;
+    if (tasks) {
+        w->tasks = tasks;
+    }
+    if (!heap) {
+        nsci_free(slots);
+        return nsc_last_status();
+    }
+    w->heap = heap;
+    w->cap_tasks = cap;
+    nsci_free(w->slots);
+    w->slots = slots;
+    w->n_slots = cap * 2;
+    memset(slots, -1, (size_t)w->n_slots * sizeof *slots);
+    for (int i = 0; i < w->n_tasks; i++) {
+        uint64_t h = hash_ptr(w->tasks[i].node);
+        while (slots[h & (uint64_t)(w->n_slots - 1)] >= 0) {
+            h++;
+        }
+        slots[h & (uint64_t)(w->n_slots - 1)] = i;
+    }
+    return NSC_OK;
+}
+
+static int add_task(graph_walk *w, nsci_node *node) {
+    if (w->n_tasks * 2 >= w->cap_tasks && grow(w) != NSC_OK) {
+        return -1;
+    }
+    int i = w->n_tasks++;
+    memset(&w->tasks[i], 0, sizeof w->tasks[i]);
+    w->tasks[i].node = nsci_node_retain(node);
+    uint64_t h = hash_ptr(node);
+    while (w->slots[h & (uint64_t)(w->n_slots - 1)] >= 0) {
+        h++;
+    }
+    w->slots[h & (uint64_t)(w->n_slots - 1)] = i;
+    return i;
+}
+
+// Finds every node reachable from root and counts the edges into each.
+static nsc_status discover(graph_walk *w, nsci_node *root) {
+    if (add_task(w, root) < 0) {
+        return nsc_last_status();
+    }
+    for (int i = 0; i < w->n_tasks; i++) {
+        nsci_node *node = w->tasks[i].node;
+        for (int k = 0; k < node->n_in; k++) {
+            nsci_node *child = node->next[k].node;
+            if (!child) {
+                continue;
+            }
+            int at = find_task(w, child);
+            if (at < 0 && (at = add_task(w, child)) < 0) {
+                return nsc_last_status();
+            }
+            w->tasks[at].pending++;
+        }
+    }
+    return NSC_OK;
+}
+
+static bool later(const graph_walk *w, int a, int b) {
+    return w->tasks[a].node->sequence > w->tasks[b].node->sequence;
+}
+
+static void heap_push(graph_walk *w, int t) {
+    int i = w->n_heap++;
+    w->heap[i] = t;
+    while (i > 0 && later(w, w->heap[i], w->heap[(i - 1) / 2])) {
+        int parent = (i - 1) / 2, tmp = w->heap[i];
+        w->heap[i] = w->heap[parent];
+        w->heap[parent] = tmp;
+        i = parent;
+    }
+}
+
+static int heap_pop(graph_walk *w) {
+    int top = w->heap[0];
+    w->heap[0] = w->heap[--w->n_heap];
+    for (int i = 0;;) {
+        int l = 2 * i + 1, r = l + 1, best = i;
+        if (l < w->n_heap && later(w, w->heap[l], w->heap[best])) {
+            best = l;
+        }
+        if (r < w->n_heap && later(w, w->heap[r], w->heap[best])) {
+            best = r;
+        }
+        if (best == i) {
+            break;
+        }
+        int tmp = w->heap[i];
+        w->heap[i] = w->heap[best];
+        w->heap[best] = tmp;
+        i = best;
+    }
+    return top;
+}
+
+// *sum += g (taking ownership of g).
+static nsc_status accumulate(nsc_tensor **sum, nsc_tensor *g) {
+    if (!*sum) {
+        *sum = g;
+        return NSC_OK;
+    }
+    nsc_tensor *total = nsc_add(*sum, g);
+    nsc_free(g);
+    if (!total) {
+        return nsc_last_status();
+    }
+    nsc_free(*sum);
+    *sum = total;
+    return NSC_OK;
+}
+
+// A gradient reaching a leaf (or a retained non-leaf): hooks, then .grad.
+static nsc_status deliver_to_slot(nsci_grad_slot *slot, nsc_tensor **grad, bool run_hooks) {
+    if (run_hooks && nsci_slot_run_hooks(slot, grad) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (!slot->is_leaf && !slot->retain_grad) {
+        return NSC_OK;
+    }
+    // .grad must not alias a tensor the graph or the caller may write later.
+    nsc_tensor *own = nsc_clone(*grad);
+    return own ? accumulate(&slot->grad, own) : nsc_last_status();
+}
+
+static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
+    nsci_node *node = t->node;
+    nsc_tensor *grad_in[16] = { 0 };
+    nsc_status status = NSC_OK;
+    for (int k = 0; k < node->n_out && status == NSC_OK; k++) {
+        if (!t->grads[k] && nsci_is_float(node->out_meta[k].dtype)) {
+            const nsci_meta *m = &node->out_meta[k];
+            t->grads[k] = nsc_zeros(m->dtype, m->device, m->ndim, m->shape);
+            status = t->grads[k] ? NSC_OK : nsc_last_status();
+        } else if (t->grads[k] && node->out_slot[k]) {
+            status = deliver_to_slot(node->out_slot[k], &t->grads[k], true);
+        }
+    }
+    if (status == NSC_OK) {
+        status = nsci_node_backward(node, t->grads, grad_in);
+    }
+    for (int k = 0; k < NSCI_MAX_OUTPUTS; k++) {
+        nsc_free(t->grads[k]);
+        t->grads[k] = NULL;
+    }
+    for (int i = 0; i < node->n_in; i++) {
+        nsci_edge *e = &node->next[i];
+        if (status == NSC_OK && grad_in[i] && e->leaf) {
+            status = deliver_to_slot(e->leaf, &grad_in[i], true);
+        } else if (status == NSC_OK && grad_in[i] && e->node) {
+            task *child = &w->tasks[find_task(w, e->node)];
+            status = accumulate(&child->grads[e->output_index], grad_in[i]);
+            grad_in[i] = NULL;
+        }
+        nsc_free(grad_in[i]);
+        if (e->node) {
+            int c = find_task(w, e->node);
+            if (--w->tasks[c].pending == 0) {
+                heap_push(w, c);
+            }
+        }
+    }
+    if (status == NSC_OK && !retain_graph) {
+        nsci_node_release_saved(node);
+    }
+    return status;
+}
+
+static void walk_free(graph_walk *w) {
+    for (int i = 0; i < w->n_tasks; i++) {
+        for (int k = 0; k < NSCI_MAX_OUTPUTS; k++) {
+            nsc_free(w->tasks[i].grads[k]);
+        }
+        nsci_node_release(w->tasks[i].node);
+    }
+    nsci_free(w->tasks);
+    nsci_free(w->slots);
+    nsci_free(w->heap);
+}
+
+static nsc_status check_root(nsc_tensor *loss, nsc_tensor *grad) {
+    char a[160], b[160];
+    if (!loss->requires_grad) {
+        return nsci_fail(NSC_ERR_STATE, "backward: the tensor %s does not require grad and has "
+                                        "no recorded history",
+                         nsci_shape_str(a, sizeof a, loss->ndim, loss->shape));
+    }
+    if (!grad && nsci_numel(loss->ndim, loss->shape) != 1) {
+        return nsci_fail(NSC_ERR_SHAPE, "backward: loss %s has %lld elements: a gradient can be "
+                                        "implied only for one element; pass grad",
+                         nsci_shape_str(a, sizeof a, loss->ndim, loss->shape),
+                         (long long)nsci_numel(loss->ndim, loss->shape));
+    }
+    if (grad && (grad->ndim != loss->ndim || memcmp(grad->shape, loss->shape,
+                                                    (size_t)loss->ndim * 8) != 0)) {
+        return nsci_fail(NSC_ERR_SHAPE, "backward: grad %s for a loss of shape %s",
+                         nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
+                         nsci_shape_str(b, sizeof b, loss->ndim, loss->shape));
+    }
+    return NSC_OK;
+}
+
+static nsc_status run_graph(nsci_edge *root, nsc_tensor *g, bool retain_graph) {
+    if (root->leaf) {
+        nsc_tensor *own = nsc_retain(g); // hooks may replace it
+        nsc_status status = deliver_to_slot(root->leaf, &own, true);
+        nsc_free(own);
+        return status;
+    }
+    graph_walk w = { 0 };
+    nsc_status status = discover(&w, root->node);
+    if (status == NSC_OK) {
+        w.tasks[0].grads[root->output_index] = nsc_retain(g);
+        heap_push(&w, 0);
+    }
+    while (status == NSC_OK && w.n_heap > 0) {
+        status = run_task(&w, &w.tasks[heap_pop(&w)], retain_graph);
+    }
+    walk_free(&w);
+    return status;
+}
+
+nsc_status nsc_backward(nsc_tensor *loss, nsc_tensor *grad, bool retain_graph) {
+    if (!loss) {
+        return nsc_last_status() != NSC_OK ? nsc_last_status()
+                                           : nsci_fail(NSC_ERR_ARG, "backward: loss is NULL");
+    }
+    if (check_root(loss, grad) != NSC_OK) {
+        return nsc_last_status();
+    }
+    bool was = nsc_set_grad_enabled(false);
+    nsc_tensor *g = grad ? nsc_retain(grad) : nsc_ones_like(loss);
+    nsci_edge root;
+    nsc_status status = g ? nsci_edge_of(loss, &root) : nsc_last_status();
+    if (status == NSC_OK) {
+        status = run_graph(&root, g, retain_graph);
+        nsci_edge_clear(&root);
+    }
+    nsc_free(g);
+    nsc_set_grad_enabled(was);
+    return status;
+}

@@ -1,0 +1,272 @@
+// Per-tensor autograd state and grad mode: requires_grad, .grad, retain_grad,
+// grad slots and their hooks, and the dispatch hooks' installation.
+#include <pthread.h>
+#include <string.h>
+
+#include "autograd/autograd_impl.h"
+
+// --- grad mode (thread-local, STYLE.md's globals list) ---
+
+static _Thread_local int t_no_grad_depth;
+static _Thread_local bool t_disabled;
+
+bool nsc_grad_enabled(void) {
+    return !t_disabled && t_no_grad_depth == 0;
+}
+
+bool nsc_set_grad_enabled(bool enabled) {
+    bool previous = !t_disabled;
+    t_disabled = !enabled;
+    return previous;
+}
+
+void nsc_no_grad_begin(void) {
+    t_no_grad_depth++;
+}
+
+void nsc_no_grad_end(void) {
+    if (t_no_grad_depth > 0) {
+        t_no_grad_depth--;
+    }
+}
+
+// --- grad slots ---
+
+nsci_grad_slot *nsci_slot_new(bool is_leaf) {
+    nsci_grad_slot *slot = nsci_calloc(1, sizeof *slot);
+    if (slot) {
+        atomic_init(&slot->refcount, 1);
+        slot->is_leaf = is_leaf;
+    }
+    return slot;
+}
+
+nsci_grad_slot *nsci_slot_retain(nsci_grad_slot *slot) {
+    if (slot) {
+        atomic_fetch_add(&slot->refcount, 1);
+    }
+    return slot;
+}
+
+void nsci_slot_release(nsci_grad_slot *slot) {
+    if (!slot || atomic_fetch_sub(&slot->refcount, 1) != 1) {
+        return;
+    }
+    for (int i = 0; i < slot->n_hooks; i++) {
+        if (!slot->hooks[i].removed && slot->hooks[i].ctx_free) {
+            slot->hooks[i].ctx_free(slot->hooks[i].ctx);
+        }
+    }
+    nsci_free(slot->hooks);
+    nsc_free(slot->grad);
+    nsci_free(slot);
+}
+
+nsc_status nsci_slot_run_hooks(nsci_grad_slot *slot, nsc_tensor **grad) {
+    if (!slot || slot->n_hooks == 0) {
+        return NSC_OK;
+    }
+    nsc_status status = NSC_OK;
+    slot->running_hooks++;
+    // Index loop: hooks added by a hook are appended and run in this pass too.
+    for (int i = 0; i < slot->n_hooks && status == NSC_OK; i++) {
+        nsci_hook *h = &slot->hooks[i];
+        if (h->removed) {
+            continue;
+        }
+        nsc_tensor *replacement = NULL;
+        status = h->fn(*grad, &replacement, h->ctx);
+        h = &slot->hooks[i]; // the array may have grown
+        if (status == NSC_OK && replacement) {
+            nsc_free(*grad);
+            *grad = replacement;
+        } else {
+            nsc_free(replacement);
+        }
+    }
+    slot->running_hooks--;
+    return status;
+}
+
+// --- per-tensor state ---
+
+struct nsci_autograd *nsci_autograd_of(nsc_tensor *t) {
+    if (!t->autograd) {
+        nsci_autograd_install();
+        struct nsci_autograd *ag = nsci_calloc(1, sizeof *ag);
+        if (!ag) {
+            return NULL;
+        }
+        ag->slot = nsci_slot_new(true);
+        if (!ag->slot) {
+            nsci_free(ag);
+            return NULL;
+        }
+        t->autograd = ag;
+    }
+    return t->autograd;
+}
+
+void nsci_autograd_free(struct nsci_autograd *ag) {
+    if (!ag) {
+        return;
+    }
+    nsci_node_release(ag->grad_fn);
+    nsci_slot_release(ag->slot);
+    nsci_free(ag);
+}
+
+nsc_status nsci_set_history(nsc_tensor *t, nsci_node *node, int output_index) {
+    struct nsci_autograd *ag = nsci_autograd_of(t);
+    nsci_grad_slot *slot = ag ? nsci_slot_new(false) : NULL;
+    if (!slot) {
+        return nsc_last_status();
+    }
+    nsci_slot_release(ag->slot);
+    ag->slot = slot;
+    nsci_node_release(ag->grad_fn);
+    ag->grad_fn = nsci_node_retain(node);
+    ag->output_index = output_index;
+    ag->requires_grad = true;
+    ag->fn_version = t->storage ? atomic_load(&t->storage->version) : 0;
+    t->requires_grad = 1;
+    return NSC_OK;
+}
+
+nsc_tensor *nsci_alias(nsc_tensor *t) {
+    nsc_tensor *a = nsci_tensor_header((nsc_dtype)t->dtype, (nsc_device)t->device, t->ndim,
+                                       t->shape);
+    if (!a) {
+        return NULL;
+    }
+    memcpy(a->stride, t->stride, sizeof t->stride);
+    a->offset = t->offset;
+    a->target_device = t->target_device;
+    a->storage = t->storage;
+    if (a->storage) {
+        atomic_fetch_add(&a->storage->refcount, 1);
+    }
+    return a;
+}
+
+// --- public accessors ---
+
+nsc_status nsc_requires_grad_(nsc_tensor *t, bool requires_grad) {
+    if (!t) {
+        return nsc_last_status() != NSC_OK ? nsc_last_status()
+                                           : nsci_fail(NSC_ERR_ARG, "requires_grad_: tensor is NULL");
+    }
+    if (t->autograd && t->autograd->grad_fn) {
+        return nsci_fail(NSC_ERR_STATE, "requires_grad_: the tensor is not a leaf (it was produced "
+                                        "by %s): detach it first",
+                         nsci_node_name(t->autograd->grad_fn));
+    }
+    if (requires_grad && !nsci_is_float((nsc_dtype)t->dtype)) {
+        return nsci_fail(NSC_ERR_DTYPE, "requires_grad_: dtype %s: only float tensors can require "
+                                        "grad",
+                         nsc_dtype_name((nsc_dtype)t->dtype));
+    }
+    struct nsci_autograd *ag = nsci_autograd_of(t);
+    if (!ag) {
+        return nsc_last_status();
+    }
+    ag->requires_grad = requires_grad;
+    t->requires_grad = requires_grad;
+    return NSC_OK;
+}
+
+bool nsc_tensor_requires_grad(const nsc_tensor *t) {
+    return t && t->requires_grad;
+}
+
+bool nsc_tensor_is_leaf(const nsc_tensor *t) {
+    return t && !(t->autograd && t->autograd->grad_fn);
+}
+
+nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t) {
+    return (t && t->autograd && t->autograd->slot) ? t->autograd->slot->grad : NULL;
+}
+
+nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad) {
+    if (!t) {
+        return nsci_fail(NSC_ERR_ARG, "set_grad: tensor is NULL");
+    }
+    if (grad && (grad->ndim != t->ndim || memcmp(grad->shape, t->shape, (size_t)t->ndim * 8))) {
+        char a[160], b[160];
+        return nsci_fail(NSC_ERR_SHAPE, "set_grad: gradient %s for a tensor of shape %s",
+                         nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
+                         nsci_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    struct nsci_autograd *ag = nsci_autograd_of(t);
+    if (!ag) {
+        return nsc_last_status();
+    }
+    nsc_tensor *old = ag->slot->grad;
+    ag->slot->grad = nsc_retain(grad);
+    nsc_free(old);
+    return NSC_OK;
+}
+
+nsc_status nsc_retain_grad(nsc_tensor *t) {
+    if (!t || !t->requires_grad) {
+        return nsci_fail(NSC_ERR_STATE, "retain_grad: the tensor does not require grad");
+    }
+    t->autograd->slot->retain_grad = true;
+    return NSC_OK;
+}
+
+// --- hooks ---
+
+static atomic_llong g_next_handle = 1; // atomic: hook handles are unique process-wide
+
+int64_t nsc_tensor_register_hook(nsc_tensor *t, nsc_grad_hook_fn fn, void *ctx,
+                                 void (*ctx_free)(void *ctx)) {
+    if (!t || !fn || !t->requires_grad) {
+        nsci_fail(NSC_ERR_STATE, "register_hook: %s", !t || !fn ? "tensor or function is NULL"
+                                                              : "the tensor does not require grad");
+        return -1;
+    }
+    nsci_grad_slot *slot = t->autograd->slot;
+    if (slot->n_hooks == slot->cap_hooks) {
+        int cap = slot->cap_hooks ? slot->cap_hooks * 2 : 4;
+        nsci_hook *grown = nsci_realloc(slot->hooks, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            return -1;
+        }
+        slot->hooks = grown;
+        slot->cap_hooks = cap;
+    }
+    int64_t handle = atomic_fetch_add(&g_next_handle, 1);
+    slot->hooks[slot->n_hooks++] = (nsci_hook){ handle, fn, ctx, ctx_free, false };
+    return handle;
+}
+
+nsc_status nsc_tensor_remove_hook(nsc_tensor *t, int64_t handle) {
+    nsci_grad_slot *slot = (t && t->autograd) ? t->autograd->slot : NULL;
+    for (int i = 0; slot && i < slot->n_hooks; i++) {
+        nsci_hook *h = &slot->hooks[i];
+        if (h->handle == handle && !h->removed) {
+            h->removed = true;
+            if (h->ctx_free) {
+                h->ctx_free(h->ctx);
+            }
+            return NSC_OK;
+        }
+    }
+    return nsci_fail(NSC_ERR_ARG, "remove_hook: no hook with handle %lld on this tensor",
+                     (long long)handle);
+}
+
+// --- installation ---
+
+static void install(void) {
+    nsci_hook_table.free_autograd = nsci_autograd_free;
+    nsci_hook_table.grad_enabled = nsc_grad_enabled;
+    nsci_hook_table.check = nsci_autograd_check;
+    nsci_hook_table.record = nsci_autograd_record;
+}
+
+void nsci_autograd_install(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install);
+}

@@ -1,0 +1,84 @@
+// Reverse-mode autograd: requires_grad, backward, .grad, grad mode, tensor
+// gradient hooks. Semantics follow PyTorch's (torch.autograd).
+#ifndef NSC_AUTOGRAD_H
+#define NSC_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// --- requires_grad and .grad ---
+
+// Marks a leaf (a tensor no recorded op produced) as requiring grad, or not.
+// Float dtypes only. Fails on a non-leaf (use nsc_detach first). t borrowed.
+nsc_status nsc_requires_grad_(nsc_tensor *t, bool requires_grad);
+
+// True when ops on t are recorded for backward (a leaf marked so, or the
+// result of a recorded op).
+bool nsc_tensor_requires_grad(const nsc_tensor *t);
+
+// True when t was not produced by a recorded op (every tensor that does not
+// require grad is a leaf, as in PyTorch).
+bool nsc_tensor_is_leaf(const nsc_tensor *t);
+
+// The gradient accumulated into t by backward (leaves, and non-leaves after
+// nsc_retain_grad), or NULL. Borrowed: valid until t's grad is replaced,
+// cleared or t is freed (nsc_retain it to keep it).
+nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t);
+
+// Replaces t's gradient with grad (retained; NULL clears it, as
+// optimizer.zero_grad(set_to_none=True)). grad must have t's shape.
+nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad);
+
+// Makes a non-leaf keep its gradient in .grad during backward (a no-op on leaves).
+nsc_status nsc_retain_grad(nsc_tensor *t);
+
+// --- backward ---
+
+// Back-propagates from loss through the recorded ops, accumulating into the
+// .grad of every leaf that requires grad (and of retained non-leaves).
+// grad: the gradient of loss (same shape), or NULL for a one-element loss
+// (ones). Without retain_graph the saved tensors are freed on the way, and a
+// second backward through the same ops fails with NSC_ERR_STATE. A tensor
+// saved for backward that was modified in place since fails the call naming
+// the op. Runs with grad mode off. loss and grad borrowed.
+nsc_status nsc_backward(nsc_tensor *loss, nsc_tensor *grad, bool retain_graph);
+
+// --- grad mode (per thread; on by default) ---
+
+// Whether ops are recorded on this thread.
+bool nsc_grad_enabled(void);
+// Switches recording on or off; returns the previous setting.
+bool nsc_set_grad_enabled(bool enabled);
+// A nestable no_grad scope: every begin must be matched by an end.
+void nsc_no_grad_begin(void);
+void nsc_no_grad_end(void);
+
+// --- gradient hooks (torch.Tensor.register_hook) ---
+
+// Called with the gradient of the tensor it is registered on when backward
+// computes it. May write a new reference into *replacement to substitute the
+// gradient (same shape) for everything downstream, including .grad. A status
+// other than NSC_OK stops the backward with that error. grad is borrowed.
+typedef nsc_status (*nsc_grad_hook_fn)(nsc_tensor *grad, nsc_tensor **replacement, void *ctx);
+
+// Registers fn on t (which must require grad). Hooks run in registration
+// order. ctx_free (may be NULL) is called on ctx when the hook is removed or
+// its tensor's history is freed. Returns a handle > 0, or -1 with an error.
+int64_t nsc_tensor_register_hook(nsc_tensor *t, nsc_grad_hook_fn fn, void *ctx,
+                                 void (*ctx_free)(void *ctx));
+
+// Removes a hook by handle; allowed from inside the hook itself (it will not
+// run again). Fails with NSC_ERR_ARG for an unknown handle.
+nsc_status nsc_tensor_remove_hook(nsc_tensor *t, int64_t handle);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
