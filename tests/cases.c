@@ -14,6 +14,9 @@
 #include "tests/cases/reduce.def"
 #include "tests/cases/softmax.def"
 #include "tests/cases/norm.def"
+#include "tests/cases/index.def"
+#include "tests/cases/join.def"
+#include "tests/cases/loss.def"
 #undef CASE
 
 const nsct_case nsct_all_cases[] = {
@@ -29,6 +32,9 @@ const nsct_case nsct_all_cases[] = {
 #include "tests/cases/reduce.def"
 #include "tests/cases/softmax.def"
 #include "tests/cases/norm.def"
+#include "tests/cases/index.def"
+#include "tests/cases/join.def"
+#include "tests/cases/loss.def"
 #undef CASE
 };
 
