@@ -247,7 +247,7 @@ nsc_status nsci_autograd_record(nsci_call *c) {
     }
     for (int k = 0; k < c->n_out && status == NSC_OK; k++) {
         nsc_tensor *t = c->out[k];
-        if (!nsci_is_float((nsc_dtype)t->dtype)) {
+        if (!nsci_is_float((nsc_dtype)t->dtype) || (def->nondiff_outputs & (1u << k))) {
             continue;
         }
         if (k == 0 && (def->flags & NSCI_OP_INPLACE) && t->base &&

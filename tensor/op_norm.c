@@ -239,6 +239,7 @@ const nsci_op_def nsci_op_layer_norm = {
     .backward = layer_norm_backward_rule,
     .save_inputs = 3,
     .save_outputs = 6,
+    .nondiff_outputs = 6,
     .exempt = { [NSCI_CASE_RANK0] = "normalizes at least one dim: a 0-dim input is an error "
                                     "(tests/test_op_reduce.c)" },
 };

@@ -174,11 +174,12 @@ static nsc_tensor *grad_neg(const nsci_grad_ctx *c, nsc_tensor *g) {
 // d|x| = sign(x): +g where x > 0, -g where x < 0, 0 at 0 (as torch).
 static nsc_tensor *grad_abs(const nsci_grad_ctx *c, nsc_tensor *g) {
     nsc_tensor *pos = nsc_gt_scalar(c->in[0], 0), *neg = nsc_lt_scalar(c->in[0], 0);
-    nsc_tensor *sign = nsc_sub(pos, neg);
-    nsc_tensor *r = nsc_mul(g, sign);
-    nsc_free(pos);
-    nsc_free(neg);
-    nsc_free(sign);
+    nsc_tensor *up = nsc_mul(g, pos), *down = nsc_mul(g, neg);
+    nsc_tensor *r = nsc_sub(up, down);
+    nsc_tensor *temps[] = { pos, neg, up, down };
+    for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
+        nsc_free(temps[i]);
+    }
     return r;
 }
 

@@ -197,6 +197,7 @@ struct nsci_op_def {
     uint32_t flags;
     uint32_t save_inputs;  // bit i: the backward rule needs input i
     uint32_t save_outputs; // bit i: the backward rule needs output i
+    uint32_t nondiff_outputs; // bit i: output i carries no gradient (layer_norm's mean, rstd)
     const char *exempt[NSCI_N_CASE_FLAGS]; // why a layout flag does not apply
     // Why the output's shape depends on the input's values (nonzero): such an
     // op fails on META inputs with NSC_ERR_UNSUPPORTED; NULL for other ops.

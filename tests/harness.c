@@ -99,35 +99,49 @@ static nsc_tensor *logical_values(const nsct_case *c, int i, nsc_dtype dtype) {
     return t;
 }
 
-// Stores values in a layout-specific buffer and returns the view.
-static nsc_tensor *apply_layout(nsc_tensor *values, const nsct_input *in) {
-    int nd = in->ndim;
-    nsc_dtype dt = nsc_tensor_dtype(values);
-    if (in->layout == NSCT_EXPANDED) {
-        return nsc_expand(values, nd, in->shape);
+// The tensor that owns the input's storage: values arranged so that
+// nsct_layout_view() of it shows the logical values with the input's layout.
+nsc_tensor *nsct_make_leaf(const nsct_case *c, int i, nsc_dtype dtype) {
+    const nsct_input *in = &c->in[i];
+    nsc_tensor *values = logical_values(c, i, dtype);
+    if (!values || in->layout == NSCT_CONTIG || in->layout == NSCT_EXPANDED) {
+        return values;
     }
+    int nd = in->ndim;
+    nsc_tensor *leaf = NULL;
     if (in->layout == NSCT_TRANSPOSED) {
         nsc_tensor *tv = nsc_transpose(values, nd - 2, nd - 1);
-        nsc_tensor *stored = nsc_contiguous(tv);
-        nsc_tensor *view = nsc_transpose(stored, nd - 2, nd - 1);
+        leaf = nsc_contiguous(tv); // stored transposed
         nsc_free(tv);
-        nsc_free(stored);
-        return view;
-    }
-    if (in->layout == NSCT_STEPPED) {
+    } else {
         int64_t wide[NSC_MAX_DIMS];
         memcpy(wide, in->shape, sizeof wide);
         wide[nd - 1] *= 2;
-        nsc_tensor *buffer = nsc_full(dt, NSC_CPU, nd, wide, -7.0); // filler must never show
-        nsc_tensor *view = nsc_slice(buffer, nd - 1, 0, NSC_END, 2);
-        nsc_free(buffer);
-        if (view && nsc_copy_(view, values) != NSC_OK) {
-            nsc_free(view);
-            return NULL;
+        leaf = nsc_full(dtype, NSC_CPU, nd, wide, -7.0); // the filler must never show
+        nsc_tensor *view = nsc_slice(leaf, nd - 1, 0, NSC_END, 2);
+        if (!view || nsc_copy_(view, values) != NSC_OK) {
+            nsc_free(leaf);
+            leaf = NULL;
         }
-        return view;
+        nsc_free(view);
     }
-    return nsc_retain(values);
+    nsc_free(values);
+    return leaf;
+}
+
+nsc_tensor *nsct_layout_view(const nsct_case *c, int i, nsc_tensor *leaf) {
+    const nsct_input *in = &c->in[i];
+    int nd = in->ndim;
+    switch (in->layout) {
+        case NSCT_EXPANDED:
+            return nsc_expand(leaf, nd, in->shape);
+        case NSCT_TRANSPOSED:
+            return nsc_transpose(leaf, nd - 2, nd - 1);
+        case NSCT_STEPPED:
+            return nsc_slice(leaf, nd - 1, 0, NSC_END, 2);
+        default:
+            return nsc_retain(leaf);
+    }
 }
 
 // A META tensor with the same geometry as a CPU one.
@@ -142,9 +156,9 @@ static nsc_tensor *meta_twin(nsc_tensor *t) {
 }
 
 nsc_tensor *nsct_make_input(const nsct_case *c, int i, nsc_dtype dtype, nsc_device device) {
-    nsc_tensor *values = logical_values(c, i, dtype);
-    nsc_tensor *t = values ? apply_layout(values, &c->in[i]) : NULL;
-    nsc_free(values);
+    nsc_tensor *leaf = nsct_make_leaf(c, i, dtype);
+    nsc_tensor *t = leaf ? nsct_layout_view(c, i, leaf) : NULL;
+    nsc_free(leaf);
     if (t && device == NSC_META) {
         nsc_tensor *m = meta_twin(t);
         nsc_free(t);

@@ -73,6 +73,11 @@ uint32_t nsct_case_flags(const nsct_case *c);
 // fixture script computes the same ones.
 nsc_tensor *nsct_make_input(const nsct_case *c, int i, nsc_dtype dtype, nsc_device device);
 
+// The same input in two steps: the tensor owning its storage (a leaf for
+// gradient checks) and the layout view over it.
+nsc_tensor *nsct_make_leaf(const nsct_case *c, int i, nsc_dtype dtype);
+nsc_tensor *nsct_layout_view(const nsct_case *c, int i, nsc_tensor *leaf);
+
 // --- fixtures ---
 
 // A fixture file of named tensors (tests/fixtures/*.bin, format in
