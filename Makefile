@@ -82,7 +82,11 @@ TEST_JOBS ?= 2
 .PHONY: all lib test test-bin asan bench bench-bins lint deps demo install clean format cuda fixtures \
     check-install valgrind fuzz
 
-all: $(LIB) $(if $(CLI_SRCS),$(CLI)) $(EXAMPLES)
+all: $(LIB) $(if $(CLI_SRCS),$(CLI)) $(EXAMPLES) $(if $(filter release,$(CONFIG)),libnsc.a)
+
+# The default build also leaves libnsc.a at the top, for `cc ... -L. -lnsc`.
+libnsc.a: $(LIB)
+	cp $(LIB) $@
 
 lib: $(LIB)
 
