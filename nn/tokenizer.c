@@ -184,21 +184,15 @@ static nsc_status parse_vocab(nsc_tokenizer *tok, const char *path, const nsci_j
     return s == NSC_OK ? collect_specials(tok) : s;
 }
 
-static nsc_status load_vocab(nsc_tokenizer *tok, const char *path) {
-    size_t len;
-    char *text = nsci_read_file(path, NSCI_TOK_MAX_FILE_BYTES, &len);
-    if (!text) {
+static nsc_status load_vocab(nsc_tokenizer *tok, const char *text, size_t len, const char *path) {
+    nsci_json_limits limits = { NSCI_TOK_MAX_FILE_BYTES, 4 };
+    nsci_json_doc *doc = nsci_json_parse(text, len, &limits, path);
+    if (!doc) {
         nsci_error_prefix("tokenizer");
         return nsc_last_status();
     }
-    nsci_json_limits limits = { 0, 4 };
-    nsci_json_doc *doc = nsci_json_parse(text, len, &limits, path);
-    nsc_status s = doc ? parse_vocab(tok, path, nsci_json_root(doc)) : nsc_last_status();
-    if (!doc) {
-        nsci_error_prefix("tokenizer");
-    }
+    nsc_status s = parse_vocab(tok, path, nsci_json_root(doc));
     nsci_json_doc_free(doc);
-    nsci_free(text);
     return s;
 }
 
@@ -220,40 +214,54 @@ void nsc_tokenizer_free(nsc_tokenizer *tok) {
     nsci_free(tok);
 }
 
-static nsc_status load_merges(nsc_tokenizer *tok, const char *path) {
-    size_t len;
-    char *text = nsci_read_file(path, NSCI_TOK_MAX_FILE_BYTES, &len);
-    if (!text) {
-        nsci_error_prefix("tokenizer");
-        return nsc_last_status();
+nsc_tokenizer *nsci_tok_load_memory(const char *vocab, size_t vocab_bytes, const char *vocab_label,
+                                    const char *merges, size_t merges_bytes,
+                                    const char *merges_label) {
+    nsc_tokenizer *tok = nsci_calloc(1, sizeof *tok);
+    if (!tok) {
+        return NULL;
     }
-    nsc_status s = nsci_tok_load_merges(tok, text, len, path);
-    nsci_free(text);
-    if (s == NSC_OK) {
+    pthread_mutex_init(&tok->cache_lock, NULL);
+    tok->is_bpe = merges != NULL;
+    tok->label = nsci_strdup(vocab_label);
+    nsc_status s =
+        tok->label ? load_vocab(tok, vocab, vocab_bytes, vocab_label) : nsc_last_status();
+    if (s == NSC_OK && tok->is_bpe) {
+        s = nsci_tok_load_merges(tok, merges, merges_bytes, merges_label);
+    }
+    if (s != NSC_OK) {
+        nsc_tokenizer_free(tok);
+        return NULL;
+    }
+    if (tok->is_bpe) {
         nsci_tok_init_bytes(tok);
     }
-    return s;
+    return tok;
+}
+
+// Reads a tokenizer file (size-limited); NULL with "tokenizer: <path>: ...".
+static char *read_file(const char *path, size_t *len) {
+    char *text = nsci_read_file(path, NSCI_TOK_MAX_FILE_BYTES, len);
+    if (!text) {
+        nsci_error_prefix("tokenizer");
+    }
+    return text;
 }
 
 nsc_tokenizer *nsc_tokenizer_load_files(const char *vocab_path, const char *merges_path) {
     if (!vocab_path) {
         return nsci_fail_null(NSC_ERR_ARG, "tokenizer_load: vocab path is NULL");
     }
-    nsc_tokenizer *tok = nsci_calloc(1, sizeof *tok);
-    if (!tok) {
-        return NULL;
+    size_t vocab_bytes = 0, merges_bytes = 0;
+    char *vocab = read_file(vocab_path, &vocab_bytes);
+    char *merges = vocab && merges_path ? read_file(merges_path, &merges_bytes) : NULL;
+    nsc_tokenizer *tok = NULL;
+    if (vocab && (merges || !merges_path)) {
+        tok =
+            nsci_tok_load_memory(vocab, vocab_bytes, vocab_path, merges, merges_bytes, merges_path);
     }
-    pthread_mutex_init(&tok->cache_lock, NULL);
-    tok->is_bpe = merges_path != NULL;
-    tok->label = nsci_strdup(vocab_path);
-    nsc_status s = tok->label ? load_vocab(tok, vocab_path) : nsc_last_status();
-    if (s == NSC_OK && tok->is_bpe) {
-        s = load_merges(tok, merges_path);
-    }
-    if (s != NSC_OK) {
-        nsc_tokenizer_free(tok);
-        return NULL;
-    }
+    nsci_free(vocab);
+    nsci_free(merges);
     return tok;
 }
 

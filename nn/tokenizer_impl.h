@@ -54,6 +54,13 @@ struct nsc_tokenizer {
 
 // --- vocabulary (tokenizer.c) ---
 
+// Builds a tokenizer from the texts of vocab.json and merges.txt (merges NULL:
+// a character vocabulary); labels name them in messages. For fuzzing and
+// nsc_tokenizer_load_files, which reads the files first.
+nsc_tokenizer *nsci_tok_load_memory(const char *vocab, size_t vocab_bytes, const char *vocab_label,
+                                    const char *merges, size_t merges_bytes,
+                                    const char *merges_label);
+
 // Id of the token spelled by bytes, or -1.
 int32_t nsci_tok_find(const nsc_tokenizer *tok, const char *bytes, size_t n);
 

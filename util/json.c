@@ -439,12 +439,12 @@ static nsci_json *parse_value(parser *p) {
     // Python's json module writes these for non-finite floats.
     if (match_word(p, "NaN")) {
         v->type = NSCI_JSON_NUMBER;
-        v->number = NAN;
+        v->number = (double)NAN;
         return v;
     }
     if (match_word(p, "Infinity") || match_word(p, "-Infinity")) {
         v->type = NSCI_JSON_NUMBER;
-        v->number = c == '-' ? -INFINITY : INFINITY;
+        v->number = c == '-' ? -(double)INFINITY : (double)INFINITY;
         return v;
     }
     return parse_number(p);
