@@ -5,6 +5,7 @@
 #include "nsc/autograd.h"
 #include "nsc/base.h"
 #include "nsc/io.h"
+#include "nsc/module.h"
 #include "nsc/ops.h"
 #include "nsc/tensor.h"
 #include "nsc/tokenizer.h"

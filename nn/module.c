@@ -1,0 +1,375 @@
+// Modules as a tree: creation, children, parameters and buffers, paths,
+// lookup, iteration in a fixed order, modes.
+#include <string.h>
+
+#include "nn/nn_impl.h"
+
+nsc_module *nsc_module_new(const char *type, nsc_forward_fn forward, void *state,
+                           void (*state_free)(void *state)) {
+    nsc_module *m = nsci_calloc(1, sizeof *m);
+    if (!m) {
+        return NULL;
+    }
+    atomic_init(&m->refcount, 1);
+    m->name = nsci_strdup("");
+    m->type = nsci_strdup(type ? type : "Module");
+    if (!m->name || !m->type) {
+        nsci_free(m->name);
+        nsci_free(m->type);
+        nsci_free(m);
+        return NULL;
+    }
+    m->forward = forward;
+    m->state = state;
+    m->state_free = state_free;
+    m->training = true; // as torch.nn.Module
+    return m;
+}
+
+nsc_module *nsc_module_retain(nsc_module *m) {
+    if (m) {
+        atomic_fetch_add(&m->refcount, 1);
+    }
+    return m;
+}
+
+static void free_named(nsci_named_tensor *items, int n) {
+    for (int i = 0; i < n; i++) {
+        nsci_free(items[i].name);
+        nsc_free(items[i].tensor);
+    }
+    nsci_free(items);
+}
+
+void nsc_module_free(nsc_module *m) {
+    if (!m || atomic_fetch_sub(&m->refcount, 1) != 1) {
+        return;
+    }
+    for (int i = 0; i < m->n_children; i++) {
+        m->children[i]->parent = NULL;
+        nsc_module_free(m->children[i]);
+    }
+    for (int i = 0; i < m->n_hooks; i++) {
+        if (!m->hooks[i].removed && m->hooks[i].ctx_free) {
+            m->hooks[i].ctx_free(m->hooks[i].ctx);
+        }
+    }
+    if (m->slot_free) {
+        m->slot_free(m->slot);
+    }
+    if (m->state_free) {
+        m->state_free(m->state);
+    }
+    free_named(m->params, m->n_params);
+    free_named(m->buffers, m->n_buffers);
+    nsci_free(m->children);
+    nsci_free(m->hooks);
+    nsci_free(m->name);
+    nsci_free(m->type);
+    nsci_free(m->path);
+    nsci_free(m);
+}
+
+// --- children, parameters, buffers ---
+
+static bool valid_segment(const char *name) {
+    if (!name || !*name) {
+        return false;
+    }
+    for (const char *c = name; *c; c++) {
+        if (*c == '.' || *c == '*' || *c == ' ') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void forget_paths(nsc_module *m) {
+    nsci_free(m->path);
+    m->path = NULL;
+    for (int i = 0; i < m->n_children; i++) {
+        forget_paths(m->children[i]);
+    }
+}
+
+static int child_index(const nsc_module *m, const char *name) {
+    for (int i = 0; i < m->n_children; i++) {
+        if (strcmp(m->children[i]->name, name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool name_taken(const nsc_module *m, const char *name) {
+    if (child_index(m, name) >= 0) {
+        return true;
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        if (strcmp(m->params[i].name, name) == 0) {
+            return true;
+        }
+    }
+    for (int i = 0; i < m->n_buffers; i++) {
+        if (strcmp(m->buffers[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module *child) {
+    if (!parent || !child || !valid_segment(name)) {
+        return nsci_fail(NSC_ERR_ARG, "module add_child: \"%s\": expected a module and a name "
+                                      "without '.', '*' or spaces",
+                         name ? name : "(null)");
+    }
+    if (child->parent || child == parent) {
+        return nsci_fail(NSC_ERR_STATE, "module add_child: %s already has a parent (%s)", name,
+                         child->parent ? nsc_module_path(child->parent) : "itself");
+    }
+    if (name_taken(parent, name)) {
+        return nsci_fail(NSC_ERR_ARG, "module add_child: %s.%s already exists",
+                         nsc_module_path(parent), name);
+    }
+    char *copy = nsci_strdup(name);
+    if (!copy) {
+        return NSC_ERR_OOM;
+    }
+    if (parent->n_children == parent->cap_children) {
+        int cap = parent->cap_children ? parent->cap_children * 2 : 4;
+        nsc_module **grown = nsci_realloc(parent->children, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            nsci_free(copy);
+            return NSC_ERR_OOM;
+        }
+        parent->children = grown;
+        parent->cap_children = cap;
+    }
+    nsci_free(child->name);
+    child->name = copy;
+    child->parent = parent;
+    parent->children[parent->n_children++] = nsc_module_retain(child);
+    forget_paths(child);
+    return NSC_OK;
+}
+
+nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_module *child) {
+    int at = parent && name ? child_index(parent, name) : -1;
+    if (at < 0 || !child || child->parent) {
+        return nsci_fail(NSC_ERR_ARG, "module replace_child: %s: %s", name ? name : "(null)",
+                         at < 0 ? "no such child" : "the new child is missing or has a parent");
+    }
+    char *copy = nsci_strdup(name);
+    if (!copy) {
+        return NSC_ERR_OOM;
+    }
+    nsc_module *old = parent->children[at];
+    old->parent = NULL;
+    nsc_module_free(old);
+    nsci_free(child->name);
+    child->name = copy;
+    child->parent = parent;
+    parent->children[at] = nsc_module_retain(child);
+    forget_paths(child);
+    return NSC_OK;
+}
+
+nsc_status nsci_named_append(nsci_named_tensor **items, int *n, int *cap, const char *name,
+                             nsc_tensor *t) {
+    if (*n == *cap) {
+        int grown_cap = *cap ? *cap * 2 : 4;
+        nsci_named_tensor *grown = nsci_realloc(*items, (size_t)grown_cap * sizeof *grown);
+        if (!grown) {
+            return NSC_ERR_OOM;
+        }
+        *items = grown;
+        *cap = grown_cap;
+    }
+    char *copy = nsci_strdup(name);
+    if (!copy) {
+        return NSC_ERR_OOM;
+    }
+    (*items)[(*n)++] = (nsci_named_tensor){ copy, nsc_retain(t) };
+    return NSC_OK;
+}
+
+static nsc_status add_tensor(nsc_module *m, const char *name, nsc_tensor *t, bool is_param) {
+    const char *what = is_param ? "add_param" : "add_buffer";
+    if (!m || !t || !valid_segment(name)) {
+        return nsci_fail(NSC_ERR_ARG, "module %s: \"%s\": expected a tensor and a valid name",
+                         what, name ? name : "(null)");
+    }
+    if (name_taken(m, name)) {
+        return nsci_fail(NSC_ERR_ARG, "module %s: %s.%s already exists", what,
+                         nsc_module_path(m), name);
+    }
+    return is_param ? nsci_named_append(&m->params, &m->n_params, &m->cap_params, name, t)
+                    : nsci_named_append(&m->buffers, &m->n_buffers, &m->cap_buffers, name, t);
+}
+
+nsc_status nsc_module_add_param(nsc_module *m, const char *name, nsc_tensor *t) {
+    return add_tensor(m, name, t, true);
+}
+
+nsc_status nsc_module_add_buffer(nsc_module *m, const char *name, nsc_tensor *t) {
+    return add_tensor(m, name, t, false);
+}
+
+static nsci_named_tensor *find_named(nsci_named_tensor *items, int n, const char *name) {
+    for (int i = 0; i < n; i++) {
+        if (strcmp(items[i].name, name) == 0) {
+            return &items[i];
+        }
+    }
+    return NULL;
+}
+
+nsc_status nsc_module_set_tensor(nsc_module *m, const char *name, nsc_tensor *t) {
+    nsci_named_tensor *slot = m ? find_named(m->params, m->n_params, name) : NULL;
+    if (m && !slot) {
+        slot = find_named(m->buffers, m->n_buffers, name);
+    }
+    if (!slot || !t) {
+        return nsci_fail(NSC_ERR_ARG, "module set_tensor: %s.%s: no such parameter or buffer",
+                         m ? nsc_module_path(m) : "?", name);
+    }
+    nsc_tensor *old = slot->tensor;
+    char a[160], b[160];
+    if (old->ndim != t->ndim || memcmp(old->shape, t->shape, (size_t)t->ndim * 8) != 0 ||
+        old->dtype != t->dtype) {
+        return nsci_fail(NSC_ERR_SHAPE, "module set_tensor: %s.%s: %s %s given, expected %s %s",
+                         nsc_module_path(m), name, nsci_shape_str(a, sizeof a, t->ndim, t->shape),
+                         nsc_dtype_name((nsc_dtype)t->dtype),
+                         nsci_shape_str(b, sizeof b, old->ndim, old->shape),
+                         nsc_dtype_name((nsc_dtype)old->dtype));
+    }
+    slot->tensor = nsc_retain(t);
+    nsc_free(old);
+    return NSC_OK;
+}
+
+// --- accessors ---
+
+const char *nsc_module_name(const nsc_module *m) {
+    return m->name;
+}
+
+const char *nsc_module_type(const nsc_module *m) {
+    return m->type;
+}
+
+nsc_module *nsc_module_parent(const nsc_module *m) {
+    return m->parent;
+}
+
+nsc_module *nsc_module_child(const nsc_module *m, const char *name) {
+    int at = m && name ? child_index(m, name) : -1;
+    return at >= 0 ? m->children[at] : NULL;
+}
+
+nsc_tensor *nsc_module_param(const nsc_module *m, const char *name) {
+    nsci_named_tensor *t = m ? find_named(m->params, m->n_params, name) : NULL;
+    return t ? t->tensor : NULL;
+}
+
+nsc_tensor *nsc_module_buffer(const nsc_module *m, const char *name) {
+    nsci_named_tensor *t = m ? find_named(m->buffers, m->n_buffers, name) : NULL;
+    return t ? t->tensor : NULL;
+}
+
+void *nsc_module_state(const nsc_module *m) {
+    return m->state;
+}
+
+const char *nsc_module_path(const nsc_module *m) {
+    nsc_module *mm = (nsc_module *)m; // the cache is logically const
+    if (mm->path) {
+        return mm->path;
+    }
+    if (!m->parent) {
+        return ""; // a root: nothing to cache
+    }
+    const char *up = nsc_module_path(m->parent);
+    nsci_buf b;
+    nsci_buf_init(&b);
+    if (*up) {
+        nsci_buf_puts(&b, up);
+        nsci_buf_puts(&b, ".");
+    }
+    nsci_buf_puts(&b, m->name);
+    mm->path = b.failed ? NULL : b.data;
+    return mm->path ? mm->path : m->name;
+}
+
+nsc_module *nsc_module_find(nsc_module *root, const char *path) {
+    if (!root || !path) {
+        return nsci_fail_null(NSC_ERR_ARG, "module find: root or path is NULL");
+    }
+    nsc_module *m = root;
+    const char *p = path;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        char segment[256];
+        if (len == 0 || len >= sizeof segment) {
+            return nsci_fail_null(NSC_ERR_ARG, "module path \"%s\": empty or overlong segment",
+                                  path);
+        }
+        memcpy(segment, p, len);
+        segment[len] = '\0';
+        nsc_module *child = nsc_module_child(m, segment);
+        if (!child) {
+            return nsci_fail_null(NSC_ERR_ARG, "module path \"%s\": %s has no child \"%s\"", path,
+                                  *nsc_module_path(m) ? nsc_module_path(m) : "the root", segment);
+        }
+        m = child;
+        p += len + (dot ? 1 : 0);
+    }
+    return m;
+}
+
+// --- iteration ---
+
+typedef struct walk {
+    int64_t target, seen;
+    nsc_module *found;
+} walk;
+
+static void walk_modules(nsc_module *m, walk *w) {
+    if (w->found) {
+        return;
+    }
+    if (w->seen++ == w->target) {
+        w->found = m;
+        return;
+    }
+    for (int i = 0; i < m->n_children; i++) {
+        walk_modules(m->children[i], w);
+    }
+}
+
+int64_t nsc_module_n_modules(nsc_module *root) {
+    int64_t n = 1;
+    for (int i = 0; i < root->n_children; i++) {
+        n += nsc_module_n_modules(root->children[i]);
+    }
+    return n;
+}
+
+nsc_module *nsc_module_at(nsc_module *root, int64_t index) {
+    walk w = { index, 0, NULL };
+    walk_modules(root, &w);
+    return w.found;
+}
+
+void nsc_module_train(nsc_module *m, bool training) {
+    m->training = training;
+    for (int i = 0; i < m->n_children; i++) {
+        nsc_module_train(m->children[i], training);
+    }
+}
+
+bool nsc_module_is_training(const nsc_module *m) {
+    return m->training;
+}

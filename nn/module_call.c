@@ -1,0 +1,329 @@
+// Module calls and hooks (the one entry point every module call takes, where
+// the intervention graph attaches), call counters, batch dims, the graph
+// slot; and iteration over the tree's parameters and buffers.
+#include <string.h>
+
+#include "nn/nn_impl.h"
+
+// --- parameters and buffers of a tree ---
+
+typedef struct tensor_walk {
+    bool params;
+    int64_t target, seen;
+    nsc_tensor *found;
+    nsci_buf path;
+} tensor_walk;
+
+static void walk_tensors(nsc_module *m, const char *prefix, tensor_walk *w) {
+    nsci_named_tensor *items = w->params ? m->params : m->buffers;
+    int n = w->params ? m->n_params : m->n_buffers;
+    for (int i = 0; i < n && !w->found; i++) {
+        if (w->seen++ == w->target) {
+            w->found = items[i].tensor;
+            nsci_buf_init(&w->path);
+            nsci_buf_printf(&w->path, "%s%s%s", prefix, *prefix ? "." : "", items[i].name);
+        }
+    }
+    for (int i = 0; i < m->n_children && !w->found; i++) {
+        nsci_buf child;
+        nsci_buf_init(&child);
+        nsci_buf_printf(&child, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
+        walk_tensors(m->children[i], child.data ? child.data : "", w);
+        nsci_buf_free(&child);
+    }
+}
+
+static int64_t count_tensors(const nsc_module *m, bool params) {
+    int64_t n = params ? m->n_params : m->n_buffers;
+    for (int i = 0; i < m->n_children; i++) {
+        n += count_tensors(m->children[i], params);
+    }
+    return n;
+}
+
+// The path is kept per thread until the next call (a fixed buffer, so the
+// allocator's live counts do not include it).
+static nsc_tensor *tensor_at(nsc_module *root, int64_t index, const char **path, bool params) {
+    static _Thread_local char t_path[1024];
+    tensor_walk w = { .params = params, .target = index };
+    walk_tensors(root, "", &w);
+    if (w.found) {
+        snprintf(t_path, sizeof t_path, "%s", w.path.data ? w.path.data : "");
+        nsci_buf_free(&w.path);
+        if (path) {
+            *path = t_path;
+        }
+    }
+    return w.found;
+}
+
+int64_t nsc_module_n_params(nsc_module *root) {
+    return count_tensors(root, true);
+}
+
+nsc_tensor *nsc_module_param_at(nsc_module *root, int64_t index, const char **path) {
+    return tensor_at(root, index, path, true);
+}
+
+int64_t nsc_module_n_buffers(nsc_module *root) {
+    return count_tensors(root, false);
+}
+
+nsc_tensor *nsc_module_buffer_at(nsc_module *root, int64_t index, const char **path) {
+    return tensor_at(root, index, path, false);
+}
+
+nsc_tensor *nsc_module_find_tensor(nsc_module *root, const char *path) {
+    const char *dot = path ? strrchr(path, '.') : NULL;
+    nsc_module *owner = root;
+    const char *name = path;
+    if (dot) {
+        char prefix[512];
+        size_t len = (size_t)(dot - path);
+        if (len >= sizeof prefix) {
+            return nsci_fail_null(NSC_ERR_ARG, "tensor path \"%s\" is too long", path);
+        }
+        memcpy(prefix, path, len);
+        prefix[len] = '\0';
+        owner = nsc_module_find(root, prefix);
+        name = dot + 1;
+    }
+    if (!owner || !name) {
+        return NULL;
+    }
+    nsc_tensor *t = nsc_module_param(owner, name);
+    t = t ? t : nsc_module_buffer(owner, name);
+    if (!t) {
+        return nsci_fail_null(NSC_ERR_ARG, "tensor path \"%s\": no parameter or buffer \"%s\"",
+                              path, name);
+    }
+    return t;
+}
+
+int64_t nsc_module_param_count(nsc_module *root) {
+    int64_t n = nsc_module_n_params(root), total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        nsc_tensor *t = nsc_module_param_at(root, i, NULL);
+        bool seen = false;
+        for (int64_t k = 0; k < i && !seen; k++) {
+            seen = nsc_tensor_shares_storage(nsc_module_param_at(root, k, NULL), t);
+        }
+        total += seen ? 0 : nsc_tensor_numel(t);
+    }
+    return total;
+}
+
+nsc_status nsc_module_requires_grad_(nsc_module *m, bool requires_grad) {
+    for (int i = 0; i < m->n_params; i++) {
+        if (nsc_requires_grad_(m->params[i].tensor, requires_grad) != NSC_OK) {
+            nsci_error_context("parameter %s.%s", nsc_module_path(m), m->params[i].name);
+            return nsc_last_status();
+        }
+    }
+    for (int i = 0; i < m->n_children; i++) {
+        if (nsc_module_requires_grad_(m->children[i], requires_grad) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
+}
+
+// --- hooks ---
+
+static atomic_llong g_next_hook = 1; // atomic: handles are unique process-wide
+
+int64_t nsc_module_add_hook(nsc_module *m, nsc_hook_kind kind, nsc_module_hook_fn fn, void *ctx,
+                            void (*ctx_free)(void *ctx)) {
+    if (!m || !fn || (kind != NSC_HOOK_INPUT && kind != NSC_HOOK_OUTPUT)) {
+        nsci_fail(NSC_ERR_ARG, "module add_hook: module, function or kind missing");
+        return -1;
+    }
+    if (m->n_hooks == m->cap_hooks) {
+        int cap = m->cap_hooks ? m->cap_hooks * 2 : 4;
+        nsci_module_hook *grown = nsci_realloc(m->hooks, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            return -1;
+        }
+        m->hooks = grown;
+        m->cap_hooks = cap;
+    }
+    int64_t handle = atomic_fetch_add(&g_next_hook, 1);
+    m->hooks[m->n_hooks++] = (nsci_module_hook){ handle, kind, fn, ctx, ctx_free, false };
+    return handle;
+}
+
+nsc_status nsc_module_remove_hook(nsc_module *m, int64_t handle) {
+    for (int i = 0; m && i < m->n_hooks; i++) {
+        nsci_module_hook *h = &m->hooks[i];
+        if (h->handle != handle || h->removed) {
+            continue;
+        }
+        h->removed = true;
+        if (h->ctx_free) {
+            h->ctx_free(h->ctx);
+        }
+        if (m->running_hooks == 0) { // compact when no hook loop is walking the array
+            memmove(h, h + 1, (size_t)(m->n_hooks - i - 1) * sizeof *h);
+            m->n_hooks--;
+        }
+        return NSC_OK;
+    }
+    return nsci_fail(NSC_ERR_ARG, "module remove_hook: no hook %lld on %s", (long long)handle,
+                     m ? nsc_module_path(m) : "(null)");
+}
+
+static void compact_hooks(nsc_module *m) {
+    int kept = 0;
+    for (int i = 0; i < m->n_hooks; i++) {
+        if (!m->hooks[i].removed) {
+            m->hooks[kept++] = m->hooks[i];
+        }
+    }
+    m->n_hooks = kept;
+}
+
+// Runs m's hooks of kind over values[0..n), replacing values in place (the
+// array holds references owned by the caller).
+static nsc_status run_hooks(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                            nsc_tensor **values) {
+    nsc_status status = NSC_OK;
+    m->running_hooks++;
+    for (int i = 0; i < m->n_hooks && status == NSC_OK; i++) {
+        if (m->hooks[i].removed || m->hooks[i].kind != kind) {
+            continue;
+        }
+        nsc_tensor *replace[NSCI_MAX_MODULE_INPUTS] = { 0 };
+        m->hook_dispatches++;
+        nsci_module_hook h = m->hooks[i]; // the array may grow inside the hook
+        status = h.fn(m, kind, call_index, n, values, replace, h.ctx);
+        for (int k = 0; k < n; k++) {
+            if (status == NSC_OK && replace[k]) {
+                nsc_free(values[k]);
+                values[k] = replace[k];
+            } else {
+                nsc_free(replace[k]);
+            }
+        }
+    }
+    if (--m->running_hooks == 0) {
+        compact_hooks(m);
+    }
+    if (status == NSC_STOPPED && nsc_last_status() != NSC_STOPPED) {
+        nsci_fail(NSC_STOPPED, "forward stopped by a hook on %s", nsc_module_path(m));
+    }
+    if (status != NSC_OK && status != NSC_STOPPED && nsc_last_status() == NSC_OK) {
+        nsci_fail(status, "%s hook on %s failed", kind == NSC_HOOK_INPUT ? "input" : "output",
+                  nsc_module_path(m));
+    }
+    return status;
+}
+
+static bool has_hooks(const nsc_module *m, nsc_hook_kind kind) {
+    for (int i = 0; i < m->n_hooks; i++) {
+        if (!m->hooks[i].removed && m->hooks[i].kind == kind) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// --- calls ---
+
+nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
+    if (!m || !m->forward) {
+        return nsci_fail_null(NSC_ERR_STATE, "module %s has no forward",
+                              m ? nsc_module_path(m) : "(null)");
+    }
+    if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
+        return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
+                              nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+    }
+    return m->forward(m, n_in, in, m->state);
+}
+
+static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *const *in,
+                                         int64_t call_index) {
+    nsc_tensor *held[NSCI_MAX_MODULE_INPUTS] = { 0 };
+    for (int i = 0; i < n_in; i++) {
+        held[i] = nsc_retain(in[i]);
+    }
+    nsc_tensor *out = NULL;
+    if (run_hooks(m, NSC_HOOK_INPUT, call_index, n_in, held) == NSC_OK) {
+        out = nsc_module_forward(m, n_in, held);
+    }
+    for (int i = 0; i < n_in; i++) {
+        nsc_free(held[i]);
+    }
+    return out;
+}
+
+nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
+    if (!m) {
+        return nsci_fail_null(NSC_ERR_ARG, "module call: module is NULL");
+    }
+    if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
+        return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
+                              nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+    }
+    int64_t call_index = m->call_count++;
+    if (m->n_hooks == 0) {
+        return nsc_module_forward(m, n_in, in); // no hook: nothing but the count
+    }
+    nsc_tensor *out = has_hooks(m, NSC_HOOK_INPUT) ? call_with_input_hooks(m, n_in, in, call_index)
+                                                   : nsc_module_forward(m, n_in, in);
+    if (out && has_hooks(m, NSC_HOOK_OUTPUT) &&
+        run_hooks(m, NSC_HOOK_OUTPUT, call_index, 1, &out) != NSC_OK) {
+        nsc_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+int64_t nsc_module_call_count(const nsc_module *m) {
+    return m->call_count;
+}
+
+void nsc_module_reset_calls(nsc_module *m) {
+    m->call_count = 0;
+    for (int i = 0; i < m->n_children; i++) {
+        nsc_module_reset_calls(m->children[i]);
+    }
+}
+
+int64_t nsc_module_hook_dispatches(const nsc_module *m) {
+    return m->hook_dispatches;
+}
+
+nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index, int dim) {
+    if (!m || dim < -1 || dim >= NSC_MAX_DIMS ||
+        (kind == NSC_HOOK_INPUT && (index < 0 || index >= NSCI_MAX_MODULE_INPUTS)) ||
+        (kind == NSC_HOOK_OUTPUT && index != 0)) {
+        return nsci_fail(NSC_ERR_ARG, "module set_batch_dim: index %d, dim %d: out of range",
+                         index, dim);
+    }
+    if (kind == NSC_HOOK_INPUT) {
+        m->batch_dim_in[index] = dim;
+    } else {
+        m->batch_dim_out = dim;
+    }
+    return NSC_OK;
+}
+
+int nsc_module_batch_dim(const nsc_module *m, nsc_hook_kind kind, int index) {
+    if (kind == NSC_HOOK_OUTPUT) {
+        return m->batch_dim_out;
+    }
+    return (index >= 0 && index < NSCI_MAX_MODULE_INPUTS) ? m->batch_dim_in[index] : 0;
+}
+
+void nsc_module_set_slot(nsc_module *m, void *slot, void (*slot_free)(void *slot)) {
+    if (m->slot_free && m->slot != slot) {
+        m->slot_free(m->slot);
+    }
+    m->slot = slot;
+    m->slot_free = slot_free;
+}
+
+void *nsc_module_get_slot(const nsc_module *m) {
+    return m->slot;
+}

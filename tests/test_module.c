@@ -1,0 +1,202 @@
+// The module core: tree, paths, lookup, iteration order, parameters, hooks
+// (read, replace, order, removal, stop), call counters, batch dims, slots,
+// and a user module from a C forward callback that is hookable and trainable.
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/harness.h"
+
+// A user module: y = x * w (w a parameter), the kind of probe a user attaches.
+static nsc_tensor *scale_forward(nsc_module *m, int n_in, nsc_tensor *const *in, void *state) {
+    (void)state;
+    (void)n_in;
+    return nsc_mul(in[0], nsc_module_param(m, "w"));
+}
+
+// A container calling its children in order.
+static nsc_tensor *chain_forward(nsc_module *m, int n_in, nsc_tensor *const *in, void *state) {
+    (void)state;
+    (void)n_in;
+    nsc_tensor *h = nsc_retain(in[0]);
+    for (int64_t i = 1; h && i < nsc_module_n_modules(m); i++) {
+        nsc_module *child = nsc_module_at(m, i);
+        if (nsc_module_parent(child) != m) {
+            continue;
+        }
+        nsc_tensor *next = nsc_module_call(child, 1, &h);
+        nsc_free(h);
+        h = next;
+    }
+    return h;
+}
+
+static nsc_module *scale_module(double w) {
+    nsc_module *m = nsc_module_new("Scale", scale_forward, NULL, NULL);
+    nsc_tensor *t = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(1), w);
+    cr_assert(m && nsc_module_add_param(m, "w", t) == NSC_OK);
+    nsc_free(t);
+    return m;
+}
+
+static nsc_module *tree(void) {
+    nsc_module *root = nsc_module_new("Chain", chain_forward, NULL, NULL);
+    nsc_module *inner = nsc_module_new("Chain", chain_forward, NULL, NULL);
+    nsc_module *a = scale_module(2.0), *b = scale_module(3.0), *c = scale_module(5.0);
+    cr_assert_eq(nsc_module_add_child(root, "a", a), NSC_OK);
+    cr_assert_eq(nsc_module_add_child(inner, "b", b), NSC_OK);
+    cr_assert_eq(nsc_module_add_child(inner, "c", c), NSC_OK);
+    cr_assert_eq(nsc_module_add_child(root, "inner", inner), NSC_OK);
+    nsc_module_free(a);
+    nsc_module_free(b);
+    nsc_module_free(c);
+    nsc_module_free(inner);
+    return root;
+}
+
+Test(module, paths_lookup_and_iteration_order) {
+    int64_t before = nsct_live_blocks();
+    nsc_module *root = tree();
+    const char *want[] = { "", "a", "inner", "inner.b", "inner.c" };
+    cr_assert_eq(nsc_module_n_modules(root), 5);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_str_eq(nsc_module_path(nsc_module_at(root, i)), want[i]);
+    }
+    cr_expect_eq(nsc_module_find(root, "inner.c"), nsc_module_at(root, 4));
+    cr_expect_null(nsc_module_find(root, "inner.d"));
+    cr_expect(strstr(nsc_last_error(), "inner has no child \"d\""), "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_n_params(root), 3);
+    const char *path;
+    nsc_tensor *t = nsc_module_param_at(root, 2, &path);
+    cr_expect_str_eq(path, "inner.c.w");
+    cr_expect_eq(t, nsc_module_find_tensor(root, "inner.c.w"));
+    cr_expect_eq(nsc_module_param_count(root), 3);
+    nsc_module_free(root);
+    cr_expect_eq(nsct_live_blocks(), before);
+}
+
+Test(module, a_duplicate_or_bad_name_is_refused_without_leaks) {
+    nsc_module *root = tree();
+    nsc_module *extra = scale_module(1);
+    int64_t before = nsct_live_blocks();
+    cr_expect_eq(nsc_module_add_child(root, "a", extra), NSC_ERR_ARG);
+    cr_expect_eq(nsc_module_add_child(root, "x.y", extra), NSC_ERR_ARG);
+    cr_expect_eq(nsc_module_add_param(root, "inner", nsc_module_param(extra, "w")), NSC_ERR_ARG);
+    cr_expect_eq(nsct_live_blocks(), before);
+    nsc_module_free(extra);
+    nsc_module_free(root);
+}
+
+typedef struct record {
+    int calls;
+    int64_t call_index[8];
+    double replace_with;
+    nsc_status result;
+} record;
+
+static nsc_status output_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                              nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m;
+    (void)n;
+    record *r = ctx;
+    cr_expect_eq(kind, NSC_HOOK_OUTPUT);
+    r->call_index[r->calls++] = call_index;
+    if (r->replace_with != 0) {
+        replace[0] = nsc_full_like(values[0], r->replace_with);
+    }
+    return r->result;
+}
+
+static nsc_status input_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m;
+    (void)call_index;
+    (void)n;
+    record *r = ctx;
+    cr_expect_eq(kind, NSC_HOOK_INPUT);
+    r->calls++;
+    replace[0] = nsc_mul_scalar(values[0], 10.0);
+    return NSC_OK;
+}
+
+static double run(nsc_module *root, double x) {
+    nsc_tensor *in = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(1), x);
+    nsc_tensor *out = nsc_module_call(root, 1, &in);
+    double v = out ? nsc_tensor_item(out) : -1.0;
+    nsc_free(in);
+    nsc_free(out);
+    return v;
+}
+
+Test(module, hooks_read_replace_and_count) {
+    nsc_module *root = tree();
+    nsc_module *b = nsc_module_find(root, "inner.b");
+    double v = run(root, 1.0); // (Criterion's float macros evaluate their arguments twice)
+    cr_expect_float_eq(v, 30.0, 1e-6);
+    cr_expect_eq(nsc_module_hook_dispatches(b), 0, "no hook, no dispatch");
+    record out_rec = { .replace_with = 7.0, .result = NSC_OK }, in_rec = { 0 };
+    int64_t h_out = nsc_module_add_hook(b, NSC_HOOK_OUTPUT, output_hook, &out_rec, NULL);
+    int64_t h_in = nsc_module_add_hook(b, NSC_HOOK_INPUT, input_hook, &in_rec, NULL);
+    cr_assert(h_out > 0 && h_in > 0);
+    v = run(root, 1.0);
+    cr_expect_float_eq(v, 35.0, 1e-6, "b's output replaced by 7, then c * 5");
+    v = run(root, 1.0);
+    cr_expect_float_eq(v, 35.0, 1e-6);
+    cr_expect_eq(out_rec.call_index[0], 1, "b's second call (no reset between runs): %lld",
+                 (long long)out_rec.call_index[0]);
+    nsc_module_reset_calls(root);
+    cr_expect_eq(nsc_module_call_count(b), 0);
+    cr_expect_eq(nsc_module_remove_hook(b, h_out), NSC_OK);
+    v = run(root, 1.0);
+    cr_expect_float_eq(v, 300.0, 1e-6, "the input hook still scales by 10");
+    cr_expect_eq(nsc_module_hook_dispatches(b), 5);
+    cr_expect_eq(nsc_module_remove_hook(b, h_out), NSC_ERR_ARG);
+    nsc_module_free(root);
+}
+
+Test(module, a_hook_can_stop_the_forward) {
+    nsc_module *root = tree();
+    record stop = { .result = NSC_STOPPED };
+    nsc_module_add_hook(nsc_module_find(root, "a"), NSC_HOOK_OUTPUT, output_hook, &stop, NULL);
+    nsc_tensor *in = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    (void)nsc_module_path(nsc_module_find(root, "a")); // paths are cached on first use
+    int64_t before = nsct_live_blocks();
+    nsc_tensor *out = nsc_module_call(root, 1, &in);
+    cr_expect_null(out);
+    cr_expect_eq(nsc_last_status(), NSC_STOPPED);
+    cr_expect_eq(nsc_module_call_count(nsc_module_find(root, "inner.b")), 0, "b never ran");
+    cr_expect_eq(nsct_live_blocks(), before, "intermediates were freed");
+    nsc_free(in);
+    nsc_module_free(root);
+}
+
+static int g_slot_frees;
+static void slot_free(void *p) {
+    (void)p;
+    g_slot_frees++;
+}
+
+Test(module, batch_dims_and_slots) {
+    nsc_module *m = scale_module(1);
+    cr_expect_eq(nsc_module_batch_dim(m, NSC_HOOK_OUTPUT, 0), 0);
+    cr_expect_eq(nsc_module_set_batch_dim(m, NSC_HOOK_INPUT, 1, -1), NSC_OK);
+    cr_expect_eq(nsc_module_batch_dim(m, NSC_HOOK_INPUT, 1), -1);
+    cr_expect_eq(nsc_module_set_batch_dim(m, NSC_HOOK_OUTPUT, 1, 0), NSC_ERR_ARG);
+    static int token;
+    nsc_module_set_slot(m, &token, slot_free);
+    cr_expect_eq(nsc_module_get_slot(m), &token);
+    nsc_module_free(m);
+    cr_expect_eq(g_slot_frees, 1);
+}
+
+Test(module, a_user_module_is_trainable) {
+    nsc_module *root = tree();
+    cr_assert_eq(nsc_module_requires_grad_(root, true), NSC_OK);
+    nsc_tensor *in = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    nsc_tensor *out = nsc_module_call(root, 1, &in);
+    cr_assert_eq(nsc_backward(out, NULL, false), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *g = nsc_tensor_get_grad(nsc_module_find_tensor(root, "inner.c.w"));
+    cr_expect_float_eq(nsc_tensor_item(g), 6.0, 1e-6, "d(2*3*w)/dw");
+    nsc_free(out);
+    nsc_free(in);
+    nsc_module_free(root);
+}
