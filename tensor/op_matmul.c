@@ -169,6 +169,9 @@ static void describe(nsci_gemm *g, const operand *a, const operand *b, nsc_tenso
 // A's rows continue at one stride: [B, T, K] @ [K, N] is one [B*T, K] @ [K, N]
 // product, which BLAS threads far better than B small ones.
 static void fold_batches(nsci_gemm *g) {
+    if (g->n_batch == 0) {
+        return; // nothing to compute
+    }
     int d = g->n_batch_dims - 1;
     for (; d >= 0; d--) {
         int64_t s = g->batch_shape[d];
@@ -354,6 +357,9 @@ static nsc_status run_gemm(const nsci_gemm *g) {
 static void fill_bias(nsc_tensor *out, const nsc_tensor *bias, int64_t n) {
     size_t e = nsc_dtype_size((nsc_dtype)out->dtype);
     int64_t rows = nsci_numel(out->ndim, out->shape) / n;
+    if (rows == 0) {
+        return;
+    }
     char *row0 = nsci_data_ptr(out);
     const char *src = nsci_data_ptr(bias);
     int64_t step = (bias->ndim == 1 && bias->shape[0] == n) ? bias->stride[0] : 0;

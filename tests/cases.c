@@ -17,6 +17,7 @@
 #include "tests/cases/index.def"
 #include "tests/cases/join.def"
 #include "tests/cases/loss.def"
+#include "tests/cases/matmul.def"
 #undef CASE
 
 const nsct_case nsct_all_cases[] = {
@@ -35,6 +36,7 @@ const nsct_case nsct_all_cases[] = {
 #include "tests/cases/index.def"
 #include "tests/cases/join.def"
 #include "tests/cases/loss.def"
+#include "tests/cases/matmul.def"
 #undef CASE
 };
 
