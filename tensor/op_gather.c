@@ -33,7 +33,7 @@ static int64_t size_at(const nsc_tensor *x, int dim) {
 // output element and can run on different threads.
 
 typedef struct line_job {
-    const nsc_tensor *index;   // contiguous i64
+    const nsc_tensor *index; // contiguous i64
     int dim;
     const nsc_tensor *a, *b;   // gather: a = out (contiguous), b = x; scatter: a = out, b = src
     int64_t n_lines, line_len; // I[dim]
@@ -63,7 +63,7 @@ static void line_start(const line_job *job, int64_t l, int64_t *oi, int64_t *oa,
         int dim = job->dim, nd = job->index->ndim;                                                 \
         int64_t si = nd ? job->index->stride[dim] : 0, so = nd ? job->a->stride[dim] : 0;          \
         int64_t sx = nd ? job->b->stride[dim] : 0;                                                 \
-        const int64_t *idx = (const int64_t *)nsci_data_ptr(job->index);                          \
+        const int64_t *idx = (const int64_t *)nsci_data_ptr(job->index);                           \
         T *out = (T *)nsci_data_ptr(job->a);                                                       \
         const T *x = (const T *)nsci_data_ptr(job->b);                                             \
         for (int64_t l = begin; l < end; l++) {                                                    \
@@ -124,8 +124,9 @@ static void run_lines(line_job *job, nsci_range_fn fn) {
 static nsc_status same_rank(nsci_call *c, const nsc_tensor *a, const nsc_tensor *b,
                             const char *what) {
     if (a->ndim != b->ndim) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "%s has rank %d and x rank %d: expected equal "
-                                                "ranks",
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "%s has rank %d and x rank %d: expected equal "
+                              "ranks",
                               what, b->ndim, a->ndim);
     }
     return NSC_OK;
@@ -149,8 +150,8 @@ static nsc_status gather_infer(nsci_call *c) {
     const nsc_tensor *x = c->in[0], *index = c->in[1];
     int dim;
     if (wrap_dim(c, p->dim, x->ndim, &dim) != NSC_OK ||
-        nsci_check_index_dtype(c, index, "index") != NSC_OK || same_rank(c, x, index, "index") != NSC_OK ||
-        index_fits(c, index, x, dim, "x") != NSC_OK) {
+        nsci_check_index_dtype(c, index, "index") != NSC_OK ||
+        same_rank(c, x, index, "index") != NSC_OK || index_fits(c, index, x, dim, "x") != NSC_OK) {
         return nsc_last_status();
     }
     nsci_meta_same_shape(&c->meta[0], index, (nsc_dtype)x->dtype);

@@ -42,8 +42,7 @@ static int64_t find_bad_index(const nsc_tensor *index, int64_t size) {
     return -1;
 }
 
-nsc_status nsci_check_index(nsci_call *c, const nsc_tensor *index, int64_t size,
-                            const char *what) {
+nsc_status nsci_check_index(nsci_call *c, const nsc_tensor *index, int64_t size, const char *what) {
     int64_t bad = find_bad_index(index, size);
     if (bad < 0) {
         return NSC_OK;
@@ -122,8 +121,11 @@ static void take_rows(void *ctx, int64_t begin, int64_t end) {
 
 static void take(nsc_tensor *out, const nsc_tensor *x, const nsc_tensor *index, int64_t outer,
                  int64_t size, int64_t inner) {
-    take_job job = { nsci_data_ptr(out), nsci_data_ptr(x), (const int64_t *)nsci_data_ptr(index),
-                     nsci_numel(index->ndim, index->shape), size,
+    take_job job = { nsci_data_ptr(out),
+                     nsci_data_ptr(x),
+                     (const int64_t *)nsci_data_ptr(index),
+                     nsci_numel(index->ndim, index->shape),
+                     size,
                      inner * (int64_t)nsc_dtype_size((nsc_dtype)x->dtype) };
     if (job.row_bytes == 0) {
         return; // empty rows: nothing to copy (and no data pointers to use)
@@ -219,8 +221,9 @@ static nsc_status index_select_infer(nsci_call *c) {
     }
     int64_t n = nsci_numel(index->ndim, index->shape);
     if (index->ndim > 1 || (x->ndim == 0 && n != 1)) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "index must be 1-D (one element for a 0-dim "
-                                                "input)");
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "index must be 1-D (one element for a 0-dim "
+                              "input)");
     }
     nsci_meta_same_shape(&c->meta[0], x, (nsc_dtype)x->dtype);
     if (x->ndim > 0) {
@@ -305,8 +308,9 @@ static nsc_status index_add_infer(nsci_call *c) {
         ok = src->shape[d] == (d == dim ? n : x->shape[d]);
     }
     if (!ok) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "expected a 1-D index and src of x's shape "
-                                                "with numel(index) = %lld at dim %d",
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "expected a 1-D index and src of x's shape "
+                              "with numel(index) = %lld at dim %d",
                               (long long)n, dim);
     }
     nsci_meta_same_shape(&c->meta[0], x, (nsc_dtype)x->dtype);
@@ -321,7 +325,9 @@ typedef struct add_job {
     nsc_dtype dtype;
 } add_job;
 
-enum { ADD_CHUNK = 1024 }; // inner elements per task: rows are split so threads never collide
+enum {
+    ADD_CHUNK = 1024
+}; // inner elements per task: rows are split so threads never collide
 
 #define ADD_ROW(NAME, T, ADD)                                                                      \
     static void NAME(T *restrict o, const T *restrict s, int64_t n) {                              \

@@ -138,7 +138,7 @@ typedef struct topk_job {
     }
 
 #define GREATER_FLOAT(a, b) ((isnan(a) && !isnan(b)) || (a) > (b))
-#define GREATER_INT(a, b) ((a) > (b))
+#define GREATER_INT(a, b)   ((a) > (b))
 TOPK_IMPL(f32, float, GREATER_FLOAT)
 TOPK_IMPL(f64, double, GREATER_FLOAT)
 TOPK_IMPL(i64, int64_t, GREATER_INT)
@@ -150,8 +150,10 @@ static nsc_status topk_cpu(nsci_call *c) {
         return nsc_last_status();
     }
     int dim = nsci_wrap_dim(p->dim, NSCI_MAX(x->ndim, 1));
-    topk_job job = { .x = nsci_data_ptr(x), .values = nsci_data_ptr(c->out[0]),
-                     .indices = (int64_t *)nsci_data_ptr(c->out[1]), .largest = p->largest };
+    topk_job job = { .x = nsci_data_ptr(x),
+                     .values = nsci_data_ptr(c->out[0]),
+                     .indices = (int64_t *)nsci_data_ptr(c->out[1]),
+                     .largest = p->largest };
     int64_t outer = 1;
     job.inner = 1;
     for (int d = 0; d < x->ndim; d++) {
@@ -234,9 +236,10 @@ static uint8_t *nonzero_flags(const nsci_call *c, int64_t *n) {
 static nsc_status nonzero_infer(nsci_call *c) {
     const nsc_tensor *x = c->in[0];
     if (x->device == NSC_META) {
-        return nsci_call_fail(c, NSC_ERR_UNSUPPORTED, "data-dependent shape: the number of rows "
-                                                      "is the number of nonzero values, which "
-                                                      "META tensors do not have");
+        return nsci_call_fail(c, NSC_ERR_UNSUPPORTED,
+                              "data-dependent shape: the number of rows "
+                              "is the number of nonzero values, which "
+                              "META tensors do not have");
     }
     int64_t n, count = 0;
     uint8_t *flags = nonzero_flags(c, &n);
@@ -315,8 +318,7 @@ static int64_t infer_classes(nsci_call *c) {
         return -1;
     }
     int64_t *values = nsci_malloc((size_t)n * sizeof *values);
-    if (!values ||
-        nsc_tensor_copy_to(ids, NSC_I64, values, (size_t)n * sizeof *values) != NSC_OK) {
+    if (!values || nsc_tensor_copy_to(ids, NSC_I64, values, (size_t)n * sizeof *values) != NSC_OK) {
         nsci_free(values);
         return -1;
     }
@@ -336,8 +338,9 @@ static nsc_status one_hot_infer(nsci_call *c) {
         return nsc_last_status();
     }
     if (ids->ndim + 1 > NSC_MAX_DIMS || p->num_classes < -1) {
-        return nsci_call_fail(c, NSC_ERR_ARG, "num_classes %lld: expected >= 0, or -1 to use "
-                                              "max(ids) + 1 (and a rank below %d)",
+        return nsci_call_fail(c, NSC_ERR_ARG,
+                              "num_classes %lld: expected >= 0, or -1 to use "
+                              "max(ids) + 1 (and a rank below %d)",
                               (long long)p->num_classes, NSC_MAX_DIMS);
     }
     int64_t classes = p->num_classes >= 0 ? p->num_classes : infer_classes(c);

@@ -71,17 +71,19 @@ static nsc_status cat_check(nsci_call *c, int ref, int dim, int64_t *total) {
             continue;
         }
         if (x->ndim != r->ndim) {
-            return nsci_call_fail(c, NSC_ERR_SHAPE, "input %d has rank %d and input %d rank %d: "
-                                                    "expected equal ranks",
+            return nsci_call_fail(c, NSC_ERR_SHAPE,
+                                  "input %d has rank %d and input %d rank %d: "
+                                  "expected equal ranks",
                                   i, x->ndim, ref, r->ndim);
         }
         for (int d = 0; d < x->ndim; d++) {
             if (d != dim && x->shape[d] != r->shape[d]) {
-                return nsci_call_fail(c, NSC_ERR_SHAPE, "input %d has size %lld at dim %d and "
-                                                        "input %d size %lld: expected equal "
-                                                        "sizes except at dim %d",
-                                      i, (long long)x->shape[d], d, ref,
-                                      (long long)r->shape[d], dim);
+                return nsci_call_fail(c, NSC_ERR_SHAPE,
+                                      "input %d has size %lld at dim %d and "
+                                      "input %d size %lld: expected equal "
+                                      "sizes except at dim %d",
+                                      i, (long long)x->shape[d], d, ref, (long long)r->shape[d],
+                                      dim);
             }
         }
         if (nsci_add_overflows(*total, x->shape[dim], total)) {
@@ -105,8 +107,9 @@ static nsc_status cat_infer(nsci_call *c) {
     }
     for (int i = 0; i < c->n_in; i++) {
         if (c->in[i]->ndim == 0) {
-            return nsci_call_fail(c, NSC_ERR_SHAPE, "input %d is 0-dim: it cannot be "
-                                                    "concatenated (use stack)",
+            return nsci_call_fail(c, NSC_ERR_SHAPE,
+                                  "input %d is 0-dim: it cannot be "
+                                  "concatenated (use stack)",
                                   i);
         }
     }
@@ -216,8 +219,9 @@ static nsc_status stack_infer(nsci_call *c) {
         const nsc_tensor *x = c->in[i];
         if (x->ndim != r->ndim || memcmp(x->shape, r->shape, (size_t)r->ndim * 8) != 0) {
             char a[160], b[160];
-            return nsci_call_fail(c, NSC_ERR_SHAPE, "input %d is %s and input 0 %s: expected "
-                                                    "equal shapes",
+            return nsci_call_fail(c, NSC_ERR_SHAPE,
+                                  "input %d is %s and input 0 %s: expected "
+                                  "equal shapes",
                                   i, nsci_shape_str(a, sizeof a, x->ndim, x->shape),
                                   nsci_shape_str(b, sizeof b, r->ndim, r->shape));
         }

@@ -35,8 +35,9 @@ static nsc_status class_loss_meta(nsci_call *c, const nsc_tensor *scores, const 
     bool batched = scores->ndim == 2;
     if ((scores->ndim != 1 && !batched) || target->ndim != scores->ndim - 1 ||
         (batched && target->shape[0] != scores->shape[0])) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "expected scores [N, C] with target [N], or "
-                                                "scores [C] with a 0-dim target");
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "expected scores [N, C] with target [N], or "
+                              "scores [C] with a 0-dim target");
     }
     if ((unsigned)p->reduction > NSC_REDUCTION_NONE) {
         return nsci_call_fail(c, NSC_ERR_ARG, "unknown reduction %d", p->reduction);
@@ -66,8 +67,9 @@ static nsc_status check_targets(nsci_call *c, const nsc_tensor *target, int64_t 
         if (t[i] < 0 || t[i] >= classes) {
             char pos[160];
             nsci_position_str(pos, sizeof pos, target->ndim, target->shape, i);
-            return nsci_call_fail(c, NSC_ERR_ARG, "target %lld at position %s is out of range "
-                                                  "[0, %lld) and not ignore_index %lld",
+            return nsci_call_fail(c, NSC_ERR_ARG,
+                                  "target %lld at position %s is out of range "
+                                  "[0, %lld) and not ignore_index %lld",
                                   (long long)t[i], pos, (long long)classes,
                                   (long long)p->ignore_index);
         }
@@ -120,7 +122,7 @@ typedef struct ce_job {
     const void *logits;
     const int64_t *target;
     int64_t classes, ignore_index;
-    double *rows; // loss per row
+    double *rows;       // loss per row
     const double *grad; // backward: the per-row factor (0 on ignored rows)
     void *grad_out;     // backward: [N, C]
 } ce_job;
@@ -144,8 +146,8 @@ typedef struct ce_job {
         for (int64_t i = begin; i < end; i++) {                                                    \
             const T *x = (const T *)job->logits + i * job->classes;                                \
             int64_t t = job->target[i];                                                            \
-            job->rows[i] = t == job->ignore_index ? 0.0                                            \
-                                                  : lse_##SUFFIX(x, job->classes) - (double)x[t];  \
+            job->rows[i] =                                                                         \
+                t == job->ignore_index ? 0.0 : lse_##SUFFIX(x, job->classes) - (double)x[t];       \
         }                                                                                          \
     }                                                                                              \
     static void ce_backward_##SUFFIX(void *ctx, int64_t begin, int64_t end) {                      \
@@ -181,8 +183,13 @@ static nsc_status ce_cpu(nsci_call *c) {
         status = nsc_last_status();
     }
     if (status == NSC_OK) {
-        ce_job job = { nsci_data_ptr(r.scores), (const int64_t *)nsci_data_ptr(r.target),
-                       r.classes, p->ignore_index, rows, NULL, NULL };
+        ce_job job = { nsci_data_ptr(r.scores),
+                       (const int64_t *)nsci_data_ptr(r.target),
+                       r.classes,
+                       p->ignore_index,
+                       rows,
+                       NULL,
+                       NULL };
         bool f64 = r.scores->dtype == NSC_F64;
         int64_t grain = NSCI_MAX(1, NSCI_GRAIN / NSCI_MAX(r.classes, 1));
         // No classes: every row was ignored (others failed the check) and costs 0.
@@ -251,8 +258,9 @@ static nsc_status ce_backward_infer(nsci_call *c) {
     if (grad->ndim != loss.ndim || memcmp(grad->shape, loss.shape, (size_t)grad->ndim * 8) != 0 ||
         !nsci_is_float((nsc_dtype)grad->dtype)) {
         char buf[160];
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "grad must be a float tensor of the loss's shape "
-                                                "%s",
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "grad must be a float tensor of the loss's shape "
+                              "%s",
                               nsci_shape_str(buf, sizeof buf, loss.ndim, loss.shape));
     }
     nsci_meta_same_shape(&c->meta[0], logits, (nsc_dtype)logits->dtype);
@@ -287,8 +295,13 @@ static nsc_status ce_backward_cpu(nsci_call *c) {
         status = nsc_last_status();
     }
     if (status == NSC_OK) {
-        ce_job job = { nsci_data_ptr(r.scores), (const int64_t *)nsci_data_ptr(r.target),
-                       r.classes, p->ignore_index, NULL, factors, nsci_data_ptr(c->out[0]) };
+        ce_job job = { nsci_data_ptr(r.scores),
+                       (const int64_t *)nsci_data_ptr(r.target),
+                       r.classes,
+                       p->ignore_index,
+                       NULL,
+                       factors,
+                       nsci_data_ptr(c->out[0]) };
         bool f64 = r.scores->dtype == NSC_F64;
         int64_t grain = NSCI_MAX(1, NSCI_GRAIN / NSCI_MAX(r.classes, 1));
         nsci_parallel_for(r.classes > 0 ? r.n : 0, grain, f64 ? ce_backward_f64 : ce_backward_f32,

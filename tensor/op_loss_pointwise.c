@@ -148,7 +148,9 @@ static const nsci_param_desc dropout_desc[] = {
     { NULL, NSCI_PARAM_END, 0, 0 },
 };
 
-enum { DROPOUT_CHUNK = 1 << 14 }; // elements per Philox stream
+enum {
+    DROPOUT_CHUNK = 1 << 14
+}; // elements per Philox stream
 
 static nsc_status dropout_infer(nsci_call *c) {
     const dropout_params *p = c->params;
@@ -182,8 +184,8 @@ static uint64_t mix64(uint64_t z) {
 static void mask_chunks(void *ctx, int64_t begin, int64_t end) {
     mask_job *job = ctx;
     for (int64_t chunk = begin; chunk < end; chunk++) {
-        nsc_generator *gen = nsc_generator_new(mix64(job->seed + (uint64_t)chunk *
-                                                                     0x9E3779B97F4A7C15ull));
+        nsc_generator *gen =
+            nsc_generator_new(mix64(job->seed + (uint64_t)chunk * 0x9E3779B97F4A7C15ull));
         if (!gen) {
             atomic_store(&job->failed, true);
             return;

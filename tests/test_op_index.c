@@ -131,16 +131,16 @@ Test(index_errors, dtypes_ranks_and_shapes) {
     nsc_tensor *s11 = iota(NSC_F32, NSC_SHAPE(1, 1));
     nsc_tensor *s33 = iota(NSC_F32, NSC_SHAPE(3, 3));
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_embedding(x, fidx), NSC_ERR_DTYPE, "embedding: [4,3], [2]: ids dtype f32: "
-                                                        "expected i64");
+    expect_error(nsc_embedding(x, fidx), NSC_ERR_DTYPE,
+                 "embedding: [4,3], [2]: ids dtype f32: "
+                 "expected i64");
     expect_error(nsc_embedding(v, idx), NSC_ERR_SHAPE, "weight has rank 1: expected [V, C]");
     expect_error(nsc_index_select(x, 0, fidx), NSC_ERR_DTYPE, "index dtype f32: expected i64");
     expect_error(nsc_index_select(x, 2, idx), NSC_ERR_ARG, "dim 2 is out of range for rank 2");
     expect_error(nsc_index_select(x, 0, idx2), NSC_ERR_SHAPE, "index must be 1-D");
     expect_error(nsc_gather(x, 0, idx), NSC_ERR_SHAPE,
                  "gather: [4,3], [2]: index has rank 1 and x rank 2");
-    expect_error(nsc_gather(x, 1, i51), NSC_ERR_SHAPE,
-                 "index size 5 at dim 0 exceeds x's size 4");
+    expect_error(nsc_gather(x, 1, i51), NSC_ERR_SHAPE, "index size 5 at dim 0 exceeds x's size 4");
     expect_error(nsc_scatter_add(x, 0, idx2, xd), NSC_ERR_DTYPE, "x is f32 and src f64");
     expect_error(nsc_scatter_add(x, 0, idx2, s11), NSC_ERR_SHAPE,
                  "index size 2 at dim 0 exceeds src's size 1");
@@ -304,8 +304,7 @@ Test(index, topk_large_rows_match_a_reference_sort) {
                 bad += gv[r * ks[t] + j] != line[j].v || gi[r * ks[t] + j] != (double)line[j].i;
             }
         }
-        cr_expect_eq(bad, 0, "k %lld: %d entries differ from the reference", (long long)ks[t],
-                     bad);
+        cr_expect_eq(bad, 0, "k %lld: %d entries differ from the reference", (long long)ks[t], bad);
         free(gv);
         free(gi);
         nsc_free(v);
@@ -485,8 +484,8 @@ Test(index, out_of_memory_sweep) {
             nsc_mem_fail_after(0);
             done = r != NULL;
             if (!done) {
-                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k,
-                             (long long)n, nsc_last_error());
+                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k, (long long)n,
+                             nsc_last_error());
                 cr_expect_eq(nsct_live_blocks(), blocks, "call %d leaked at n %lld", k,
                              (long long)n);
             }

@@ -234,8 +234,7 @@ Test(loss, cross_entropy_equals_nll_of_log_softmax) {
     for (int r = 0; r < 3; r++) {
         nsc_tensor *a = nsc_cross_entropy(x, t, (nsc_reduction)r, 3);
         nsc_tensor *b = nsc_nll_loss(lp, t, (nsc_reduction)r, 3);
-        cr_expect(nsc_allclose(a, b, 1e-12, 1e-12, false), "reduction %d: %s", r,
-                  nsc_last_error());
+        cr_expect(nsc_allclose(a, b, 1e-12, 1e-12, false), "reduction %d: %s", r, nsc_last_error());
         nsc_free(a);
         nsc_free(b);
     }
@@ -415,8 +414,8 @@ Test(loss, out_of_memory_sweep) {
             nsc_mem_fail_after(0);
             done = r != NULL;
             if (!done) {
-                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k,
-                             (long long)n, nsc_last_error());
+                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k, (long long)n,
+                             nsc_last_error());
                 cr_expect_eq(nsct_live_blocks(), blocks, "call %d leaked at n %lld", k,
                              (long long)n);
             }
