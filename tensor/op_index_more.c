@@ -61,9 +61,11 @@ typedef struct topk_job {
     atomic_bool failed; // a worker could not get scratch memory
 } topk_job;
 
-// Per dtype: a line is copied into (value, index) pairs; small k keeps a sorted
-// window of k by insertion, large k sorts the whole line (stable merge sort).
-// BEFORE(a, b): a comes first. GREATER puts NaN above every number.
+// Per dtype: a heap of k (value, index) pairs whose root is the kept pair that
+// ranks last; each element of the line that ranks before the root replaces
+// it. O(n log k) whatever the input order, then a heapsort of the k.
+// BEFORE(a, b): a ranks first (value, then the lower index). GREATER puts NaN
+// above every number.
 #define TOPK_IMPL(SUFFIX, T, GREATER)                                                              \
     typedef struct pair_##SUFFIX {                                                                 \
         T v;                                                                                       \
@@ -73,68 +75,68 @@ typedef struct topk_job {
         bool a_gt = GREATER(a.v, b.v), b_gt = GREATER(b.v, a.v);                                   \
         return largest ? (a_gt || (!b_gt && a.i < b.i)) : (b_gt || (!a_gt && a.i < b.i));          \
     }                                                                                              \
-    static void sort_##SUFFIX(pair_##SUFFIX *a, pair_##SUFFIX *tmp, int64_t n, bool largest) {     \
-        for (int64_t width = 1; width < n; width *= 2) {                                           \
-            for (int64_t lo = 0; lo < n; lo += 2 * width) {                                        \
-                int64_t mid = NSCI_MIN(lo + width, n), hi = NSCI_MIN(lo + 2 * width, n);           \
-                int64_t i = lo, j = mid, o = lo;                                                   \
-                while (i < mid && j < hi) {                                                        \
-                    tmp[o++] = before_##SUFFIX(a[j], a[i], largest) ? a[j++] : a[i++];             \
-                }                                                                                  \
-                while (i < mid) {                                                                  \
-                    tmp[o++] = a[i++];                                                             \
-                }                                                                                  \
-                while (j < hi) {                                                                   \
-                    tmp[o++] = a[j++];                                                             \
-                }                                                                                  \
+    /* Restores the heap below i: every parent ranks after its children. */                        \
+    static void sift_##SUFFIX(pair_##SUFFIX *h, int64_t n, int64_t i, bool largest) {              \
+        for (;;) {                                                                                 \
+            int64_t last = i, l = 2 * i + 1;                                                       \
+            if (l < n && before_##SUFFIX(h[last], h[l], largest)) {                                \
+                last = l;                                                                          \
             }                                                                                      \
-            memcpy(a, tmp, (size_t)n * sizeof *a);                                                 \
+            if (l + 1 < n && before_##SUFFIX(h[last], h[l + 1], largest)) {                        \
+                last = l + 1;                                                                      \
+            }                                                                                      \
+            if (last == i) {                                                                       \
+                return;                                                                            \
+            }                                                                                      \
+            pair_##SUFFIX t = h[i];                                                                \
+            h[i] = h[last];                                                                        \
+            h[last] = t;                                                                           \
+            i = last;                                                                              \
         }                                                                                          \
     }                                                                                              \
-    /* Keeps the first k of x[0..n) (stride s) sorted in top[0..k). */                             \
-    static void window_##SUFFIX(const T *x, int64_t n, int64_t s, int64_t k, bool largest,         \
+    /* The first k of x[0..n) (stride s) in rank order into top[0..k), 0 < k <= n. */              \
+    static void select_##SUFFIX(const T *x, int64_t n, int64_t s, int64_t k, bool largest,         \
                                 pair_##SUFFIX *top) {                                              \
-        int64_t count = 0;                                                                         \
-        for (int64_t i = 0; i < n; i++) {                                                          \
+        for (int64_t i = 0; i < k; i++) {                                                          \
+            top[i] = (pair_##SUFFIX){ x[i * s], i };                                               \
+        }                                                                                          \
+        for (int64_t i = k / 2 - 1; i >= 0; i--) {                                                 \
+            sift_##SUFFIX(top, k, i, largest);                                                     \
+        }                                                                                          \
+        for (int64_t i = k; i < n; i++) {                                                          \
             pair_##SUFFIX e = { x[i * s], i };                                                     \
-            if (count == k && !before_##SUFFIX(e, top[k - 1], largest)) {                          \
-                continue;                                                                          \
+            if (before_##SUFFIX(e, top[0], largest)) {                                             \
+                top[0] = e;                                                                        \
+                sift_##SUFFIX(top, k, 0, largest);                                                 \
             }                                                                                      \
-            int64_t j = count < k ? count++ : k - 1;                                               \
-            for (; j > 0 && before_##SUFFIX(e, top[j - 1], largest); j--) {                        \
-                top[j] = top[j - 1];                                                               \
-            }                                                                                      \
-            top[j] = e;                                                                            \
+        }                                                                                          \
+        for (int64_t end = k - 1; end > 0; end--) { /* the last-ranked go to the back */           \
+            pair_##SUFFIX t = top[0];                                                              \
+            top[0] = top[end];                                                                     \
+            top[end] = t;                                                                          \
+            sift_##SUFFIX(top, end, 0, largest);                                                   \
         }                                                                                          \
     }                                                                                              \
     static void topk_lines_##SUFFIX(void *ctx, int64_t begin, int64_t end) {                       \
         topk_job *job = ctx;                                                                       \
         int64_t n = job->n, k = job->k, inner = job->inner;                                        \
-        bool small = k <= 32;                                                                      \
-        pair_##SUFFIX *buf = nsci_malloc((size_t)(small ? k : 2 * n) * sizeof *buf + 1);           \
-        if (!buf) {                                                                                \
+        pair_##SUFFIX *top = nsci_malloc((size_t)k * sizeof *top);                                 \
+        if (!top) {                                                                                \
             atomic_store(&job->failed, true);                                                      \
             return;                                                                                \
         }                                                                                          \
         for (int64_t l = begin; l < end; l++) {                                                    \
             int64_t o = l / inner, in = l % inner;                                                 \
-            const T *x = (const T *)job->x + o * n * inner + in;                                   \
-            if (small) {                                                                           \
-                window_##SUFFIX(x, n, inner, k, job->largest, buf);                                \
-            } else {                                                                               \
-                for (int64_t i = 0; i < n; i++) {                                                  \
-                    buf[i] = (pair_##SUFFIX){ x[i * inner], i };                                   \
-                }                                                                                  \
-                sort_##SUFFIX(buf, buf + n, n, job->largest);                                      \
-            }                                                                                      \
+            select_##SUFFIX((const T *)job->x + o * n * inner + in, n, inner, k, job->largest,     \
+                            top);                                                                  \
             T *v = (T *)job->values + o * k * inner + in;                                          \
             int64_t *ix = job->indices + o * k * inner + in;                                       \
             for (int64_t j = 0; j < k; j++) {                                                      \
-                v[j * inner] = buf[j].v;                                                           \
-                ix[j * inner] = buf[j].i;                                                          \
+                v[j * inner] = top[j].v;                                                           \
+                ix[j * inner] = top[j].i;                                                          \
             }                                                                                      \
         }                                                                                          \
-        nsci_free(buf);                                                                            \
+        nsci_free(top);                                                                            \
     }
 
 #define GREATER_FLOAT(a, b) ((isnan(a) && !isnan(b)) || (a) > (b))

@@ -15,10 +15,24 @@ static const nsci_param_desc join_desc[] = {
 };
 
 // Copies x into out's slice that starts at offset (elements) and has x's
-// shape with out's strides (stride[] of length x->ndim).
+// shape with out's strides (stride[] of length x->ndim). out (contiguous) is
+// [outer, out_row] with the joined dim inside the row, so a contiguous x of
+// out's dtype is outer rows of x_row elements, each one memcpy at column offset.
 static nsc_status copy_to_slice(nsc_tensor *out, nsc_tensor *x, const int64_t *stride,
-                                int64_t offset) {
-    if (nsci_numel(x->ndim, x->shape) == 0) {
+                                int64_t offset, int64_t outer) {
+    int64_t n = nsci_numel(x->ndim, x->shape);
+    if (n == 0) {
+        return NSC_OK;
+    }
+    if (x->dtype == out->dtype && nsci_is_contiguous(x)) {
+        size_t elem = nsc_dtype_size((nsc_dtype)x->dtype);
+        int64_t x_row = n / outer, out_row = nsci_numel(out->ndim, out->shape) / outer;
+        char *dst = nsci_data_ptr(out) + (size_t)offset * elem;
+        const char *src = nsci_data_ptr(x);
+        for (int64_t o = 0; o < outer; o++) {
+            memcpy(dst + (size_t)(o * out_row) * elem, src + (size_t)(o * x_row) * elem,
+                   (size_t)x_row * elem);
+        }
         return NSC_OK;
     }
     nsc_tensor *slice = nsci_tensor_view(out, x->ndim, x->shape, stride, out->offset + offset);
@@ -28,6 +42,15 @@ static nsc_status copy_to_slice(nsc_tensor *out, nsc_tensor *x, const int64_t *s
     nsc_status status = nsci_copy_into(slice, x);
     nsc_free(slice);
     return status;
+}
+
+// Product of out's sizes before dim.
+static int64_t outer_of(const nsc_tensor *out, int dim) {
+    int64_t outer = 1;
+    for (int d = 0; d < dim; d++) {
+        outer *= out->shape[d];
+    }
+    return outer;
 }
 
 // A gradient piece in the input's dtype (inputs of other float dtypes were promoted).
@@ -145,13 +168,13 @@ static nsc_status cat_cpu(nsci_call *c) {
         return NSC_OK;
     }
     int dim = nsci_wrap_dim(p->dim, out->ndim);
-    int64_t pos = 0;
+    int64_t pos = 0, outer = outer_of(out, dim);
     for (int i = 0; i < c->n_in; i++) {
         nsc_tensor *x = c->in[i];
         if (cat_skipped(x->ndim, x->shape)) {
             continue;
         }
-        if (copy_to_slice(out, x, out->stride, pos * out->stride[dim]) != NSC_OK) {
+        if (copy_to_slice(out, x, out->stride, pos * out->stride[dim], outer) != NSC_OK) {
             return nsc_last_status();
         }
         pos += x->shape[dim];
@@ -250,8 +273,9 @@ static nsc_status stack_cpu(nsci_call *c) {
             stride[k++] = out->stride[d];
         }
     }
+    int64_t outer = outer_of(out, dim);
     for (int i = 0; i < c->n_in; i++) {
-        if (copy_to_slice(out, c->in[i], stride, i * out->stride[dim]) != NSC_OK) {
+        if (copy_to_slice(out, c->in[i], stride, i * out->stride[dim], outer) != NSC_OK) {
             return nsc_last_status();
         }
     }

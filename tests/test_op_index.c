@@ -271,8 +271,8 @@ Test(index, topk_ties_take_the_lower_index_first_and_nan_is_largest) {
     nsc_free(x);
 }
 
-// Both selection paths (a window for small k, a merge sort for large k) agree
-// with a reference sort on rows full of ties, across threads.
+// The heap selection agrees with a reference sort on rows full of ties, for a
+// small and a large k, across threads.
 typedef struct keyed {
     double v;
     int64_t i;
