@@ -91,6 +91,24 @@ Test(safetensors, header_layout_matches_the_reference_writer) {
     unlink(path);
 }
 
+// Bytes Python's safetensors 0.8 writes for the same input (serde_json escapes).
+Test(safetensors, metadata_escapes_match_the_reference_writer) {
+    nsc_tensor *a = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(0));
+    const char *name = "a", *key = "k", *value = "\b\f\x1f\x7f";
+    const char *path = nsct_st_tmp_path("escapes");
+    cr_assert_eq(nsc_safetensors_save(path, 1, &name, &a, 1, &key, &value), NSC_OK);
+    const char want[] = "{\"__metadata__\":{\"k\":\"\\b\\f\\u001f\x7f\"},\"a\":{\"dtype\":\"F32\","
+                        "\"shape\":[0],\"data_offsets\":[0,0]}}       ";
+    size_t len;
+    unsigned char *bytes = nsct_st_read(path, &len);
+    cr_expect_eq(len, 8 + sizeof want - 1);
+    cr_expect_eq(bytes[0], sizeof want - 1);
+    cr_expect_eq(memcmp(bytes + 8, want, sizeof want - 1), 0, "%.*s", (int)len - 8, bytes + 8);
+    free(bytes);
+    nsc_free(a);
+    unlink(path);
+}
+
 Test(safetensors, non_contiguous_tensors_write_row_major) {
     int64_t before = nsct_st_live_blocks();
     nsc_tensor *base = nsc_arange(0, 24, 1, NSC_F64);
