@@ -2,6 +2,7 @@
 // values, escapes, numbers, Python's NaN/Infinity, every error with its line
 // and column, the depth and size limits, out-of-memory, and no leaks.
 #include <criterion/criterion.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -385,4 +386,27 @@ Test(buf, read_file_errors) {
     cr_expect(text && len == 7 && strcmp(text, "[1,2,3]") == 0);
     nsci_free(text);
     unlink(path);
+}
+
+// The host program's locale must not change how numbers read or write.
+Test(json, numbers_ignore_the_program_locale) {
+    const char *names[] = { "de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8" };
+    bool set = false;
+    for (int i = 0; i < NSCI_ARRAY_LEN(names) && !set; i++) {
+        set = setlocale(LC_NUMERIC, names[i]) != NULL;
+    }
+    if (!set) {
+        cr_skip_test("no locale with a ',' decimal point is installed");
+    }
+    nsci_json_doc *doc = parse("[1.5, 2e-1]");
+    cr_assert_not_null(doc);
+    cr_expect_eq(nsci_json_root(doc)->items[0]->number, 1.5);
+    cr_expect_eq(nsci_json_root(doc)->items[1]->number, 0.2);
+    nsci_json_doc_free(doc);
+    nsci_buf b;
+    nsci_buf_init(&b);
+    nsci_buf_double(&b, 0.5);
+    cr_expect_str_eq(b.data, "0.5");
+    nsci_buf_free(&b);
+    setlocale(LC_NUMERIC, "C");
 }

@@ -1,7 +1,9 @@
 // A growable byte buffer for building messages, JSON and DOT text; an
 // allocation failure is sticky so writers check once at the end.
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "util_impl.h"
@@ -94,6 +96,15 @@ void nsci_buf_json_string(nsci_buf *b, const char *s, size_t len) {
     nsci_buf_append(b, "\"", 1);
 }
 
+// Doubles are written in the "C" locale whatever the host program set: a
+// locale with ',' as decimal point would write "0,5", which is not JSON.
+static locale_t g_c_locale;
+static pthread_once_t g_c_locale_once = PTHREAD_ONCE_INIT;
+
+static void make_c_locale(void) {
+    g_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
 void nsci_buf_double(nsci_buf *b, double v) {
     if (isnan(v)) {
         nsci_buf_puts(b, "NaN");
@@ -103,12 +114,17 @@ void nsci_buf_double(nsci_buf *b, double v) {
         nsci_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
         return;
     }
+    pthread_once(&g_c_locale_once, make_c_locale);
+    locale_t old = g_c_locale ? uselocale(g_c_locale) : (locale_t)0;
     char text[40];
     for (int precision = 1; precision <= 17; precision++) {
         snprintf(text, sizeof text, "%.*g", precision, v);
         if (strtod(text, NULL) == v) {
             break;
         }
+    }
+    if (old) {
+        uselocale(old);
     }
     nsci_buf_puts(b, text);
     // Keep integral doubles recognisable as floating point in JSON output.
