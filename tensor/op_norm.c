@@ -45,8 +45,9 @@ static nsc_status check_x(nsci_call *c, const nsc_tensor *x, int n) {
                               nsc_dtype_name((nsc_dtype)x->dtype));
     }
     if (n < 1 || n > x->ndim) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "%d normalized dims of a rank-%d input: "
-                                                "expected 1..%d",
+        return nsci_call_fail(c, NSC_ERR_SHAPE,
+                              "%d normalized dims of a rank-%d input: "
+                              "expected 1..%d",
                               n, x->ndim, x->ndim);
     }
     return NSC_OK;
@@ -99,7 +100,7 @@ typedef struct norm_job {
 
 // Mean and sum of squared deviations of x[0..n) in double, 4 partial sums.
 #define ROW_MOMENTS(NAME, T)                                                                       \
-    static void NAME(const T *x, int64_t n, double *mean, double *m2) {                           \
+    static void NAME(const T *x, int64_t n, double *mean, double *m2) {                            \
         double part[4] = { 0 }, sq[4] = { 0 };                                                     \
         int64_t i = 0;                                                                             \
         for (; i + 4 <= n; i += 4) {                                                               \
@@ -162,8 +163,8 @@ static nsc_status layer_norm_infer(nsci_call *c) {
     const nsc_tensor *x = c->in[0];
     int n = p->n_normalized;
     if (c->n_in != 1 + p->has_weight + p->has_bias) {
-        return nsci_call_fail(c, NSC_ERR_ARG, "%d inputs for has_weight %d, has_bias %d",
-                              c->n_in, p->has_weight, p->has_bias);
+        return nsci_call_fail(c, NSC_ERR_ARG, "%d inputs for has_weight %d, has_bias %d", c->n_in,
+                              p->has_weight, p->has_bias);
     }
     if (check_x(c, x, n) != NSC_OK) {
         return nsc_last_status();
@@ -213,8 +214,8 @@ static nsc_status layer_norm_backward_rule(const nsci_grad_ctx *g, nsc_tensor *c
     nsc_tensor *w = p->has_weight ? g->in[1] : NULL;
     nsc_tensor *grads[3] = { NULL, NULL, NULL };
     // mean and rstd are internal outputs: gradients flowing into them are ignored.
-    if (nsci_layer_norm_backward(grad_out[0], g->in[0], g->out[1], g->out[2], w,
-                                 p->n_normalized, grads) != NSC_OK) {
+    if (nsci_layer_norm_backward(grad_out[0], g->in[0], g->out[1], g->out[2], w, p->n_normalized,
+                                 grads) != NSC_OK) {
         return nsc_last_status();
     }
     int slot[3] = { 0, p->has_weight ? 1 : -1, p->has_bias ? 1 + p->has_weight : -1 };
@@ -247,8 +248,10 @@ const nsci_op_def nsci_op_layer_norm = {
 // Packs x, weight and bias (either may be NULL: absent) and runs the row.
 static nsc_status run_layer_norm(nsc_tensor *x, int n_normalized, nsc_tensor *weight,
                                  nsc_tensor *bias, double eps, nsc_tensor **out) {
-    layer_norm_params p = { .n_normalized = n_normalized, .eps = eps,
-                            .has_weight = weight != NULL, .has_bias = bias != NULL };
+    layer_norm_params p = { .n_normalized = n_normalized,
+                            .eps = eps,
+                            .has_weight = weight != NULL,
+                            .has_bias = bias != NULL };
     nsc_tensor *in[3] = { x, NULL, NULL };
     int n_in = 1;
     if (weight) {
@@ -286,7 +289,9 @@ nsc_tensor *nsc_layer_norm(nsc_tensor *x, int n_normalized, nsc_tensor *weight, 
 // Rows go in fixed blocks whose partial column sums are added in block order:
 // the result does not depend on the thread count.
 
-enum { MAX_BLOCKS = 64 };
+enum {
+    MAX_BLOCKS = 64
+};
 
 #define LN_GRAD_ROWS(SFX, T)                                                                       \
     static void ln_grad_blocks_##SFX(void *ctx, int64_t begin, int64_t end) {                      \
@@ -295,7 +300,7 @@ enum { MAX_BLOCKS = 64 };
         const T *w = (const T *)j->w;                                                              \
         for (int64_t blk = begin; blk < end; blk++) {                                              \
             double *gw = j->partial + blk * 2 * n, *gb = gw + n;                                   \
-            memset(gw, 0, (size_t)(2 * n) * sizeof(double));                                      \
+            memset(gw, 0, (size_t)(2 * n) * sizeof(double));                                       \
             int64_t last = NSCI_MIN(j->rows, (blk + 1) * j->rows_per_block);                       \
             for (int64_t r = blk * j->rows_per_block; r < last; r++) {                             \
                 const T *x = (const T *)j->x + r * n, *dy = (const T *)j->g + r * n;               \
@@ -354,8 +359,7 @@ static nsc_status layer_norm_grad_infer(nsci_call *c) {
 }
 
 // Adds the blocks' column sums in block order into grad_weight, grad_bias.
-static void store_column_sums(const norm_job *j, int64_t n_blocks, nsc_tensor *gw,
-                              nsc_tensor *gb) {
+static void store_column_sums(const norm_job *j, int64_t n_blocks, nsc_tensor *gw, nsc_tensor *gb) {
     bool f32 = gw->dtype == NSC_F32;
     for (int k = 0; k < 2; k++) {
         char *dst = nsci_data_ptr(k == 0 ? gw : gb);
@@ -387,8 +391,8 @@ static nsc_status layer_norm_grad_cpu(nsci_call *c) {
     j.y = nsci_data_ptr(c->out[0]);
     j.n = nsci_numel(p->n_normalized, x->shape + x->ndim - p->n_normalized);
     j.rows = nsci_numel(x->ndim - p->n_normalized, x->shape);
-    j.rows_per_block = NSCI_MAX((j.rows + MAX_BLOCKS - 1) / MAX_BLOCKS,
-                                NSCI_GRAIN / NSCI_MAX(j.n, 1));
+    j.rows_per_block =
+        NSCI_MAX((j.rows + MAX_BLOCKS - 1) / MAX_BLOCKS, NSCI_GRAIN / NSCI_MAX(j.n, 1));
     j.rows_per_block = NSCI_MAX(j.rows_per_block, 1);
     int64_t n_blocks = (j.rows + j.rows_per_block - 1) / j.rows_per_block;
     nsc_status status = NSC_OK;
@@ -396,8 +400,8 @@ static nsc_status layer_norm_grad_cpu(nsci_call *c) {
     if (!j.partial) {
         status = nsc_last_status();
     } else {
-        nsci_parallel_for(n_blocks, 1, x->dtype == NSC_F32 ? ln_grad_blocks_f32
-                                                           : ln_grad_blocks_f64, &j);
+        nsci_parallel_for(n_blocks, 1,
+                          x->dtype == NSC_F32 ? ln_grad_blocks_f32 : ln_grad_blocks_f64, &j);
         store_column_sums(&j, n_blocks, c->out[1], c->out[2]);
     }
     nsci_free(j.partial);

@@ -8,7 +8,10 @@
 
 #include "tensor/reduce.h"
 
-enum { COL_BLOCK = 64 }; // columns summed together in the column path
+// Columns summed together in the column path.
+enum {
+    COL_BLOCK = 64
+};
 
 // --- kernels ---
 
@@ -99,8 +102,8 @@ typedef struct sum_job {
         for (int64_t c = begin; c < end; c++) {                                                    \
             int64_t start = c * NSCI_REDUCE_CHUNK;                                                 \
             int64_t n = NSCI_MIN((int64_t)NSCI_REDUCE_CHUNK, j->g.n_red - start);                  \
-            ((ACC *)j->partial)[c] = sum_row_##SFX(base + start * j->g.red_stride, n,              \
-                                                   j->g.red_stride);                               \
+            ((ACC *)j->partial)[c] =                                                               \
+                sum_row_##SFX(base + start * j->g.red_stride, n, j->g.red_stride);                 \
         }                                                                                          \
     }                                                                                              \
     static void sum_combine_##SFX(const sum_job *j, int64_t n_chunks) {                            \
@@ -296,8 +299,9 @@ static nsc_status sum_to_size_infer(nsci_call *c) {
         int64_t want = p->shape[d], have = x->shape[lead + d];
         if (want != have && want != 1) {
             char buf[160];
-            return nsci_call_fail(c, NSC_ERR_SHAPE, "size %s does not broadcast to the input: %lld "
-                                                    "at dim %d against %lld",
+            return nsci_call_fail(c, NSC_ERR_SHAPE,
+                                  "size %s does not broadcast to the input: %lld "
+                                  "at dim %d against %lld",
                                   nsci_shape_str(buf, sizeof buf, p->ndim, p->shape),
                                   (long long)want, d, (long long)have);
         }

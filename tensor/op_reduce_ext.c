@@ -13,16 +13,16 @@
 
 typedef struct ext_job {
     nsci_reduce_geom g;
-    char *values;     // NULL when the op has no values output
-    int64_t *indices; // NULL when the op has no indices output
+    char *values;      // NULL when the op has no values output
+    int64_t *indices;  // NULL when the op has no indices output
     char *part_values; // split path: per chunk
     int64_t *part_indices;
 } ext_job;
 
 #define GREATER(a, b) ((a) > (b))
-#define LESS(a, b) ((a) < (b))
-#define FLOAT_NAN(v) ((v) != (v))
-#define NEVER_NAN(v) 0
+#define LESS(a, b)    ((a) < (b))
+#define FLOAT_NAN(v)  ((v) != (v))
+#define NEVER_NAN(v)  0
 
 // Index of the best of n >= 1 elements p[0], p[s], ... (its value in *best).
 #define EXT_ROW(NAME, T, BETTER, IS_NAN)                                                           \
@@ -75,8 +75,7 @@ typedef struct ext_job {
             int64_t start = c * NSCI_REDUCE_CHUNK;                                                 \
             int64_t n = NSCI_MIN((int64_t)NSCI_REDUCE_CHUNK, j->g.n_red - start);                  \
             j->part_indices[c] = start + ext_row_##SFX(base + start * j->g.red_stride, n,          \
-                                                       j->g.red_stride,                            \
-                                                       (T *)j->part_values + c);                   \
+                                                       j->g.red_stride, (T *)j->part_values + c);  \
         }                                                                                          \
     }                                                                                              \
     static void ext_combine_##SFX(const ext_job *j, int64_t n_chunks) {                            \
@@ -248,8 +247,8 @@ static nsc_status ext_dim_infer(nsci_call *c) {
         return nsc_last_status();
     }
     if (x->ndim > 0 && x->shape[nsci_wrap_dim(p->dims[0], x->ndim)] == 0) {
-        return nsci_call_fail(c, NSC_ERR_SHAPE, "dim %d has size 0: %s has no identity",
-                              p->dims[0], c->def->name);
+        return nsci_call_fail(c, NSC_ERR_SHAPE, "dim %d has size 0: %s has no identity", p->dims[0],
+                              c->def->name);
     }
     nsci_reduce_meta(&c->meta[0], x, mask, p->keepdim, arg ? NSC_I64 : (nsc_dtype)x->dtype);
     if (!arg) {

@@ -34,8 +34,8 @@ nsc_status nsci_reduce_check(nsci_call *c, const nsci_reduce_params *p, uint32_t
     for (int i = 0; i < p->ndims; i++) {
         int d = nsci_wrap_dim(p->dims[i], ndim);
         if (d < 0) {
-            return nsci_call_fail(c, NSC_ERR_ARG, "dim %d is out of range for rank %d",
-                                  p->dims[i], ndim);
+            return nsci_call_fail(c, NSC_ERR_ARG, "dim %d is out of range for rank %d", p->dims[i],
+                                  ndim);
         }
         if (seen & (1u << d)) {
             return nsci_call_fail(c, NSC_ERR_ARG, "dim %d appears more than once in the dims list",

@@ -79,7 +79,8 @@ static moments moments_combine(moments a, moments b) {
         return a;
     }
     double delta = b.mean - a.mean;
-    return (moments){ n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * b.n / n) };
+    return (moments){ n, a.mean + delta * (b.n / n),
+                      a.m2 + b.m2 + delta * delta * (a.n * b.n / n) };
 }
 
 static lse_acc lse_combine(lse_acc a, lse_acc b) {
@@ -92,7 +93,11 @@ static lse_acc lse_combine(lse_acc a, lse_acc b) {
     return (lse_acc){ max, sum };
 }
 
-typedef enum stat_kind { STAT_VAR, STAT_STD, STAT_LSE } stat_kind;
+typedef enum stat_kind {
+    STAT_VAR,
+    STAT_STD,
+    STAT_LSE
+} stat_kind;
 
 typedef struct stat_job {
     nsci_reduce_geom g;

@@ -96,7 +96,9 @@ void nsci_reduce_parallel(const nsci_reduce_geom *g, nsci_range_fn fn, void *ctx
 // A single output over a long run is split into chunks of this many
 // elements, reduced in parallel and combined in order (the result does not
 // depend on the thread count).
-enum { NSCI_REDUCE_CHUNK = 32768 };
+enum {
+    NSCI_REDUCE_CHUNK = 32768
+};
 
 // Chunks for g's one output (1 when g has several outputs or a short run).
 int64_t nsci_reduce_n_chunks(const nsci_reduce_geom *g);

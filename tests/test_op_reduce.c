@@ -252,7 +252,8 @@ Test(reduce, infinities_and_degenerate_counts) {
     cr_expect_eq(item(nsc_all(empty, 0, NULL, false)), 1.0);
     cr_expect_eq(item(nsc_any(empty, 0, NULL, false)), 0.0);
     cr_expect_eq(item(nsc_logsumexp(empty, 0, NULL, false)), -INFINITY);
-    nsc_tensor *big = make(NSC_I64, NSC_SHAPE(2), (double[]){ 4611686018427387904.0, 4611686018427387904.0 });
+    nsc_tensor *big =
+        make(NSC_I64, NSC_SHAPE(2), (double[]){ 4611686018427387904.0, 4611686018427387904.0 });
     cr_expect_eq(nsc_tensor_dtype(big), NSC_I64);
     nsc_tensor *wrapped = nsc_sum_all(big);
     int64_t w = 0;
@@ -368,8 +369,7 @@ static nsc_tensor *ln_backward(nsc_tensor *x) {
 }
 
 Test(reduce, out_of_memory_sweep) {
-    unary_call calls[] = { sum_split, var_all, softmax0, layer_norm2, ln_backward,
-                           nsc_argmax_all };
+    unary_call calls[] = { sum_split, var_all, softmax0, layer_norm2, ln_backward, nsc_argmax_all };
     nsc_tensor *big = iota(NSC_F32, NSC_SHAPE(3, 4, 9000));
     nsc_tensor *x = nsc_transpose(big, 0, 2); // non-contiguous: plans copy
     for (int k = 0; k < NSCI_ARRAY_LEN(calls); k++) {
@@ -381,8 +381,8 @@ Test(reduce, out_of_memory_sweep) {
             nsc_mem_fail_after(0);
             done = r != NULL;
             if (!done) {
-                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k,
-                             (long long)n, nsc_last_error());
+                cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "call %d, n %lld: %s", k, (long long)n,
+                             nsc_last_error());
                 cr_expect_eq(nsct_live_blocks(), blocks, "call %d leaked at n %lld", k,
                              (long long)n);
             }
@@ -416,8 +416,7 @@ static int forward(nsc_op op, int n_in, nsc_tensor **in, const void *params, nsc
 }
 
 // sum over outputs of <g[k], out[k]> (float outputs with a gradient).
-static double objective(nsc_op op, int n_in, nsc_tensor **in, const void *params,
-                        nsc_tensor **g) {
+static double objective(nsc_op op, int n_in, nsc_tensor **in, const void *params, nsc_tensor **g) {
     nsc_tensor *out[NSCI_MAX_OUTPUTS];
     int n_out = forward(op, n_in, in, params, out);
     double total = 0;
@@ -436,8 +435,8 @@ static double objective(nsc_op op, int n_in, nsc_tensor **in, const void *params
 }
 
 // Calls op's backward rule with grads g for its outputs; fills grad_in.
-static void run_backward(nsc_op op, int n_in, nsc_tensor **in, const void *params,
-                         nsc_tensor **out, int n_out, nsc_tensor **g, nsc_tensor **grad_in) {
+static void run_backward(nsc_op op, int n_in, nsc_tensor **in, const void *params, nsc_tensor **out,
+                         int n_out, nsc_tensor **g, nsc_tensor **grad_in) {
     nsci_meta in_meta[NSCT_MAX_INPUTS], out_meta[NSCI_MAX_OUTPUTS];
     bool needs[NSCT_MAX_INPUTS];
     for (int j = 0; j < n_in; j++) {
@@ -448,8 +447,14 @@ static void run_backward(nsc_op op, int n_in, nsc_tensor **in, const void *param
         meta_of(out[k], &out_meta[k]);
     }
     const nsci_op_def *def = nsci_op_defs[op];
-    nsci_grad_ctx ctx = { .def = def, .params = params, .n_in = n_in, .in_meta = in_meta,
-                          .in = in, .n_out = n_out, .out_meta = out_meta, .out = out,
+    nsci_grad_ctx ctx = { .def = def,
+                          .params = params,
+                          .n_in = n_in,
+                          .in_meta = in_meta,
+                          .in = in,
+                          .n_out = n_out,
+                          .out_meta = out_meta,
+                          .out = out,
                           .needs_grad = needs };
     cr_assert(def->backward, "%s has no backward rule", def->name);
     cr_assert_eq(def->backward(&ctx, g, grad_in), NSC_OK, "%s: %s", def->name, nsc_last_error());
