@@ -22,11 +22,13 @@ nsc_tensor *nsc_cross_entropy(nsc_tensor *logits, nsc_tensor *target, nsc_reduct
 // Negative log-likelihood of log-probabilities [N, C] against targets [N].
 nsc_tensor *nsc_nll_loss(nsc_tensor *log_probs, nsc_tensor *target, nsc_reduction reduction,
                          int64_t ignore_index);
-// (a - b)^2 reduced.
+// (a - b)^2 reduced; a and b broadcast (float dtypes, promoted).
 nsc_tensor *nsc_mse_loss(nsc_tensor *a, nsc_tensor *b, nsc_reduction reduction);
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when
-// train; returns a new reference to x unchanged otherwise. gen NULL uses the
-// thread's default generator.
+// train (p == 1 gives x * 0); returns a new reference to x itself otherwise. p
+// outside [0, 1] fails either way. gen NULL uses the thread's default
+// generator; a training call with p > 0 draws 64 bits from it (also on META),
+// so a fixed seed repeats the mask on any thread count.
 nsc_tensor *nsc_dropout(nsc_tensor *x, double p, bool train, nsc_generator *gen);
 
 #ifdef __cplusplus
