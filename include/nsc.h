@@ -7,6 +7,8 @@
 #include "nsc/io.h"
 #include "nsc/module.h"
 #include "nsc/ops.h"
+#include "nsc/ops_attention.h"
+#include "nsc/optim.h"
 #include "nsc/tensor.h"
 #include "nsc/tokenizer.h"
 

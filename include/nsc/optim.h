@@ -1,0 +1,158 @@
+// Training: optimizers (SGD, AdamW) over a list of parameters, gradient
+// clipping and a learning-rate schedule. Semantics and formulas follow
+// torch.optim (1.13); docs/TRAINING.md walks through a training loop.
+#ifndef NSC_OPTIM_H
+#define NSC_OPTIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsc/module.h"
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// An optimizer: its hyper-parameters, the parameters it updates (retained)
+// and their per-parameter state. Opaque.
+typedef struct nsc_optim nsc_optim;
+
+// --- configurations ---
+
+// torch.optim.SGD. Per parameter p with gradient g, on each step:
+//   d = g + weight_decay * p
+//   buf = d on the first step, else momentum * buf + (1 - dampening) * d
+//   d = nesterov ? d + momentum * buf : buf        (when momentum != 0)
+//   p = p - lr * d
+// nesterov needs momentum > 0 and dampening == 0, as in torch.
+typedef struct nsc_sgd_config {
+    double lr;
+    double momentum;
+    double dampening;
+    double weight_decay;
+    bool nesterov;
+} nsc_sgd_config;
+
+// torch.optim.AdamW (decoupled weight decay). Per parameter, with t its step count:
+//   p = p * (1 - lr * weight_decay)
+//   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
+//   vhat = amsgrad ? (vmax = max(vmax, v)) : v
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(vhat) / sqrt(1 - beta2^t) + eps)
+typedef struct nsc_adamw_config {
+    double lr;
+    double beta1, beta2;
+    double eps;
+    double weight_decay;
+    bool amsgrad;
+} nsc_adamw_config;
+
+// torch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2.
+nsc_adamw_config nsc_adamw_defaults(void);
+
+// --- creation ---
+// params: n_params float tensors (f32 or f64, CPU) that are leaves requiring
+// grad, with no duplicates and no overlapping elements; each is retained.
+// Returns a new optimizer (caller nsc_optim_free()s) or NULL with an error:
+// NSC_ERR_ARG for a NULL or empty list, a NULL entry, a duplicate, a bad
+// hyper-parameter (negative lr, beta outside [0, 1), ...); NSC_ERR_STATE for
+// a parameter that does not require grad or is not a leaf; NSC_ERR_DTYPE for
+// a non-float one; NSC_ERR_DEVICE for one that is not on the CPU.
+
+nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
+                             const nsc_sgd_config *config);
+nsc_optim *nsc_optim_adamw_new(int64_t n_params, nsc_tensor *const *params,
+                               const nsc_adamw_config *config);
+
+// The same over every parameter of root's tree (nsc_module_param_at order, a
+// tensor shared by several modules once); errors name the parameter's path.
+nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *config);
+nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *config);
+
+// Releases the optimizer, its state and its references to the parameters.
+// Accepts NULL.
+void nsc_optim_free(nsc_optim *opt);
+
+// --- the training step ---
+
+// Updates every parameter whose .grad is set, in place, under no_grad (the
+// storage's version counter is bumped as by any in-place op); parameters
+// without a gradient are skipped and their step count does not advance (as
+// torch). State is created on a parameter's first step. Fails before
+// changing anything with NSC_ERR_SHAPE / NSC_ERR_DTYPE when a gradient's
+// shape or dtype differs from its parameter's, NSC_ERR_OOM when state cannot
+// be allocated.
+nsc_status nsc_optim_step(nsc_optim *opt);
+
+// Clears the gradients of the optimizer's parameters: set_to_none drops them
+// (.grad becomes NULL, the next backward allocates fresh ones), otherwise
+// they are filled with zeros in place (torch.optim.Optimizer.zero_grad).
+nsc_status nsc_optim_zero_grad(nsc_optim *opt, bool set_to_none);
+
+// --- learning rate and state ---
+
+// The learning rate the next step uses; setting it is how a schedule drives
+// the optimizer (lr >= 0, else NSC_ERR_ARG).
+double nsc_optim_get_lr(const nsc_optim *opt);
+nsc_status nsc_optim_set_lr(nsc_optim *opt, double lr);
+
+// "sgd" or "adamw". Static string.
+const char *nsc_optim_name(const nsc_optim *opt);
+
+// Number of parameters and the i-th one (borrowed; NULL when out of range).
+int64_t nsc_optim_n_params(const nsc_optim *opt);
+nsc_tensor *nsc_optim_param_at(const nsc_optim *opt, int64_t index);
+
+// Steps taken by parameter index (0 before its first step; -1 out of range).
+int64_t nsc_optim_get_step(const nsc_optim *opt, int64_t index);
+
+// A named state tensor of parameter index, as in torch's optimizer.state[p]:
+// "momentum_buffer" (SGD), "exp_avg", "exp_avg_sq", "max_exp_avg_sq" (AdamW).
+// Borrowed (contiguous, the parameter's shape and dtype); NULL when the
+// parameter has no such state yet or the name is unknown.
+nsc_tensor *nsc_optim_get_state(const nsc_optim *opt, int64_t index, const char *name);
+
+// --- gradient clipping ---
+
+// torch.nn.utils.clip_grad_norm_ with norm_type 2: the L2 norm of all the
+// gradients together (parameters without .grad are skipped) is written to
+// *total_norm (may be NULL); when it exceeds max_norm every gradient is
+// multiplied in place by max_norm / (norm + 1e-6). A NaN or infinite norm
+// scales every gradient to NaN (torch with error_if_nonfinite=False). The
+// sum of squares is accumulated in f64 over fixed blocks, so the result does
+// not depend on the thread count. NSC_ERR_ARG for a NULL list or entry or
+// max_norm < 0.
+nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, double max_norm,
+                               double *total_norm);
+// The same over the optimizer's parameters.
+nsc_status nsc_optim_clip_grad_norm(nsc_optim *opt, double max_norm, double *total_norm);
+
+// --- learning-rate schedule ---
+
+// Linear warmup then cosine decay to a floor, as in nanoGPT and llm.c:
+//   step <  warmup_steps:  max_lr * (step + 1) / warmup_steps
+//   step >= total_steps:   min_lr
+//   otherwise:             min_lr + (max_lr - min_lr) * (1 + cos(pi * r)) / 2,
+//                          r = (step - warmup_steps) / (total_steps - warmup_steps)
+// The same schedule in PyTorch is LambdaLR(opt, lambda s: lr(s) / max_lr) on an
+// optimizer built with lr=max_lr, with scheduler.step() after optimizer.step().
+typedef struct nsc_lr_schedule {
+    double max_lr;
+    double min_lr;
+    int64_t warmup_steps;
+    int64_t total_steps;
+} nsc_lr_schedule;
+
+// The learning rate at step (0-based): a pure function. Returns NAN with
+// NSC_ERR_ARG for a negative step or an invalid schedule (min_lr > max_lr,
+// a negative lr or count, warmup_steps > total_steps).
+double nsc_lr_schedule_at(const nsc_lr_schedule *schedule, int64_t step);
+
+// Sets opt's learning rate to nsc_lr_schedule_at(schedule, step).
+nsc_status nsc_lr_schedule_apply(const nsc_lr_schedule *schedule, int64_t step, nsc_optim *opt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,417 @@
+// Optimizers: construction and validation, the step driver shared by SGD and
+// AdamW (checks, state allocation, then the update kernels of
+// nn/optim_update.c), zero_grad, learning rate and state accessors.
+#include <math.h>
+#include <string.h>
+
+#include "nn/optim_impl.h"
+
+static const char *kind_name(nsci_optim_kind kind) {
+    return kind == NSCI_OPTIM_SGD ? "sgd" : "adamw";
+}
+
+// "parameter 3 (fc1.weight [4,8] f32)": how errors name a parameter.
+static const char *describe(char *buf, size_t bytes, int64_t i, const char *path,
+                            const nsc_tensor *t) {
+    char shape[160];
+    if (!t) {
+        snprintf(buf, bytes, "parameter %lld%s%s%s", (long long)i, path ? " (" : "",
+                 path ? path : "", path ? ")" : "");
+        return buf;
+    }
+    nsci_shape_str(shape, sizeof shape, t->ndim, t->shape);
+    snprintf(buf, bytes, "parameter %lld (%s%s%s %s)", (long long)i, path ? path : "",
+             path ? " " : "", shape, nsc_dtype_name((nsc_dtype)t->dtype));
+    return buf;
+}
+
+// --- validation ---
+
+static nsc_status check_sgd(const nsc_sgd_config *c) {
+    if (!c) {
+        return nsci_fail(NSC_ERR_ARG, "sgd: config is NULL: expected an nsc_sgd_config");
+    }
+    if (!(c->lr >= 0) || !(c->momentum >= 0) || !(c->weight_decay >= 0) || isnan(c->dampening)) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "sgd: lr %g, momentum %g, dampening %g, weight_decay %g: expected lr, "
+                         "momentum and weight_decay >= 0",
+                         c->lr, c->momentum, c->dampening, c->weight_decay);
+    }
+    if (c->nesterov && (c->momentum <= 0 || c->dampening != 0)) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "sgd: nesterov with momentum %g and dampening %g: nesterov momentum "
+                         "requires momentum > 0 and zero dampening",
+                         c->momentum, c->dampening);
+    }
+    return NSC_OK;
+}
+
+static nsc_status check_adamw(const nsc_adamw_config *c) {
+    if (!c) {
+        return nsci_fail(NSC_ERR_ARG, "adamw: config is NULL: expected an nsc_adamw_config");
+    }
+    if (!(c->lr >= 0) || !(c->eps >= 0) || !(c->weight_decay >= 0)) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "adamw: lr %g, eps %g, weight_decay %g: expected all three >= 0", c->lr,
+                         c->eps, c->weight_decay);
+    }
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1)) {
+        return nsci_fail(NSC_ERR_ARG, "adamw: betas (%g, %g): expected each in [0, 1)", c->beta1,
+                         c->beta2);
+    }
+    return NSC_OK;
+}
+
+static bool has_overlap(const nsc_tensor *t) {
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->stride[d] == 0 && t->shape[d] > 1) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static nsc_status check_param(const char *op, nsc_tensor *const *params, int64_t i,
+                              const char *path) {
+    char what[256];
+    nsc_tensor *t = params[i];
+    describe(what, sizeof what, i, path, t);
+    if (!t) {
+        return nsci_fail(NSC_ERR_ARG, "%s: %s is NULL: expected a tensor", op, what);
+    }
+    if (!nsci_is_float((nsc_dtype)t->dtype)) {
+        return nsci_fail(NSC_ERR_DTYPE, "%s: %s: expected f32 or f64", op, what);
+    }
+    if (t->device != NSC_CPU || nsc_tensor_is_proxy(t)) {
+        return nsci_fail(NSC_ERR_DEVICE, "%s: %s on %s: expected a CPU tensor", op, what,
+                         nsc_device_name((nsc_device)t->device));
+    }
+    if (!nsc_tensor_requires_grad(t) || !nsc_tensor_is_leaf(t)) {
+        return nsci_fail(NSC_ERR_STATE,
+                         "%s: %s %s: expected a leaf that requires grad "
+                         "(nsc_requires_grad_ or nsc_module_requires_grad_)",
+                         op, what,
+                         nsc_tensor_requires_grad(t) ? "is not a leaf" : "does not require grad");
+    }
+    if (has_overlap(t)) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "%s: %s has overlapping elements (stride 0): expected "
+                         "a tensor that can be updated in place",
+                         op, what);
+    }
+    for (int64_t k = 0; k < i; k++) {
+        if (params[k] == t) {
+            return nsci_fail(NSC_ERR_ARG,
+                             "%s: %s is the same tensor as parameter %lld: "
+                             "expected each parameter once",
+                             op, what, (long long)k);
+        }
+    }
+    return NSC_OK;
+}
+
+// --- creation ---
+
+void nsc_optim_free(nsc_optim *opt) {
+    if (!opt) {
+        return;
+    }
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        nsc_free(opt->params[i]);
+        if (opt->names) {
+            nsci_free(opt->names[i]);
+        }
+        for (int s = 0; opt->state && s < NSCI_OPTIM_MAX_STATE; s++) {
+            nsc_free(opt->state[i * NSCI_OPTIM_MAX_STATE + s]);
+        }
+    }
+    nsci_free(opt->params);
+    nsci_free(opt->names);
+    nsci_free(opt->steps);
+    nsci_free(opt->state);
+    nsci_free(opt);
+}
+
+// The common constructor: params validated, then retained (names copied when given).
+static nsc_optim *optim_new(nsci_optim_kind kind, int64_t n_params, nsc_tensor *const *params,
+                            const char *const *names) {
+    const char *op = kind_name(kind);
+    if (!params || n_params <= 0) {
+        return nsci_fail_null(NSC_ERR_ARG, "%s: %lld parameters%s: expected a non-empty list", op,
+                              (long long)n_params, params ? "" : " (NULL list)");
+    }
+    for (int64_t i = 0; i < n_params; i++) {
+        if (check_param(op, params, i, names ? names[i] : NULL) != NSC_OK) {
+            return NULL;
+        }
+    }
+    size_t n = (size_t)n_params;
+    nsc_optim *opt = nsci_calloc(1, sizeof *opt);
+    if (!opt) {
+        return NULL;
+    }
+    opt->kind = kind;
+    opt->params = nsci_calloc(n, sizeof *opt->params);
+    opt->steps = nsci_calloc(n, sizeof *opt->steps);
+    opt->state = nsci_calloc(n * NSCI_OPTIM_MAX_STATE, sizeof *opt->state);
+    opt->names = names ? nsci_calloc(n, sizeof *opt->names) : NULL;
+    if (!opt->params || !opt->steps || !opt->state || (names && !opt->names)) {
+        goto fail;
+    }
+    for (int64_t i = 0; i < n_params; i++) {
+        if (names && !(opt->names[i] = nsci_strdup(names[i]))) {
+            goto fail;
+        }
+    }
+    for (int64_t i = 0; i < n_params; i++) {
+        opt->params[i] = nsc_retain(params[i]);
+    }
+    opt->n_params = n_params;
+    return opt;
+fail:
+    if (opt->names) {
+        for (int64_t i = 0; i < n_params; i++) {
+            nsci_free(opt->names[i]);
+        }
+    }
+    opt->n_params = 0;
+    nsc_optim_free(opt);
+    return NULL;
+}
+
+nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
+                             const nsc_sgd_config *config) {
+    if (check_sgd(config) != NSC_OK) {
+        return NULL;
+    }
+    nsc_optim *opt = optim_new(NSCI_OPTIM_SGD, n_params, params, NULL);
+    if (opt) {
+        opt->sgd = *config;
+        opt->lr = config->lr;
+    }
+    return opt;
+}
+
+nsc_optim *nsc_optim_adamw_new(int64_t n_params, nsc_tensor *const *params,
+                               const nsc_adamw_config *config) {
+    if (check_adamw(config) != NSC_OK) {
+        return NULL;
+    }
+    nsc_optim *opt = optim_new(NSCI_OPTIM_ADAMW, n_params, params, NULL);
+    if (opt) {
+        opt->adamw = *config;
+        opt->lr = config->lr;
+    }
+    return opt;
+}
+
+nsc_adamw_config nsc_adamw_defaults(void) {
+    return (nsc_adamw_config){
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2
+    };
+}
+
+// Every parameter of root's tree once, with its path (arrays borrowed from root).
+static nsc_optim *optim_new_module(nsci_optim_kind kind, nsc_module *root) {
+    if (!root) {
+        return nsci_fail_null(NSC_ERR_ARG, "%s: module is NULL: expected a module tree",
+                              kind_name(kind));
+    }
+    int64_t n_all = nsc_module_n_params(root), n = 0;
+    nsc_tensor **params = nsci_calloc((size_t)NSCI_MAX(n_all, 1), sizeof *params);
+    const char **names = nsci_calloc((size_t)NSCI_MAX(n_all, 1), sizeof *names);
+    nsc_optim *opt = NULL;
+    if (params && names) {
+        for (int64_t i = 0; i < n_all; i++) {
+            const char *path = NULL;
+            nsc_tensor *t = nsc_module_param_at(root, i, &path);
+            bool seen = false;
+            for (int64_t k = 0; k < n && !seen; k++) {
+                seen = params[k] == t;
+            }
+            if (!seen) {
+                params[n] = t;
+                names[n++] = path;
+            }
+        }
+        opt = optim_new(kind, n, params, names);
+    }
+    nsci_free(params);
+    nsci_free(names);
+    return opt;
+}
+
+nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *config) {
+    if (check_sgd(config) != NSC_OK) {
+        return NULL;
+    }
+    nsc_optim *opt = optim_new_module(NSCI_OPTIM_SGD, root);
+    if (opt) {
+        opt->sgd = *config;
+        opt->lr = config->lr;
+    }
+    return opt;
+}
+
+nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *config) {
+    if (check_adamw(config) != NSC_OK) {
+        return NULL;
+    }
+    nsc_optim *opt = optim_new_module(NSCI_OPTIM_ADAMW, root);
+    if (opt) {
+        opt->adamw = *config;
+        opt->lr = config->lr;
+    }
+    return opt;
+}
+
+// --- the step ---
+
+int nsci_optim_n_state(const nsc_optim *opt) {
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        return opt->sgd.momentum != 0 ? 1 : 0;
+    }
+    return opt->adamw.amsgrad ? 3 : 2;
+}
+
+static nsc_status check_grad(const nsc_optim *opt, int64_t i, const nsc_tensor *g) {
+    const nsc_tensor *p = opt->params[i];
+    char what[256], got[160];
+    if (g->dtype == p->dtype && g->device == p->device && g->ndim == p->ndim &&
+        memcmp(g->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) == 0) {
+        return NSC_OK;
+    }
+    describe(what, sizeof what, i, opt->names ? opt->names[i] : NULL, p);
+    nsci_shape_str(got, sizeof got, g->ndim, g->shape);
+    return nsci_fail(g->dtype != p->dtype     ? NSC_ERR_DTYPE
+                     : g->device != p->device ? NSC_ERR_DEVICE
+                                              : NSC_ERR_SHAPE,
+                     "%s step: gradient %s %s on %s: expected the shape, dtype and device of %s",
+                     kind_name(opt->kind), got, nsc_dtype_name((nsc_dtype)g->dtype),
+                     nsc_device_name((nsc_device)g->device), what);
+}
+
+// Drops the state made for parameters that have not stepped yet (undoes a
+// failed allocation pass).
+static void drop_new_state(nsc_optim *opt) {
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        for (int s = 0; opt->steps[i] == 0 && s < NSCI_OPTIM_MAX_STATE; s++) {
+            nsc_free(opt->state[i * NSCI_OPTIM_MAX_STATE + s]);
+            opt->state[i * NSCI_OPTIM_MAX_STATE + s] = NULL;
+        }
+    }
+}
+
+static nsc_status alloc_state(nsc_optim *opt) {
+    int n_state = nsci_optim_n_state(opt);
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        if (!nsc_tensor_get_grad(opt->params[i])) {
+            continue;
+        }
+        for (int s = 0; s < n_state; s++) {
+            nsc_tensor **slot = &opt->state[i * NSCI_OPTIM_MAX_STATE + s];
+            if (!*slot && !(*slot = nsc_zeros_like(opt->params[i]))) {
+                nsc_status status = nsc_last_status();
+                drop_new_state(opt);
+                return status;
+            }
+        }
+    }
+    return NSC_OK;
+}
+
+nsc_status nsc_optim_step(nsc_optim *opt) {
+    if (!opt) {
+        return nsci_fail(NSC_ERR_ARG, "optim step: optimizer is NULL");
+    }
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        nsc_tensor *g = nsc_tensor_get_grad(opt->params[i]);
+        if (g && check_grad(opt, i, g) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    if (alloc_state(opt) != NSC_OK) {
+        return nsc_last_status();
+    }
+    nsc_no_grad_begin();
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        nsc_tensor *p = opt->params[i];
+        nsc_tensor *g = nsc_tensor_get_grad(p);
+        if (!g) {
+            continue;
+        }
+        opt->steps[i]++;
+        if (opt->kind == NSCI_OPTIM_SGD) {
+            nsci_sgd_update(opt, i, g, opt->steps[i] == 1);
+        } else {
+            nsci_adamw_update(opt, i, g);
+        }
+        atomic_fetch_add(&p->storage->version, 1); // an in-place write, as torch's
+    }
+    nsc_no_grad_end();
+    return NSC_OK;
+}
+
+nsc_status nsc_optim_zero_grad(nsc_optim *opt, bool set_to_none) {
+    if (!opt) {
+        return nsci_fail(NSC_ERR_ARG, "optim zero_grad: optimizer is NULL");
+    }
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        nsc_tensor *g = nsc_tensor_get_grad(opt->params[i]);
+        if (!g) {
+            continue;
+        }
+        nsc_status status = set_to_none ? nsc_tensor_set_grad(opt->params[i], NULL) : nsc_zero_(g);
+        if (status != NSC_OK) {
+            return status;
+        }
+    }
+    return NSC_OK;
+}
+
+// --- learning rate and state ---
+
+double nsc_optim_get_lr(const nsc_optim *opt) {
+    return opt ? opt->lr : (double)NAN;
+}
+
+nsc_status nsc_optim_set_lr(nsc_optim *opt, double lr) {
+    if (!opt || !(lr >= 0)) {
+        return nsci_fail(NSC_ERR_ARG, "optim set_lr: lr %g%s: expected lr >= 0", lr,
+                         opt ? "" : " on a NULL optimizer");
+    }
+    opt->lr = lr;
+    return NSC_OK;
+}
+
+const char *nsc_optim_name(const nsc_optim *opt) {
+    return opt ? kind_name(opt->kind) : "";
+}
+
+int64_t nsc_optim_n_params(const nsc_optim *opt) {
+    return opt ? opt->n_params : 0;
+}
+
+nsc_tensor *nsc_optim_param_at(const nsc_optim *opt, int64_t index) {
+    return opt && index >= 0 && index < opt->n_params ? opt->params[index] : NULL;
+}
+
+int64_t nsc_optim_get_step(const nsc_optim *opt, int64_t index) {
+    return opt && index >= 0 && index < opt->n_params ? opt->steps[index] : -1;
+}
+
+nsc_tensor *nsc_optim_get_state(const nsc_optim *opt, int64_t index, const char *name) {
+    static const char *const sgd_names[] = { "momentum_buffer" };
+    static const char *const adamw_names[] = { "exp_avg", "exp_avg_sq", "max_exp_avg_sq" };
+    if (!opt || !name || index < 0 || index >= opt->n_params) {
+        return NULL;
+    }
+    int n = opt->kind == NSCI_OPTIM_SGD ? NSCI_ARRAY_LEN(sgd_names) : NSCI_ARRAY_LEN(adamw_names);
+    const char *const *names = opt->kind == NSCI_OPTIM_SGD ? sgd_names : adamw_names;
+    for (int s = 0; s < n; s++) {
+        if (strcmp(names[s], name) == 0) {
+            return opt->state[index * NSCI_OPTIM_MAX_STATE + s];
+        }
+    }
+    return NULL;
+}
