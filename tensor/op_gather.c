@@ -3,7 +3,7 @@
 // whole slices; these address single elements. Index checks as there.
 #include <string.h>
 
-#include "tensor/tensor_impl.h"
+#include "tensor/index.h"
 
 typedef struct dim_params {
     int dim;

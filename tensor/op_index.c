@@ -5,7 +5,7 @@
 // Dims: V vocabulary rows, C channels; [outer, size, inner] is x viewed around dim.
 #include <string.h>
 
-#include "tensor/tensor_impl.h"
+#include "tensor/index.h"
 
 // --- helpers shared with op_index_more.c, op_join.c and op_loss.c ---
 

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor/tensor_impl.h"
+#include "tensor/index.h"
 
 // --- topk ---
 // The k largest (or smallest) entries along dim, sorted, with their i64 indices.

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor/tensor_impl.h"
+#include "tensor/index.h"
 
 typedef struct loss_params {
     int reduction; // nsc_reduction

@@ -368,20 +368,11 @@ nsc_status nsci_pointwise_run(nsc_tensor *out, int n_in, nsc_tensor *const *in,
 // out meta = in[0]'s shape with dtype.
 void nsci_meta_same_shape(nsci_meta *m, const nsc_tensor *x, nsc_dtype dtype);
 
-// --- indexing helpers (tensor/op_index.c), for kernels and backward rules ---
-
-// x itself (a new reference) when contiguous, else a contiguous CPU copy.
+// x itself (a new reference) when contiguous, else a contiguous CPU copy
+// (tensor/op_index.c).
 nsc_tensor *nsci_cpu_contiguous(nsc_tensor *x);
-// Formats the coordinates of row-major position i in shape as "[a,b]". Returns buf.
-char *nsci_position_str(char *buf, size_t buf_bytes, int ndim, const int64_t *shape, int64_t i);
-// Fails c unless index is i64 (what names it in the message).
-nsc_status nsci_check_index_dtype(nsci_call *c, const nsc_tensor *index, const char *what);
-// Fails c naming the first value of index (contiguous CPU i64) outside
-// [0, size) and its position; NSC_OK when all are in range.
-nsc_status nsci_check_index(nsci_call *c, const nsc_tensor *index, int64_t size,
-                            const char *what);
-// Zeros of shape with like's dtype, device and target device (new reference).
-nsc_tensor *nsci_zeros_on(nsc_tensor *like, int ndim, const int64_t *shape);
+
+// --- the fused cross-entropy gradient (tensor/op_loss.c), for backward rules ---
 
 // The gradient of nsc_cross_entropy with respect to logits (one fused op:
 // softmax minus one-hot, scaled by grad, zero on ignored rows); grad has the
