@@ -18,6 +18,7 @@
 #include "tests/cases/join.def"
 #include "tests/cases/loss.def"
 #include "tests/cases/matmul.def"
+#include "tests/cases/attention.def"
 #undef CASE
 
 const nsct_case nsct_all_cases[] = {
@@ -37,6 +38,7 @@ const nsct_case nsct_all_cases[] = {
 #include "tests/cases/join.def"
 #include "tests/cases/loss.def"
 #include "tests/cases/matmul.def"
+#include "tests/cases/attention.def"
 #undef CASE
 };
 
