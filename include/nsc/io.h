@@ -45,6 +45,15 @@ nsc_safetensors *nsc_safetensors_open(const char *path);
 // name only labels error messages (NULL: "<memory>").
 nsc_safetensors *nsc_safetensors_open_memory(const void *data, size_t bytes, const char *name);
 
+// Reads only the header of path (tensor/io_safetensors_header.c): the file
+// may end right after it (a header-only copy of a large checkpoint) or hold
+// data that is not needed. Validates as nsc_safetensors_open does, except
+// that data offsets are checked against each other and the shapes, not
+// against the file length. Names, infos and metadata work; every
+// nsc_safetensors_load on the handle fails (its label ends in "(header
+// only)"). Returns a handle (caller nsc_safetensors_free()s) or NULL.
+nsc_safetensors *nsc_safetensors_open_header(const char *path);
+
 // Closes the handle. Tensors loaded from it stay valid: zero-copy tensors keep
 // the mapping alive until the last of them is freed. Accepts NULL.
 void nsc_safetensors_free(nsc_safetensors *st);
