@@ -211,7 +211,8 @@ nsc_adamw_config nsc_adamw_defaults(void) {
     };
 }
 
-// Every parameter of root's tree once, with its path (arrays borrowed from root).
+// Every parameter of root's tree once, with its path (copied: the module
+// reuses the buffer nsc_module_param_at returns paths in).
 static nsc_optim *optim_new_module(nsci_optim_kind kind, nsc_module *root) {
     if (!root) {
         return nsci_fail_null(NSC_ERR_ARG, "%s: module is NULL: expected a module tree",
@@ -219,22 +220,26 @@ static nsc_optim *optim_new_module(nsci_optim_kind kind, nsc_module *root) {
     }
     int64_t n_all = nsc_module_n_params(root), n = 0;
     nsc_tensor **params = nsci_calloc((size_t)NSCI_MAX(n_all, 1), sizeof *params);
-    const char **names = nsci_calloc((size_t)NSCI_MAX(n_all, 1), sizeof *names);
+    char **names = nsci_calloc((size_t)NSCI_MAX(n_all, 1), sizeof *names);
     nsc_optim *opt = NULL;
-    if (params && names) {
-        for (int64_t i = 0; i < n_all; i++) {
-            const char *path = NULL;
-            nsc_tensor *t = nsc_module_param_at(root, i, &path);
-            bool seen = false;
-            for (int64_t k = 0; k < n && !seen; k++) {
-                seen = params[k] == t;
-            }
-            if (!seen) {
-                params[n] = t;
-                names[n++] = path;
-            }
+    bool ok = params && names;
+    for (int64_t i = 0; ok && i < n_all; i++) {
+        const char *path = NULL;
+        nsc_tensor *t = nsc_module_param_at(root, i, &path);
+        bool seen = false;
+        for (int64_t k = 0; k < n && !seen; k++) {
+            seen = params[k] == t;
         }
-        opt = optim_new(kind, n, params, names);
+        if (!seen) {
+            params[n] = t;
+            ok = (names[n++] = nsci_strdup(path ? path : "")) != NULL;
+        }
+    }
+    if (ok) {
+        opt = optim_new(kind, n, params, (const char *const *)names);
+    }
+    for (int64_t k = 0; names && k < n; k++) {
+        nsci_free(names[k]);
     }
     nsci_free(params);
     nsci_free(names);
