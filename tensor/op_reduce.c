@@ -8,9 +8,14 @@
 
 #include "tensor/reduce.h"
 
-// Columns summed together in the column path.
+// The column path sums tiles of columns with double accumulators kept in
+// L1: a whole row when it has at most COL_MAX columns (the rows then stream
+// through memory), else tiles of COL_TILE. Rows are split into chunks until
+// there are about COL_TASKS tasks, so [N, C] -> [C] also runs in parallel.
 enum {
-    COL_BLOCK = 64
+    COL_MAX = 1024,
+    COL_TILE = 256,
+    COL_TASKS = 16
 };
 
 // --- kernels ---
@@ -37,17 +42,24 @@ enum {
                ((part[2] + part[6]) + (part[3] + part[7])) + tail;                                 \
     }
 
-// acc[j] = sum over r < n_rows of p[r * rs + j], for j < n_cols <= COL_BLOCK:
-// each row's columns are contiguous, so the inner loop vectorizes.
+// sums[j] = sum over r < n_rows of p[r * rs + j], for j < n_cols: each row's
+// columns are contiguous, and blocks of 8 vectorize.
 #define SUM_COLS(NAME, T, ACC)                                                                     \
-    static void NAME(const T *p, int64_t n_rows, int64_t rs, int64_t n_cols, ACC *acc) {           \
+    static void NAME(const T *restrict p, int64_t n_rows, int64_t rs, int64_t n_cols,              \
+                     ACC *restrict sums) {                                                         \
         for (int64_t j = 0; j < n_cols; j++) {                                                     \
-            acc[j] = 0;                                                                            \
+            sums[j] = 0;                                                                           \
         }                                                                                          \
         for (int64_t r = 0; r < n_rows; r++) {                                                     \
             const T *restrict row = p + r * rs;                                                    \
-            for (int64_t j = 0; j < n_cols; j++) {                                                 \
-                acc[j] += (ACC)row[j];                                                             \
+            int64_t j = 0;                                                                         \
+            for (; j + 8 <= n_cols; j += 8) {                                                      \
+                for (int k = 0; k < 8; k++) {                                                      \
+                    sums[j + k] += (ACC)row[j + k];                                                \
+                }                                                                                  \
+            }                                                                                      \
+            for (; j < n_cols; j++) {                                                              \
+                sums[j] += (ACC)row[j];                                                            \
             }                                                                                      \
         }                                                                                          \
     }
@@ -55,10 +67,20 @@ enum {
 typedef struct sum_job {
     nsci_reduce_geom g;
     char *out;
-    double scale;     // mean: 1 / N; sum: 1 (floats only)
-    int64_t n_blocks; // column path: blocks of COL_BLOCK along the contiguous kept dim
-    void *partial;    // split path: one accumulator per chunk
+    double scale; // mean: 1 / N; sum: 1 (floats only)
+    // Column path: tiles of `block` columns along the contiguous kept dim (n_blocks
+    // per group of the other kept dims), each split into n_chunks row chunks.
+    int64_t block, n_blocks, n_chunks, rows_per_chunk;
+    void *partial; // per chunk accumulators (split and chunked column paths)
 } sum_job;
+
+// Where tile t of the column path starts in the output, and its width.
+static int64_t tile_first(const sum_job *j, int64_t tile, int64_t *n_cols) {
+    int64_t width = j->g.outer_shape[j->g.n_outer - 1];
+    int64_t col0 = (tile % j->n_blocks) * j->block;
+    *n_cols = NSCI_MIN(j->block, width - col0);
+    return (tile / j->n_blocks) * width + col0;
+}
 
 // Per dtype: rows (one run per output), columns, chunks of one long run, and
 // the combination of the chunks. FIN turns the accumulator `acc` into T.
@@ -80,19 +102,32 @@ typedef struct sum_job {
     static void sum_cols_range_##SFX(void *ctx, int64_t begin, int64_t end) {                      \
         const sum_job *j = ctx;                                                                    \
         const nsci_reduce_geom *g = &j->g;                                                         \
-        int64_t width = g->outer_shape[g->n_outer - 1];                                            \
-        ACC accs[COL_BLOCK];                                                                       \
+        ACC local[COL_MAX];                                                                        \
         for (int64_t t = begin; t < end; t++) {                                                    \
-            int64_t first = (t / j->n_blocks) * width + (t % j->n_blocks) * COL_BLOCK;             \
-            int64_t n_cols = NSCI_MIN((int64_t)COL_BLOCK, width - (t % j->n_blocks) * COL_BLOCK);  \
+            int64_t n_cols, first = tile_first(j, t / j->n_chunks, &n_cols);                       \
+            int64_t r0 = (t % j->n_chunks) * j->rows_per_chunk;                                    \
             nsci_reduce_cursor cur;                                                                \
             nsci_reduce_seek(g, first, &cur);                                                      \
-            sum_cols_##SFX((const T *)g->data + cur.offset, g->n_red, g->red_stride, n_cols,       \
-                           accs);                                                                  \
-            T *out = (T *)j->out + first;                                                          \
+            ACC *sums = j->n_chunks > 1 ? (ACC *)j->partial + t * j->block : local;                \
+            sum_cols_##SFX((const T *)g->data + cur.offset + r0 * g->red_stride,                   \
+                           NSCI_MIN(j->rows_per_chunk, g->n_red - r0), g->red_stride, n_cols,      \
+                           sums);                                                                  \
+            for (int64_t k = 0; j->n_chunks == 1 && k < n_cols; k++) {                             \
+                ACC acc = sums[k];                                                                 \
+                ((T *)j->out)[first + k] = FIN;                                                    \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void sum_cols_combine_##SFX(const sum_job *j, int64_t n_tiles) {                        \
+        for (int64_t tile = 0; tile < n_tiles; tile++) {                                           \
+            int64_t n_cols, first = tile_first(j, tile, &n_cols);                                  \
+            const ACC *part = (const ACC *)j->partial + tile * j->n_chunks * j->block;             \
             for (int64_t k = 0; k < n_cols; k++) {                                                 \
-                ACC acc = accs[k];                                                                 \
-                out[k] = FIN;                                                                      \
+                ACC acc = 0;                                                                       \
+                for (int64_t c = 0; c < j->n_chunks; c++) {                                        \
+                    acc += part[c * j->block + k];                                                 \
+                }                                                                                  \
+                ((T *)j->out)[first + k] = FIN;                                                    \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
@@ -121,38 +156,75 @@ SUM_KERNELS(i64, int64_t, uint64_t, (int64_t)acc)
 typedef struct sum_kernels {
     nsci_range_fn rows, cols, chunks;
     void (*combine)(const sum_job *j, int64_t n_chunks);
+    void (*cols_combine)(const sum_job *j, int64_t n_tiles);
 } sum_kernels;
 
+#define SUM_TABLE_ROW(SFX)                                                                         \
+    {                                                                                              \
+        sum_rows_range_##SFX, sum_cols_range_##SFX, sum_chunks_range_##SFX, sum_combine_##SFX,     \
+            sum_cols_combine_##SFX                                                                 \
+    }
+
 static const sum_kernels sum_table[] = {
-    [NSC_F32] = { sum_rows_range_f32, sum_cols_range_f32, sum_chunks_range_f32, sum_combine_f32 },
-    [NSC_F64] = { sum_rows_range_f64, sum_cols_range_f64, sum_chunks_range_f64, sum_combine_f64 },
-    [NSC_I64] = { sum_rows_range_i64, sum_cols_range_i64, sum_chunks_range_i64, sum_combine_i64 },
+    [NSC_F32] = SUM_TABLE_ROW(f32),
+    [NSC_F64] = SUM_TABLE_ROW(f64),
+    [NSC_I64] = SUM_TABLE_ROW(i64),
 };
+
+// One long run (a single output): chunks reduced in parallel, combined in order.
+static nsc_status sum_split(sum_job *j, const sum_kernels *k, int64_t n_chunks) {
+    j->partial = nsci_malloc((size_t)n_chunks * sizeof(double)); // ACC is 8 bytes
+    if (!j->partial) {
+        return nsc_last_status();
+    }
+    nsci_parallel_for(n_chunks, 1, k->chunks, j);
+    k->combine(j, n_chunks);
+    nsci_free(j->partial);
+    return NSC_OK;
+}
+
+// Runs whose elements are rows of contiguous output columns: tiles of
+// columns, and row chunks (summed per chunk, then in order) when the tiles
+// alone would leave threads idle. The split depends on the shape only.
+static nsc_status sum_columns(sum_job *j, const sum_kernels *k) {
+    const nsci_reduce_geom *g = &j->g;
+    int64_t width = g->outer_shape[g->n_outer - 1];
+    j->block = width <= COL_MAX ? width : COL_TILE;
+    j->n_blocks = (width + j->block - 1) / j->block;
+    int64_t n_tiles = g->n_out / width * j->n_blocks;
+    j->n_chunks = 1;
+    if (n_tiles < COL_TASKS && g->n_red * width >= 2 * (int64_t)NSCI_GRAIN) {
+        j->n_chunks = NSCI_MIN((COL_TASKS + n_tiles - 1) / n_tiles, (g->n_red + 63) / 64);
+    }
+    j->rows_per_chunk = (g->n_red + j->n_chunks - 1) / j->n_chunks;
+    j->n_chunks = (g->n_red + j->rows_per_chunk - 1) / j->rows_per_chunk;
+    if (j->n_chunks > 1) {
+        j->partial = nsci_malloc((size_t)(n_tiles * j->n_chunks * j->block) * sizeof(double));
+        if (!j->partial) {
+            return nsc_last_status();
+        }
+    }
+    int64_t per_task = j->rows_per_chunk * j->block;
+    nsci_parallel_for(n_tiles * j->n_chunks, NSCI_MAX(1, NSCI_GRAIN / per_task), k->cols, j);
+    if (j->n_chunks > 1) {
+        k->cols_combine(j, n_tiles);
+        nsci_free(j->partial);
+    }
+    return NSC_OK;
+}
 
 static nsc_status sum_run(sum_job *j, const sum_kernels *k) {
     const nsci_reduce_geom *g = &j->g;
     int64_t n_chunks = nsci_reduce_n_chunks(g);
     if (n_chunks > 1) {
-        j->partial = nsci_malloc((size_t)n_chunks * sizeof(double)); // ACC is 8 bytes
-        if (!j->partial) {
-            return nsc_last_status();
-        }
-        nsci_parallel_for(n_chunks, 1, k->chunks, j);
-        k->combine(j, n_chunks);
-        nsci_free(j->partial);
-        return NSC_OK;
+        return sum_split(j, k, n_chunks);
     }
     bool columns = g->n_outer > 0 && g->outer_stride[g->n_outer - 1] == 1 && g->red_stride != 1 &&
                    g->n_red > 1;
-    if (!columns) {
-        nsci_reduce_parallel(g, k->rows, j);
-        return NSC_OK;
+    if (columns) {
+        return sum_columns(j, k);
     }
-    int64_t width = g->outer_shape[g->n_outer - 1];
-    j->n_blocks = (width + COL_BLOCK - 1) / COL_BLOCK;
-    int64_t n_tasks = g->n_out / width * j->n_blocks;
-    int64_t grain = NSCI_MAX(1, NSCI_GRAIN / (g->n_red * COL_BLOCK));
-    nsci_parallel_for(n_tasks, grain, k->cols, j);
+    nsci_reduce_parallel(g, k->rows, j);
     return NSC_OK;
 }
 
