@@ -161,6 +161,40 @@ static size_t put_utf8(char *out, unsigned cp) {
     return 4;
 }
 
+// Decodes the escape at p->pos (on the backslash) onto out + *n.
+static bool decode_escape(parser *p, char *out, size_t *n) {
+    p->pos++;
+    char e = p->text[p->pos++];
+    const char *simple = strchr("\"\\/bfnrt", e);
+    if (e != '\0' && simple) {
+        static const char decoded[] = "\"\\/\b\f\n\r\t";
+        out[(*n)++] = decoded[simple - "\"\\/bfnrt"];
+        return true;
+    }
+    if (e != 'u') {
+        p->pos--;
+        fail_at(p, "bad escape '\\%c'", e);
+        return false;
+    }
+    unsigned cp, low;
+    if (!read_hex4(p, &cp)) {
+        fail_at(p, "bad \\u escape");
+        return false;
+    }
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (!match_word(p, "\\u") || !read_hex4(p, &low) || low < 0xDC00 || low > 0xDFFF) {
+            fail_at(p, "unpaired surrogate in \\u escape");
+            return false;
+        }
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        fail_at(p, "unpaired surrogate in \\u escape");
+        return false;
+    }
+    *n += put_utf8(out + *n, cp);
+    return true;
+}
+
 // Parses a string literal at p->pos (on the opening quote) into the arena.
 static const char *parse_string(parser *p, size_t *out_len) {
     p->pos++; // opening quote
@@ -189,32 +223,9 @@ static const char *parse_string(parser *p, size_t *out_len) {
             p->pos++;
             continue;
         }
-        p->pos++;
-        char e = p->text[p->pos++];
-        const char *simple = strchr("\"\\/bfnrt", e);
-        if (e != '\0' && simple) {
-            static const char decoded[] = "\"\\/\b\f\n\r\t";
-            out[n++] = decoded[simple - "\"\\/bfnrt"];
-            continue;
+        if (!decode_escape(p, out, &n)) {
+            return NULL;
         }
-        if (e != 'u') {
-            p->pos--;
-            return fail_at(p, "bad escape '\\%c'", e);
-        }
-        unsigned cp;
-        if (!read_hex4(p, &cp)) {
-            return fail_at(p, "bad \\u escape");
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned low;
-            if (!match_word(p, "\\u") || !read_hex4(p, &low) || low < 0xDC00 || low > 0xDFFF) {
-                return fail_at(p, "unpaired surrogate in \\u escape");
-            }
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            return fail_at(p, "unpaired surrogate in \\u escape");
-        }
-        n += put_utf8(out + n, cp);
     }
     p->pos++; // closing quote
     out[n] = '\0';
@@ -236,6 +247,50 @@ static double strtod_c(const char *s) {
     return g_c_locale ? strtod_l(s, NULL, g_c_locale) : strtod(s, NULL);
 }
 
+static size_t skip_digits(parser *p) {
+    size_t start = p->pos;
+    while (p->pos < p->len && p->text[p->pos] >= '0' && p->text[p->pos] <= '9') {
+        p->pos++;
+    }
+    return p->pos - start;
+}
+
+// Moves past a JSON number's grammar; integral tells whether it had neither
+// fraction nor exponent.
+static bool scan_number(parser *p, bool *integral) {
+    const char *t = p->text;
+    if (p->pos < p->len && t[p->pos] == '-') {
+        p->pos++;
+    }
+    if (p->pos < p->len && t[p->pos] == '0') {
+        p->pos++; // no leading zeros: "01" ends after the 0
+    } else if (skip_digits(p) == 0) {
+        fail_at(p, "expected a value");
+        return false;
+    }
+    *integral = true;
+    if (p->pos < p->len && t[p->pos] == '.') {
+        *integral = false;
+        p->pos++;
+        if (skip_digits(p) == 0) {
+            fail_at(p, "expected digits after '.'");
+            return false;
+        }
+    }
+    if (p->pos < p->len && (t[p->pos] == 'e' || t[p->pos] == 'E')) {
+        *integral = false;
+        p->pos++;
+        if (p->pos < p->len && (t[p->pos] == '+' || t[p->pos] == '-')) {
+            p->pos++;
+        }
+        if (skip_digits(p) == 0) {
+            fail_at(p, "expected digits in exponent");
+            return false;
+        }
+    }
+    return true;
+}
+
 static nsci_json *parse_number(parser *p) {
     nsci_json *v = new_value(p, NSCI_JSON_NUMBER);
     if (!v) {
@@ -243,43 +298,9 @@ static nsci_json *parse_number(parser *p) {
     }
     size_t start = p->pos;
     const char *t = p->text;
-    bool integral = true;
-    if (p->pos < p->len && t[p->pos] == '-') {
-        p->pos++;
-    }
-    if (p->pos < p->len && t[p->pos] == '0') {
-        p->pos++;
-    } else if (p->pos < p->len && t[p->pos] >= '1' && t[p->pos] <= '9') {
-        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
-            p->pos++;
-        }
-    } else {
-        return fail_at(p, "expected a value");
-    }
-    if (p->pos < p->len && t[p->pos] == '.') {
-        integral = false;
-        p->pos++;
-        size_t digits = p->pos;
-        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
-            p->pos++;
-        }
-        if (p->pos == digits) {
-            return fail_at(p, "expected digits after '.'");
-        }
-    }
-    if (p->pos < p->len && (t[p->pos] == 'e' || t[p->pos] == 'E')) {
-        integral = false;
-        p->pos++;
-        if (p->pos < p->len && (t[p->pos] == '+' || t[p->pos] == '-')) {
-            p->pos++;
-        }
-        size_t digits = p->pos;
-        while (p->pos < p->len && t[p->pos] >= '0' && t[p->pos] <= '9') {
-            p->pos++;
-        }
-        if (p->pos == digits) {
-            return fail_at(p, "expected digits in exponent");
-        }
+    bool integral;
+    if (!scan_number(p, &integral)) {
+        return NULL;
     }
     char copy[400];
     size_t n = p->pos - start;
