@@ -70,8 +70,18 @@ static inline double lse_shift(double max) {
 
 MOMENTS_ROW(moments_f32, float)
 MOMENTS_ROW(moments_f64, double)
-LSE_ROW(lse_f32, float)
+LSE_ROW(lse_f32_strided, float)
 LSE_ROW(lse_f64, double)
+
+// Contiguous f32 runs (logsumexp over C of [B, T, C]) use softmax's
+// vectorized exp, summing in f32 as torch does.
+static lse_acc lse_f32(const float *p, int64_t n, int64_t s) {
+    if (s != 1 || n == 0) {
+        return lse_f32_strided(p, n, s);
+    }
+    float max = nsci_row_max_f32(p, n);
+    return (lse_acc){ max, nsci_exp_sum_f32(p, n, (float)lse_shift(max)) };
+}
 
 static moments moments_combine(moments a, moments b) {
     double n = a.n + b.n;

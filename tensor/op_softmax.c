@@ -222,6 +222,14 @@ static float exp_sum_f32(const float *x, float *y, int64_t n, float max) {
     return lane_sum(acc);
 }
 
+float nsci_row_max_f32(const float *x, int64_t n) {
+    return row_max_f32(x, n);
+}
+
+float nsci_exp_sum_f32(const float *x, int64_t n, float shift) {
+    return exp_sum_f32(x, NULL, n, shift);
+}
+
 static void softmax_rows_f32(void *ctx, int64_t begin, int64_t end) {
     const row_job *j = ctx;
     int64_t n = j->k;

@@ -103,4 +103,12 @@ enum {
 // Chunks for g's one output (1 when g has several outputs or a short run).
 int64_t nsci_reduce_n_chunks(const nsci_reduce_geom *g);
 
+// --- f32 row helpers (tensor/op_softmax.c: vectorized exp) ---
+
+// The largest of x[0..n), n >= 1 (a NaN may be missed: it turns any sum of
+// exponentials over the row into NaN anyway).
+float nsci_row_max_f32(const float *x, int64_t n);
+// sum(exp(x[i] - shift)) over x[0..n), in f32 (within 1 ulp per term).
+float nsci_exp_sum_f32(const float *x, int64_t n, float shift);
+
 #endif
