@@ -243,6 +243,9 @@ static nsc_status ext_dim_infer(nsci_call *c) {
         c->meta[0].ndim = 0;
         return NSC_OK;
     }
+    if (p->ndims != 1) {
+        return nsci_call_fail(c, NSC_ERR_ARG, "%d dims given: expected one", p->ndims);
+    }
     if (nsci_reduce_check(c, p, &mask) != NSC_OK) {
         return nsc_last_status();
     }

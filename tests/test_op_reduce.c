@@ -99,6 +99,9 @@ Test(reduce_errors, dims_and_dtypes) {
     expect_error(nsc_softmax(xi, 1), NSC_ERR_DTYPE, "softmax: [2,3]: input dtype i64");
     expect_error(nsc_log_softmax(x, -3), NSC_ERR_ARG, "log_softmax: [2,3]: dim -3 is out");
     expect_error(nsc_sum(NULL, 0, NULL, false), NSC_ERR_ARG, "sum: input 0 is NULL");
+    nsci_reduce_params two = nsci_reduce_pack(2, (int[]){ 0, 1 }, false);
+    expect_error(nsci_run(NSC_OP_argmax, 1, &x, &two), NSC_ERR_ARG,
+                 "argmax: [2,3]: 2 dims given: expected one");
     cr_expect_eq(nsct_live_blocks(), blocks, "leaked %lld blocks",
                  (long long)(nsct_live_blocks() - blocks));
     expect_unchanged(x, before);
