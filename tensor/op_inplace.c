@@ -125,6 +125,9 @@ static nsc_status fill_cpu(nsci_call *c) {
 
 static nsc_status zero_cpu(nsci_call *c) {
     nsc_tensor *dst = c->in[0];
+    if (nsci_numel(dst->ndim, dst->shape) == 0) {
+        return NSC_OK; // an empty tensor may have no data pointer at all
+    }
     if (nsci_is_contiguous(dst)) {
         memset(nsci_data_ptr(dst), 0,
                (size_t)nsci_numel(dst->ndim, dst->shape) * nsc_dtype_size(dst->dtype));
