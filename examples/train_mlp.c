@@ -155,6 +155,28 @@ static double accuracy(nsc_module *model, nsc_tensor *points, nsc_tensor *labels
 
 // --- 3. training ---
 
+// One step on a random batch (rows drawn with replacement): forward, loss,
+// zero_grad, backward, AdamW. Returns the batch's loss.
+static double train_step(nsc_module *model, nsc_optim *opt, nsc_tensor *train_x,
+                         nsc_tensor *train_y, nsc_generator *batches) {
+    nsc_tensor *idx = nsc_randint(batches, 0, nsc_tensor_numel(train_y), NSC_SHAPE(BATCH));
+    nsc_tensor *xb = nsc_index_select(train_x, 0, idx);
+    nsc_tensor *yb = nsc_index_select(train_y, 0, idx);
+    nsc_tensor *logits = nsc_module_call(model, 1, &xb);
+    nsc_tensor *loss = nsc_cross_entropy(logits, yb, NSC_REDUCTION_MEAN, -100);
+    CHECK(loss);
+    CHECK(nsc_optim_zero_grad(opt, true) == NSC_OK); // set_to_none=True
+    CHECK(nsc_backward(loss, NULL, false) == NSC_OK);
+    CHECK(nsc_optim_step(opt) == NSC_OK);
+    double value = nsc_tensor_item(loss);
+    nsc_free(idx);
+    nsc_free(xb);
+    nsc_free(yb);
+    nsc_free(logits);
+    nsc_free(loss);
+    return value;
+}
+
 int main(int argc, char **argv) {
     int64_t steps = argc > 1 ? atoll(argv[1]) : 1000;
     CHECK(steps > 0);
@@ -180,25 +202,11 @@ int main(int argc, char **argv) {
     nsc_generator *batches = nsc_generator_new(3);
     for (int64_t step = 0; step < steps; step++) {
         CHECK(nsc_lr_schedule_apply(&schedule, step, opt) == NSC_OK);
-        // A random batch (with replacement): rows of the training set.
-        nsc_tensor *idx = nsc_randint(batches, 0, nsc_tensor_numel(train_y), NSC_SHAPE(BATCH));
-        nsc_tensor *xb = nsc_index_select(train_x, 0, idx);
-        nsc_tensor *yb = nsc_index_select(train_y, 0, idx);
-        nsc_tensor *logits = nsc_module_call(model, 1, &xb);
-        nsc_tensor *loss = nsc_cross_entropy(logits, yb, NSC_REDUCTION_MEAN, -100);
-        CHECK(loss);
-        CHECK(nsc_optim_zero_grad(opt, true) == NSC_OK);
-        CHECK(nsc_backward(loss, NULL, false) == NSC_OK);
-        CHECK(nsc_optim_step(opt) == NSC_OK);
+        double loss = train_step(model, opt, train_x, train_y, batches);
         if (step % PRINT_EVERY == 0 || step == steps - 1) {
             printf("step %5lld  lr %.2e  loss %.4f\n", (long long)step, nsc_optim_get_lr(opt),
-                   nsc_tensor_item(loss));
+                   loss);
         }
-        nsc_free(idx);
-        nsc_free(xb);
-        nsc_free(yb);
-        nsc_free(logits);
-        nsc_free(loss);
     }
 
     double train_acc = accuracy(model, train_x, train_y);
