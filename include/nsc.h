@@ -4,12 +4,19 @@
 
 #include "nsc/autograd.h"
 #include "nsc/base.h"
+#include "nsc/generate.h"
+#include "nsc/gpt2.h"
 #include "nsc/io.h"
 #include "nsc/module.h"
+#include "nsc/nn.h"
 #include "nsc/ops.h"
 #include "nsc/ops_attention.h"
 #include "nsc/optim.h"
 #include "nsc/tensor.h"
 #include "nsc/tokenizer.h"
+#include "nsc/trace.h"
+
+// Last: same-named macros recording file:line (see nsc/source.h).
+#include "nsc/source.h"
 
 #endif

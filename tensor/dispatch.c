@@ -196,13 +196,16 @@ nsc_status nsci_dispatch(nsci_call *c) {
     for (int i = 0; i < c->n_out; i++) {
         c->meta[i].device = c->target;
     }
-    nsc_status status = def->infer(c);
-    if (status != NSC_OK) {
-        return status;
-    }
     bool any_proxy = false;
     for (int i = 0; i < c->n_in; i++) {
         any_proxy |= c->in[i]->proxy != NULL;
+    }
+    nsc_status status = def->infer(c);
+    if (status != NSC_OK) {
+        if (any_proxy && nsci_hook_table.proxy_error) {
+            nsci_hook_table.proxy_error(c);
+        }
+        return status;
     }
     if (any_proxy && nsci_hook_table.proxy_op) {
         status = create_outputs(c, NSC_META);

@@ -185,7 +185,7 @@ nsc_tensor *nsc_retain(nsc_tensor *t) {
 }
 
 void nsc_free(nsc_tensor *t) {
-    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) {
+    if (!t || t->pinned || atomic_fetch_sub(&t->refcount, 1) != 1) {
         return;
     }
     if (t->autograd && nsci_hook_table.free_autograd) {
@@ -197,6 +197,13 @@ void nsc_free(nsc_tensor *t) {
     storage_release(t->storage);
     nsc_free(t->base);
     nsci_free(t);
+}
+
+void nsci_free_pinned(nsc_tensor *t) {
+    if (t) {
+        t->pinned = 0;
+        nsc_free(t);
+    }
 }
 
 // --- accessors ---

@@ -35,6 +35,7 @@ struct nsc_tensor {
     uint8_t device;        // nsc_device
     uint8_t target_device; // device of the value at run time (== device unless META)
     uint8_t requires_grad; // mirror of autograd->requires_grad for a fast check
+    uint8_t pinned;        // owned by an intervention graph: nsc_free leaves it alone
     int ndim;
     int64_t shape[NSC_MAX_DIMS];
     int64_t stride[NSC_MAX_DIMS]; // elements
@@ -44,6 +45,9 @@ struct nsc_tensor {
     struct nsci_autograd *autograd;
     struct nsci_proxy *proxy;
 };
+
+// Frees a pinned tensor (the graph's own release of its proxies).
+void nsci_free_pinned(nsc_tensor *t);
 
 // A tensor header without data: shape, contiguous strides, no storage.
 nsc_tensor *nsci_tensor_header(nsc_dtype dtype, nsc_device device, int ndim,
@@ -247,6 +251,9 @@ typedef struct nsci_hooks {
     // graph/: called instead of the kernel when an input is a proxy. Outputs in
     // c->out are already created as META tensors; the hook attaches nodes.
     nsc_status (*proxy_op)(nsci_call *c);
+    // graph/: an op with a proxy input failed its shape rule; adds context
+    // (source line, nodes, module paths) and marks the trace as failed.
+    void (*proxy_error)(nsci_call *c);
     // autograd/: records a tape node after a kernel ran; called when grad
     // mode is on and an input requires grad.
     nsc_status (*record)(nsci_call *c);

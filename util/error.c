@@ -123,3 +123,21 @@ char *nsci_shape_str(char *buf, size_t buf_bytes, int ndim, const int64_t *shape
     }
     return buf;
 }
+
+// --- source positions (set by the nsc/source.h macros, read by graph/) ---
+
+static _Thread_local const char *t_source_file;
+static _Thread_local int t_source_line;
+
+void nsc_source_mark(const char *file, int line) {
+    t_source_file = file;
+    t_source_line = line;
+}
+
+const char *nsci_source_file(void) {
+    return t_source_file;
+}
+
+int nsci_source_line(void) {
+    return t_source_line;
+}

@@ -57,6 +57,11 @@ typedef struct nsci_error_saved {
 void nsci_error_save(nsci_error_saved *saved);
 void nsci_error_restore(const nsci_error_saved *saved);
 
+// The source position last recorded with nsc_source_mark on this thread
+// (NULL / 0 when none).
+const char *nsci_source_file(void);
+int nsci_source_line(void);
+
 // Formats shape as "[2,3,4]" into buf (always terminated). Returns buf.
 char *nsci_shape_str(char *buf, size_t buf_bytes, int ndim, const int64_t *shape);
 

@@ -47,6 +47,14 @@ void nsc_clear_error(void);
 // Short name of a status ("NSC_ERR_SHAPE"). Static string.
 const char *nsc_status_name(nsc_status status);
 
+// --- source positions ---
+
+// Records the caller's source position for the next graph node created on
+// this thread. The same-named macros of nsc/source.h call it, so errors in
+// an intervention graph name the user's file:line; call it by hand only when
+// building graphs through function pointers.
+void nsc_source_mark(const char *file, int line);
+
 // --- memory ---
 
 // Counters of the one allocator every nsc allocation goes through. Blocks and

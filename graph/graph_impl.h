@@ -1,0 +1,223 @@
+// The intervention graph's internals: nodes in an integer-indexed arena,
+// hook points learned from a META scan of the model, invokes, and the
+// protocol table (protocols/protocols.def). graph/ and protocols/ are one layer.
+#ifndef NSC_GRAPH_GRAPH_IMPL_H
+#define NSC_GRAPH_GRAPH_IMPL_H
+
+#include "nn/nn_impl.h"
+#include "nsc/trace.h"
+
+// --- protocols ---
+
+typedef enum nsci_protocol_id {
+#define NSCI_PROTOCOL(name) NSCI_PROTO_##name,
+#include "protocols/protocols.def"
+#undef NSCI_PROTOCOL
+    NSCI_N_PROTOCOLS
+} nsci_protocol_id;
+
+typedef struct nsc_trace nsci_graph;
+typedef struct nsci_gnode nsci_gnode;
+
+// How a protocol's nodes are drawn (DOT), from the reference protocols.py.
+typedef struct nsci_style {
+    const char *color;
+    const char *shape;
+    const char *label; // the protocol's name as nnsight shows it
+} nsci_style;
+
+// A node kind (NNSIGHT.md §2): what it does at run time, how it re-registers
+// after a copy or parse, how it is drawn, and two flags.
+typedef struct nsci_protocol {
+    const char *name;
+    // Runs the node: its args have values. Sets its value(s) or the graph's
+    // pending actions. Not called for nodes whose values are delivered
+    // (hook-point reads) or given (values).
+    nsc_status (*execute)(nsci_graph *g, nsci_gnode *n);
+    // Re-registers what the node needs (its hook point) in a graph built by
+    // copy or parse. May be NULL.
+    nsc_status (*compile)(nsci_graph *g, nsci_gnode *n);
+    nsci_style style;
+    bool redirect;  // moves to the innermost session/iterator graph being built
+    bool condition; // may be gated by an enclosing conditional
+} nsci_protocol;
+
+#define NSCI_PROTOCOL(name) extern const nsci_protocol nsci_protocol_##name;
+#include "protocols/protocols.def"
+#undef NSCI_PROTOCOL
+
+extern const nsci_protocol *const nsci_protocols[NSCI_N_PROTOCOLS];
+
+// --- nodes ---
+
+typedef struct nsci_arg {
+    int32_t node;   // producer
+    int32_t output; // which of its outputs; -1: an ordering edge only (after a write)
+} nsci_arg;
+
+typedef enum nsci_node_state {
+    NSCI_NODE_PENDING,
+    NSCI_NODE_DONE,
+    NSCI_NODE_SKIPPED, // never ran (point not reached, early stop)
+} nsci_node_state;
+
+struct nsci_gnode {
+    nsci_protocol_id protocol;
+    int32_t id;
+    nsc_op op; // op nodes
+    void *params;
+    int n_args;
+    nsci_arg *args;
+    int n_out;
+    nsc_tensor *proxy[NSCI_MAX_OUTPUTS]; // pinned META tensors standing for the outputs
+    nsc_tensor *value[NSCI_MAX_OUTPUTS]; // run-time values
+    int32_t *consumers;                  // ids of nodes with an arg from this one
+    int n_consumers, cap_consumers;
+    int32_t remaining; // consumers yet to run (run time): the value is freed at 0
+    int32_t missing;   // args without values yet (run time)
+    nsci_node_state state;
+    bool saved;          // Lock: kept after the run
+    int32_t point;       // hook point (reads, swaps, stops), or -1
+    int32_t invoke;      // invoke of a hook-point node, or -1
+    int64_t ready_seq;   // hook firing after which all its inputs exist (0: at start)
+    int32_t root;        // node whose value's storage this one's value views
+    int32_t last_writer; // for roots: the latest in-place write into it, or -1
+    const char *file;    // user's source position (static strings from __FILE__)
+    int line;
+    void *payload; // protocol data, freed with nsci_free
+};
+
+// --- hook points ---
+
+// One (module, input/output, index, call index) the graph reads or writes.
+typedef struct nsci_point {
+    nsc_module *module;
+    nsc_hook_kind kind;
+    int index; // input index; 0 for outputs
+    int64_t call_index;
+    int64_t seq;    // firing order in the run (from the scan)
+    nsci_meta meta; // full-batch shape, dtype and strides of the value
+    int batch_dim;  // -1: shared by all invokes
+    int32_t *nodes; // reads, swaps and stops at this point, in creation order
+    int n_nodes, cap_nodes;
+    nsc_tensor *replacement; // run time: the value a swap produced
+} nsci_point;
+
+// What the META scan saw at one module call.
+typedef struct nsci_scan_entry {
+    nsc_module *module;
+    int64_t call_index;
+    int64_t seq_in, seq_out; // firing order of its input and output hooks
+    int n_in;
+    nsci_meta in[NSCI_MAX_MODULE_INPUTS];
+    bool in_present[NSCI_MAX_MODULE_INPUTS];
+    nsci_meta out;
+    bool has_out;
+} nsci_scan_entry;
+
+struct nsc_invoke {
+    nsc_trace *trace;
+    int index;
+    int n_inputs;
+    nsc_tensor *inputs[NSCI_MAX_MODULE_INPUTS];
+    int64_t batch_start, batch_size;
+};
+
+typedef enum nsci_trace_state {
+    NSCI_TRACE_BUILDING,
+    NSCI_TRACE_FAILED,
+    NSCI_TRACE_RUNNING,
+    NSCI_TRACE_RAN,
+} nsci_trace_state;
+
+struct nsc_trace {
+    nsc_module *model;
+    nsci_trace_state state;
+    nsc_status first_status; // the build error that failed the trace
+    char first_error[1024];
+    nsci_gnode *nodes;
+    int32_t n_nodes, cap_nodes;
+    nsc_invoke *invokes[64];
+    int n_invokes;
+    int64_t total_batch;
+    nsci_point *points;
+    int n_points, cap_points;
+    nsci_scan_entry *scan; // NULL until the first hook-point access
+    int n_scan, cap_scan;
+    int64_t scan_seq;
+    // run time
+    int32_t *ready; // min-heap of node ids
+    int n_ready, cap_ready;
+    int64_t held_bytes, peak_held_bytes;
+    struct nsci_held *held; // storages referenced by graph values, with counts
+    int n_held, cap_held;
+    bool needs_grad; // the graph holds gradient or backward nodes
+};
+
+// --- nodes (graph/node.c) ---
+
+// Appends a node of protocol with n_args args; returns its id or -1. The
+// caller's source position is taken from nsc_source_mark.
+int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
+                      const nsci_arg *args);
+nsci_gnode *nsci_node(nsci_graph *g, int32_t id);
+// Gives node id output k a pinned META proxy with meta's geometry (target device dev).
+nsc_tensor *nsci_node_make_proxy(nsci_graph *g, int32_t id, int k, const nsci_meta *meta,
+                                 nsc_device dev);
+// A Value node holding a copy of t (constants); returns its id or -1.
+int32_t nsci_node_add_constant(nsci_graph *g, nsc_tensor *t);
+// The arg for tensor t in graph g: its node if a proxy of g, a new constant
+// node otherwise. Fails for a proxy of another trace.
+nsc_status nsci_arg_for(nsci_graph *g, nsc_tensor *t, nsci_arg *arg);
+// The graph and output a proxy stands for (NULL for other tensors).
+nsci_graph *nsci_proxy_graph(const nsc_tensor *t, int32_t *node, int32_t *output);
+
+// Records a build error: the message gets the source position and node
+// context, the trace refuses to run. Returns the status.
+nsc_status nsci_graph_fail(nsci_graph *g, int32_t node, nsc_status status);
+// Fails if g cannot take new nodes (it ran, failed, or is running).
+nsc_status nsci_graph_check_building(nsci_graph *g);
+// "node 7 (main.c:12, transformer.h.0 output)": a node's description.
+void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes);
+
+// --- hook points (graph/points.c) ---
+
+// Finds or adds the point; runs the META scan first if needed. -1 on error.
+int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int index,
+                       int64_t call_index);
+// The per-invoke geometry of point p's value for invoke inv.
+void nsci_point_invoke_meta(const nsci_graph *g, const nsci_point *p, const nsc_invoke *inv,
+                            nsci_meta *out);
+// Registers node id at its point (reads, swaps, stops).
+nsc_status nsci_point_add_node(nsci_graph *g, int32_t point, int32_t node);
+
+// --- the META scan (graph/scan.c) ---
+
+// Runs the model once on META copies of the batched invoke inputs, recording
+// every module call's input and output shapes and their firing order.
+nsc_status nsci_scan(nsci_graph *g);
+const nsci_scan_entry *nsci_scan_find(const nsci_graph *g, const nsc_module *m,
+                                      int64_t call_index);
+// Builds the batched inputs of all invokes on device (META for the scan).
+nsc_status nsci_batch_inputs(nsci_graph *g, nsc_device device, int *n_inputs,
+                             nsc_tensor **inputs);
+
+// --- ordering checks (graph/order.c) ---
+
+// Computes node id's ready_seq from its args, and checks a write into a
+// hook-point value or an in-place write against earlier readers.
+nsc_status nsci_order_node(nsci_graph *g, int32_t id);
+
+// --- running (graph/run.c) ---
+
+// Sets node id's output k to value (retained) and wakes its consumers.
+void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value);
+// Runs every ready node in creation order.
+nsc_status nsci_run_ready(nsci_graph *g);
+// The value of arg a at run time (borrowed).
+nsc_tensor *nsci_arg_value(nsci_graph *g, nsci_arg a);
+
+// Installs the dispatch hooks of graph/ (idempotent).
+void nsci_graph_install(void);
+
+#endif

@@ -1,0 +1,377 @@
+// Running a trace: one forward pass with the batch of all invokes; module
+// hooks deliver each hook point's rows to its nodes, ready nodes run in
+// creation order, then replacements apply. Values are released as soon as
+// their last consumer has run (NNSIGHT.md §3); only saved values remain.
+#include <string.h>
+
+#include "graph/graph_impl.h"
+
+// --- held bytes: distinct storages referenced by graph values ---
+
+struct nsci_held {
+    const nsci_storage *storage;
+    int count;
+};
+
+static void track(nsci_graph *g, const nsc_tensor *t, int delta) {
+    if (!t || !t->storage) {
+        return;
+    }
+    for (int i = 0; i < g->n_held; i++) {
+        if (g->held[i].storage == t->storage) {
+            g->held[i].count += delta;
+            if (g->held[i].count == 0) {
+                g->held_bytes -= (int64_t)t->storage->bytes;
+                g->held[i] = g->held[--g->n_held];
+            }
+            return;
+        }
+    }
+    if (delta < 0) {
+        return;
+    }
+    if (g->n_held == g->cap_held) {
+        int cap = g->cap_held ? g->cap_held * 2 : 64;
+        struct nsci_held *grown = nsci_realloc(g->held, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            return; // the count is for tests; a failed allocation only loses accuracy
+        }
+        g->held = grown;
+        g->cap_held = cap;
+    }
+    g->held[g->n_held++] = (struct nsci_held){ t->storage, 1 };
+    g->held_bytes += (int64_t)t->storage->bytes;
+    g->peak_held_bytes = NSCI_MAX(g->peak_held_bytes, g->held_bytes);
+}
+
+static void drop_values(nsci_graph *g, nsci_gnode *n) {
+    for (int k = 0; k < NSCI_MAX_OUTPUTS; k++) {
+        if (n->value[k]) {
+            track(g, n->value[k], -1);
+            nsc_free(n->value[k]);
+            n->value[k] = NULL;
+        }
+    }
+}
+
+// --- the ready heap (min node id: creation order) ---
+
+static nsc_status push_ready(nsci_graph *g, int32_t id) {
+    if (g->n_ready == g->cap_ready) {
+        int cap = g->cap_ready ? g->cap_ready * 2 : 64;
+        int32_t *grown = nsci_realloc(g->ready, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            return NSC_ERR_OOM;
+        }
+        g->ready = grown;
+        g->cap_ready = cap;
+    }
+    int i = g->n_ready++;
+    g->ready[i] = id;
+    while (i > 0 && g->ready[(i - 1) / 2] > g->ready[i]) {
+        int32_t tmp = g->ready[i];
+        g->ready[i] = g->ready[(i - 1) / 2];
+        g->ready[(i - 1) / 2] = tmp;
+        i = (i - 1) / 2;
+    }
+    return NSC_OK;
+}
+
+static int32_t pop_ready(nsci_graph *g) {
+    int32_t top = g->ready[0];
+    g->ready[0] = g->ready[--g->n_ready];
+    for (int i = 0;;) {
+        int l = 2 * i + 1, r = l + 1, best = i;
+        best = (l < g->n_ready && g->ready[l] < g->ready[best]) ? l : best;
+        best = (r < g->n_ready && g->ready[r] < g->ready[best]) ? r : best;
+        if (best == i) {
+            return top;
+        }
+        int32_t tmp = g->ready[i];
+        g->ready[i] = g->ready[best];
+        g->ready[best] = tmp;
+        i = best;
+    }
+}
+
+// Nodes whose values are delivered or given are never queued to execute.
+static bool executes(const nsci_gnode *n) {
+    return n->protocol != NSCI_PROTO_intervention && n->protocol != NSCI_PROTO_value;
+}
+
+void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value) {
+    nsci_gnode *n = &g->nodes[id];
+    nsc_free(n->value[k]);
+    n->value[k] = value;
+    track(g, value, +1);
+    n->state = NSCI_NODE_DONE;
+}
+
+// After n has its values: wake the consumers whose last missing arg this was.
+static nsc_status wake_consumers(nsci_graph *g, nsci_gnode *n) {
+    for (int c = 0; c < n->n_consumers; c++) {
+        nsci_gnode *consumer = &g->nodes[n->consumers[c]];
+        if (--consumer->missing == 0 && consumer->state == NSCI_NODE_PENDING &&
+            executes(consumer) && push_ready(g, consumer->id) != NSC_OK) {
+            return NSC_ERR_OOM;
+        }
+    }
+    return NSC_OK;
+}
+
+// n has run (or been skipped): its args lose a consumer; unsaved values
+// whose last consumer this was are released at once.
+static void release_args(nsci_graph *g, nsci_gnode *n) {
+    for (int i = 0; i < n->n_args; i++) {
+        if (n->args[i].output < 0) {
+            continue; // an ordering edge holds no value
+        }
+        nsci_gnode *producer = &g->nodes[n->args[i].node];
+        if (--producer->remaining == 0 && !producer->saved) {
+            drop_values(g, producer);
+        }
+    }
+}
+
+nsc_tensor *nsci_arg_value(nsci_graph *g, nsci_arg a) {
+    return a.output >= 0 ? g->nodes[a.node].value[a.output] : NULL;
+}
+
+nsc_status nsci_run_ready(nsci_graph *g) {
+    while (g->n_ready > 0) {
+        nsci_gnode *n = &g->nodes[pop_ready(g)];
+        if (n->state != NSCI_NODE_PENDING) {
+            continue;
+        }
+        nsc_status status = nsci_protocols[n->protocol]->execute(g, n);
+        if (status != NSC_OK) {
+            char what[512];
+            nsci_node_describe(g, n->id, what, sizeof what);
+            nsci_error_context("while running %s", what);
+            return status;
+        }
+        n->state = NSCI_NODE_DONE;
+        if (n->protocol != NSCI_PROTO_lock) { // a lock never lets go of its argument
+            release_args(g, n);
+        }
+        if (n->remaining == 0 && !n->saved && n->protocol != NSCI_PROTO_swap) {
+            drop_values(g, n);
+        }
+        if (wake_consumers(g, n) != NSC_OK) {
+            return NSC_ERR_OOM;
+        }
+    }
+    return NSC_OK;
+}
+
+// --- hooks ---
+
+static nsc_tensor *invoke_rows(nsci_graph *g, const nsci_point *p, int invoke, nsc_tensor *full) {
+    if (p->batch_dim < 0) {
+        return nsc_retain(full);
+    }
+    const nsc_invoke *inv = g->invokes[invoke];
+    return nsc_narrow(full, p->batch_dim, inv->batch_start, inv->batch_size);
+}
+
+static nsc_status deliver_point(nsci_graph *g, nsci_point *p, nsc_tensor *full) {
+    for (int i = 0; i < p->n_nodes; i++) {
+        nsci_gnode *n = &g->nodes[p->nodes[i]];
+        if (n->protocol != NSCI_PROTO_intervention) {
+            continue;
+        }
+        nsc_tensor *rows = invoke_rows(g, p, n->invoke, full);
+        if (!rows) {
+            return nsc_last_status();
+        }
+        nsci_node_deliver(g, n->id, 0, rows);
+        if (n->remaining == 0 && !n->saved) {
+            drop_values(g, n);
+        }
+        if (wake_consumers(g, n) != NSC_OK) {
+            return NSC_ERR_OOM;
+        }
+    }
+    return NSC_OK;
+}
+
+// The point's value with every swap's rows replaced, or NULL when none.
+static nsc_status apply_swaps(nsci_graph *g, nsci_point *p, nsc_tensor *full,
+                              nsc_tensor **replacement) {
+    *replacement = NULL;
+    for (int i = 0; i < p->n_nodes; i++) {
+        nsci_gnode *s = &g->nodes[p->nodes[i]];
+        if (s->protocol != NSCI_PROTO_swap) {
+            continue;
+        }
+        if (s->state != NSCI_NODE_DONE || !s->value[0]) {
+            char what[512];
+            nsci_node_describe(g, s->id, what, sizeof what);
+            return nsci_fail(NSC_ERR_STATE, "the replacement value of %s was not computed when "
+                                            "its point fired",
+                             what);
+        }
+        if (!*replacement && !(*replacement = nsc_clone(full))) {
+            return nsc_last_status();
+        }
+        nsc_tensor *rows = invoke_rows(g, p, s->invoke, *replacement);
+        nsc_status status = rows ? nsc_copy_(rows, s->value[0]) : nsc_last_status();
+        nsc_free(rows);
+        drop_values(g, s);
+        if (status != NSC_OK) {
+            return status;
+        }
+    }
+    return NSC_OK;
+}
+
+static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n_values,
+                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    nsci_graph *g = ctx;
+    for (int i = 0; i < g->n_points; i++) {
+        nsci_point *p = &g->points[i];
+        if (p->module == m && p->kind == kind && p->call_index == call_index &&
+            p->index < n_values && values[p->index] &&
+            deliver_point(g, p, values[p->index]) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    nsc_status status = nsci_run_ready(g);
+    for (int i = 0; i < g->n_points && status == NSC_OK; i++) {
+        nsci_point *p = &g->points[i];
+        if (p->module == m && p->kind == kind && p->call_index == call_index &&
+            p->index < n_values && values[p->index]) {
+            status = apply_swaps(g, p, values[p->index], &replace[p->index]);
+        }
+    }
+    return status;
+}
+
+// --- the run ---
+
+static void prepare(nsci_graph *g) {
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        nsci_gnode *n = &g->nodes[i];
+        n->missing = n->n_args;
+        n->remaining = 0;
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        nsci_gnode *n = &g->nodes[i];
+        for (int a = 0; a < n->n_args; a++) {
+            nsci_gnode *producer = &g->nodes[n->args[a].node];
+            producer->remaining += n->args[a].output >= 0;
+            n->missing -= producer->state == NSCI_NODE_DONE;
+        }
+    }
+}
+
+static nsc_status attach_hooks(nsci_graph *g, int64_t *handles) {
+    for (int i = 0; i < g->n_points; i++) {
+        handles[i] = 0;
+        nsci_point *p = &g->points[i];
+        bool first = true;
+        for (int k = 0; k < i && first; k++) {
+            first = !(g->points[k].module == p->module && g->points[k].kind == p->kind);
+        }
+        if (first) {
+            handles[i] = nsc_module_add_hook(p->module, p->kind, graph_hook, g, NULL);
+            if (handles[i] < 0) {
+                return nsc_last_status();
+            }
+        }
+    }
+    return NSC_OK;
+}
+
+static nsc_status forward(nsci_graph *g) {
+    nsc_tensor *in[NSCI_MAX_MODULE_INPUTS] = { 0 };
+    int n_in = 0;
+    if (nsci_batch_inputs(g, NSC_CPU, &n_in, in) != NSC_OK) {
+        return nsc_last_status();
+    }
+    int64_t *handles = nsci_calloc((size_t)NSCI_MAX(g->n_points, 1), sizeof *handles);
+    nsc_status status = handles ? attach_hooks(g, handles) : nsc_last_status();
+    if (status == NSC_OK) {
+        bool was = nsc_set_grad_enabled(g->needs_grad);
+        nsc_module_reset_calls(g->model);
+        nsc_tensor *out = nsc_module_call(g->model, n_in, in);
+        nsc_set_grad_enabled(was);
+        status = out ? NSC_OK : nsc_last_status();
+        if (status == NSC_STOPPED) {
+            status = NSC_OK; // an early stop ends the pass; it is not an error
+            nsc_clear_error();
+        }
+        nsc_free(out);
+    }
+    for (int i = 0; handles && i < g->n_points; i++) {
+        if (handles[i] > 0) {
+            nsc_module_remove_hook(g->points[i].module, handles[i]);
+        }
+    }
+    nsci_free(handles);
+    for (int i = 0; i < n_in; i++) {
+        nsc_free(in[i]);
+    }
+    return status;
+}
+
+// After the pass: nodes that never ran are skipped; unsaved values go.
+static void finish(nsci_graph *g) {
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        nsci_gnode *n = &g->nodes[i];
+        if (n->state == NSCI_NODE_PENDING) {
+            n->state = NSCI_NODE_SKIPPED;
+        }
+        if (!n->saved) {
+            drop_values(g, n);
+        }
+    }
+    g->n_ready = 0;
+    nsc_module_reset_calls(g->model);
+}
+
+static nsc_status refuse(nsci_graph *g) {
+    switch (g->state) {
+        case NSCI_TRACE_FAILED:
+            return nsci_fail(g->first_status, "trace_run: the graph has errors: %s",
+                             g->first_error);
+        case NSCI_TRACE_RAN:
+            return nsci_fail(NSC_ERR_STATE, "trace_run: the trace already ran (a trace runs "
+                                            "once: build a new one)");
+        case NSCI_TRACE_RUNNING:
+            return nsci_fail(NSC_ERR_STATE, "trace_run: the trace is running");
+        default:
+            return NSC_OK;
+    }
+}
+
+nsc_status nsc_trace_run(nsc_trace *tr) {
+    if (!tr) {
+        return nsci_fail(NSC_ERR_ARG, "trace_run: trace is NULL");
+    }
+    if (refuse(tr) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (!tr->scan && tr->n_points > 0 && nsci_scan(tr) != NSC_OK) {
+        return nsc_last_status();
+    }
+    tr->state = NSCI_TRACE_RUNNING;
+    tr->held_bytes = tr->peak_held_bytes = 0;
+    prepare(tr);
+    nsc_status status = NSC_OK;
+    for (int32_t i = 0; i < tr->n_nodes && status == NSC_OK; i++) {
+        nsci_gnode *n = &tr->nodes[i];
+        if (n->state == NSCI_NODE_PENDING && n->missing == 0 && executes(n)) {
+            status = push_ready(tr, i);
+        }
+    }
+    if (status == NSC_OK) {
+        status = nsci_run_ready(tr); // nodes that need no hook point
+    }
+    if (status == NSC_OK) {
+        status = forward(tr);
+    }
+    finish(tr);
+    tr->state = NSCI_TRACE_RAN;
+    return status;
+}

@@ -1,0 +1,119 @@
+// Traces: nnsight's intervention graph over a model run (NNSIGHT.md). Build
+// a graph of proxies against a model and its inputs (invokes), then run the
+// model once; each node computes when its data exists.
+//
+// Ownership: a trace retains its model and the inputs of its invokes.
+// Proxies (tensors standing for nodes, on the META device) and invoke handles
+// belong to the trace: never free them (nsc_free on a proxy does nothing).
+// Constant tensors used in a graph are copied when the node is made, so a
+// later change to the caller's tensor is not seen.
+// Errors: a bad call returns NULL (or a status) at once with a message that
+// names the caller's file:line (through the same-named macros of
+// nsc/source.h), the op, the shapes and the module path; the trace then
+// refuses to run. One trace is used from one thread; different traces on
+// different threads are fine.
+#ifndef NSC_TRACE_H
+#define NSC_TRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsc/module.h"
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nsc_trace nsc_trace;
+typedef struct nsc_invoke nsc_invoke;
+
+// --- traces and invokes ---
+
+// A new trace over model (retained). Caller frees with nsc_trace_free.
+nsc_trace *nsc_trace_new(nsc_module *model);
+// Frees the trace, its nodes, proxies and saved values. Accepts NULL.
+void nsc_trace_free(nsc_trace *tr);
+
+// Adds an invoke: one input batch for the model (its inputs, in the model's
+// order; inputs are retained). Invokes run together as one batch,
+// concatenated along each input's batch dim; token-id inputs ([B, T] i64 as
+// input 0) of different lengths are left-padded with an attention mask
+// (input 1) and position ids (input 2) as Hugging Face does. Add every
+// invoke before reading hook points. The handle belongs to tr.
+nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inputs);
+// Number of rows the invoke contributes to the batch.
+int64_t nsc_invoke_batch_size(const nsc_invoke *inv);
+
+// --- hook points (nnsight's .output / .input, call index = .next()) ---
+
+// A proxy for the output of the module at path (the model itself for "") at
+// its call_index-th call in this run, for this invoke's rows only.
+nsc_tensor *nsc_invoke_output(nsc_invoke *inv, const char *path, int64_t call_index);
+// The same for the module's input_index-th input.
+nsc_tensor *nsc_invoke_input(nsc_invoke *inv, const char *path, int input_index,
+                             int64_t call_index);
+// Replaces this invoke's rows of a hook point's value with value (a proxy or
+// a tensor of the point's per-invoke shape, broadcast to it). Later reads of
+// the point see the replacement; earlier ones the original.
+nsc_status nsc_invoke_set_output(nsc_invoke *inv, const char *path, int64_t call_index,
+                                 nsc_tensor *value);
+nsc_status nsc_invoke_set_input(nsc_invoke *inv, const char *path, int input_index,
+                                int64_t call_index, nsc_tensor *value);
+
+// In-place edits of a hook point need no call of their own: write into the
+// proxy or a view of it with nsc_copy_, nsc_zero_, nsc_add_, ... (slice
+// assignment), which edits only this invoke's rows of the live activation.
+
+// --- values ---
+
+// Keeps the proxy's value after the run (nnsight's .save()). Returns proxy.
+nsc_tensor *nsc_save(nsc_tensor *proxy);
+
+// The value of a saved proxy after a run: a new reference to a real tensor
+// that outlives the trace. Fails naming the node when the proxy was not
+// saved, or its value was never computed (a point not reached).
+nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy);
+
+// Runs the model once with every invoke and executes the graph. A trace runs
+// once; a second run, or a run of a trace with build errors, is refused.
+// Returns NSC_OK, or the first error (nothing of the run is kept but saved
+// values computed before it; the model's weights are never changed).
+nsc_status nsc_trace_run(nsc_trace *tr);
+
+// --- sub-modules and functions inside the graph ---
+
+// Calls the module at path on x as one node (ApplyModule: `lm_head(ln_f(h))`
+// for a logit lens), validated by a META forward. Its hooks do not fire.
+nsc_tensor *nsc_trace_apply(nsc_trace *tr, const char *path, nsc_tensor *x);
+// The same with several inputs; fire_hooks runs the module's hooks too.
+nsc_tensor *nsc_trace_apply_n(nsc_trace *tr, const char *path, int n, nsc_tensor *const *xs,
+                              bool fire_hooks);
+
+// A C function usable as a graph node (nnsight's apply), by name so graphs
+// stay serializable. It receives real tensors at run time and META tensors
+// during validation, so it should be written with nsc ops. Returns a new
+// reference or NULL with an error.
+typedef nsc_tensor *(*nsc_graph_fn)(int n, nsc_tensor *const *args, void *ctx);
+// Registers fn under name (process-wide; register before building graphs).
+nsc_status nsc_function_register(const char *name, nsc_graph_fn fn, void *ctx);
+// A node calling the registered function name on args.
+nsc_tensor *nsc_trace_call(nsc_trace *tr, const char *name, int n, nsc_tensor *const *args);
+
+// --- inspection ---
+
+// Number of nodes in the trace's graph.
+int64_t nsc_trace_n_nodes(const nsc_trace *tr);
+// The node id of a proxy (-1 if it is not one of tr's).
+int64_t nsc_trace_node_id(const nsc_trace *tr, const nsc_tensor *proxy);
+// Bytes of tensor data the graph holds now (values waiting for consumers,
+// saved values); for memory tests.
+int64_t nsc_trace_held_bytes(const nsc_trace *tr);
+// The largest nsc_trace_held_bytes seen during the last run.
+int64_t nsc_trace_peak_held_bytes(const nsc_trace *tr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
