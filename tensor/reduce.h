@@ -103,7 +103,20 @@ enum {
 // Chunks for g's one output (1 when g has several outputs or a short run).
 int64_t nsci_reduce_n_chunks(const nsci_reduce_geom *g);
 
-// --- f32 row helpers (tensor/op_softmax.c: vectorized exp) ---
+// --- softmax-family jobs and f32 vector kernels (tensor/op_reduce_vec.c) ---
+
+// Rows [rows, K] (inner == 1) or column tiles of [outer, K, inner].
+typedef struct nsci_softmax_job {
+    const char *a, *b; // inputs (b: the forward's output, for the gradients)
+    char *out;
+    int64_t k, inner, n_tiles;
+    bool log_form;
+} nsci_softmax_job;
+
+// softmax / log_softmax of rows [begin, end) of an f32 job.
+void nsci_softmax_rows_f32(void *job, int64_t begin, int64_t end);
+// softmax_backward / log_softmax_backward of rows [begin, end) (a = grad_y, b = y).
+void nsci_softmax_grad_rows_f32(void *job, int64_t begin, int64_t end);
 
 // The largest of x[0..n), n >= 1 (a NaN may be missed: it turns any sum of
 // exponentials over the row into NaN anyway).
