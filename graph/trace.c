@@ -146,20 +146,16 @@ nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy) {
     if (!n) {
         return tr ? NULL : nsci_fail_null(NSC_ERR_ARG, "trace_get: trace is NULL");
     }
-    char what[512];
-    nsci_node_describe(tr, n->id, what, sizeof what);
-    if (!n->saved) {
-        return nsci_fail_null(NSC_ERR_STATE, "trace_get: %s was not saved (call nsc_save on it "
-                                             "before the run)",
-                              what);
-    }
-    if (tr->state != NSCI_TRACE_RAN && tr->state != NSCI_TRACE_RUNNING) {
-        return nsci_fail_null(NSC_ERR_STATE, "trace_get: %s: the trace has not run", what);
-    }
-    if (n->state != NSCI_NODE_DONE || !n->value[k]) {
-        return nsci_fail_null(NSC_ERR_STATE, "trace_get: %s was never computed (its hook point "
-                                             "was not reached in this run)",
-                              what);
+    const char *problem = !n->saved ? "was not saved (call nsc_save on it before the run)"
+                          : (tr->state != NSCI_TRACE_RAN && tr->state != NSCI_TRACE_RUNNING)
+                              ? "is not computed yet: the trace has not run"
+                          : (n->state != NSCI_NODE_DONE || !n->value[k])
+                              ? "was never computed (its hook point was not reached in this run)"
+                              : NULL;
+    if (problem) {
+        char what[512]; // described only on failure: describing caches module paths
+        nsci_node_describe(tr, n->id, what, sizeof what);
+        return nsci_fail_null(NSC_ERR_STATE, "trace_get: %s %s", what, problem);
     }
     return nsc_retain(n->value[k]);
 }

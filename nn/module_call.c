@@ -152,6 +152,16 @@ int64_t nsc_module_add_hook(nsc_module *m, nsc_hook_kind kind, nsc_module_hook_f
     return handle;
 }
 
+// A module whose last hook went holds no hook memory (traces hook and unhook
+// every module for their shape scan; that must leave nothing behind).
+static void release_empty_hooks(nsc_module *m) {
+    if (m->n_hooks == 0 && m->hooks) {
+        nsci_free(m->hooks);
+        m->hooks = NULL;
+        m->cap_hooks = 0;
+    }
+}
+
 nsc_status nsc_module_remove_hook(nsc_module *m, int64_t handle) {
     for (int i = 0; m && i < m->n_hooks; i++) {
         nsci_module_hook *h = &m->hooks[i];
@@ -165,6 +175,7 @@ nsc_status nsc_module_remove_hook(nsc_module *m, int64_t handle) {
         if (m->running_hooks == 0) { // compact when no hook loop is walking the array
             memmove(h, h + 1, (size_t)(m->n_hooks - i - 1) * sizeof *h);
             m->n_hooks--;
+            release_empty_hooks(m);
         }
         return NSC_OK;
     }
@@ -180,6 +191,7 @@ static void compact_hooks(nsc_module *m) {
         }
     }
     m->n_hooks = kept;
+    release_empty_hooks(m);
 }
 
 // Runs m's hooks of kind over values[0..n), replacing values in place (the

@@ -290,3 +290,24 @@ bool nsct_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, char *why, size
 int64_t nsct_live_blocks(void) {
     return nsc_mem_stats_get().live_blocks;
 }
+
+double nsct_sum(nsc_tensor *t) {
+    nsc_tensor *s = nsc_sum_all(t);
+    double v = s ? nsc_tensor_item(s) : (double)NAN;
+    nsc_free(s);
+    return v;
+}
+
+double nsct_flat(nsc_tensor *t, int64_t i) {
+    int64_t n = t ? nsc_tensor_numel(t) : 0;
+    if (i < 0 || i >= n) {
+        return (double)NAN;
+    }
+    double *v = malloc((size_t)n * sizeof *v);
+    double r = (double)NAN;
+    if (v && nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) == NSC_OK) {
+        r = v[i];
+    }
+    free(v);
+    return r;
+}

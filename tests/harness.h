@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nsc.h"
+#include "graph/graph_impl.h"
 #include "tensor/tensor_impl.h"
 
 // --- tolerances: |a - b| <= atol + rtol * |b| ---
@@ -95,6 +96,11 @@ const char *nsct_fixture_path(const char *file);
 // Checks shape, dtype and values of got against want with tol; on mismatch
 // writes a description into why and returns false.
 bool nsct_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, char *why, size_t why_bytes);
+
+// Sum of t's elements / its i-th element in row-major order, as doubles
+// (no temporaries left behind).
+double nsct_sum(nsc_tensor *t);
+double nsct_flat(nsc_tensor *t, int64_t i);
 
 // Live allocator blocks now (for leak checks around a test body).
 int64_t nsct_live_blocks(void);
