@@ -1,10 +1,11 @@
 // Our own GEMM: what `make BLAS=none` runs, and what the OpenBLAS build runs
 // for i64 and for sizes OpenBLAS's int arguments cannot hold. BLIS-style
 // blocking: C is computed in NC-wide column blocks and KC-deep slices; each
-// slice of B is packed once into NR-wide panels that all threads share, each
-// MC-row block of A into MR-tall panels per task, and an MR x NR register
-// tile accumulates kc products per kernel call. Packing reads any strides
-// (transposed, stepped, stride 0), so no operand is ever copied first.
+// slice of B is packed into NR-wide panels, each MC-row block of A into
+// MR-tall panels, and an MR x NR register tile accumulates kc products per
+// kernel call. Threads each take whole tiles of C (a stripe of one product,
+// or whole small products). Packing reads any strides (transposed, stepped,
+// stride 0), so no operand is ever copied first.
 // Letters: A [M, K], B [K, N], C [M, N]; MR x NR the register tile.
 #include <stdatomic.h>
 #include <string.h>
@@ -46,6 +47,9 @@ typedef struct kind {
 
 // --- packing and the portable tile kernels (any C compiler) ---
 
+// Rows contiguous (cs == 1): each row is read once, front to back, and
+// scattered into the panel, which stays in L1; otherwise each column's
+// values are gathered and written contiguously.
 #define DEFINE_PACK(NAME, T)                                                                       \
     static void NAME(char *dst_bytes, const char *src_bytes, int64_t rs, int64_t cs, int64_t rows, \
                      int64_t cols, int panel) {                                                    \
@@ -54,7 +58,12 @@ typedef struct kind {
         for (int64_t r0 = 0; r0 < rows; r0 += panel, dst += cols * panel) {                        \
             int64_t h = NSCI_MIN(rows - r0, (int64_t)panel);                                       \
             const T *s = src + r0 * rs;                                                            \
-            for (int64_t p = 0; p < cols; p++) {                                                   \
+            for (int64_t i = 0; cs == 1 && rs != 1 && i < panel; i++) {                            \
+                for (int64_t p = 0; p < cols; p++) {                                               \
+                    dst[p * panel + i] = i < h ? s[i * rs + p] : 0;                                \
+                }                                                                                  \
+            }                                                                                      \
+            for (int64_t p = 0; !(cs == 1 && rs != 1) && p < cols; p++) {                          \
                 T *d = dst + p * panel;                                                            \
                 const T *col = s + p * cs;                                                         \
                 for (int64_t i = 0; i < h; i++) {                                                  \
@@ -172,6 +181,121 @@ DEFINE_X86_KERNEL(kernel_f64_avx2, double, __m256d, 4, _mm256_setzero_pd, _mm256
                   _mm256_load_pd, _mm256_loadu_pd, _mm256_store_pd, _mm256_storeu_pd, _mm256_add_pd,
                   _mm256_fmadd_pd, write_tile_f64)
 
+// The first n lanes of v to d (n <= W). Masked stores are slow on AMD
+// cores, so partial panels (MR = 6) go through a spill instead.
+__attribute__((target("avx2"))) static inline void store_f32(float *d, __m256 v, int64_t n) {
+    if (n >= 8) {
+        _mm256_storeu_ps(d, v);
+        return;
+    }
+    float tmp[8];
+    _mm256_storeu_ps(tmp, v);
+    for (int64_t i = 0; i < n; i++) {
+        d[i] = tmp[i];
+    }
+}
+__attribute__((target("avx2"))) static inline void store_f64(double *d, __m256d v, int64_t n) {
+    if (n >= 4) {
+        _mm256_storeu_pd(d, v);
+        return;
+    }
+    double tmp[4];
+    _mm256_storeu_pd(tmp, v);
+    for (int64_t i = 0; i < n; i++) {
+        d[i] = tmp[i];
+    }
+}
+
+// Transposes the block of up to W rows (h of them; the others read as 0)
+// and W columns at s into W rows of n values at d, ds apart.
+__attribute__((target("avx2"))) static inline void block_f32(float *d, int64_t ds, const float *s,
+                                                             int64_t rs, int64_t h, int64_t n) {
+    __m256 z = _mm256_setzero_ps();
+    __m256 r0 = _mm256_loadu_ps(s), r1 = h > 1 ? _mm256_loadu_ps(s + rs) : z;
+    __m256 r2 = h > 2 ? _mm256_loadu_ps(s + 2 * rs) : z,
+           r3 = h > 3 ? _mm256_loadu_ps(s + 3 * rs) : z;
+    __m256 r4 = h > 4 ? _mm256_loadu_ps(s + 4 * rs) : z,
+           r5 = h > 5 ? _mm256_loadu_ps(s + 5 * rs) : z;
+    __m256 r6 = h > 6 ? _mm256_loadu_ps(s + 6 * rs) : z,
+           r7 = h > 7 ? _mm256_loadu_ps(s + 7 * rs) : z;
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    store_f32(d, _mm256_permute2f128_ps(u0, u4, 0x20), n);
+    store_f32(d + ds, _mm256_permute2f128_ps(u1, u5, 0x20), n);
+    store_f32(d + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20), n);
+    store_f32(d + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20), n);
+    store_f32(d + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31), n);
+    store_f32(d + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31), n);
+    store_f32(d + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31), n);
+    store_f32(d + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31), n);
+}
+__attribute__((target("avx2"))) static inline void block_f64(double *d, int64_t ds, const double *s,
+                                                             int64_t rs, int64_t h, int64_t n) {
+    __m256d z = _mm256_setzero_pd();
+    __m256d r0 = _mm256_loadu_pd(s), r1 = h > 1 ? _mm256_loadu_pd(s + rs) : z;
+    __m256d r2 = h > 2 ? _mm256_loadu_pd(s + 2 * rs) : z;
+    __m256d r3 = h > 3 ? _mm256_loadu_pd(s + 3 * rs) : z;
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    store_f64(d, _mm256_permute2f128_pd(t0, t2, 0x20), n);
+    store_f64(d + ds, _mm256_permute2f128_pd(t1, t3, 0x20), n);
+    store_f64(d + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31), n);
+    store_f64(d + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31), n);
+}
+
+// Packing with whole vectors where the source allows: rows contiguous (x,
+// or a weight read transposed) through W x W register transposes, full
+// panels of contiguous columns through plain copies; the rest goes to the
+// scalar pack.
+#define DEFINE_X86_PACK(NAME, T, W, SCALAR, STORE, LOADU, ZERO, BLOCK)                             \
+    __attribute__((target("avx2"))) static void NAME(char *dst_bytes, const char *src_bytes,       \
+                                                     int64_t rs, int64_t cs, int64_t rows,         \
+                                                     int64_t cols, int panel) {                    \
+        bool by_columns = rs == 1 && panel % (W) == 0 && rows % panel == 0;                        \
+        if (!(cs == 1 && rs != 1) && !by_columns) {                                                \
+            SCALAR(dst_bytes, src_bytes, rs, cs, rows, cols, panel);                               \
+            return;                                                                                \
+        }                                                                                          \
+        T *dst = (T *)dst_bytes;                                                                   \
+        for (int64_t r0 = 0; r0 < rows; r0 += panel, dst += cols * panel) {                        \
+            int64_t h = NSCI_MIN(rows - r0, (int64_t)panel), p = 0;                                \
+            const T *s = (const T *)src_bytes + r0 * rs;                                           \
+            for (; by_columns && p < cols; p++) {                                                  \
+                for (int i0 = 0; i0 < panel; i0 += (W)) {                                          \
+                    STORE(dst + p * panel + i0, LOADU(s + p * cs + i0), W);                        \
+                }                                                                                  \
+            }                                                                                      \
+            for (; p + (W) <= cols; p += (W)) {                                                    \
+                for (int i0 = 0; i0 < panel; i0 += (W)) {                                          \
+                    T *d = dst + p * panel + i0;                                                   \
+                    if (i0 < h) {                                                                  \
+                        BLOCK(d, panel, s + i0 * rs + p, rs, h - i0, panel - i0);                  \
+                        continue;                                                                  \
+                    }                                                                              \
+                    for (int q = 0; q < (W); q++) {                                                \
+                        STORE(d + q * panel, ZERO(), panel - i0);                                  \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            for (; p < cols; p++) {                                                                \
+                for (int64_t i = 0; i < panel; i++) {                                              \
+                    dst[p * panel + i] = i < h ? s[i * rs + p] : 0;                                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_X86_PACK(pack_f32_avx2, float, 8, pack_f32, store_f32, _mm256_loadu_ps, _mm256_setzero_ps,
+                block_f32)
+DEFINE_X86_PACK(pack_f64_avx2, double, 4, pack_f64, store_f64, _mm256_loadu_pd, _mm256_setzero_pd,
+                block_f64)
+
 static bool has_avx2_fma(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
@@ -183,121 +307,16 @@ static const kind *kind_of(nsc_dtype dtype) {
     static const kind f64 = { MR, NR_F64, 72, 4080, sizeof(double), pack_f64, kernel_f64_generic };
 #ifdef NSCI_GEMM_X86
     static const kind f32_avx2 = {
-        MR, NR_F32, 144, 4080, sizeof(float), pack_f32, kernel_f32_avx2
+        MR, NR_F32, 144, 4080, sizeof(float), pack_f32_avx2, kernel_f32_avx2
     };
     static const kind f64_avx2 = {
-        MR, NR_F64, 72, 4080, sizeof(double), pack_f64, kernel_f64_avx2
+        MR, NR_F64, 72, 4080, sizeof(double), pack_f64_avx2, kernel_f64_avx2
     };
     if (has_avx2_fma()) {
         return dtype == NSC_F64 ? &f64_avx2 : &f32_avx2;
     }
 #endif
     return dtype == NSC_F64 ? &f64 : &f32;
-}
-
-// --- one product, blocked ---
-
-// The state of one product while it runs; tasks read it, the caller moves it
-// from block to block.
-typedef struct block {
-    const kind *kd;
-    const nsci_gemm *g;
-    const char *a, *b; // this product's operands
-    char *c;
-    char *bpack;  // the packed KC x NC slice of B, shared by all tasks
-    char *apacks; // one packed MC x KC block of A per slot
-    size_t apack_bytes;
-    int64_t jc, nc, pc, kc; // the current block of C's columns and slice of K
-    bool acc;               // add to C (a later K slice, or a pre-filled C)
-    int64_t n_chunks, chunk_cols, n_tasks;
-    atomic_llong next; // next task to take
-} block;
-
-static void pack_b_range(void *ctx, int64_t begin, int64_t end) {
-    block *x = ctx;
-    const kind *kd = x->kd;
-    const nsci_gemm *g = x->g;
-    int64_t e = (int64_t)kd->elem;
-    for (int64_t panel = begin; panel < end; panel++) {
-        int64_t j = panel * kd->nr;
-        const char *src = x->b + (x->pc * g->b_rs + (x->jc + j) * g->b_cs) * e;
-        // B's columns are the packed rows: pack Bᵀ.
-        kd->pack(x->bpack + j * x->kc * e, src, g->b_cs, g->b_rs, NSCI_MIN(kd->nr, x->nc - j),
-                 x->kc, kd->nr);
-    }
-}
-
-// Task t: one MC-row block of A times one chunk of the packed B panels.
-static void run_task(const block *x, int64_t t, char *apack) {
-    const kind *kd = x->kd;
-    const nsci_gemm *g = x->g;
-    int64_t e = (int64_t)kd->elem;
-    int64_t i0 = (t / x->n_chunks) * kd->mc, mc = NSCI_MIN(kd->mc, g->m - i0);
-    int64_t j0 = (t % x->n_chunks) * x->chunk_cols, j1 = NSCI_MIN(x->nc, j0 + x->chunk_cols);
-    kd->pack(apack, x->a + (i0 * g->a_rs + x->pc * g->a_cs) * e, g->a_rs, g->a_cs, mc, x->kc,
-             kd->mr);
-    for (int64_t jr = j0; jr < j1; jr += kd->nr) {
-        const char *bp = x->bpack + jr * x->kc * e;
-        int cols = (int)NSCI_MIN(kd->nr, j1 - jr);
-        for (int64_t ir = 0; ir < mc; ir += kd->mr) {
-            char *c = x->c + ((i0 + ir) * g->c_rs + x->jc + jr) * e;
-            kd->kernel(x->kc, apack + ir * x->kc * e, bp, c, g->c_rs,
-                       (int)NSCI_MIN(kd->mr, mc - ir), cols, x->acc);
-        }
-    }
-}
-
-// Each index is a workspace slot: whoever holds it takes tasks until none
-// are left, so a slot is never used by two threads at once.
-static void task_range(void *ctx, int64_t begin, int64_t end) {
-    block *x = ctx;
-    for (int64_t slot = begin; slot < end; slot++) {
-        char *apack = x->apacks + (size_t)slot * x->apack_bytes;
-        for (int64_t t; (t = atomic_fetch_add(&x->next, 1)) < x->n_tasks;) {
-            run_task(x, t, apack);
-        }
-    }
-}
-
-// Splits the columns into chunks when there are too few row blocks to keep
-// n_slots threads busy (few tokens); each chunk keeps >= 4 panels, so the
-// A block a task repacks costs under 2% of its multiply-adds.
-static void plan_tasks(block *x, int n_slots) {
-    const kind *kd = x->kd;
-    int64_t n_ic = (x->g->m + kd->mc - 1) / kd->mc;
-    int64_t n_panels = (x->nc + kd->nr - 1) / kd->nr;
-    int64_t n_chunks = 1;
-    if (n_slots > 1) {
-        int64_t want = (4 * (int64_t)n_slots + n_ic - 1) / n_ic;
-        n_chunks = NSCI_MAX(1, NSCI_MIN(want, n_panels / 4));
-    }
-    int64_t per_chunk = (n_panels + n_chunks - 1) / n_chunks;
-    x->chunk_cols = per_chunk * kd->nr;
-    x->n_chunks = (n_panels + per_chunk - 1) / per_chunk;
-    x->n_tasks = n_ic * x->n_chunks;
-}
-
-// C = A·B (+ C) for x->a, x->b, x->c, on n_slots threads.
-static void run_product(block *x, int n_slots) {
-    const kind *kd = x->kd;
-    const nsci_gemm *g = x->g;
-    for (x->jc = 0; x->jc < g->n; x->jc += kd->nc) {
-        x->nc = NSCI_MIN(kd->nc, g->n - x->jc);
-        int64_t n_panels = (x->nc + kd->nr - 1) / kd->nr;
-        for (x->pc = 0; x->pc < g->k; x->pc += KC) {
-            x->kc = NSCI_MIN((int64_t)KC, g->k - x->pc);
-            x->acc = g->accumulate || x->pc > 0;
-            plan_tasks(x, n_slots);
-            atomic_store(&x->next, 0);
-            if (n_slots > 1) {
-                nsci_parallel_for(n_panels, 8, pack_b_range, x);
-                nsci_parallel_for(n_slots, 1, task_range, x);
-            } else {
-                pack_b_range(x, 0, n_panels);
-                task_range(x, 0, 1);
-            }
-        }
-    }
 }
 
 // --- batches ---
@@ -318,27 +337,97 @@ void nsci_gemm_batch_ptrs(const nsci_gemm *g, int64_t idx, const char **a, const
     *c = g->c + co * e;
 }
 
-// Many small products: one thread per product, each with its own slot (an
-// A block and a B slice).
-typedef struct batch_job {
+// --- tiles: the unit of work of one thread ---
+
+// A task is one tile of C (rows [i0, i1), columns [j0, j1)) of one product,
+// computed start to finish by one thread with its own packed panels: one
+// fork-join per call, however many K slices, and a thread that the system
+// deschedules delays nobody (the others take the remaining tasks).
+typedef struct tile_job {
     const kind *kd;
     const nsci_gemm *g;
     char *ws;
     size_t slot_bytes, apack_bytes;
+    int64_t tiles_m, tiles_n, tile_rows, tile_cols, n_tasks;
     atomic_llong next;
-} batch_job;
+} tile_job;
 
-static void batch_range(void *ctx, int64_t begin, int64_t end) {
-    batch_job *job = ctx;
-    for (int64_t slot = begin; slot < end; slot++) {
-        char *base = job->ws + (size_t)slot * job->slot_bytes;
-        block x = { .kd = job->kd, .g = job->g, .apacks = base, .apack_bytes = job->apack_bytes };
-        x.bpack = base + job->apack_bytes;
-        for (int64_t t; (t = atomic_fetch_add(&job->next, 1)) < job->g->n_batch;) {
-            nsci_gemm_batch_ptrs(job->g, t, &x.a, &x.b, &x.c);
-            run_product(&x, 1);
+typedef struct tile {
+    const char *a, *b;
+    char *c;
+    int64_t i0, i1, j0, j1;
+} tile;
+
+// Blocked loops over one tile: for each NC block of columns and KC slice of
+// K, pack the B slice (NR-wide panels, L3), then each MC block of A (MR-tall
+// panels, L2), then run the register tiles.
+static void run_tile(const kind *kd, const nsci_gemm *g, const tile *t, char *apack, char *bpack) {
+    int64_t e = (int64_t)kd->elem;
+    for (int64_t jc = t->j0; jc < t->j1; jc += kd->nc) {
+        int64_t nc = NSCI_MIN(kd->nc, t->j1 - jc);
+        for (int64_t pc = 0; pc < g->k; pc += KC) {
+            int64_t kc = NSCI_MIN((int64_t)KC, g->k - pc);
+            bool acc = g->accumulate || pc > 0;
+            // B's columns are the packed rows: pack Bᵀ.
+            kd->pack(bpack, t->b + (pc * g->b_rs + jc * g->b_cs) * e, g->b_cs, g->b_rs, nc, kc,
+                     kd->nr);
+            for (int64_t ic = t->i0; ic < t->i1; ic += kd->mc) {
+                int64_t mc = NSCI_MIN(kd->mc, t->i1 - ic);
+                kd->pack(apack, t->a + (ic * g->a_rs + pc * g->a_cs) * e, g->a_rs, g->a_cs, mc, kc,
+                         kd->mr);
+                for (int64_t jr = 0; jr < nc; jr += kd->nr) {
+                    for (int64_t ir = 0; ir < mc; ir += kd->mr) {
+                        char *c = t->c + ((ic + ir) * g->c_rs + jc + jr) * e;
+                        kd->kernel(kc, apack + ir * kc * e, bpack + jr * kc * e, c, g->c_rs,
+                                   (int)NSCI_MIN(kd->mr, mc - ir), (int)NSCI_MIN(kd->nr, nc - jr),
+                                   acc);
+                    }
+                }
+            }
         }
     }
+}
+
+// Each index is a workspace slot: whoever holds it takes tasks until none
+// are left, so a slot is never used by two threads at once.
+static void tile_range(void *ctx, int64_t begin, int64_t end) {
+    tile_job *job = ctx;
+    const nsci_gemm *g = job->g;
+    int64_t per_product = job->tiles_m * job->tiles_n;
+    for (int64_t slot = begin; slot < end; slot++) {
+        char *apack = job->ws + (size_t)slot * job->slot_bytes;
+        for (int64_t task; (task = atomic_fetch_add(&job->next, 1)) < job->n_tasks;) {
+            tile t;
+            int64_t index = task % per_product;
+            nsci_gemm_batch_ptrs(g, task / per_product, &t.a, &t.b, &t.c);
+            t.i0 = index / job->tiles_n * job->tile_rows;
+            t.i1 = NSCI_MIN(g->m, t.i0 + job->tile_rows);
+            t.j0 = index % job->tiles_n * job->tile_cols;
+            t.j1 = NSCI_MIN(g->n, t.j0 + job->tile_cols);
+            run_tile(job->kd, g, &t, apack, apack + job->apack_bytes);
+        }
+    }
+}
+
+// Splits each product into `parts` stripes along its longer side, in whole
+// register tiles: the other operand is packed once per stripe, which costs
+// about parts / (its length) of the multiply-adds.
+static void plan_tiles(tile_job *job, int64_t parts) {
+    const kind *kd = job->kd;
+    const nsci_gemm *g = job->g;
+    job->tiles_m = job->tiles_n = 1;
+    job->tile_rows = g->m;
+    job->tile_cols = g->n;
+    if (parts > 1 && g->n >= g->m) {
+        int64_t panels = (g->n + kd->nr - 1) / kd->nr;
+        job->tile_cols = (panels + parts - 1) / parts * kd->nr;
+        job->tiles_n = (g->n + job->tile_cols - 1) / job->tile_cols;
+    } else if (parts > 1) {
+        int64_t panels = (g->m + kd->mr - 1) / kd->mr;
+        job->tile_rows = (panels + parts - 1) / parts * kd->mr;
+        job->tiles_m = (g->m + job->tile_rows - 1) / job->tile_rows;
+    }
+    job->n_tasks = g->n_batch * job->tiles_m * job->tiles_n;
 }
 
 // --- i64 and K = 0 ---
@@ -393,34 +482,25 @@ nsc_status nsci_gemm_portable(const nsci_gemm *g) {
         run_simple(g);
         return NSC_OK;
     }
-    const kind *kd = kind_of(g->dtype);
+    tile_job job = { .kd = kind_of(g->dtype), .g = g };
+    const kind *kd = job.kd;
     int threads = nsci_pool_threads();
+    // One tile per product when products are small or outnumber the threads.
     bool small = (double)g->m * (double)g->n * (double)g->k <= (double)SMALL_MNK;
-    bool per_batch = g->n_batch > 1 && threads > 1 && (small || g->n_batch >= 4 * threads);
-    int n_slots = per_batch ? (int)NSCI_MIN((int64_t)threads, g->n_batch) : (small ? 1 : threads);
+    bool whole = threads == 1 || small || g->n_batch >= 4 * (int64_t)threads;
+    plan_tiles(&job, whole ? 1 : threads);
+    int n_slots = (int)NSCI_MIN((int64_t)threads, job.n_tasks);
     int64_t kc = NSCI_MIN((int64_t)KC, g->k);
-    int64_t mc = NSCI_MIN(kd->mc, (g->m + kd->mr - 1) / kd->mr * kd->mr);
-    int64_t nc = NSCI_MIN(kd->nc, (g->n + kd->nr - 1) / kd->nr * kd->nr);
-    size_t apack_bytes = round_up((size_t)(mc * kc) * kd->elem);
-    size_t bpack_bytes = round_up((size_t)(kc * nc) * kd->elem);
-    size_t n_b = per_batch ? (size_t)n_slots : 1;
-    char *ws = nsci_malloc((size_t)n_slots * apack_bytes + n_b * bpack_bytes);
-    if (!ws) {
+    int64_t mc = NSCI_MIN(kd->mc, (job.tile_rows + kd->mr - 1) / kd->mr * kd->mr);
+    int64_t nc = NSCI_MIN(kd->nc, (job.tile_cols + kd->nr - 1) / kd->nr * kd->nr);
+    job.apack_bytes = round_up((size_t)(mc * kc) * kd->elem);
+    job.slot_bytes = job.apack_bytes + round_up((size_t)(kc * nc) * kd->elem);
+    job.ws = nsci_malloc((size_t)n_slots * job.slot_bytes);
+    if (!job.ws) {
         return nsc_last_status();
     }
-    if (per_batch) {
-        batch_job job = { .kd = kd, .g = g, .ws = ws, .apack_bytes = apack_bytes };
-        job.slot_bytes = apack_bytes + bpack_bytes;
-        atomic_store(&job.next, 0);
-        nsci_parallel_for(n_slots, 1, batch_range, &job);
-    } else {
-        block x = { .kd = kd, .g = g, .bpack = ws, .apacks = ws + bpack_bytes };
-        x.apack_bytes = apack_bytes;
-        for (int64_t t = 0; t < g->n_batch; t++) {
-            nsci_gemm_batch_ptrs(g, t, &x.a, &x.b, &x.c);
-            run_product(&x, n_slots);
-        }
-    }
-    nsci_free(ws);
+    atomic_store(&job.next, 0);
+    nsci_parallel_for(n_slots, 1, tile_range, &job);
+    nsci_free(job.ws);
     return NSC_OK;
 }
