@@ -8,14 +8,14 @@
 extern "C" {
 #endif
 
-// torch.matmul: 1-D @ 1-D is a dot product; 2-D @ 2-D a matrix product; a
-// 1-D operand gains (then loses) a dim; batch dims broadcast. Transposed and
-// strided operands go to BLAS as they are, without copies. f32 and f64.
+// torch.matmul (a 1-D operand gains, then loses, a dim; batch dims
+// broadcast); f32, f64 or i64 (wrapping), one dtype. Strided and broadcast
+// operands reach BLAS uncopied. New reference, or NULL (0-dim, shapes, dtypes).
 nsc_tensor *nsc_matmul(nsc_tensor *a, nsc_tensor *b);
 
-// torch.nn.functional.linear: x @ weight^T + bias. x: [..., in]; weight:
-// [out, in]; bias: [out] or NULL. Pass nsc_transpose(w, 0, 1) for a weight
-// stored [in, out] (GPT-2's Conv1D): no copy is made.
+// F.linear: x [..., in] @ weight [out, in]ᵀ + bias ([out], [1] or 0-dim; NULL
+// for none). For a weight stored [in, out] (GPT-2's Conv1D) pass
+// nsc_transpose(w, 0, 1): no copy is made. New reference, or NULL as matmul.
 nsc_tensor *nsc_linear(nsc_tensor *x, nsc_tensor *weight, nsc_tensor *bias);
 
 #ifdef __cplusplus
