@@ -46,15 +46,20 @@ nsc_status nsc_gpt2_get_config(const nsc_module *model, nsc_gpt2_config *config)
 
 // --- GPT2Model: embeddings, blocks, final norm ---
 
+// The module's path for messages (computed only on failure: the first
+// nsc_module_path call caches the path, an allocation).
+static const char *where_of(const nsc_module *m) {
+    return *nsc_module_path(m) ? nsc_module_path(m) : "gpt2";
+}
+
 // Checks the inputs of the transformer (ids, mask, position ids) against the
 // past length; all shape-only, so it holds on META too.
 static nsc_status check_inputs(const nsc_module *m, const nsci_gpt2 *g, nsc_tensor *ids,
                                nsc_tensor *mask, nsc_tensor *pos, int64_t past) {
-    const char *where = *nsc_module_path(m) ? nsc_module_path(m) : "gpt2";
     char buf[160];
     if (nsc_tensor_dtype(ids) != NSC_I64 || nsc_tensor_ndim(ids) != 2) {
         return nsci_fail(nsc_tensor_dtype(ids) != NSC_I64 ? NSC_ERR_DTYPE : NSC_ERR_SHAPE,
-                         "%s: input_ids %s %s: expected [B, T] i64", where,
+                         "%s: input_ids %s %s: expected [B, T] i64", where_of(m),
                          nsci_shape_str(buf, sizeof buf, ids->ndim, ids->shape),
                          nsc_dtype_name(nsc_tensor_dtype(ids)));
     }
@@ -63,19 +68,19 @@ static nsc_status check_inputs(const nsc_module *m, const nsci_gpt2 *g, nsc_tens
         return nsci_fail(NSC_ERR_SHAPE,
                          "%s: a sequence of %lld tokens (%lld cached + %lld new): expected at "
                          "most n_positions = %lld",
-                         where, (long long)(past + t), (long long)past, (long long)t,
+                         where_of(m), (long long)(past + t), (long long)past, (long long)t,
                          (long long)g->config.n_positions);
     }
     if (mask && (mask->ndim != 2 || mask->shape[0] != b || mask->shape[1] != past + t)) {
         return nsci_fail(NSC_ERR_SHAPE,
-                         "%s: attention_mask %s: expected [B, past + T] = [%lld, %lld]", where,
-                         nsci_shape_str(buf, sizeof buf, mask->ndim, mask->shape), (long long)b,
-                         (long long)(past + t));
+                         "%s: attention_mask %s: expected [B, past + T] = [%lld, %lld]",
+                         where_of(m), nsci_shape_str(buf, sizeof buf, mask->ndim, mask->shape),
+                         (long long)b, (long long)(past + t));
     }
     if (pos && (nsc_tensor_dtype(pos) != NSC_I64 || pos->ndim != 2 || pos->shape[0] != b ||
                 pos->shape[1] != t)) {
         return nsci_fail(NSC_ERR_SHAPE,
-                         "%s: position_ids %s %s: expected [B, T] = [%lld, %lld] i64", where,
+                         "%s: position_ids %s %s: expected [B, T] = [%lld, %lld] i64", where_of(m),
                          nsci_shape_str(buf, sizeof buf, pos->ndim, pos->shape),
                          nsc_dtype_name(nsc_tensor_dtype(pos)), (long long)b, (long long)t);
     }
