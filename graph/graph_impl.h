@@ -84,7 +84,8 @@ struct nsci_gnode {
     int32_t last_writer; // for roots: the latest in-place write into it, or -1
     const char *file;    // user's source position (static strings from __FILE__)
     int line;
-    void *payload; // protocol data, freed with nsci_free
+    void *payload;                     // protocol data
+    void (*payload_free)(void *payload); // NULL: nsci_free
 };
 
 // --- hook points ---
@@ -152,7 +153,19 @@ struct nsc_trace {
     struct nsci_held *held; // storages referenced by graph values, with counts
     int n_held, cap_held;
     bool needs_grad; // the graph holds gradient or backward nodes
+    FILE *log;       // where log nodes print (NULL: stderr)
+    struct nsci_cache_entry *cache;
+    int n_cache, cap_cache;
+    bool stopped; // run time: an early stop fired
 };
+
+// One cached module value (nsc_trace_cache).
+typedef struct nsci_cache_entry {
+    int invoke;
+    nsc_module *module;
+    nsc_hook_kind kind;
+    nsc_tensor *proxy;
+} nsci_cache_entry;
 
 // --- nodes (graph/node.c) ---
 
@@ -191,6 +204,11 @@ void nsci_point_invoke_meta(const nsci_graph *g, const nsci_point *p, const nsc_
 // Registers node id at its point (reads, swaps, stops).
 nsc_status nsci_point_add_node(nsci_graph *g, int32_t point, int32_t node);
 
+// A node at a hook point with one value arg (swap, skip) checked against the
+// point's per-invoke shape; returns its id or -1 (graph failed).
+int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
+                         int64_t call_index, nsc_tensor *value, nsci_protocol_id protocol);
+
 // --- the META scan (graph/scan.c) ---
 
 // Runs the model once on META copies of the batched invoke inputs, recording
@@ -216,6 +234,14 @@ void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value);
 nsc_status nsci_run_ready(nsci_graph *g);
 // The value of arg a at run time (borrowed).
 nsc_tensor *nsci_arg_value(nsci_graph *g, nsci_arg a);
+
+// ApplyModule for module m on xs (protocols/apply_module.c).
+nsc_tensor *nsci_graph_apply(nsc_trace *tr, nsc_module *m, int n, nsc_tensor *const *xs,
+                             bool fire_hooks);
+void nsci_apply_install(void);
+
+// Runs the model's persistent edits on every invoke of g (graph/edit.c).
+nsc_status nsci_apply_edits(nsci_graph *g);
 
 // Installs the dispatch hooks of graph/ (idempotent).
 void nsci_graph_install(void);

@@ -184,34 +184,48 @@ static nsc_status check_swap_value(const nsci_meta *want, const nsc_tensor *v, c
     return NSC_OK;
 }
 
-static nsc_status write_point(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
-                              int64_t call_index, nsc_tensor *value) {
+int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
+                         int64_t call_index, nsc_tensor *value, nsci_protocol_id protocol) {
     nsc_module *m;
     if (!value) {
-        return nsc_last_status() != NSC_OK ? nsc_last_status()
-                                           : nsci_fail(NSC_ERR_ARG, "set %s: value is NULL",
-                                                       kind_word(kind));
+        if (nsc_last_status() == NSC_OK) {
+            nsci_fail(NSC_ERR_ARG, "set %s: value is NULL", kind_word(kind));
+        }
+        return inv ? (nsci_graph_fail(inv->trace, -1, nsc_last_status()), -1) : -1;
     }
     if (begin(inv, path, &m) != NSC_OK) {
-        return nsc_last_status();
+        return -1;
     }
     nsci_graph *g = inv->trace;
     int32_t point = nsci_point_get(g, m, kind, index, call_index);
     nsci_arg arg;
     if (point < 0 || nsci_arg_for(g, value, &arg) != NSC_OK) {
-        return nsci_graph_fail(g, -1, nsc_last_status());
+        nsci_graph_fail(g, -1, nsc_last_status());
+        return -1;
     }
     nsci_meta want;
     nsci_point_invoke_meta(g, &g->points[point], inv, &want);
     if (check_swap_value(&want, value, path_or_model(m), kind_word(kind)) != NSC_OK) {
-        return nsci_graph_fail(g, arg.node, nsc_last_status());
+        nsci_graph_fail(g, arg.node, nsc_last_status());
+        return -1;
     }
-    int32_t id = nsci_node_add(g, NSCI_PROTO_swap, 1, &arg);
+    int32_t id = nsci_node_add(g, protocol, 1, &arg);
     if (id < 0 || nsci_point_add_node(g, point, id) != NSC_OK) {
-        return nsci_graph_fail(g, -1, nsc_last_status());
+        nsci_graph_fail(g, -1, nsc_last_status());
+        return -1;
     }
     g->nodes[id].invoke = inv->index;
-    return nsci_order_node(g, id) == NSC_OK ? NSC_OK : nsci_graph_fail(g, id, nsc_last_status());
+    if (nsci_order_node(g, id) != NSC_OK) {
+        nsci_graph_fail(g, id, nsc_last_status());
+        return -1;
+    }
+    return id;
+}
+
+static nsc_status write_point(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
+                              int64_t call_index, nsc_tensor *value) {
+    int32_t id = nsci_point_write(inv, path, kind, index, call_index, value, NSCI_PROTO_swap);
+    return id >= 0 ? NSC_OK : nsc_last_status();
 }
 
 nsc_status nsc_invoke_set_output(nsc_invoke *inv, const char *path, int64_t call_index,

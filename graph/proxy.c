@@ -118,6 +118,7 @@ static void install(void) {
     nsci_hook_table.proxy_op = proxy_op;
     nsci_hook_table.proxy_error = proxy_error;
     nsci_hook_table.free_proxy = free_proxy;
+    nsci_apply_install();
 }
 
 void nsci_graph_install(void) {

@@ -154,7 +154,8 @@ nsc_status nsci_run_ready(nsci_graph *g) {
         if (n->protocol != NSCI_PROTO_lock) { // a lock never lets go of its argument
             release_args(g, n);
         }
-        if (n->remaining == 0 && !n->saved && n->protocol != NSCI_PROTO_swap) {
+        bool applied_later = n->protocol == NSCI_PROTO_swap || n->protocol == NSCI_PROTO_skip;
+        if (n->remaining == 0 && !n->saved && !applied_later) {
             drop_values(g, n);
         }
         if (wake_consumers(g, n) != NSC_OK) {
@@ -201,8 +202,9 @@ static nsc_status apply_swaps(nsci_graph *g, nsci_point *p, nsc_tensor *full,
     *replacement = NULL;
     for (int i = 0; i < p->n_nodes; i++) {
         nsci_gnode *s = &g->nodes[p->nodes[i]];
-        if (s->protocol != NSCI_PROTO_swap) {
-            continue;
+        if ((s->protocol != NSCI_PROTO_swap && s->protocol != NSCI_PROTO_skip) ||
+            s->point != (int32_t)(p - g->points)) {
+            continue; // skips are listed on their input point too: they act at the output
         }
         if (s->state != NSCI_NODE_DONE || !s->value[0]) {
             char what[512];
@@ -225,6 +227,50 @@ static nsc_status apply_swaps(nsci_graph *g, nsci_point *p, nsc_tensor *full,
     return NSC_OK;
 }
 
+// Before a module runs: if every invoke skips this call, its forward is not
+// run and its output is assembled from the skip values.
+static nsc_status try_skip(nsci_graph *g, nsci_point *p) {
+    nsci_gnode *found[64] = { 0 };
+    int n_found = 0;
+    for (int i = 0; i < p->n_nodes; i++) {
+        nsci_gnode *s = &g->nodes[p->nodes[i]];
+        if (s->protocol == NSCI_PROTO_skip && s->state == NSCI_NODE_DONE && !found[s->invoke]) {
+            found[s->invoke] = s;
+            n_found++;
+        }
+    }
+    if (n_found == 0 || n_found < g->n_invokes) {
+        return NSC_OK; // the forward runs; the skips replace rows at its output
+    }
+    const nsci_point *out = &g->points[found[0]->point];
+    nsc_tensor *full = nsc_zeros(out->meta.dtype, NSC_CPU, out->meta.ndim, out->meta.shape);
+    for (int k = 0; full && k < g->n_invokes; k++) {
+        nsc_tensor *rows = invoke_rows(g, out, k, full);
+        nsc_status status = rows ? nsc_copy_(rows, found[k]->value[0]) : nsc_last_status();
+        nsc_free(rows);
+        if (status != NSC_OK) {
+            nsc_free(full);
+            return status;
+        }
+    }
+    if (!full) {
+        return nsc_last_status();
+    }
+    nsci_module_skip_next(p->module, full);
+    return NSC_OK;
+}
+
+static bool stops_here(nsci_graph *g, const nsci_point *p) {
+    for (int i = 0; i < p->n_nodes; i++) {
+        nsci_gnode *n = &g->nodes[p->nodes[i]];
+        if (n->protocol == NSCI_PROTO_early_stop) {
+            n->state = NSCI_NODE_DONE;
+            return true;
+        }
+    }
+    return false;
+}
+
 static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n_values,
                              nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
     nsci_graph *g = ctx;
@@ -237,12 +283,25 @@ static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_ind
         }
     }
     nsc_status status = nsci_run_ready(g);
+    bool stop = false;
     for (int i = 0; i < g->n_points && status == NSC_OK; i++) {
         nsci_point *p = &g->points[i];
-        if (p->module == m && p->kind == kind && p->call_index == call_index &&
-            p->index < n_values && values[p->index]) {
+        if (p->module != m || p->kind != kind || p->call_index != call_index) {
+            continue;
+        }
+        if (kind == NSC_HOOK_INPUT && p->index == 0) {
+            status = try_skip(g, p);
+        }
+        if (status == NSC_OK && p->index < n_values && values[p->index]) {
             status = apply_swaps(g, p, values[p->index], &replace[p->index]);
         }
+        stop |= kind == NSC_HOOK_OUTPUT && stops_here(g, p);
+    }
+    if (status == NSC_OK && stop) {
+        g->stopped = true;
+        const char *path = nsc_module_path(m);
+        return nsci_fail(NSC_STOPPED, "stopped after %s (call %lld)", *path ? path : "(model)",
+                         (long long)call_index);
     }
     return status;
 }
@@ -354,6 +413,12 @@ nsc_status nsc_trace_run(nsc_trace *tr) {
     }
     if (!tr->scan && tr->n_points > 0 && nsci_scan(tr) != NSC_OK) {
         return nsc_last_status();
+    }
+    if (nsci_apply_edits(tr) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (tr->state == NSCI_TRACE_FAILED) {
+        return refuse(tr);
     }
     tr->state = NSCI_TRACE_RUNNING;
     tr->held_bytes = tr->peak_held_bytes = 0;

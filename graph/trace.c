@@ -25,7 +25,11 @@ static void free_node(nsci_gnode *n) {
     nsci_free(n->params);
     nsci_free(n->args);
     nsci_free(n->consumers);
-    nsci_free(n->payload);
+    if (n->payload_free) {
+        n->payload_free(n->payload);
+    } else {
+        nsci_free(n->payload);
+    }
 }
 
 void nsc_trace_free(nsc_trace *tr) {
@@ -50,6 +54,7 @@ void nsc_trace_free(nsc_trace *tr) {
     nsci_free(tr->scan);
     nsci_free(tr->ready);
     nsci_free(tr->held);
+    nsci_free(tr->cache);
     nsc_module_free(tr->model);
     nsci_free(tr);
 }
@@ -158,6 +163,21 @@ nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy) {
         return nsci_fail_null(NSC_ERR_STATE, "trace_get: %s %s", what, problem);
     }
     return nsc_retain(n->value[k]);
+}
+
+// --- scan ---
+
+nsc_status nsc_trace_check(nsc_trace *tr) {
+    if (!tr) {
+        return nsci_fail(NSC_ERR_ARG, "trace_check: trace is NULL");
+    }
+    if (tr->state == NSCI_TRACE_FAILED) {
+        return nsci_fail(tr->first_status, "%s", tr->first_error);
+    }
+    if (!tr->scan && tr->n_invokes > 0 && nsci_scan(tr) != NSC_OK) {
+        return nsci_graph_fail(tr, -1, nsc_last_status());
+    }
+    return NSC_OK;
 }
 
 // --- inspection ---

@@ -241,6 +241,27 @@ static bool has_hooks(const nsc_module *m, nsc_hook_kind kind) {
 
 // --- calls ---
 
+nsc_tensor *(*nsci_module_proxy_call)(nsc_module *m, int n_in, nsc_tensor *const *in,
+                                      bool fire_hooks);
+
+static _Thread_local nsc_module *t_skip_module;
+static _Thread_local nsc_tensor *t_skip_output;
+
+void nsci_module_skip_next(nsc_module *m, nsc_tensor *output) {
+    nsc_free(t_skip_output);
+    t_skip_module = m;
+    t_skip_output = output;
+}
+
+static bool any_proxy(int n_in, nsc_tensor *const *in) {
+    for (int i = 0; i < n_in; i++) {
+        if (in[i] && nsc_tensor_is_proxy(in[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (!m || !m->forward) {
         return nsci_fail_null(NSC_ERR_STATE, "module %s has no forward",
@@ -249,6 +270,9 @@ nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
         return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
                               nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+    }
+    if (nsci_module_proxy_call && any_proxy(n_in, in)) {
+        return nsci_module_proxy_call(m, n_in, in, false);
     }
     return m->forward(m, n_in, in, m->state);
 }
@@ -261,7 +285,13 @@ static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *co
     }
     nsc_tensor *out = NULL;
     if (run_hooks(m, NSC_HOOK_INPUT, call_index, n_in, held) == NSC_OK) {
-        out = nsc_module_forward(m, n_in, held);
+        if (t_skip_module == m && t_skip_output) { // a hook asked to skip the forward
+            out = t_skip_output;
+            t_skip_output = NULL;
+            t_skip_module = NULL;
+        } else {
+            out = nsc_module_forward(m, n_in, held);
+        }
     }
     for (int i = 0; i < n_in; i++) {
         nsc_free(held[i]);
@@ -276,6 +306,9 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
         return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
                               nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+    }
+    if (nsci_module_proxy_call && any_proxy(n_in, in)) {
+        return nsci_module_proxy_call(m, n_in, in, true);
     }
     int64_t call_index = m->call_count++;
     if (m->n_hooks == 0) {

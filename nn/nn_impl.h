@@ -50,6 +50,15 @@ struct nsc_module {
     char *path; // cached dotted path, rebuilt when the tree changes
 };
 
+// Installed by graph/ (set once, before use): a module called on proxies
+// becomes one ApplyModule node of their trace instead of running.
+extern nsc_tensor *(*nsci_module_proxy_call)(nsc_module *m, int n_in, nsc_tensor *const *in,
+                                             bool fire_hooks);
+
+// Set by a hook-point reader for the current call of m: the output to use
+// instead of running m's forward (skip). Consumed (and released) by the call.
+void nsci_module_skip_next(nsc_module *m, nsc_tensor *output);
+
 // Appends to a growable array of named tensors (retains t; copies name).
 nsc_status nsci_named_append(nsci_named_tensor **items, int *n, int *cap, const char *name,
                              nsc_tensor *t);

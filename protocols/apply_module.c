@@ -7,9 +7,15 @@
 #include "graph/graph_impl.h"
 
 typedef struct apply_payload {
-    nsc_module *module; // borrowed: the trace retains the model that owns it
+    nsc_module *module; // retained
     bool fire_hooks;
 } apply_payload;
+
+static void apply_payload_free(void *payload) {
+    apply_payload *p = payload;
+    nsc_module_free(p->module);
+    nsci_free(p);
+}
 
 static nsc_status apply_execute(nsci_graph *g, nsci_gnode *n) {
     const apply_payload *p = n->payload;
@@ -59,6 +65,45 @@ static nsc_tensor *validate(nsc_module *m, int n, nsc_tensor *const *xs) {
     return out;
 }
 
+// Adds the ApplyModule node for module m (a module of tr's model, or any
+// other module, which the node then retains).
+nsc_tensor *nsci_graph_apply(nsc_trace *tr, nsc_module *m, int n, nsc_tensor *const *xs,
+                             bool fire_hooks) {
+    if (nsci_graph_check_building(tr) != NSC_OK) {
+        return NULL;
+    }
+    nsc_tensor *meta = validate(m, n, xs);
+    nsci_arg args[NSCI_MAX_MODULE_INPUTS];
+    bool ok = meta != NULL;
+    for (int i = 0; i < n && ok; i++) {
+        ok = nsci_arg_for(tr, xs[i], &args[i]) == NSC_OK;
+    }
+    int32_t id = ok ? nsci_node_add(tr, NSCI_PROTO_apply_module, n, args) : -1;
+    apply_payload *p = id >= 0 ? nsci_malloc(sizeof *p) : NULL;
+    if (!p) {
+        if (!meta) {
+            nsci_error_prefix("apply %s: the module's forward on META failed",
+                              *nsc_module_path(m) ? nsc_module_path(m) : nsc_module_type(m));
+        }
+        nsc_free(meta);
+        nsci_graph_fail(tr, -1, nsc_last_status());
+        return NULL;
+    }
+    *p = (apply_payload){ nsc_module_retain(m), fire_hooks };
+    tr->nodes[id].payload = p;
+    tr->nodes[id].payload_free = apply_payload_free;
+    nsci_meta mm = { .dtype = (nsc_dtype)meta->dtype, .ndim = meta->ndim, .offset = meta->offset };
+    memcpy(mm.shape, meta->shape, sizeof meta->shape);
+    memcpy(mm.stride, meta->stride, sizeof meta->stride);
+    nsc_tensor *proxy = nsci_node_make_proxy(tr, id, 0, &mm, (nsc_device)meta->target_device);
+    nsc_free(meta);
+    if (!proxy || nsci_order_node(tr, id) != NSC_OK) {
+        nsci_graph_fail(tr, id, nsc_last_status());
+        return NULL;
+    }
+    return proxy;
+}
+
 nsc_tensor *nsc_trace_apply_n(nsc_trace *tr, const char *path, int n, nsc_tensor *const *xs,
                               bool fire_hooks) {
     if (!tr || !path || n < 1 || n > NSCI_MAX_MODULE_INPUTS || !xs) {
@@ -75,34 +120,32 @@ nsc_tensor *nsc_trace_apply_n(nsc_trace *tr, const char *path, int n, nsc_tensor
         return NULL;
     }
     nsc_module *m = nsc_module_find(tr->model, path);
-    nsc_tensor *meta = m ? validate(m, n, xs) : NULL;
-    nsci_arg args[NSCI_MAX_MODULE_INPUTS];
-    bool ok = meta != NULL;
-    for (int i = 0; i < n && ok; i++) {
-        ok = nsci_arg_for(tr, xs[i], &args[i]) == NSC_OK;
-    }
-    int32_t id = ok ? nsci_node_add(tr, NSCI_PROTO_apply_module, n, args) : -1;
-    apply_payload *p = id >= 0 ? nsci_malloc(sizeof *p) : NULL;
-    if (!p) {
-        if (m && meta == NULL) {
-            nsci_error_prefix("trace_apply %s: the module's forward on META failed", path);
-        }
-        nsc_free(meta);
+    if (!m) {
         nsci_graph_fail(tr, -1, nsc_last_status());
         return NULL;
     }
-    *p = (apply_payload){ m, fire_hooks };
-    tr->nodes[id].payload = p;
-    nsci_meta mm = { .dtype = (nsc_dtype)meta->dtype, .ndim = meta->ndim, .offset = meta->offset };
-    memcpy(mm.shape, meta->shape, sizeof meta->shape);
-    memcpy(mm.stride, meta->stride, sizeof meta->stride);
-    nsc_tensor *proxy = nsci_node_make_proxy(tr, id, 0, &mm, (nsc_device)meta->target_device);
-    nsc_free(meta);
-    if (!proxy || nsci_order_node(tr, id) != NSC_OK) {
-        nsci_graph_fail(tr, id, nsc_last_status());
-        return NULL;
+    return nsci_graph_apply(tr, m, n, xs, fire_hooks);
+}
+
+// A module called directly on proxies (nsc_module_call / _forward) becomes
+// one ApplyModule node of their trace, as in nnsight.
+static nsc_tensor *proxy_call(nsc_module *m, int n, nsc_tensor *const *in, bool fire_hooks) {
+    nsc_trace *tr = NULL;
+    for (int i = 0; i < n && !tr; i++) {
+        tr = in[i] ? nsci_proxy_graph(in[i], NULL, NULL) : NULL;
     }
-    return proxy;
+    for (int i = 0; i < n; i++) {
+        if (!in[i]) {
+            return nsci_fail_null(NSC_ERR_ARG, "module %s called on proxies with input %d "
+                                               "absent: pass every input",
+                                  nsc_module_type(m), i);
+        }
+    }
+    return nsci_graph_apply(tr, m, n, in, fire_hooks);
+}
+
+void nsci_apply_install(void) {
+    nsci_module_proxy_call = proxy_call;
 }
 
 nsc_tensor *nsc_trace_apply(nsc_trace *tr, const char *path, nsc_tensor *x) {

@@ -184,8 +184,17 @@ nsc_tensor *nsc_retain(nsc_tensor *t) {
     return t;
 }
 
+// A pinned tensor (a proxy) keeps the graph's own reference: releases drop
+// every other one, but never that last one (nsci_free_pinned does).
+static bool release_pinned(nsc_tensor *t) {
+    int count = atomic_load(&t->refcount);
+    while (count > 1 && !atomic_compare_exchange_weak(&t->refcount, &count, count - 1)) {
+    }
+    return true;
+}
+
 void nsc_free(nsc_tensor *t) {
-    if (!t || t->pinned || atomic_fetch_sub(&t->refcount, 1) != 1) {
+    if (!t || (t->pinned && release_pinned(t)) || atomic_fetch_sub(&t->refcount, 1) != 1) {
         return;
     }
     if (t->autograd && nsci_hook_table.free_autograd) {

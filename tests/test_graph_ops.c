@@ -41,6 +41,9 @@ static int run_traced(nsc_module *feed, const nsct_case *c, nsc_tensor **got, ch
     for (int k = 0; k < n_out; k++) {
         nsc_save(out[k]);
     }
+    for (int k = 0; k < n_out; k++) {
+        nsc_free(out[k]); // drops the in-place rows' extra reference; the trace keeps its own
+    }
     if (n_out < 0 || nsc_trace_run(tr) != NSC_OK) {
         snprintf(why, why_bytes, "%s", nsc_last_error());
         n_out = -1;

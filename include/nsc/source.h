@@ -125,6 +125,13 @@
 #define nsc_trace_apply(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_apply(__VA_ARGS__))
 #define nsc_trace_apply_n(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_apply_n(__VA_ARGS__))
 #define nsc_trace_call(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_call(__VA_ARGS__))
+#define nsc_trace_stop(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_stop(__VA_ARGS__))
+#define nsc_invoke_skip(...) (nsc_source_mark(__FILE__, __LINE__), nsc_invoke_skip(__VA_ARGS__))
+#define nsc_trace_log(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_log(__VA_ARGS__))
+#define nsc_trace_cache_get(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_cache_get(__VA_ARGS__))
+#define nsc_trace_check(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_check(__VA_ARGS__))
+#define nsc_model_edit(...) (nsc_source_mark(__FILE__, __LINE__), nsc_model_edit(__VA_ARGS__))
+#define nsc_trace_dot(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_dot(__VA_ARGS__))
 
 #endif
 

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nsc/module.h"
 #include "nsc/tensor.h"
@@ -99,6 +100,58 @@ typedef nsc_tensor *(*nsc_graph_fn)(int n, nsc_tensor *const *args, void *ctx);
 nsc_status nsc_function_register(const char *name, nsc_graph_fn fn, void *ctx);
 // A node calling the registered function name on args.
 nsc_tensor *nsc_trace_call(nsc_trace *tr, const char *name, int n, nsc_tensor *const *args);
+
+// --- control ---
+
+// Stops the model's forward right after the call_index-th call of the
+// module at path returns (nnsight's .stop()): modules after it are not
+// called, values saved before it are kept, nodes that needed later points
+// are skipped (reading them is an error).
+nsc_status nsc_trace_stop(nsc_trace *tr, const char *path, int64_t call_index);
+
+// Skips a module: its forward is not run at its call_index-th call and this
+// invoke's rows of its output are value. The forward is skipped when every
+// invoke skips the call; otherwise it runs and the rows are replaced.
+nsc_status nsc_invoke_skip(nsc_invoke *inv, const char *path, int64_t call_index,
+                           nsc_tensor *value);
+
+// Prints "<label>: <value>" when the value is computed (nnsight's log), to
+// the trace's log stream (stderr unless set with nsc_trace_set_log).
+nsc_status nsc_trace_log(nsc_trace *tr, const char *label, nsc_tensor *proxy);
+void nsc_trace_set_log(nsc_trace *tr, FILE *stream);
+
+// Saves the output (and input 0 when inputs) of the first call of every
+// module whose path matches pattern, per dot-separated segment with shell
+// wildcards ("transformer.h.*.attn"; "*" alone matches every module).
+// Returns the number of modules matched, or -1 with an error.
+int64_t nsc_trace_cache(nsc_trace *tr, nsc_invoke *inv, const char *pattern, bool inputs);
+// After the run: the cached value of path for inv (kind OUTPUT or INPUT), a
+// new reference; an error naming the path when it was not cached.
+nsc_tensor *nsc_trace_cache_get(nsc_trace *tr, nsc_invoke *inv, const char *path,
+                                nsc_hook_kind kind);
+
+// Scan: the graph is validated while it is built (every proxy has its shape
+// from the moment it exists). Returns NSC_OK when the graph so far is valid,
+// else the first build error; runs the shape scan if no point was read yet.
+nsc_status nsc_trace_check(nsc_trace *tr);
+
+// --- persistent edits (nnsight's model.edit()) ---
+
+// Adds interventions to every invoke of every later trace of model: fn is
+// called for each invoke when a trace runs, and builds its nodes as user
+// code would. Kept in the model's graph slot until cleared. ctx_free (may be
+// NULL) is called on ctx when the edit is cleared or the model freed.
+typedef nsc_status (*nsc_edit_fn)(nsc_trace *tr, nsc_invoke *inv, void *ctx);
+nsc_status nsc_model_edit(nsc_module *model, nsc_edit_fn fn, void *ctx,
+                          void (*ctx_free)(void *ctx));
+// Removes every edit of model.
+void nsc_model_edit_clear(nsc_module *model);
+
+// --- export ---
+
+// Writes the graph in Graphviz DOT, each node styled by its protocol (the
+// reference protocols.py styles). Returns NSC_OK or an I/O error.
+nsc_status nsc_trace_dot(const nsc_trace *tr, FILE *out);
 
 // --- inspection ---
 
