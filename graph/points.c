@@ -113,6 +113,9 @@ nsc_status nsci_point_add_node(nsci_graph *g, int32_t point, int32_t node) {
 // --- the public calls ---
 
 static nsc_status begin(nsc_invoke *inv, const char *path, nsc_module **m) {
+    if (!inv && nsc_last_status() != NSC_OK) {
+        return nsc_last_status(); // NULL from a failed call flows on: keep its error
+    }
     if (!inv || !path) {
         return nsci_fail(NSC_ERR_ARG, "hook point: invoke or path is NULL");
     }

@@ -62,8 +62,10 @@ void nsc_trace_free(nsc_trace *tr) {
 // --- invokes ---
 
 nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inputs) {
-    if (!tr) {
-        return nsci_fail_null(NSC_ERR_ARG, "trace_invoke: trace is NULL");
+    if (!tr) { // NULL from a failed nsc_trace_new flows on with its error
+        return nsc_last_status() != NSC_OK
+                   ? NULL
+                   : nsci_fail_null(NSC_ERR_ARG, "trace_invoke: trace is NULL");
     }
     if (nsci_graph_check_building(tr) != NSC_OK) {
         return NULL;
@@ -87,6 +89,7 @@ nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inp
     }
     nsc_invoke *inv = nsci_calloc(1, sizeof *inv);
     if (!inv) {
+        nsci_graph_fail(tr, -1, NSC_ERR_OOM); // the trace refuses to run without it
         return NULL;
     }
     inv->trace = tr;
