@@ -7,11 +7,15 @@
 
 // --- parameters and buffers of a tree ---
 
+enum { TENSOR_PATH_BYTES = 1024 };
+
+// Paths are built in fixed buffers, not allocated: an exhausted allocator
+// must not turn a path into "" (optimizers and checkpoints name tensors by it).
 typedef struct tensor_walk {
     bool params;
     int64_t target, seen;
     nsc_tensor *found;
-    nsci_buf path;
+    char path[TENSOR_PATH_BYTES];
 } tensor_walk;
 
 static void walk_tensors(nsc_module *m, const char *prefix, tensor_walk *w) {
@@ -20,16 +24,14 @@ static void walk_tensors(nsc_module *m, const char *prefix, tensor_walk *w) {
     for (int i = 0; i < n && !w->found; i++) {
         if (w->seen++ == w->target) {
             w->found = items[i].tensor;
-            nsci_buf_init(&w->path);
-            nsci_buf_printf(&w->path, "%s%s%s", prefix, *prefix ? "." : "", items[i].name);
+            snprintf(w->path, sizeof w->path, "%s%s%s", prefix, *prefix ? "." : "",
+                     items[i].name);
         }
     }
     for (int i = 0; i < m->n_children && !w->found; i++) {
-        nsci_buf child;
-        nsci_buf_init(&child);
-        nsci_buf_printf(&child, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
-        walk_tensors(m->children[i], child.data ? child.data : "", w);
-        nsci_buf_free(&child);
+        char child[TENSOR_PATH_BYTES];
+        snprintf(child, sizeof child, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
+        walk_tensors(m->children[i], child, w);
     }
 }
 
@@ -44,12 +46,11 @@ static int64_t count_tensors(const nsc_module *m, bool params) {
 // The path is kept per thread until the next call (a fixed buffer, so the
 // allocator's live counts do not include it).
 static nsc_tensor *tensor_at(nsc_module *root, int64_t index, const char **path, bool params) {
-    static _Thread_local char t_path[1024];
+    static _Thread_local char t_path[TENSOR_PATH_BYTES];
     tensor_walk w = { .params = params, .target = index };
     walk_tensors(root, "", &w);
     if (w.found) {
-        snprintf(t_path, sizeof t_path, "%s", w.path.data ? w.path.data : "");
-        nsci_buf_free(&w.path);
+        memcpy(t_path, w.path, sizeof t_path);
         if (path) {
             *path = t_path;
         }
