@@ -411,12 +411,12 @@ Test(gpt2_errors, a_hook_stopping_mid_forward_frees_everything, .init = load, .f
     nsc_tensor *ids = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(2, 6));
     nsc_module *h0 = nsc_module_find(g_model, "transformer.h.0");
     int64_t handle = nsc_module_add_hook(h0, NSC_HOOK_OUTPUT, stop_hook, NULL, NULL);
+    int fired = 0;
     for (int fused = 0; fused < 2; fused++) {
         int64_t handle_q = -1;
         if (!fused) { // the materialized path too
             nsc_module *q = nsc_module_find(g_model, "transformer.h.0.attn.hook_q");
-            int n = 0;
-            handle_q = nsc_module_add_hook(q, NSC_HOOK_OUTPUT, passive_hook, &n, NULL);
+            handle_q = nsc_module_add_hook(q, NSC_HOOK_OUTPUT, passive_hook, &fired, NULL);
         }
         nsc_module_reset_calls(g_model);
         int64_t before = nsct_live_blocks();
@@ -435,6 +435,7 @@ Test(gpt2_errors, a_hook_stopping_mid_forward_frees_everything, .init = load, .f
         nsc_clear_error();
     }
     nsc_module_remove_hook(h0, handle);
+    cr_expect_eq(fired, 1, "the materialized run reached hook_q");
     nsc_free(ids);
 }
 
