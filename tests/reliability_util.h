@@ -19,6 +19,9 @@ typedef struct nsct_oom_op {
     // reference bit for bit. Releases the results either way.
     bool (*verify)(void *ctx);
     void *ctx;
+    // A completed run may keep blocks (it replaced a model's tensors): only
+    // failed runs are held to the live block count.
+    bool keeps_blocks;
 } nsct_oom_op;
 
 typedef struct nsct_oom_result {
@@ -49,6 +52,8 @@ nsct_snapshot nsct_snapshot_take(nsc_module *model);
 // True when every parameter and buffer of model equals the snapshot bit for
 // bit (and still lives in the same place in the tree).
 bool nsct_snapshot_equal(nsc_module *model, const nsct_snapshot *snap);
+// Copies the snapshot's values back into model's tensors (nsc_copy_).
+nsc_status nsct_snapshot_restore(nsc_module *model, const nsct_snapshot *snap);
 void nsct_snapshot_free(nsct_snapshot *snap);
 
 // Computes every module path of the tree once: the paths are cached on first

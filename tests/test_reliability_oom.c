@@ -126,8 +126,10 @@ Test(reliability_oom, op_chain_with_backward) {
     chain ch;
     chain_setup(&ch);
     nsc_tensor *w_before = nsc_clone(ch.w);
-    nsct_oom_op op = { "matmul-add-gelu-layer_norm-softmax-sum+backward", chain_run, chain_verify,
-                       &ch };
+    nsct_oom_op op = { .name = "matmul-add-gelu-layer_norm-softmax-sum+backward",
+                       .run = chain_run,
+                       .verify = chain_verify,
+                       .ctx = &ch };
     nsct_oom_result r = nsct_oom_sweep(&op, MAX_POINTS);
     expect_clean(r, 20);
     cr_expect(nsct_st_equal(ch.w, w_before), "the weights are untouched");
@@ -250,8 +252,10 @@ Test(reliability_oom, trace_with_interventions) {
     cr_assert(trace_run(&t), "reference trace: %s", nsc_last_error());
     memcpy(t.want, t.got, sizeof t.want);
     memset(t.got, 0, sizeof t.got);
-    nsct_oom_op op = { "trace build+run (read, in-place edit, swap, saves)", trace_run,
-                       trace_verify, &t };
+    nsct_oom_op op = { .name = "trace build+run (read, in-place edit, swap, saves)",
+                       .run = trace_run,
+                       .verify = trace_verify,
+                       .ctx = &t };
     nsct_oom_result r = nsct_oom_sweep(&op, MAX_POINTS);
     expect_clean(r, 50);
     cr_expect(nsct_snapshot_equal(t.model, &snap), "the weights are untouched");
@@ -334,7 +338,10 @@ Test(reliability_oom, safetensors_open_and_load_every_tensor) {
     int64_t start = nsct_rel_live_blocks();
     st_case c;
     st_case_make(&c, nsct_st_tmp_path("rel_load"));
-    nsct_oom_op op = { "safetensors open + load 4 tensors", st_load_run, st_load_verify, &c };
+    nsct_oom_op op = { .name = "safetensors open + load 4 tensors",
+                       .run = st_load_run,
+                       .verify = st_load_verify,
+                       .ctx = &c };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), 5);
     for (int i = 0; i < 4; i++) {
         nsc_free(c.want[i]);
@@ -410,7 +417,10 @@ Test(reliability_oom, safetensors_save_keeps_the_old_file) {
     c.tensors[2] = nsc_retain(first.want[2]);
     c.tensors[3] = nsc_scalar(NSC_F64, -2.5);
     nsc_generator_free(gen);
-    nsct_oom_op op = { "safetensors save over an existing file", st_save_run, st_save_verify, &c };
+    nsct_oom_op op = { .name = "safetensors save over an existing file",
+                       .run = st_save_run,
+                       .verify = st_save_verify,
+                       .ctx = &c };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), 1);
     cr_expect_eq(count_temp_files(c.path), 0, "no temporary file is left behind");
     for (int i = 0; i < 4; i++) {
@@ -456,7 +466,10 @@ static bool json_verify(void *ctx) {
 Test(reliability_oom, json_parse) {
     int64_t start = nsct_rel_live_blocks();
     json_case c = { 0 };
-    nsct_oom_op op = { "json parse (nested objects, arrays, escapes)", json_run, json_verify, &c };
+    nsct_oom_op op = { .name = "json parse (nested objects, arrays, escapes)",
+                       .run = json_run,
+                       .verify = json_verify,
+                       .ctx = &c };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), 10);
     cr_expect_eq(nsct_rel_live_blocks(), start);
 }
@@ -495,7 +508,9 @@ Test(reliability_oom, gpt2_config_load) {
     c.want.n_embd = 48, c.want.n_head = 3, c.want.n_layer = 5, c.want.vocab_size = 777;
     c.want.layer_norm_epsilon = 1e-6;
     cr_assert_eq(nsc_gpt2_config_save(&c.want, c.path), NSC_OK, "%s", nsc_last_error());
-    nsct_oom_op op = { "gpt2 config.json load", config_run, config_verify, &c };
+    nsct_oom_op op = {
+        .name = "gpt2 config.json load", .run = config_run, .verify = config_verify, .ctx = &c
+    };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), 10);
     remove(c.path);
     cr_expect_eq(nsct_rel_live_blocks(), start);
@@ -558,7 +573,10 @@ Test(reliability_oom, module_construction) {
     c.n_modules = nsc_module_n_modules(ref);
     nsc_module_free(ref);
     int64_t start = nsct_rel_live_blocks();
-    nsct_oom_op op = { "module construction (7 layer kinds, MLP)", build_run, build_verify, &c };
+    nsct_oom_op op = { .name = "module construction (7 layer kinds, MLP)",
+                       .run = build_run,
+                       .verify = build_verify,
+                       .ctx = &c };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), 30);
     cr_expect_eq(nsct_rel_live_blocks(), start);
     nsct_snapshot_free(&c.want);
@@ -615,7 +633,7 @@ static void forward_sweep(const char *name, nsc_module *model, nsc_tensor *x, bo
     c.got = c.got_grad = NULL;
     nsct_snapshot snap = nsct_snapshot_take(model);
     int64_t start = nsct_rel_live_blocks();
-    nsct_oom_op op = { name, forward_run, forward_verify, &c };
+    nsct_oom_op op = { .name = name, .run = forward_run, .verify = forward_verify, .ctx = &c };
     expect_clean(nsct_oom_sweep(&op, MAX_POINTS), min_points);
     cr_expect_eq(nsct_rel_live_blocks(), start);
     cr_expect(nsct_snapshot_equal(model, &snap), "%s: the parameters are untouched", name);
