@@ -58,7 +58,8 @@ typedef struct nsci_arg {
 typedef enum nsci_node_state {
     NSCI_NODE_PENDING,
     NSCI_NODE_DONE,
-    NSCI_NODE_SKIPPED, // never ran (point not reached, early stop)
+    NSCI_NODE_SKIPPED, // never ran (point not reached, early stop, false condition)
+    NSCI_NODE_WAITING, // executed, its value arrives later (a gradient in backward)
 } nsci_node_state;
 
 struct nsci_gnode {
@@ -82,6 +83,8 @@ struct nsci_gnode {
     int64_t ready_seq;   // hook firing after which all its inputs exist (0: at start)
     int32_t root;        // node whose value's storage this one's value views
     int32_t last_writer; // for roots: the latest in-place write into it, or -1
+    int32_t gate;        // the conditional node gating this one, or -1
+    bool gate_branch;    // the branch it belongs to (true: the if block)
     const char *file;    // user's source position (static strings from __FILE__)
     int line;
     void *payload;                     // protocol data
@@ -101,7 +104,7 @@ typedef struct nsci_point {
     int batch_dim;  // -1: shared by all invokes
     int32_t *nodes; // reads, swaps and stops at this point, in creation order
     int n_nodes, cap_nodes;
-    nsc_tensor *replacement; // run time: the value a swap produced
+    nsc_tensor *live; // run time, gradient traces: the full value the model went on with
 } nsci_point;
 
 // What the META scan saw at one module call.
@@ -157,6 +160,11 @@ struct nsc_trace {
     struct nsci_cache_entry *cache;
     int n_cache, cap_cache;
     bool stopped; // run time: an early stop fired
+    int n_backward;      // backward nodes built so far (passes)
+    int backward_pass;   // run time: the pass running now
+    int32_t blocks[32];  // open conditional blocks (node ids), innermost last
+    bool block_branch[32];
+    int n_blocks;
 };
 
 // One cached module value (nsc_trace_cache).
@@ -226,7 +234,26 @@ nsc_status nsci_batch_inputs(nsci_graph *g, nsc_device device, int *n_inputs,
 // hook-point value or an in-place write against earlier readers.
 nsc_status nsci_order_node(nsci_graph *g, int32_t id);
 
+// --- conditionals (protocols/conditional.c) ---
+
+// Gates node id by the innermost open block (called by nsci_node_add).
+nsc_status nsci_gate_node(nsci_graph *g, int32_t id);
+// A gated node about to run: true when its block's branch was taken.
+bool nsci_gate_open(nsci_graph *g, const nsci_gnode *n);
+
+// --- gradients (protocols/grad.c) ---
+
+// Called at a hook-point firing in a gradient trace: makes the point's value
+// part of the tape (a non-leaf requiring grad) so gradients reach it.
+nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **value);
+
 // --- running (graph/run.c) ---
+
+// Marks n skipped (a false condition): its args are released at once, value
+// consumers are skipped too, ordering consumers released.
+nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n);
+// Wakes n's consumers after n got its values.
+nsc_status nsci_wake_consumers(nsci_graph *g, nsci_gnode *n);
 
 // Sets node id's output k to value (retained) and wakes its consumers.
 void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value);

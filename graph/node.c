@@ -95,6 +95,7 @@ int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
     n->point = n->invoke = -1;
     n->root = id;
     n->last_writer = -1;
+    n->gate = -1;
     n->file = nsci_source_file();
     n->line = nsci_source_line();
     n->n_args = n_args;
@@ -112,6 +113,9 @@ int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
         }
     }
     g->n_nodes++;
+    if (g->n_blocks > 0 && nsci_protocols[protocol]->condition && nsci_gate_node(g, id) != NSC_OK) {
+        return -1;
+    }
     return id;
 }
 

@@ -108,7 +108,7 @@ void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value) {
 }
 
 // After n has its values: wake the consumers whose last missing arg this was.
-static nsc_status wake_consumers(nsci_graph *g, nsci_gnode *n) {
+nsc_status nsci_wake_consumers(nsci_graph *g, nsci_gnode *n) {
     for (int c = 0; c < n->n_consumers; c++) {
         nsci_gnode *consumer = &g->nodes[n->consumers[c]];
         if (--consumer->missing == 0 && consumer->state == NSCI_NODE_PENDING &&
@@ -143,6 +143,12 @@ nsc_status nsci_run_ready(nsci_graph *g) {
         if (n->state != NSCI_NODE_PENDING) {
             continue;
         }
+        if (n->gate >= 0 && !nsci_gate_open(g, n)) {
+            if (nsci_node_skip(g, n) != NSC_OK) {
+                return nsc_last_status();
+            }
+            continue;
+        }
         nsc_status status = nsci_protocols[n->protocol]->execute(g, n);
         if (status != NSC_OK) {
             char what[512];
@@ -150,16 +156,46 @@ nsc_status nsci_run_ready(nsci_graph *g) {
             nsci_error_context("while running %s", what);
             return status;
         }
-        n->state = NSCI_NODE_DONE;
         if (n->protocol != NSCI_PROTO_lock) { // a lock never lets go of its argument
             release_args(g, n);
         }
-        bool applied_later = n->protocol == NSCI_PROTO_swap || n->protocol == NSCI_PROTO_skip;
+        if (n->state == NSCI_NODE_WAITING) {
+            continue; // its value arrives later (a gradient): consumers wake then
+        }
+        n->state = NSCI_NODE_DONE;
+        bool applied_later = n->protocol == NSCI_PROTO_swap || n->protocol == NSCI_PROTO_skip ||
+                             n->protocol == NSCI_PROTO_grad_swap;
         if (n->remaining == 0 && !n->saved && !applied_later) {
             drop_values(g, n);
         }
-        if (wake_consumers(g, n) != NSC_OK) {
+        if (nsci_wake_consumers(g, n) != NSC_OK) {
             return NSC_ERR_OOM;
+        }
+    }
+    return NSC_OK;
+}
+
+nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n) {
+    if (n->state != NSCI_NODE_PENDING) {
+        return NSC_OK;
+    }
+    n->state = NSCI_NODE_SKIPPED;
+    release_args(g, n); // everything it would have consumed goes at once
+    for (int c = 0; c < n->n_consumers; c++) {
+        nsci_gnode *consumer = &g->nodes[n->consumers[c]];
+        bool ordering_only = true;
+        for (int a = 0; a < consumer->n_args; a++) {
+            if (consumer->args[a].node == n->id && consumer->args[a].output >= 0) {
+                ordering_only = false;
+            }
+        }
+        if (!ordering_only) {
+            if (nsci_node_skip(g, consumer) != NSC_OK) { // its input will never exist
+                return nsc_last_status();
+            }
+        } else if (--consumer->missing == 0 && consumer->state == NSCI_NODE_PENDING &&
+                   executes(consumer) && push_ready(g, consumer->id) != NSC_OK) {
+            return NSC_ERR_OOM; // a skipped write no longer holds its readers back
         }
     }
     return NSC_OK;
@@ -189,7 +225,7 @@ static nsc_status deliver_point(nsci_graph *g, nsci_point *p, nsc_tensor *full) 
         if (n->remaining == 0 && !n->saved) {
             drop_values(g, n);
         }
-        if (wake_consumers(g, n) != NSC_OK) {
+        if (nsci_wake_consumers(g, n) != NSC_OK) {
             return NSC_ERR_OOM;
         }
     }
@@ -271,31 +307,79 @@ static bool stops_here(nsci_graph *g, const nsci_point *p) {
     return false;
 }
 
-static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n_values,
-                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
-    nsci_graph *g = ctx;
+static bool fires(const nsci_point *p, nsc_module *m, nsc_hook_kind kind, int64_t call_index) {
+    return p->module == m && p->kind == kind && p->call_index == call_index;
+}
+
+// Delivers each point's value (made part of the tape first in gradient
+// traces, the model then going on with that value) to its reads.
+static nsc_status deliver_reads(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
+                                int64_t call_index, int n_values, nsc_tensor *const *values,
+                                nsc_tensor **cur, nsc_tensor **replace) {
     for (int i = 0; i < g->n_points; i++) {
         nsci_point *p = &g->points[i];
-        if (p->module == m && p->kind == kind && p->call_index == call_index &&
-            p->index < n_values && values[p->index] &&
-            deliver_point(g, p, values[p->index]) != NSC_OK) {
+        if (!fires(p, m, kind, call_index) || p->index >= n_values || !cur[p->index]) {
+            continue;
+        }
+        if (g->needs_grad && nsci_grad_track_point(g, p, &cur[p->index]) != NSC_OK) {
+            return nsc_last_status();
+        }
+        if (cur[p->index] != values[p->index] && !replace[p->index]) {
+            replace[p->index] = nsc_retain(cur[p->index]);
+        }
+        if (deliver_point(g, p, cur[p->index]) != NSC_OK) {
             return nsc_last_status();
         }
     }
-    nsc_status status = nsci_run_ready(g);
-    bool stop = false;
+    return NSC_OK;
+}
+
+// Skips, replacements and stops at the points firing now.
+static nsc_status apply_writes(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
+                               int64_t call_index, int n_values, nsc_tensor **cur,
+                               nsc_tensor **replace, bool *stop) {
+    nsc_status status = NSC_OK;
     for (int i = 0; i < g->n_points && status == NSC_OK; i++) {
         nsci_point *p = &g->points[i];
-        if (p->module != m || p->kind != kind || p->call_index != call_index) {
+        if (!fires(p, m, kind, call_index)) {
             continue;
         }
         if (kind == NSC_HOOK_INPUT && p->index == 0) {
             status = try_skip(g, p);
         }
-        if (status == NSC_OK && p->index < n_values && values[p->index]) {
-            status = apply_swaps(g, p, values[p->index], &replace[p->index]);
+        if (status == NSC_OK && p->index < n_values && cur[p->index]) {
+            nsc_tensor *swapped = NULL;
+            status = apply_swaps(g, p, cur[p->index], &swapped);
+            if (swapped) {
+                nsc_free(replace[p->index]);
+                replace[p->index] = swapped;
+            }
         }
-        stop |= kind == NSC_HOOK_OUTPUT && stops_here(g, p);
+        *stop |= kind == NSC_HOOK_OUTPUT && stops_here(g, p);
+    }
+    return status;
+}
+
+static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n_values,
+                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    nsci_graph *g = ctx;
+    nsc_tensor *cur[NSCI_MAX_MODULE_INPUTS] = { 0 };
+    n_values = NSCI_MIN(n_values, NSCI_MAX_MODULE_INPUTS);
+    for (int k = 0; k < n_values; k++) {
+        cur[k] = values[k];
+    }
+    bool stop = false;
+    nsc_status status = deliver_reads(g, m, kind, call_index, n_values, values, cur, replace);
+    if (status == NSC_OK) {
+        status = nsci_run_ready(g);
+    }
+    if (status == NSC_OK) {
+        status = apply_writes(g, m, kind, call_index, n_values, cur, replace, &stop);
+    }
+    for (int k = 0; k < n_values; k++) {
+        if (cur[k] != values[k]) {
+            nsc_free(cur[k]); // the model holds its own reference through replace[k]
+        }
     }
     if (status == NSC_OK && stop) {
         g->stopped = true;
@@ -378,7 +462,7 @@ static nsc_status forward(nsci_graph *g) {
 static void finish(nsci_graph *g) {
     for (int32_t i = 0; i < g->n_nodes; i++) {
         nsci_gnode *n = &g->nodes[i];
-        if (n->state == NSCI_NODE_PENDING) {
+        if (n->state == NSCI_NODE_PENDING || n->state == NSCI_NODE_WAITING) {
             n->state = NSCI_NODE_SKIPPED;
         }
         if (!n->saved) {
@@ -386,6 +470,10 @@ static void finish(nsci_graph *g) {
         }
     }
     g->n_ready = 0;
+    for (int i = 0; i < g->n_points; i++) {
+        nsc_free(g->points[i].live);
+        g->points[i].live = NULL;
+    }
     nsc_module_reset_calls(g->model);
 }
 

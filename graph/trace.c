@@ -41,7 +41,7 @@ void nsc_trace_free(nsc_trace *tr) {
     }
     for (int i = 0; i < tr->n_points; i++) {
         nsci_free(tr->points[i].nodes);
-        nsc_free(tr->points[i].replacement);
+        nsc_free(tr->points[i].live);
     }
     for (int i = 0; i < tr->n_invokes; i++) {
         for (int k = 0; k < tr->invokes[i]->n_inputs; k++) {

@@ -132,6 +132,12 @@
 #define nsc_trace_check(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_check(__VA_ARGS__))
 #define nsc_model_edit(...) (nsc_source_mark(__FILE__, __LINE__), nsc_model_edit(__VA_ARGS__))
 #define nsc_trace_dot(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_dot(__VA_ARGS__))
+#define nsc_trace_backward(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_backward(__VA_ARGS__))
+#define nsc_proxy_grad(...) (nsc_source_mark(__FILE__, __LINE__), nsc_proxy_grad(__VA_ARGS__))
+#define nsc_proxy_set_grad(...) (nsc_source_mark(__FILE__, __LINE__), nsc_proxy_set_grad(__VA_ARGS__))
+#define nsc_trace_if(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_if(__VA_ARGS__))
+#define nsc_trace_else(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_else(__VA_ARGS__))
+#define nsc_trace_end(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_end(__VA_ARGS__))
 
 #endif
 

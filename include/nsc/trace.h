@@ -153,6 +153,35 @@ void nsc_model_edit_clear(nsc_module *model);
 // reference protocols.py styles). Returns NSC_OK or an I/O error.
 nsc_status nsc_trace_dot(const nsc_trace *tr, FILE *out);
 
+// --- gradients (issue 8; nnsight's .grad and loss.backward()) ---
+
+// Back-propagates from loss (a one-element proxy) as a node; one backward
+// covers the whole batch of every invoke. The forward records the tape only
+// when the graph holds gradient or backward nodes. Returns a proxy of loss
+// itself that exists after the backward (later nodes that depend on it run
+// after it, e.g. an optimizer step).
+nsc_tensor *nsc_trace_backward(nsc_tensor *loss, bool retain_graph);
+
+// A proxy for the gradient of proxy's value in the next backward traced
+// after this call (g1 from pass 0, then g2 from pass 1 with retain_graph).
+// For a hook-point read it is the gradient with respect to the module's
+// value (this invoke's rows). Read it, save it, or edit it in place: the
+// edit flows on to earlier layers and leaves.
+nsc_tensor *nsc_proxy_grad(nsc_tensor *proxy);
+// Replaces that gradient with value (same shape) for everything upstream.
+nsc_status nsc_proxy_set_grad(nsc_tensor *proxy, nsc_tensor *value);
+
+// --- conditionals ---
+
+// Nodes created until the matching nsc_trace_end run only if cond (a
+// one-element proxy or tensor; reduce with nsc_all/nsc_any) is true at run
+// time; nsc_trace_else switches to the false branch. Nestable. A block that
+// does not run releases everything it would have consumed; hook-point reads
+// inside a block are not gated (their values exist either way).
+nsc_status nsc_trace_if(nsc_trace *tr, nsc_tensor *cond);
+nsc_status nsc_trace_else(nsc_trace *tr);
+nsc_status nsc_trace_end(nsc_trace *tr);
+
 // --- inspection ---
 
 // Number of nodes in the trace's graph.
