@@ -176,6 +176,32 @@ static bool any_requires_grad(const nsci_call *c) {
     return false;
 }
 
+// Every output's element count must fit int64, and an allocated output's
+// byte count size_t: an expand or a broadcast of huge sizes would otherwise
+// give a numel that wraps, and a data allocation smaller than the tensor.
+static nsc_status check_output_sizes(const nsci_call *c) {
+    for (int i = 0; i < c->n_out; i++) {
+        const nsci_meta *m = &c->meta[i];
+        bool allocated = !m->is_view && !(i == 0 && (c->def->flags & NSCI_OP_INPLACE));
+        int64_t n = 1;
+        size_t bytes;
+        bool overflow = false;
+        for (int d = 0; d < m->ndim && !overflow; d++) {
+            overflow = nsci_mul_overflows(n, m->shape[d], &n);
+        }
+        overflow = overflow || (allocated && __builtin_mul_overflow(
+                                                 (size_t)n, nsc_dtype_size(m->dtype), &bytes));
+        if (overflow) {
+            char buf[160];
+            return nsci_call_fail(c, NSC_ERR_SHAPE, "output %d of shape %s: %s", i,
+                                  nsci_shape_str(buf, sizeof buf, m->ndim, m->shape),
+                                  allocated ? "its byte count overflows size_t"
+                                            : "its element count overflows int64");
+        }
+    }
+    return NSC_OK;
+}
+
 nsc_status nsci_dispatch(nsci_call *c) {
     c->def = nsci_op_defs[c->op];
     const nsci_op_def *def = c->def;
@@ -201,6 +227,9 @@ nsc_status nsci_dispatch(nsci_call *c) {
         any_proxy |= c->in[i]->proxy != NULL;
     }
     nsc_status status = def->infer(c);
+    if (status == NSC_OK) {
+        status = check_output_sizes(c);
+    }
     if (status != NSC_OK) {
         if (any_proxy && nsci_hook_table.proxy_error) {
             nsci_hook_table.proxy_error(c);

@@ -133,7 +133,12 @@ nsc_status nsci_tensor_alloc_data(nsc_tensor *t) {
     if (t->device == NSC_META) {
         return NSC_OK;
     }
-    size_t bytes = (size_t)nsci_numel(t->ndim, t->shape) * nsc_dtype_size(t->dtype);
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)nsci_numel(t->ndim, t->shape), nsc_dtype_size(t->dtype),
+                               &bytes)) {
+        return nsci_fail(NSC_ERR_SHAPE, "allocating %lld elements of %s: the byte count overflows",
+                         (long long)nsci_numel(t->ndim, t->shape), nsc_dtype_name(t->dtype));
+    }
     t->storage = storage_new(t->device, bytes);
     return t->storage ? NSC_OK : nsc_last_status();
 }
