@@ -14,6 +14,7 @@
 
 #include "nsc/ops_attention.h"
 #include "tensor/gemm_impl.h"
+#include "tensor/reduce.h"
 
 enum {
     QBLOCK = 64
@@ -92,43 +93,68 @@ typedef struct attention_job {
 
 // The masked softmax of one score row, in place over x[0..s). Keys up to
 // limit (inclusive) are candidates; masked ones get the dtype's lowest value
-// added, as Hugging Face's additive mask, so they weigh exactly 0 unless no
-// key is allowed, when every one of the s keys weighs 1/s. Returns the number
+// added, as Hugging Face's additive mask, so they weigh 0 unless no key is
+// allowed, when every one of the s keys weighs 1/s. Each returns the number
 // of leading columns that carry weight.
-#define SOFTMAX_ROW(NAME, TYPE, LOWEST, EXP)                                                       \
-    static int64_t NAME(TYPE *x, int64_t s, int64_t limit, const uint8_t *keep, TYPE scale) {      \
-        bool any = false;                                                                          \
-        for (int64_t j = 0; j <= limit; j++) {                                                     \
-            any |= !keep || keep[j];                                                               \
+
+// Scales x[0..limit] and adds the mask; false (x = 1/s everywhere) when no
+// key may be attended.
+#define MASK_ROW(NAME, TYPE, LOWEST)                                                               \
+    static bool NAME(TYPE *x, int64_t s, int64_t limit, const uint8_t *keep, TYPE scale) {         \
+        bool any = !keep;                                                                          \
+        for (int64_t j = 0; keep && j <= limit; j++) {                                             \
+            any |= keep[j] != 0;                                                                   \
         }                                                                                          \
         if (!any) {                                                                                \
             for (int64_t j = 0; j < s; j++) {                                                      \
                 x[j] = (TYPE)1 / (TYPE)s;                                                          \
             }                                                                                      \
-            return s;                                                                              \
+            return false;                                                                          \
         }                                                                                          \
-        TYPE max = LOWEST;                                                                         \
         for (int64_t j = 0; j <= limit; j++) {                                                     \
-            x[j] = x[j] * scale + ((!keep || keep[j]) ? (TYPE)0 : LOWEST);                         \
-            max = x[j] > max ? x[j] : max;                                                         \
+            x[j] *= scale;                                                                         \
         }                                                                                          \
-        TYPE sum = 0;                                                                              \
-        for (int64_t j = 0; j <= limit; j++) {                                                     \
-            x[j] = EXP(x[j] - max);                                                                \
-            sum += x[j];                                                                           \
-        }                                                                                          \
-        TYPE inv = (TYPE)1 / sum;                                                                  \
-        for (int64_t j = 0; j <= limit; j++) {                                                     \
-            x[j] *= inv;                                                                           \
+        for (int64_t j = 0; keep && j <= limit; j++) {                                             \
+            x[j] += keep[j] ? (TYPE)0 : LOWEST;                                                    \
         }                                                                                          \
         for (int64_t j = limit + 1; j < s; j++) {                                                  \
             x[j] = 0;                                                                              \
         }                                                                                          \
-        return limit + 1;                                                                          \
+        return true;                                                                               \
     }
 
-SOFTMAX_ROW(softmax_row_f32, float, -FLT_MAX, expf)
-SOFTMAX_ROW(softmax_row_f64, double, -DBL_MAX, exp)
+MASK_ROW(mask_row_f32, float, -FLT_MAX)
+MASK_ROW(mask_row_f64, double, -DBL_MAX)
+
+// f32: softmax's vectorized rows (tensor/op_reduce_vec.c), in place.
+static int64_t softmax_row_f32(float *x, int64_t s, int64_t limit, const uint8_t *keep,
+                               float scale) {
+    if (!mask_row_f32(x, s, limit, keep, scale)) {
+        return s;
+    }
+    nsci_softmax_job job = { .a = (const char *)x, .out = (char *)x, .k = limit + 1, .inner = 1 };
+    nsci_softmax_rows_f32(&job, 0, 1);
+    return limit + 1;
+}
+
+static int64_t softmax_row_f64(double *x, int64_t s, int64_t limit, const uint8_t *keep,
+                               double scale) {
+    if (!mask_row_f64(x, s, limit, keep, scale)) {
+        return s;
+    }
+    double max = -DBL_MAX, sum = 0;
+    for (int64_t j = 0; j <= limit; j++) {
+        max = x[j] > max ? x[j] : max;
+    }
+    for (int64_t j = 0; j <= limit; j++) {
+        x[j] = exp(x[j] - max);
+        sum += x[j];
+    }
+    for (int64_t j = 0; j <= limit; j++) {
+        x[j] /= sum;
+    }
+    return limit + 1;
+}
 
 // A GEMM over one (batch, head): C[m, n] = A[m, k] B[k, n] with strides.
 static nsc_status block_gemm(nsc_dtype dtype, int64_t m, int64_t n, int64_t k, const char *a,

@@ -4,6 +4,7 @@
 // attention paths, a META forward that learns every hook point's shape,
 // input errors, an early stop from a hook, and out-of-memory sweeps.
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -502,4 +503,77 @@ Test(gpt2, new_initializes_as_hugging_face) {
     cr_expect_null(nsc_gpt2_new(&c, NULL));
     cr_expect(strstr(nsc_last_error(), "n_head = 5"), "%s", nsc_last_error());
     cr_expect_eq(nsct_live_blocks(), before);
+}
+
+Test(gpt2, training_mode_uses_dropout_and_repeats_for_a_seed) {
+    nsc_gpt2_config c = nsc_gpt2_config_default();
+    c.n_layer = 2, c.n_head = 2, c.n_embd = 32, c.vocab_size = 50, c.n_positions = 16;
+    nsc_generator *gen = nsc_generator_new(3);
+    nsc_module *m = nsc_gpt2_new(&c, gen);
+    nsc_tensor *ids = nsc_randint(gen, 0, 50, NSC_SHAPE(2, 8));
+    nsc_tensor *eval = call3(m, ids, NULL, NULL);
+    nsc_module_train(m, true);
+    nsc_module_requires_grad_(m, true);
+    nsc_manual_seed(21);
+    nsc_tensor *a = call3(m, ids, NULL, NULL);
+    nsc_manual_seed(21);
+    nsc_tensor *b = call3(m, ids, NULL, NULL);
+    cr_assert(a && b, "%s", nsc_last_error());
+    cr_expect_not(nsc_allclose(a, eval, 1e-4, 1e-4, false), "dropout changed the logits");
+    expect_close(a, b, TOL_EXACT, "the same seed, the same masks");
+    nsc_tensor *loss = lm_loss(a, ids);
+    cr_expect_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *g =
+        nsc_tensor_get_grad(nsc_module_find_tensor(m, "transformer.h.1.attn.c_attn.weight"));
+    cr_expect(g != NULL, "gradients through the materialized attention with dropout");
+    nsc_tensor *temps[] = { ids, eval, a, b, loss };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(temps[i]);
+    }
+    nsc_module_free(m);
+    nsc_generator_free(gen);
+}
+
+// --- the fused op's argument checks ---
+
+static void expect_attention_error(nsc_tensor *q, nsc_tensor *k, nsc_tensor *v, nsc_tensor *mask,
+                                   bool causal, nsc_status status, const char *text) {
+    int64_t before = nsct_live_blocks();
+    nsc_tensor *out = nsc_attention(q, k, v, mask, 0.5, causal);
+    cr_expect_null(out);
+    cr_expect_eq(nsc_last_status(), status, "%s", nsc_last_error());
+    cr_expect(strstr(nsc_last_error(), text), "\"%s\" lacks \"%s\"", nsc_last_error(), text);
+    cr_expect_eq(nsct_live_blocks(), before);
+    nsc_clear_error();
+}
+
+Test(attention, bad_arguments_fail_clearly) {
+    nsc_tensor *q = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 4, 8));
+    nsc_tensor *k = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 6, 8));
+    nsc_tensor *k64 = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(2, 3, 6, 8));
+    nsc_tensor *k_short = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 2, 8));
+    nsc_tensor *k_wide = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 6, 7));
+    nsc_tensor *q3 = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4, 8));
+    nsc_tensor *mask = nsc_ones(NSC_BOOL, NSC_CPU, NSC_SHAPE(2, 5));
+    nsc_tensor *ids = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(2, 3, 4, 8));
+    expect_attention_error(q, k64, k, NULL, true, NSC_ERR_DTYPE, "expected one of f32, f64");
+    expect_attention_error(ids, ids, ids, NULL, true, NSC_ERR_DTYPE, "i64");
+    expect_attention_error(q3, k, k, NULL, true, NSC_ERR_SHAPE, "expected q [B,H,T,D]");
+    expect_attention_error(q, k_wide, k, NULL, true, NSC_ERR_SHAPE, "one B, H, S and D");
+    expect_attention_error(q, k_short, k_short, NULL, true, NSC_ERR_SHAPE, "at least as many keys");
+    expect_attention_error(q, k, k, mask, true, NSC_ERR_SHAPE, "mask: expected [B, S] = [2, 6]");
+    nsc_tensor *ok = nsc_attention(q, k_short, k_short, NULL, 0.5, false);
+    cr_expect(ok && nsc_tensor_size(ok, 1) == 4 && nsc_tensor_size(ok, 2) == 3,
+              "non-causal: any key count; out [B, T, H, Dv]");
+    cr_expect_null(nsc_attention_bias(mask, 4, 6, true, NSC_F32, NSC_CPU));
+    cr_expect_null(nsc_attention_bias(NULL, 4, 3, true, NSC_F32, NSC_CPU));
+    cr_expect_null(nsc_attention_bias(NULL, 4, 6, true, NSC_I64, NSC_CPU));
+    nsc_tensor *bias = nsc_attention_bias(NULL, 2, 3, true, NSC_F32, NSC_CPU);
+    const float *bv = nsc_tensor_data(bias);
+    cr_expect(bv[0] == 0 && bv[1] == 0 && bv[2] == -FLT_MAX && bv[5] == 0,
+              "query 0 sees keys 0..1, query 1 all three");
+    nsc_tensor *temps[] = { q, k, k64, k_short, k_wide, q3, mask, ids, ok, bias };
+    for (int i = 0; i < 10; i++) {
+        nsc_free(temps[i]);
+    }
 }
