@@ -113,6 +113,10 @@ static void print_dim(FILE *f, const nsc_tensor *t, int d, int64_t index, int in
 }
 
 void nsc_tensor_print(nsc_tensor *t, FILE *f) {
+    if (!f) {
+        nsci_fail(NSC_ERR_ARG, "tensor_print: stream is NULL");
+        return;
+    }
     if (!t) {
         fprintf(f, "tensor(NULL)\n");
         return;

@@ -57,6 +57,9 @@ void nsc_generator_free(nsc_generator *gen) {
 }
 
 uint32_t nsc_generator_next_u32(nsc_generator *g) {
+    if (!g) { // as the creation functions: NULL draws from the thread's default
+        g = nsc_generator_default();
+    }
     if (g->used == 4) {
         philox_block(g->key, g->counter, g->block);
         for (int i = 0; i < 4 && ++g->counter[i] == 0; i++) {

@@ -221,51 +221,69 @@ void nsci_free_pinned(nsc_tensor *t) {
 }
 
 // --- accessors ---
+// A NULL tensor (the result of a failed call) gives a neutral value and
+// records NSC_ERR_ARG, unless an earlier error is already recorded.
+
+static bool is_null(const nsc_tensor *t, const char *fn) {
+    if (t) {
+        return false;
+    }
+    if (nsc_last_status() == NSC_OK) {
+        nsci_fail(NSC_ERR_ARG, "%s: tensor is NULL", fn);
+    }
+    return true;
+}
 
 int nsc_tensor_ndim(const nsc_tensor *t) {
-    return t->ndim;
+    return is_null(t, "tensor_ndim") ? -1 : t->ndim;
 }
 
 int64_t nsc_tensor_size(const nsc_tensor *t, int dim) {
+    if (is_null(t, "tensor_size")) {
+        return -1;
+    }
     int d = nsci_wrap_dim(dim, t->ndim);
     return (d < 0 || t->ndim == 0) ? -1 : t->shape[d];
 }
 
 const int64_t *nsc_tensor_shape(const nsc_tensor *t) {
-    return t->shape;
+    return is_null(t, "tensor_shape") ? NULL : t->shape;
 }
 
 int64_t nsc_tensor_stride(const nsc_tensor *t, int dim) {
+    if (is_null(t, "tensor_stride")) {
+        return -1;
+    }
     int d = nsci_wrap_dim(dim, t->ndim);
     return (d < 0 || t->ndim == 0) ? -1 : t->stride[d];
 }
 
 const int64_t *nsc_tensor_strides(const nsc_tensor *t) {
-    return t->stride;
+    return is_null(t, "tensor_strides") ? NULL : t->stride;
 }
 
 int64_t nsc_tensor_offset(const nsc_tensor *t) {
-    return t->offset;
+    return is_null(t, "tensor_offset") ? -1 : t->offset;
 }
 
 int64_t nsc_tensor_numel(const nsc_tensor *t) {
-    return nsci_numel(t->ndim, t->shape);
+    return is_null(t, "tensor_numel") ? -1 : nsci_numel(t->ndim, t->shape);
 }
 
 nsc_dtype nsc_tensor_dtype(const nsc_tensor *t) {
-    return (nsc_dtype)t->dtype;
+    return is_null(t, "tensor_dtype") ? NSC_N_DTYPES : (nsc_dtype)t->dtype;
 }
 
 nsc_device nsc_tensor_device(const nsc_tensor *t) {
-    return (nsc_device)t->device;
+    return is_null(t, "tensor_device") ? NSC_N_DEVICES : (nsc_device)t->device;
 }
 
 nsc_device nsc_tensor_target_device(const nsc_tensor *t) {
-    return (nsc_device)t->target_device;
+    return is_null(t, "tensor_target_device") ? NSC_N_DEVICES : (nsc_device)t->target_device;
 }
 
 bool nsc_tensor_is_contiguous(const nsc_tensor *t) {
-    return nsci_is_contiguous(t);
+    return is_null(t, "tensor_is_contiguous") ? false : nsci_is_contiguous(t);
 }
 
 bool nsc_tensor_shares_storage(const nsc_tensor *a, const nsc_tensor *b) {

@@ -100,7 +100,10 @@ nsc_tensor *nsc_retain(nsc_tensor *t);
 // Drops a reference; the last one frees the tensor. Accepts NULL.
 void nsc_free(nsc_tensor *t);
 
-// --- accessors (t borrowed; t must not be NULL) ---
+// --- accessors (t borrowed) ---
+// A NULL t (a failed call's result) gives -1 (sizes, counts, offset), NULL
+// (arrays), false, NSC_N_DTYPES or NSC_N_DEVICES, and records NSC_ERR_ARG
+// unless an earlier error is already recorded.
 
 int nsc_tensor_ndim(const nsc_tensor *t);
 // Size of dim (negative counts from the end); -1 for a bad dim.
@@ -149,7 +152,7 @@ bool nsc_allclose(nsc_tensor *a, nsc_tensor *b, double rtol, double atol, bool e
 // machine. Caller frees with nsc_generator_free.
 nsc_generator *nsc_generator_new(uint64_t seed);
 void nsc_generator_free(nsc_generator *gen);
-// Next raw 32-bit word.
+// Next raw 32-bit word (gen NULL: the calling thread's default generator).
 uint32_t nsc_generator_next_u32(nsc_generator *gen);
 // The calling thread's default generator (seed 0 until nsc_manual_seed). Borrowed.
 nsc_generator *nsc_generator_default(void);
