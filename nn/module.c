@@ -250,17 +250,29 @@ nsc_status nsc_module_set_tensor(nsc_module *m, const char *name, nsc_tensor *t)
 }
 
 // --- accessors ---
+// A NULL module (a failed call's result) gives NULL, 0 or false and records
+// NSC_ERR_ARG, unless an earlier error is already recorded.
+
+static bool is_null(const nsc_module *m, const char *fn) {
+    if (m) {
+        return false;
+    }
+    if (nsc_last_status() == NSC_OK) {
+        nsci_fail(NSC_ERR_ARG, "%s: module is NULL", fn);
+    }
+    return true;
+}
 
 const char *nsc_module_name(const nsc_module *m) {
-    return m->name;
+    return is_null(m, "module_name") ? NULL : m->name;
 }
 
 const char *nsc_module_type(const nsc_module *m) {
-    return m->type;
+    return is_null(m, "module_type") ? NULL : m->type;
 }
 
 nsc_module *nsc_module_parent(const nsc_module *m) {
-    return m->parent;
+    return is_null(m, "module_parent") ? NULL : m->parent;
 }
 
 nsc_module *nsc_module_child(const nsc_module *m, const char *name) {
@@ -279,10 +291,13 @@ nsc_tensor *nsc_module_buffer(const nsc_module *m, const char *name) {
 }
 
 void *nsc_module_state(const nsc_module *m) {
-    return m->state;
+    return is_null(m, "module_state") ? NULL : m->state;
 }
 
 const char *nsc_module_path(const nsc_module *m) {
+    if (is_null(m, "module_path")) {
+        return NULL;
+    }
     nsc_module *mm = (nsc_module *)m; // the cache is logically const
     if (mm->path) {
         return mm->path;
@@ -350,6 +365,9 @@ static void walk_modules(nsc_module *m, walk *w) {
 }
 
 int64_t nsc_module_n_modules(nsc_module *root) {
+    if (is_null(root, "module_n_modules")) {
+        return 0;
+    }
     int64_t n = 1;
     for (int i = 0; i < root->n_children; i++) {
         n += nsc_module_n_modules(root->children[i]);
@@ -358,12 +376,18 @@ int64_t nsc_module_n_modules(nsc_module *root) {
 }
 
 nsc_module *nsc_module_at(nsc_module *root, int64_t index) {
+    if (is_null(root, "module_at")) {
+        return NULL;
+    }
     walk w = { index, 0, NULL };
     walk_modules(root, &w);
     return w.found;
 }
 
 void nsc_module_train(nsc_module *m, bool training) {
+    if (is_null(m, "module_train")) {
+        return;
+    }
     m->training = training;
     for (int i = 0; i < m->n_children; i++) {
         nsc_module_train(m->children[i], training);
@@ -371,5 +395,5 @@ void nsc_module_train(nsc_module *m, bool training) {
 }
 
 bool nsc_module_is_training(const nsc_module *m) {
-    return m->training;
+    return is_null(m, "module_is_training") ? false : m->training;
 }

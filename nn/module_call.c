@@ -35,7 +35,22 @@ static void walk_tensors(nsc_module *m, const char *prefix, tensor_walk *w) {
     }
 }
 
+// A NULL module (a failed call's result) gives NULL, 0, -1 or an error
+// status and records NSC_ERR_ARG, unless an earlier error is recorded.
+static bool is_null(const nsc_module *m, const char *fn) {
+    if (m) {
+        return false;
+    }
+    if (nsc_last_status() == NSC_OK) {
+        nsci_fail(NSC_ERR_ARG, "%s: module is NULL", fn);
+    }
+    return true;
+}
+
 static int64_t count_tensors(const nsc_module *m, bool params) {
+    if (is_null(m, params ? "module_n_params" : "module_n_buffers")) {
+        return 0;
+    }
     int64_t n = params ? m->n_params : m->n_buffers;
     for (int i = 0; i < m->n_children; i++) {
         n += count_tensors(m->children[i], params);
@@ -47,6 +62,9 @@ static int64_t count_tensors(const nsc_module *m, bool params) {
 // allocator's live counts do not include it).
 static nsc_tensor *tensor_at(nsc_module *root, int64_t index, const char **path, bool params) {
     static _Thread_local char t_path[TENSOR_PATH_BYTES];
+    if (is_null(root, params ? "module_param_at" : "module_buffer_at")) {
+        return NULL;
+    }
     tensor_walk w = { .params = params, .target = index };
     walk_tensors(root, "", &w);
     if (w.found) {
@@ -115,6 +133,9 @@ int64_t nsc_module_param_count(nsc_module *root) {
 }
 
 nsc_status nsc_module_requires_grad_(nsc_module *m, bool requires_grad) {
+    if (is_null(m, "module_requires_grad_")) {
+        return nsc_last_status();
+    }
     for (int i = 0; i < m->n_params; i++) {
         if (nsc_requires_grad_(m->params[i].tensor, requires_grad) != NSC_OK) {
             nsci_error_context("parameter %s.%s", nsc_module_path(m), m->params[i].name);
@@ -326,10 +347,13 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
 }
 
 int64_t nsc_module_call_count(const nsc_module *m) {
-    return m->call_count;
+    return is_null(m, "module_call_count") ? -1 : m->call_count;
 }
 
 void nsc_module_reset_calls(nsc_module *m) {
+    if (is_null(m, "module_reset_calls")) {
+        return;
+    }
     m->call_count = 0;
     for (int i = 0; i < m->n_children; i++) {
         nsc_module_reset_calls(m->children[i]);
@@ -337,7 +361,7 @@ void nsc_module_reset_calls(nsc_module *m) {
 }
 
 int64_t nsc_module_hook_dispatches(const nsc_module *m) {
-    return m->hook_dispatches;
+    return is_null(m, "module_hook_dispatches") ? -1 : m->hook_dispatches;
 }
 
 nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index, int dim) {
@@ -356,6 +380,9 @@ nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index
 }
 
 int nsc_module_batch_dim(const nsc_module *m, nsc_hook_kind kind, int index) {
+    if (is_null(m, "module_batch_dim")) {
+        return -1;
+    }
     if (kind == NSC_HOOK_OUTPUT) {
         return m->batch_dim_out;
     }
@@ -363,6 +390,9 @@ int nsc_module_batch_dim(const nsc_module *m, nsc_hook_kind kind, int index) {
 }
 
 void nsc_module_set_slot(nsc_module *m, void *slot, void (*slot_free)(void *slot)) {
+    if (is_null(m, "module_set_slot")) {
+        return;
+    }
     if (m->slot_free && m->slot != slot) {
         m->slot_free(m->slot);
     }
@@ -371,5 +401,5 @@ void nsc_module_set_slot(nsc_module *m, void *slot, void (*slot_free)(void *slot
 }
 
 void *nsc_module_get_slot(const nsc_module *m) {
-    return m->slot;
+    return is_null(m, "module_get_slot") ? NULL : m->slot;
 }

@@ -15,6 +15,10 @@ extern "C" {
 
 typedef struct nsc_module nsc_module;
 
+// Every function here takes a NULL module (a failed call's result) without
+// crashing: it returns NULL, 0, -1, false or an error status and records
+// NSC_ERR_ARG, unless an earlier error is already recorded.
+
 // A module's forward: in[0..n_in) are its inputs (entries may be NULL for
 // absent optional inputs); state is the pointer given at creation. Returns
 // the output (a new reference) or NULL with nsc_last_status() set: an error,
