@@ -19,23 +19,28 @@ static void node_label(const nsci_graph *g, const nsci_gnode *n, char *buf, size
     }
 }
 
-nsc_status nsc_trace_dot(const nsc_trace *tr, FILE *out) {
-    if (!tr || !out) {
-        return nsci_fail(NSC_ERR_ARG, "trace_dot: trace or stream is NULL");
-    }
-    fprintf(out, "digraph nsc {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n");
+void nsci_dot_nodes(const nsc_trace *tr, FILE *out, const char *prefix, const char *indent) {
     for (int32_t i = 0; i < tr->n_nodes; i++) {
         const nsci_gnode *n = &tr->nodes[i];
         const nsci_style *st = &nsci_protocols[n->protocol]->style;
         char label[512];
         node_label(tr, n, label, sizeof label);
-        fprintf(out, "  n%d [label=\"%d: %s\", color=\"%s\", shape=%s%s];\n", i, i, label,
-                st->color, st->shape, strcmp(st->shape, "polygon") == 0 ? ", sides=6" : "");
+        fprintf(out, "%s%sn%d [label=\"%d: %s\", color=\"%s\", shape=%s%s];\n", indent, prefix,
+                i, i, label, st->color, st->shape,
+                strcmp(st->shape, "polygon") == 0 ? ", sides=6" : "");
         for (int a = 0; a < n->n_args; a++) {
-            fprintf(out, "  n%d -> n%d%s;\n", n->args[a].node, i,
+            fprintf(out, "%s%sn%d -> %sn%d%s;\n", indent, prefix, n->args[a].node, prefix, i,
                     n->args[a].output < 0 ? " [style=dashed]" : "");
         }
     }
+}
+
+nsc_status nsc_trace_dot(const nsc_trace *tr, FILE *out) {
+    if (!tr || !out) {
+        return nsci_fail(NSC_ERR_ARG, "trace_dot: trace or stream is NULL");
+    }
+    fprintf(out, "digraph nsc {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n");
+    nsci_dot_nodes(tr, out, "", "  ");
     fprintf(out, "}\n");
     return ferror(out) ? nsci_fail(NSC_ERR_IO, "trace_dot: writing failed") : NSC_OK;
 }

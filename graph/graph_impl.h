@@ -5,6 +5,7 @@
 #define NSC_GRAPH_GRAPH_IMPL_H
 
 #include "nn/nn_impl.h"
+#include "nsc/session.h"
 #include "nsc/trace.h"
 
 // --- protocols ---
@@ -83,6 +84,7 @@ struct nsci_gnode {
     int64_t ready_seq;   // hook firing after which all its inputs exist (0: at start)
     int32_t root;        // node whose value's storage this one's value views
     int32_t last_writer; // for roots: the latest in-place write into it, or -1
+    int last_bridge_step; // a later session step reads this value through a bridge (-1: none)
     int32_t gate;        // the conditional node gating this one, or -1
     bool gate_branch;    // the branch it belongs to (true: the if block)
     const char *file;    // user's source position (static strings from __FILE__)
@@ -162,6 +164,11 @@ struct nsc_trace {
     bool stopped; // run time: an early stop fired
     int n_backward;      // backward nodes built so far (passes)
     int backward_pass;   // run time: the pass running now
+    struct nsc_session *session;   // the session running this trace, or NULL
+    struct nsc_iterator *iterator; // the iterator it belongs to, or NULL
+    int order;                     // creation order within the session
+    int step;                      // the session step that runs it
+    bool exit_requested;           // run time: an exit node ran
     int32_t blocks[32];  // open conditional blocks (node ids), innermost last
     bool block_branch[32];
     int n_blocks;
@@ -246,6 +253,76 @@ bool nsci_gate_open(nsci_graph *g, const nsci_gnode *n);
 // Called at a hook-point firing in a gradient trace: makes the point's value
 // part of the tape (a non-leaf requiring grad) so gradients reach it.
 nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **value);
+
+// --- sessions (graph/session.c) ---
+
+typedef struct nsci_session_step {
+    nsc_trace *trace;              // a trace step, or
+    struct nsc_iterator *iterator; // an iterator step
+} nsci_session_step;
+
+struct nsc_session {
+    nsc_trace *values;  // the session graph: values, items, one node per step
+    nsc_trace *current; // the trace built last: ops on session values go there (redirect)
+    nsci_session_step *steps;
+    int n_steps, cap_steps;
+    nsc_trace **traces; // every trace in creation order
+    int n_traces, cap_traces;
+};
+
+struct nsc_iterator {
+    nsc_session *session;
+    int step;
+    nsc_tensor **items;
+    int n_items;
+    int32_t item_node; // the Value node of the session graph holding the item
+    nsc_trace **traces;
+    int n_traces, cap_traces;
+    int64_t iterations;
+};
+
+// A bridge node's source value.
+typedef struct nsci_bridge_payload {
+    nsc_trace *source;
+    int32_t node, output;
+} nsci_bridge_payload;
+
+// Frees a trace whatever its owner (sessions free theirs with it).
+void nsci_trace_destroy(nsc_trace *tr);
+// Writes tr's nodes and edges into an open DOT digraph, names prefixed.
+void nsci_dot_nodes(const nsc_trace *tr, FILE *out, const char *prefix, const char *indent);
+
+// A graph without a model (the session graph).
+nsc_trace *nsci_graph_new_empty(void);
+// The arg for a proxy of another graph of g's session: a bridge node of g
+// (made once per source value). Fails when the source is not earlier.
+nsc_status nsci_bridge_arg(nsci_graph *g, nsci_graph *source, int32_t node, int32_t output,
+                           nsci_arg *arg);
+// The graph an op on these proxies belongs to: the latest trace among
+// them; ops on session values alone go to the trace being built
+// (protocols' redirect). NULL with an error for unrelated traces.
+nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b);
+// Whether n's value must outlive its consumers in this run (saved, or read
+// by a later session step).
+static inline bool nsci_keep_value(const nsc_trace *g, const nsci_gnode *n) {
+    return n->saved || n->last_bridge_step > g->step;
+}
+
+// Runs a trace (again, for session steps and iterations).
+nsc_status nsci_trace_execute(nsc_trace *tr);
+// Makes a trace that ran ready to run again (iterations).
+void nsci_trace_reset(nsc_trace *tr);
+// Re-locates point p from a new scan (graph/points.c).
+nsc_status nsci_point_relocate(nsci_graph *g, nsci_point *p);
+// A META stand-in (not a proxy) with the current geometry of arg a.
+nsc_tensor *nsci_arg_twin(nsci_graph *g, nsci_arg a);
+// Gives proxy the geometry (shape, strides, offset) of like.
+void nsci_proxy_reshape(nsc_tensor *proxy, const nsc_tensor *like);
+
+// Validates an iterator's traces again for a new item shape.
+nsc_status nsci_graph_revalidate(nsc_trace *tr);
+// The current value of an invoke input (a session proxy resolves to its value).
+nsc_tensor *nsci_invoke_input_value(const nsc_invoke *inv, int i, nsc_device device);
 
 // --- running (graph/run.c) ---
 

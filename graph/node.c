@@ -96,6 +96,7 @@ int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
     n->root = id;
     n->last_writer = -1;
     n->gate = -1;
+    n->last_bridge_step = -1;
     n->file = nsci_source_file();
     n->line = nsci_source_line();
     n->n_args = n_args;
@@ -164,9 +165,13 @@ nsc_status nsci_arg_for(nsci_graph *g, nsc_tensor *t, nsci_arg *arg) {
         *arg = (nsci_arg){ node, output };
         return NSC_OK;
     }
+    if (owner && g->session && owner->session == g->session) {
+        return nsci_bridge_arg(g, owner, node, output, arg);
+    }
     if (owner) {
         return nsci_fail(NSC_ERR_STATE, "a proxy of another trace (node %d) cannot be used "
-                                        "here: save it there and pass its value",
+                                        "here: save it there and pass its value, or build both "
+                                        "traces in one session",
                          node);
     }
     int32_t id = nsci_node_add_constant(g, t);
@@ -241,4 +246,28 @@ nsc_status nsci_graph_fail(nsci_graph *g, int32_t node, nsc_status status) {
         snprintf(g->first_error, sizeof g->first_error, "%s", nsc_last_error());
     }
     return status;
+}
+
+nsc_tensor *nsci_arg_twin(nsci_graph *g, nsci_arg a) {
+    const nsci_gnode *n = &g->nodes[a.node];
+    const nsc_tensor *src = n->proxy[a.output] ? n->proxy[a.output] : n->value[a.output];
+    if (!src) {
+        return nsci_fail_null(NSC_ERR_STATE, "node %d output %d has no geometry", a.node,
+                              a.output);
+    }
+    nsc_tensor *t = nsci_tensor_header((nsc_dtype)src->dtype, NSC_META, src->ndim, src->shape);
+    if (t) {
+        memcpy(t->stride, src->stride, sizeof src->stride);
+        t->offset = src->offset;
+        t->target_device = src->target_device;
+    }
+    return t;
+}
+
+void nsci_proxy_reshape(nsc_tensor *proxy, const nsc_tensor *like) {
+    proxy->dtype = like->dtype;
+    proxy->ndim = like->ndim;
+    memcpy(proxy->shape, like->shape, sizeof like->shape);
+    memcpy(proxy->stride, like->stride, sizeof like->stride);
+    proxy->offset = like->offset;
 }

@@ -50,6 +50,10 @@ static nsc_status locate(nsci_graph *g, nsci_point *p) {
     return NSC_OK;
 }
 
+nsc_status nsci_point_relocate(nsci_graph *g, nsci_point *p) {
+    return locate(g, p);
+}
+
 int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int index,
                        int64_t call_index) {
     if (!g->scan && nsci_scan(g) != NSC_OK) {

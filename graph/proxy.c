@@ -6,17 +6,22 @@
 
 #include "graph/graph_impl.h"
 
-// The graph of the proxies among c's inputs; fails if they disagree.
+// The graph of the proxies among c's inputs (the latest trace of a session
+// when they span several); fails for unrelated traces.
 static nsci_graph *graph_of(nsci_call *c) {
     nsci_graph *g = NULL;
     for (int i = 0; i < c->n_in; i++) {
         nsci_graph *other = nsci_proxy_graph(c->in[i], NULL, NULL);
-        if (other && g && other != g) {
-            nsci_call_fail(c, NSC_ERR_STATE, "input %d is a proxy of another trace", i);
+        if (!other) {
+            continue;
+        }
+        nsci_graph *joined = nsci_graph_for(g, other);
+        if (!joined) {
+            nsci_error_prefix("%s: input %d", c->def->name, i);
             nsci_graph_fail(g, -1, NSC_ERR_STATE);
             return NULL;
         }
-        g = other ? other : g;
+        g = joined;
     }
     return g;
 }

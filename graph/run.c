@@ -127,7 +127,7 @@ static void release_args(nsci_graph *g, nsci_gnode *n) {
             continue; // an ordering edge holds no value
         }
         nsci_gnode *producer = &g->nodes[n->args[i].node];
-        if (--producer->remaining == 0 && !producer->saved) {
+        if (--producer->remaining == 0 && !nsci_keep_value(g, producer)) {
             drop_values(g, producer);
         }
     }
@@ -165,7 +165,7 @@ nsc_status nsci_run_ready(nsci_graph *g) {
         n->state = NSCI_NODE_DONE;
         bool applied_later = n->protocol == NSCI_PROTO_swap || n->protocol == NSCI_PROTO_skip ||
                              n->protocol == NSCI_PROTO_grad_swap;
-        if (n->remaining == 0 && !n->saved && !applied_later) {
+        if (n->remaining == 0 && !nsci_keep_value(g, n) && !applied_later) {
             drop_values(g, n);
         }
         if (nsci_wake_consumers(g, n) != NSC_OK) {
@@ -222,7 +222,7 @@ static nsc_status deliver_point(nsci_graph *g, nsci_point *p, nsc_tensor *full) 
             return nsc_last_status();
         }
         nsci_node_deliver(g, n->id, 0, rows);
-        if (n->remaining == 0 && !n->saved) {
+        if (n->remaining == 0 && !nsci_keep_value(g, n)) {
             drop_values(g, n);
         }
         if (nsci_wake_consumers(g, n) != NSC_OK) {
@@ -465,8 +465,8 @@ static void finish(nsci_graph *g) {
         if (n->state == NSCI_NODE_PENDING || n->state == NSCI_NODE_WAITING) {
             n->state = NSCI_NODE_SKIPPED;
         }
-        if (!n->saved) {
-            drop_values(g, n);
+        if (!n->saved && n->last_bridge_step <= g->step) {
+            drop_values(g, n); // values a later session step reads stay until then
         }
     }
     g->n_ready = 0;
@@ -492,17 +492,14 @@ static nsc_status refuse(nsci_graph *g) {
     }
 }
 
-nsc_status nsc_trace_run(nsc_trace *tr) {
-    if (!tr) {
-        return nsci_fail(NSC_ERR_ARG, "trace_run: trace is NULL");
-    }
-    if (refuse(tr) != NSC_OK) {
-        return nsc_last_status();
+nsc_status nsci_trace_execute(nsc_trace *tr) {
+    if (tr->state != NSCI_TRACE_BUILDING) {
+        return refuse(tr);
     }
     if (!tr->scan && tr->n_points > 0 && nsci_scan(tr) != NSC_OK) {
         return nsc_last_status();
     }
-    if (nsci_apply_edits(tr) != NSC_OK) {
+    if (!tr->session && nsci_apply_edits(tr) != NSC_OK) {
         return nsc_last_status();
     }
     if (tr->state == NSCI_TRACE_FAILED) {
@@ -510,6 +507,7 @@ nsc_status nsc_trace_run(nsc_trace *tr) {
     }
     tr->state = NSCI_TRACE_RUNNING;
     tr->held_bytes = tr->peak_held_bytes = 0;
+    tr->exit_requested = tr->stopped = false;
     prepare(tr);
     nsc_status status = NSC_OK;
     for (int32_t i = 0; i < tr->n_nodes && status == NSC_OK; i++) {
@@ -519,7 +517,7 @@ nsc_status nsc_trace_run(nsc_trace *tr) {
         }
     }
     if (status == NSC_OK) {
-        status = nsci_run_ready(tr); // nodes that need no hook point
+        status = nsci_run_ready(tr); // nodes that need no hook point (bridges, constants)
     }
     if (status == NSC_OK) {
         status = forward(tr);
@@ -527,4 +525,29 @@ nsc_status nsc_trace_run(nsc_trace *tr) {
     finish(tr);
     tr->state = NSCI_TRACE_RAN;
     return status;
+}
+
+nsc_status nsc_trace_run(nsc_trace *tr) {
+    if (!tr) {
+        return nsci_fail(NSC_ERR_ARG, "trace_run: trace is NULL");
+    }
+    if (tr->session) {
+        return nsci_fail(NSC_ERR_STATE, "trace_run: the trace belongs to a session: run the "
+                                        "session (nsc_session_run)");
+    }
+    return nsci_trace_execute(tr);
+}
+
+void nsci_trace_reset(nsc_trace *tr) {
+    for (int32_t i = 0; i < tr->n_nodes; i++) {
+        nsci_gnode *n = &tr->nodes[i];
+        if (n->protocol == NSCI_PROTO_value) {
+            continue; // constants stay
+        }
+        drop_values(tr, n);
+        n->state = NSCI_NODE_PENDING;
+    }
+    tr->held_bytes = 0;
+    tr->n_held = 0;
+    tr->state = NSCI_TRACE_BUILDING;
 }

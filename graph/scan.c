@@ -24,10 +24,8 @@ static bool needs_padding(const nsci_graph *g) {
 
 // Fills the padded ids, mask and HF position ids (cumsum(mask) - 1, 1 where
 // masked) for invoke rows [row0, row0 + b).
-static void fill_padded(const nsc_invoke *inv, int64_t T, int64_t row0, int64_t *ids,
-                        int64_t *mask, int64_t *pos) {
-    const nsc_tensor *src = inv->inputs[0];
-    const nsc_tensor *src_mask = inv->n_inputs > 1 ? inv->inputs[1] : NULL;
+static void fill_padded(const nsc_invoke *inv, const nsc_tensor *src, const nsc_tensor *src_mask,
+                        int64_t T, int64_t row0, int64_t *ids, int64_t *mask, int64_t *pos) {
     int64_t len = src->shape[1], pad = T - len;
     for (int64_t b = 0; b < inv->batch_size; b++) {
         int64_t r = (row0 + b) * T, seen = 0;
@@ -79,36 +77,44 @@ static nsc_status padded_inputs(nsci_graph *g, nsc_device device, int *n, nsc_te
         return NSC_OK;
     }
     for (int i = 0; i < g->n_invokes; i++) {
-        fill_padded(g->invokes[i], T, g->invokes[i]->batch_start, nsc_tensor_data(in[0]),
+        const nsc_invoke *inv = g->invokes[i];
+        nsc_tensor *ids = nsci_invoke_input_value(inv, 0, NSC_CPU);
+        nsc_tensor *mask = inv->n_inputs > 1 && inv->inputs[1]
+                               ? nsci_invoke_input_value(inv, 1, NSC_CPU)
+                               : NULL;
+        if (!ids || (inv->n_inputs > 1 && inv->inputs[1] && !mask)) {
+            nsc_free(ids);
+            return nsc_last_status();
+        }
+        fill_padded(inv, ids, mask, T, inv->batch_start, nsc_tensor_data(in[0]),
                     nsc_tensor_data(in[1]), nsc_tensor_data(in[2]));
+        nsc_free(ids);
+        nsc_free(mask);
     }
     return NSC_OK;
 }
 
 // Concatenates input i of every invoke along the model's batch dim for it.
 static nsc_tensor *concat_input(nsci_graph *g, int i, nsc_device device) {
-    nsc_tensor *parts[64];
+    nsc_tensor *parts[64] = { 0 };
     int dim = nsc_module_batch_dim(g->model, NSC_HOOK_INPUT, i);
+    int n = (dim < 0 || g->n_invokes == 1) ? 1 : g->n_invokes;
+    nsc_tensor *joined = NULL;
     for (int k = 0; k < g->n_invokes; k++) {
-        parts[k] = g->invokes[k]->inputs[i];
-        if (!parts[k]) {
-            return nsci_fail_null(NSC_ERR_ARG, "trace: invoke %d has no input %d while invoke 0 "
-                                               "does",
-                                  k, i);
+        if (!g->invokes[k]->inputs[i]) {
+            nsci_fail(NSC_ERR_ARG, "trace: invoke %d has no input %d while invoke 0 does", k, i);
+            goto done;
         }
     }
-    if (dim < 0 || g->n_invokes == 1) {
-        nsc_tensor *whole = parts[0];
-        return device == NSC_META ? nsc_empty((nsc_dtype)whole->dtype, NSC_META, whole->ndim,
-                                              whole->shape)
-                                  : nsc_retain(whole);
+    for (int k = 0; k < n; k++) {
+        if (!(parts[k] = nsci_invoke_input_value(g->invokes[k], i, device))) {
+            goto done;
+        }
     }
-    nsc_tensor *joined = nsc_cat(g->n_invokes, parts, dim);
-    if (joined && device == NSC_META) {
-        nsc_tensor *meta = nsc_empty((nsc_dtype)joined->dtype, NSC_META, joined->ndim,
-                                     joined->shape);
-        nsc_free(joined);
-        return meta;
+    joined = n == 1 ? nsc_retain(parts[0]) : nsc_cat(n, parts, dim);
+done:
+    for (int k = 0; k < n; k++) {
+        nsc_free(parts[k]);
     }
     return joined;
 }

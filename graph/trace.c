@@ -33,6 +33,13 @@ static void free_node(nsci_gnode *n) {
 }
 
 void nsc_trace_free(nsc_trace *tr) {
+    if (!tr || tr->session) {
+        return; // a session's trace is freed with its session
+    }
+    nsci_trace_destroy(tr);
+}
+
+void nsci_trace_destroy(nsc_trace *tr) {
     if (!tr) {
         return;
     }
@@ -61,6 +68,32 @@ void nsc_trace_free(nsc_trace *tr) {
 
 // --- invokes ---
 
+static bool inputs_allowed(const nsc_trace *tr, int n, nsc_tensor *const *inputs) {
+    for (int i = 0; i < n; i++) {
+        nsci_graph *owner = inputs[i] ? nsci_proxy_graph(inputs[i], NULL, NULL) : NULL;
+        if (owner && !(tr->session && owner == tr->session->values)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+nsc_tensor *nsci_invoke_input_value(const nsc_invoke *inv, int i, nsc_device device) {
+    nsc_tensor *t = inv->inputs[i];
+    int32_t node, k;
+    nsci_graph *owner = t ? nsci_proxy_graph(t, &node, &k) : NULL;
+    if (device == NSC_META) { // a shape-only stand-in that is not a proxy
+        return t ? nsc_empty((nsc_dtype)t->dtype, NSC_META, t->ndim, t->shape) : NULL;
+    }
+    if (owner) {
+        nsc_tensor *v = owner->nodes[node].value[k];
+        return v ? nsc_retain(v) : nsci_fail_null(NSC_ERR_STATE, "invoke input %d: the session "
+                                                                 "value has no tensor",
+                                                  i);
+    }
+    return nsc_retain(t);
+}
+
 nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inputs) {
     if (!tr) { // NULL from a failed nsc_trace_new flows on with its error
         return nsc_last_status() != NSC_OK
@@ -77,8 +110,9 @@ nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inp
         problem = "add every invoke before reading hook points (the batch is fixed then)";
     } else if (tr->n_invokes == NSCI_ARRAY_LEN(tr->invokes)) {
         problem = "too many invokes (64 at most)";
-    } else if (nsc_tensor_is_proxy(inputs[0])) {
-        problem = "input 0 must be a real tensor, not a proxy";
+    } else if (!inputs_allowed(tr, n_inputs, inputs)) {
+        problem = "an input is a proxy: only a session's values and items may be invoke inputs "
+                  "(of a trace of that session)";
     } else if (nsc_module_batch_dim(tr->model, NSC_HOOK_INPUT, 0) >= inputs[0]->ndim) {
         problem = "input 0 has no dim at the model's declared batch dim";
     }

@@ -12,6 +12,7 @@
 #include "nsc/ops.h"
 #include "nsc/ops_attention.h"
 #include "nsc/optim.h"
+#include "nsc/session.h"
 #include "nsc/tensor.h"
 #include "nsc/tokenizer.h"
 #include "nsc/trace.h"

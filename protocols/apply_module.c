@@ -152,7 +152,24 @@ nsc_tensor *nsc_trace_apply(nsc_trace *tr, const char *path, nsc_tensor *x) {
     return nsc_trace_apply_n(tr, path, 1, &x, false);
 }
 
+static nsc_status apply_module_compile(nsci_graph *g, nsci_gnode *n) {
+    const apply_payload *p = n->payload;
+    nsc_tensor *xs[NSCI_MAX_MODULE_INPUTS];
+    for (int i = 0; i < n->n_args; i++) {
+        nsci_gnode *src = &g->nodes[n->args[i].node];
+        xs[i] = src->proxy[n->args[i].output] ? src->proxy[n->args[i].output]
+                                              : src->value[n->args[i].output];
+    }
+    nsc_tensor *meta = validate(p->module, n->n_args, xs);
+    if (!meta) {
+        return nsc_last_status();
+    }
+    nsci_proxy_reshape(n->proxy[0], meta);
+    nsc_free(meta);
+    return NSC_OK;
+}
 const nsci_protocol nsci_protocol_apply_module = {
+    .compile = apply_module_compile,
     .name = "ApplyModule",
     .execute = apply_execute,
     .style = { "blue", "polygon", "ApplyModule" },

@@ -5,9 +5,10 @@
 #include "graph/graph_impl.h"
 
 static nsc_status early_stop_execute(nsci_graph *g, nsci_gnode *n) {
-    (void)g;
-    (void)n;
-    return NSC_OK; // acted on by the point's hook (graph/run.c)
+    if (n->payload) {
+        g->exit_requested = true; // exit: the iterator ends after this iteration
+    }
+    return NSC_OK; // a stop at a point is acted on by the point's hook (graph/run.c)
 }
 
 nsc_status nsc_trace_stop(nsc_trace *tr, const char *path, int64_t call_index) {

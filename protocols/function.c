@@ -154,7 +154,27 @@ nsc_tensor *nsc_trace_call(nsc_trace *tr, const char *name, int n, nsc_tensor *c
     return proxy;
 }
 
+static nsc_status function_compile(nsci_graph *g, nsci_gnode *n) {
+    const registered_fn *r = lookup((const char *)n->payload);
+    if (!r) {
+        return nsci_fail(NSC_ERR_STATE, "function %s is not registered", (const char *)n->payload);
+    }
+    nsc_tensor *xs[64];
+    for (int i = 0; i < n->n_args && i < 64; i++) {
+        nsci_gnode *src = &g->nodes[n->args[i].node];
+        xs[i] = src->proxy[n->args[i].output] ? src->proxy[n->args[i].output]
+                                              : src->value[n->args[i].output];
+    }
+    nsc_tensor *meta = validate(r, n->n_args, xs);
+    if (!meta) {
+        return nsc_last_status();
+    }
+    nsci_proxy_reshape(n->proxy[0], meta);
+    nsc_free(meta);
+    return NSC_OK;
+}
 const nsci_protocol nsci_protocol_function = {
+    .compile = function_compile,
     .name = "Function",
     .execute = function_execute,
     .style = { "black", "box", "Function" },

@@ -221,7 +221,19 @@ nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **valu
     return NSC_OK;
 }
 
+static nsc_status grad_compile(nsci_graph *g, nsci_gnode *n) {
+    nsc_tensor *like = nsci_arg_twin(g, n->args[0]);
+    if (!like) {
+        return nsc_last_status();
+    }
+    nsci_contiguous_strides(like->ndim, like->shape, like->stride);
+    like->offset = 0;
+    nsci_proxy_reshape(n->proxy[0], like);
+    nsc_free(like);
+    return NSC_OK;
+}
 const nsci_protocol nsci_protocol_grad = {
+    .compile = grad_compile,
     .name = "Grad",
     .execute = grad_execute,
     .style = { "green4", "box", "Grad" },

@@ -8,9 +8,10 @@ import glob
 import re
 import sys
 
-HEADERS = sorted(glob.glob("include/nsc/ops_*.h")) + ["include/nsc/trace.h"]
-DECL = re.compile(r"^(?:nsc_tensor \*|nsc_status |nsc_invoke \*)(nsc_\w+)\(", re.M)
-SKIP = {"nsc_trace_new", "nsc_trace_free", "nsc_trace_run", "nsc_trace_get", "nsc_function_register"}
+HEADERS = sorted(glob.glob("include/nsc/ops_*.h")) + ["include/nsc/trace.h", "include/nsc/session.h"]
+DECL = re.compile(r"^(?:nsc_tensor \*|nsc_status |nsc_invoke \*|nsc_trace \*|int64_t )(nsc_\w+)\(", re.M)
+SKIP = {"nsc_trace_new", "nsc_trace_free", "nsc_trace_run", "nsc_trace_get", "nsc_function_register",
+        "nsc_session_run", "nsc_session_get", "nsc_session_dot", "nsc_trace_dot", "nsc_trace_check"}
 
 
 def render():

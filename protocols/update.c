@@ -1,0 +1,73 @@
+// Update: overwrite a session value with a new one when this node runs,
+// without re-running the value's consumers: loop-carried state (a running
+// sum across an iterator's items).
+#include <string.h>
+
+#include "graph/graph_impl.h"
+
+typedef struct update_payload {
+    nsc_trace *target_graph;
+    int32_t target;
+} update_payload;
+
+static nsc_status update_execute(nsci_graph *g, nsci_gnode *n) {
+    const update_payload *p = n->payload;
+    nsci_gnode *target = nsci_node(p->target_graph, p->target);
+    nsc_tensor *v = nsci_arg_value(g, n->args[0]);
+    // A copy: the value may be a view of something the next step overwrites.
+    bool was = nsc_set_grad_enabled(false);
+    nsc_tensor *copy = nsc_clone(v);
+    nsc_set_grad_enabled(was);
+    if (!copy) {
+        return nsc_last_status();
+    }
+    nsc_free(target->value[0]);
+    target->value[0] = copy;
+    return NSC_OK;
+}
+
+nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value) {
+    int32_t node;
+    nsci_graph *tg = nsci_proxy_graph(target, &node, NULL);
+    nsci_graph *g = nsci_proxy_graph(value, NULL, NULL);
+    if (!tg || !tg->session || tg != tg->session->values) {
+        return nsci_fail(NSC_ERR_ARG, "update: the target is not a session value");
+    }
+    if (!g || g->session != tg->session) {
+        return nsci_fail(NSC_ERR_ARG, "update: the value is not a proxy of a trace of the "
+                                      "target's session");
+    }
+    if (nsci_graph_check_building(g) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (target->ndim != value->ndim || memcmp(target->shape, value->shape, 8 * (size_t)value->ndim) ||
+        target->dtype != value->dtype) {
+        char a[160], b[160];
+        nsci_fail(NSC_ERR_SHAPE, "update: value %s %s for a session value %s %s",
+                  nsci_shape_str(a, sizeof a, value->ndim, value->shape),
+                  nsc_dtype_name((nsc_dtype)value->dtype),
+                  nsci_shape_str(b, sizeof b, target->ndim, target->shape),
+                  nsc_dtype_name((nsc_dtype)target->dtype));
+        return nsci_graph_fail(g, -1, NSC_ERR_SHAPE);
+    }
+    nsci_arg arg;
+    update_payload *p = nsci_malloc(sizeof *p);
+    int32_t id = p && nsci_arg_for(g, value, &arg) == NSC_OK
+                     ? nsci_node_add(g, NSCI_PROTO_update, 1, &arg)
+                     : -1;
+    if (id < 0) {
+        nsci_free(p);
+        return nsci_graph_fail(g, -1, nsc_last_status());
+    }
+    *p = (update_payload){ tg, node };
+    g->nodes[id].payload = p;
+    return nsci_order_node(g, id) == NSC_OK ? NSC_OK : nsci_graph_fail(g, id, nsc_last_status());
+}
+
+const nsci_protocol nsci_protocol_update = {
+    .name = "Update",
+    .execute = update_execute,
+    .style = { "blue", "ellipse", "Update" },
+    .redirect = true,
+    .condition = true,
+};
