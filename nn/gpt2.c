@@ -253,6 +253,25 @@ static nsc_module *build_lm_head(nsci_gpt2 *g, nsc_module *tf, nsc_generator *ge
     return head;
 }
 
+// Every value a GPT-2 module takes or returns has its batch first (ids,
+// masks, position ids, hidden states, q/k/v and the pattern, tokens):
+// declared here for every module; no input lacks a batch dim (default
+// position ids are expanded to [B, T]).
+static nsc_status declare_batch_dims(nsc_module *root) {
+    for (int64_t i = 0; i < nsc_module_n_modules(root); i++) {
+        nsc_module *m = nsc_module_at(root, i);
+        for (int k = 0; k < 3; k++) {
+            if (nsc_module_set_batch_dim(m, NSC_HOOK_INPUT, k, 0) != NSC_OK) {
+                return nsc_last_status();
+            }
+        }
+        if (nsc_module_set_batch_dim(m, NSC_HOOK_OUTPUT, 0, 0) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
+}
+
 nsc_module *nsci_gpt2_build(const nsc_gpt2_config *config, nsc_generator *gen, bool meta) {
     if (!config || nsc_gpt2_config_validate(config) != NSC_OK) {
         return config ? NULL : nsci_fail_null(NSC_ERR_ARG, "gpt2_new: config is NULL");
@@ -268,7 +287,8 @@ nsc_module *nsci_gpt2_build(const nsc_gpt2_config *config, nsc_generator *gen, b
     nsc_module *tf = root ? build_transformer(g, gen, meta) : NULL;
     bool ok = tf && nsc_module_add_child(root, "transformer", tf) == NSC_OK &&
               adopt(root, "lm_head", build_lm_head(g, tf, gen, meta)) == NSC_OK &&
-              adopt(root, "generator", nsc_identity_new("Generator")) == NSC_OK;
+              adopt(root, "generator", nsc_identity_new("Generator")) == NSC_OK &&
+              declare_batch_dims(root) == NSC_OK;
     nsc_module_free(tf);
     if (!ok) {
         nsc_module_free(root);
