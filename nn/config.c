@@ -37,10 +37,8 @@ static nsc_status bad_size(const char *field, int64_t v, int64_t lo, int64_t hi)
                      (long long)v, (long long)lo, (long long)hi);
 }
 
-nsc_status nsc_gpt2_config_validate(const nsc_gpt2_config *c) {
-    if (!c) {
-        return nsci_fail(NSC_ERR_ARG, "gpt2 config: NULL");
-    }
+// Sizes within their bounds and n_embd divisible by n_head.
+static nsc_status check_sizes(const nsc_gpt2_config *c) {
     const struct {
         const char *name;
         int64_t v, lo, hi;
@@ -64,6 +62,16 @@ nsc_status nsc_gpt2_config_validate(const nsc_gpt2_config *c) {
                          "gpt2 config: n_embd = %lld, n_head = %lld: expected "
                          "n_embd divisible by n_head",
                          (long long)c->n_embd, (long long)c->n_head);
+    }
+    return NSC_OK;
+}
+
+nsc_status nsc_gpt2_config_validate(const nsc_gpt2_config *c) {
+    if (!c) {
+        return nsci_fail(NSC_ERR_ARG, "gpt2 config: NULL");
+    }
+    if (check_sizes(c) != NSC_OK) {
+        return nsc_last_status();
     }
     const struct {
         const char *name;
