@@ -185,18 +185,18 @@ static nsc_status check_output_sizes(const nsci_call *c) {
         bool allocated = !m->is_view && !(i == 0 && (c->def->flags & NSCI_OP_INPLACE));
         int64_t n = 1;
         size_t bytes;
-        bool overflow = false;
-        for (int d = 0; d < m->ndim && !overflow; d++) {
-            overflow = nsci_mul_overflows(n, m->shape[d], &n);
+        bool numel_overflows = false;
+        for (int d = 0; d < m->ndim && !numel_overflows; d++) {
+            numel_overflows = nsci_mul_overflows(n, m->shape[d], &n);
         }
-        overflow = overflow || (allocated && __builtin_mul_overflow(
-                                                 (size_t)n, nsc_dtype_size(m->dtype), &bytes));
-        if (overflow) {
+        bool bytes_overflow = !numel_overflows && allocated &&
+                              __builtin_mul_overflow((size_t)n, nsc_dtype_size(m->dtype), &bytes);
+        if (numel_overflows || bytes_overflow) {
             char buf[160];
             return nsci_call_fail(c, NSC_ERR_SHAPE, "output %d of shape %s: %s", i,
                                   nsci_shape_str(buf, sizeof buf, m->ndim, m->shape),
-                                  allocated ? "its byte count overflows size_t"
-                                            : "its element count overflows int64");
+                                  numel_overflows ? "its element count overflows int64"
+                                                  : "its byte count overflows size_t");
         }
     }
     return NSC_OK;
