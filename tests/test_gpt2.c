@@ -133,6 +133,10 @@ Test(gpt2, module_tree_and_names_follow_hugging_face, .init = load, .fini = unlo
 // --- numbers against transformers ---
 
 Test(gpt2, logits_match_transformers, .init = load, .fini = unload) {
+    const char *torch = nsc_safetensors_get_metadata(g_ref, "torch");
+    const char *transformers = nsc_safetensors_get_metadata(g_ref, "transformers");
+    cr_assert(torch && transformers, "the fixture records its versions");
+    cr_log_info("reference from torch %s, transformers %s", torch, transformers);
     int64_t before = nsct_live_blocks();
     nsc_tensor *ids = ref("ids"), *want = ref("logits");
     nsc_tensor *got = call3(g_model, ids, NULL, NULL);
