@@ -146,6 +146,10 @@ DEFINE_GENERIC_KERNEL(kernel_f64_generic, double, NR_F64, write_tile_f64)
         const T *a = pa, *b = pb;                                                                  \
         V c00 = ZERO(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;                     \
         V c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                        \
+        for (int i = 0; i < rows; i++) { /* C rows are far apart: fetch them during the loop */    \
+            _mm_prefetch(c + i * ldc * (int64_t)sizeof(T), _MM_HINT_T0);                           \
+            _mm_prefetch(c + (i * ldc + 2 * (W)-1) * (int64_t)sizeof(T), _MM_HINT_T0);             \
+        }                                                                                          \
         for (int64_t p = 0; p < kc; p++, a += MR, b += 2 * (W)) {                                  \
             V b0 = LOAD(b), b1 = LOAD(b + (W)), ai;                                                \
             X86_ROW(0, SET1, FMA)                                                                  \
