@@ -214,6 +214,9 @@ int main(int argc, char **argv) {
            "gflops", "ratio_to_raw");
     for (int th = 0; th < (int)(sizeof THREADS / sizeof THREADS[0]); th++) {
         nsc_set_num_threads(THREADS[th]);
+#if defined(NSC_BENCH_RAW) && defined(NSC_NO_BLAS)
+        openblas_set_num_threads(THREADS[th]); // the library does not drive OpenBLAS here
+#endif
         for (int t = 0; t < (int)(sizeof TOKENS / sizeof TOKENS[0]); t++) {
             for (int l = 0; l < (int)(sizeof LAYERS / sizeof LAYERS[0]); l++) {
                 bench_layer(json, &LAYERS[l], TOKENS[t], THREADS[th], filter);
