@@ -85,6 +85,9 @@ struct nsci_gnode {
     int32_t root;        // node whose value's storage this one's value views
     int32_t last_writer; // for roots: the latest in-place write into it, or -1
     int last_bridge_step; // a later session step reads this value through a bridge (-1: none)
+    int32_t body_point;   // >= 0: runs at every call of that point (NSC_EVERY_CALL reads)
+    bool kept_for_calls;  // run time: a per-call body reads it at every call
+    int32_t consumers_total; // value consumers (run time: remaining restarts from it)
     int32_t gate;        // the conditional node gating this one, or -1
     bool gate_branch;    // the branch it belongs to (true: the if block)
     const char *file;    // user's source position (static strings from __FILE__)
@@ -162,6 +165,9 @@ struct nsc_trace {
     struct nsci_cache_entry *cache;
     int n_cache, cap_cache;
     bool stopped; // run time: an early stop fired
+    bool generate;                   // a generation trace
+    nsc_generate_options gen_options;
+    nsc_tensor *generated;           // run time: the tokens
     int n_backward;      // backward nodes built so far (passes)
     int backward_pass;   // run time: the pass running now
     struct nsc_session *session;   // the session running this trace, or NULL
@@ -305,7 +311,7 @@ nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b);
 // Whether n's value must outlive its consumers in this run (saved, or read
 // by a later session step).
 static inline bool nsci_keep_value(const nsc_trace *g, const nsci_gnode *n) {
-    return n->saved || n->last_bridge_step > g->step;
+    return n->saved || n->last_bridge_step > g->step || n->kept_for_calls;
 }
 
 // Runs a trace (again, for session steps and iterations).
@@ -323,6 +329,17 @@ void nsci_proxy_reshape(nsc_tensor *proxy, const nsc_tensor *like);
 nsc_status nsci_graph_revalidate(nsc_trace *tr);
 // The current value of an invoke input (a session proxy resolves to its value).
 nsc_tensor *nsci_invoke_input_value(const nsc_invoke *inv, int i, nsc_device device);
+
+// --- generation and every-call bodies (graph/generate.c) ---
+
+// The META scan of a generation run: every step's shapes, then the generator.
+nsc_status nsci_scan_generation(nsci_graph *g, int n_in, nsc_tensor **in);
+// Runs the generation with the batched inputs (the trace's forward).
+nsc_status nsci_run_generation(nsci_graph *g, int n_in, nsc_tensor **in);
+// Before an every-call point fires again: its body starts afresh.
+void nsci_body_reset(nsci_graph *g, int32_t point);
+// Sets node id's body from its args (or its point); fails for two bodies.
+nsc_status nsci_body_of(nsci_graph *g, int32_t id);
 
 // --- running (graph/run.c) ---
 

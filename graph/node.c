@@ -97,6 +97,7 @@ int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
     n->last_writer = -1;
     n->gate = -1;
     n->last_bridge_step = -1;
+    n->body_point = -1;
     n->file = nsci_source_file();
     n->line = nsci_source_line();
     n->n_args = n_args;

@@ -67,6 +67,9 @@ static nsc_status check_earlier_readers(nsci_graph *g, nsci_gnode *w) {
 
 nsc_status nsci_order_node(nsci_graph *g, int32_t id) {
     nsci_gnode *n = nsci_node(g, id);
+    if (nsci_body_of(g, id) != NSC_OK) {
+        return nsc_last_status();
+    }
     if (n->protocol == NSCI_PROTO_intervention) {
         n->ready_seq = g->points[n->point].seq;
         return NSC_OK;

@@ -23,7 +23,9 @@ static int64_t calls_seen(const nsci_graph *g, const nsc_module *m) {
 
 // Fills p's value geometry from the scan; fails for unreachable points.
 static nsc_status locate(nsci_graph *g, nsci_point *p) {
-    const nsci_scan_entry *e = nsci_scan_find(g, p->module, p->call_index);
+    // An every-call point takes the first call's shape and firing position.
+    int64_t call = p->call_index == NSC_EVERY_CALL ? 0 : p->call_index;
+    const nsci_scan_entry *e = nsci_scan_find(g, p->module, call);
     if (!e) {
         return nsci_fail(NSC_ERR_ARG, "%s %s: call index %lld is unreachable: the module runs "
                                       "%lld time(s) in this trace",
@@ -66,7 +68,7 @@ int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int ind
             return i;
         }
     }
-    if (call_index < 0) {
+    if (call_index < 0 && call_index != NSC_EVERY_CALL) {
         nsci_fail(NSC_ERR_ARG, "%s %s: call index %lld is negative", path_or_model(m),
                   kind_word(kind), (long long)call_index);
         return -1;

@@ -241,10 +241,16 @@ static nsc_status scan_model(nsci_graph *g) {
     if (status == NSC_OK) {
         bool was = nsc_set_grad_enabled(false);
         nsc_module_reset_calls(root);
-        nsc_tensor *out = nsc_module_call(root, n_in, in);
+        nsc_tensor *out = NULL;
+        if (g->generate) {
+            status = nsci_scan_generation(g, n_in, in);
+        } else {
+            out = nsc_module_call(root, n_in, in);
+            status = out ? NSC_OK : nsc_last_status();
+        }
         nsc_set_grad_enabled(was);
-        if (!out) {
-            status = nsc_last_status() == NSC_OK ? NSC_ERR_STATE : nsc_last_status();
+        if (status != NSC_OK) {
+            status = status == NSC_OK ? NSC_ERR_STATE : status;
             nsci_error_prefix("trace: the model's forward on META inputs (the shape scan) "
                               "failed");
         }

@@ -62,6 +62,7 @@ void nsci_trace_destroy(nsc_trace *tr) {
     nsci_free(tr->ready);
     nsci_free(tr->held);
     nsci_free(tr->cache);
+    nsc_free(tr->generated);
     nsc_module_free(tr->model);
     nsci_free(tr);
 }

@@ -118,6 +118,8 @@
 #define nsc_mul_(...) (nsc_source_mark(__FILE__, __LINE__), nsc_mul_(__VA_ARGS__))
 #define nsc_trace_invoke(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_invoke(__VA_ARGS__))
 #define nsc_invoke_batch_size(...) (nsc_source_mark(__FILE__, __LINE__), nsc_invoke_batch_size(__VA_ARGS__))
+#define nsc_trace_new_generate(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_new_generate(__VA_ARGS__))
+#define nsc_trace_generated(...) (nsc_source_mark(__FILE__, __LINE__), nsc_trace_generated(__VA_ARGS__))
 #define nsc_invoke_output(...) (nsc_source_mark(__FILE__, __LINE__), nsc_invoke_output(__VA_ARGS__))
 #define nsc_invoke_input(...) (nsc_source_mark(__FILE__, __LINE__), nsc_invoke_input(__VA_ARGS__))
 #define nsc_invoke_set_output(...) (nsc_source_mark(__FILE__, __LINE__), nsc_invoke_set_output(__VA_ARGS__))

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "nsc/generate.h"
 #include "nsc/module.h"
 #include "nsc/tensor.h"
 
@@ -46,7 +47,22 @@ nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inp
 // Number of rows the invoke contributes to the batch.
 int64_t nsc_invoke_batch_size(const nsc_invoke *inv);
 
+// --- generation traces ---
+
+// A trace over a generation run (nsc/generate.h) of a GPT-2: call index k
+// of every module is generation step k; the final tokens are the output of
+// the "generator" module (call 0). options is copied. Caller frees.
+nsc_trace *nsc_trace_new_generate(nsc_module *model, const nsc_generate_options *options);
+// After the run: the tokens generated ([B, T + n] i64), a new reference.
+nsc_tensor *nsc_trace_generated(nsc_trace *tr);
+
 // --- hook points (nnsight's .output / .input, call index = .next()) ---
+
+// A call index meaning every call of the point (every generation step):
+// nodes that depend on such a read form a body run at each call without
+// unrolling, their values freed per call (a saved one keeps the last call's).
+// Its proxy has the first call's shape; the body must fit every call's.
+#define NSC_EVERY_CALL (-1)
 
 // A proxy for the output of the module at path (the model itself for "") at
 // its call_index-th call in this run, for this invoke's rows only.

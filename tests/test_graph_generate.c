@@ -1,0 +1,173 @@
+// Generation traces (issue 7 item 4) on the tiny GPT-2 fixture: call index
+// k is step k, the final tokens are a hook point, every-call bodies run at
+// each step without unrolling, and a key edit at step 0 is what the cache
+// keeps.
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "nsc/gpt2.h"
+#include "tests/harness.h"
+
+static nsc_module *tiny(void) {
+    nsc_module *m = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    cr_assert(m, "%s", nsc_last_error());
+    return m;
+}
+
+static nsc_tensor *prompt(void) {
+    int64_t ids[5] = { 3, 17, 42, 8, 99 };
+    return nsc_from_data(NSC_I64, NSC_SHAPE(1, 5), ids);
+}
+
+static nsc_generate_options greedy(int64_t n) {
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = n;
+    return o;
+}
+
+Test(graph_generate, call_index_k_is_step_k) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    nsc_generate_options o = greedy(4);
+    nsc_tensor *eager = NULL;
+    cr_assert_eq(nsc_generate(model, ids, NULL, &o, &eager), NSC_OK, "%s", nsc_last_error());
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    nsc_tensor *logits[4], *tokens;
+    for (int k = 0; k < 4; k++) {
+        logits[k] = nsc_save(nsc_invoke_output(inv, "", k));
+        cr_assert(logits[k], "%s", nsc_last_error());
+        cr_expect_eq(nsc_tensor_size(logits[k], 1), k == 0 ? 5 : 1, "step %d's length", k);
+    }
+    tokens = nsc_save(nsc_invoke_output(inv, "generator", 0));
+    cr_expect_eq(nsc_tensor_size(tokens, 1), 9);
+    cr_expect_null(nsc_invoke_output(inv, "", 4), "only 4 steps run");
+    cr_expect(strstr(nsc_last_error(), "unreachable"), "%s", nsc_last_error());
+    nsc_trace_free(tr);
+    tr = nsc_trace_new_generate(model, &o);
+    inv = nsc_trace_invoke(tr, 1, &ids);
+    for (int k = 0; k < 4; k++) {
+        logits[k] = nsc_save(nsc_argmax(nsc_select(nsc_invoke_output(inv, "", k), 1, -1), -1,
+                                        false));
+    }
+    tokens = nsc_save(nsc_invoke_output(inv, "generator", 0));
+    cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *got = nsc_trace_generated(tr), *hook_tokens = nsc_trace_get(tr, tokens);
+    cr_expect(nsc_allclose(got, eager, 0, 0, false), "the trace generates the same tokens");
+    cr_expect(nsc_allclose(hook_tokens, eager, 0, 0, false));
+    for (int k = 0; k < 4; k++) {
+        nsc_tensor *next = nsc_trace_get(tr, logits[k]);
+        cr_expect_eq(nsct_flat(next, 0), nsct_flat(eager, 5 + k), "step %d chose its token", k);
+        nsc_free(next);
+    }
+    nsc_free(got);
+    nsc_free(hook_tokens);
+    nsc_free(eager);
+    nsc_trace_free(tr);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
+
+typedef struct steer {
+    nsc_tensor *vector;
+} steer;
+
+static nsc_status add_vector(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m;
+    (void)kind;
+    (void)call_index;
+    (void)n;
+    replace[0] = nsc_add(values[0], ((steer *)ctx)->vector);
+    return replace[0] ? NSC_OK : nsc_last_status();
+}
+
+// Steering at every step: an every-call body equals a permanent module hook.
+Test(graph_generate, an_every_call_body_steers_every_step) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    nsc_generate_options o = greedy(6);
+    nsc_generator *gen = nsc_generator_new(5);
+    nsc_tensor *raw = nsc_randn(gen, NSC_F32, NSC_SHAPE(64));
+    steer s = { nsc_mul_scalar(raw, 4.0) };
+    nsc_module *block = nsc_module_find(model, "transformer.h.0");
+    int64_t h = nsc_module_add_hook(block, NSC_HOOK_OUTPUT, add_vector, &s, NULL);
+    nsc_tensor *eager = NULL, *plain = NULL;
+    cr_assert_eq(nsc_generate(model, ids, NULL, &o, &eager), NSC_OK);
+    nsc_module_remove_hook(block, h);
+    cr_assert_eq(nsc_generate(model, ids, NULL, &o, &plain), NSC_OK);
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    nsc_tensor *every = nsc_invoke_output(inv, "transformer.h.0", NSC_EVERY_CALL);
+    cr_assert_eq(nsc_invoke_set_output(inv, "transformer.h.0", NSC_EVERY_CALL,
+                                       nsc_add(every, s.vector)),
+                 NSC_OK, "%s", nsc_last_error());
+    int64_t nodes = nsc_trace_n_nodes(tr);
+    cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_trace_n_nodes(tr), nodes, "no unrolling");
+    nsc_tensor *got = nsc_trace_generated(tr);
+    cr_expect(nsc_allclose(got, eager, 0, 0, false), "steered like the module hook");
+    cr_expect_not(nsc_allclose(got, plain, 0, 0, false), "and unlike no steering");
+    nsc_free(got);
+    nsc_free(eager);
+    nsc_free(plain);
+    nsc_free(raw);
+    nsc_free(s.vector);
+    nsc_generator_free(gen);
+    nsc_trace_free(tr);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
+
+// Zeroing layer 0's keys at step 0 changes step 1's logits: the cache keeps
+// the edited keys. It equals an eager run editing hook_k at call 0 only.
+static nsc_status zero_at_call0(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                                nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m;
+    (void)kind;
+    (void)n;
+    (void)ctx;
+    if (call_index == 0) {
+        replace[0] = nsc_zeros_like(values[0]);
+    }
+    return NSC_OK;
+}
+
+Test(graph_generate, a_key_edit_at_step_0_is_what_the_cache_keeps) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    nsc_generate_options o = greedy(2);
+    nsc_tensor *step1[2];
+    for (int edit = 0; edit < 2; edit++) {
+        nsc_trace *tr = nsc_trace_new_generate(model, &o);
+        nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+        if (edit) {
+            cr_assert_eq(nsc_zero_(nsc_invoke_output(inv, "transformer.h.0.attn.hook_k", 0)),
+                         NSC_OK, "%s", nsc_last_error());
+        }
+        nsc_tensor *l1 = nsc_save(nsc_invoke_output(inv, "", 1));
+        cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+        step1[edit] = nsc_trace_get(tr, l1);
+        nsc_trace_free(tr);
+    }
+    cr_expect_not(nsc_allclose(step1[0], step1[1], 1e-6, 1e-6, false), "step 1 changed");
+    nsc_module *hook_k = nsc_module_find(model, "transformer.h.0.attn.hook_k");
+    int64_t h = nsc_module_add_hook(hook_k, NSC_HOOK_OUTPUT, zero_at_call0, NULL, NULL);
+    nsc_tensor *tokens = NULL, *last = NULL;
+    cr_assert_eq(nsc_generate(model, ids, NULL, &o, &tokens), NSC_OK);
+    nsc_module_remove_hook(hook_k, h);
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    nsc_zero_(nsc_invoke_output(inv, "transformer.h.0.attn.hook_k", 0));
+    nsc_tensor *toks = nsc_save(nsc_invoke_output(inv, "generator", 0));
+    cr_assert_eq(nsc_trace_run(tr), NSC_OK);
+    last = nsc_trace_get(tr, toks);
+    cr_expect(nsc_allclose(last, tokens, 0, 0, false), "the same tokens as the eager edit");
+    nsc_free(last);
+    nsc_free(tokens);
+    nsc_trace_free(tr);
+    nsc_free(step1[0]);
+    nsc_free(step1[1]);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
