@@ -62,6 +62,10 @@ nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t 
     if (elem == 0) {
         return nsci_fail(NSC_ERR_DTYPE, "copy_to: unknown dtype %d", (int)dtype);
     }
+    if (!dst && n > 0) {
+        return nsci_fail(NSC_ERR_ARG, "copy_to: destination is NULL for %lld elements",
+                         (long long)n);
+    }
     if ((size_t)n * elem > dst_bytes) {
         return nsci_fail(NSC_ERR_ARG, "copy_to: %lld elements of %s need %zu bytes, got %zu",
                          (long long)n, nsc_dtype_name(dtype), (size_t)n * elem, dst_bytes);
