@@ -363,13 +363,16 @@ nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, ns
         return nsc_last_status() != NSC_OK ? nsc_last_status()
                                            : nsci_fail(NSC_ERR_ARG, "split: input is NULL");
     }
+    if (!out || !n_out) {
+        return nsci_fail(NSC_ERR_ARG, "split: out and n_out must not be NULL");
+    }
     int d = nsci_wrap_dim(dim, x->ndim);
     if (d < 0 || x->ndim == 0 || split_size <= 0) {
         return nsci_fail(NSC_ERR_ARG, "split: dim %d, split_size %lld: bad arguments for rank %d",
                          dim, (long long)split_size, x->ndim);
     }
     int64_t size = x->shape[d];
-    int64_t pieces = size == 0 ? 1 : (size + split_size - 1) / split_size;
+    int64_t pieces = size == 0 ? 1 : 1 + (size - 1) / split_size; // no overflow near INT64_MAX
     if (pieces > max_out) {
         return nsci_fail(NSC_ERR_ARG, "split: %lld pieces do not fit in %d outputs",
                          (long long)pieces, max_out);
