@@ -128,7 +128,7 @@ test: deps
 
 asan: deps
 	@$(MAKE) --no-print-directory MODE=asan test-bin
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    NSC_BUILD=build/asan$(if $(filter none,$(BLAS)),-noblas) \
 	    build/asan$(if $(filter none,$(BLAS)),-noblas)/tests/nsc_tests --jobs $(TEST_JOBS) $(TEST_ARGS)
 
