@@ -125,7 +125,8 @@ int64_t nsc_module_param_count(nsc_module *root) {
         nsc_tensor *t = nsc_module_param_at(root, i, NULL);
         bool seen = false;
         for (int64_t k = 0; k < i && !seen; k++) {
-            seen = nsc_tensor_shares_storage(nsc_module_param_at(root, k, NULL), t);
+            nsc_tensor *other = nsc_module_param_at(root, k, NULL);
+            seen = other == t || nsc_tensor_shares_storage(other, t); // tied weights, META too
         }
         total += seen ? 0 : nsc_tensor_numel(t);
     }
