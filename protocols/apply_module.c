@@ -4,12 +4,9 @@
 // hooks unless asked (forward() versus __call__ in PyTorch).
 #include <string.h>
 
-#include "graph/graph_impl.h"
+#include "protocols/protocols_impl.h"
 
-typedef struct apply_payload {
-    nsc_module *module; // retained
-    bool fire_hooks;
-} apply_payload;
+typedef nsci_apply_payload apply_payload;
 
 static void apply_payload_free(void *payload) {
     apply_payload *p = payload;

@@ -1,12 +1,9 @@
 // Backward: back-propagate from a one-element loss as a node (loss.backward()
 // inside a trace). Pass n of the trace: the gradient nodes taken before it
 // and after the previous backward get their values during it.
-#include "graph/graph_impl.h"
+#include "protocols/protocols_impl.h"
 
-typedef struct backward_payload {
-    int pass;
-    bool retain_graph;
-} backward_payload;
+typedef nsci_backward_payload backward_payload;
 
 static nsc_status backward_execute(nsci_graph *g, nsci_gnode *n) {
     const backward_payload *p = n->payload;

@@ -3,11 +3,9 @@
 // nodes wait for the condition; a branch not taken is skipped, releasing
 // at once everything it would have consumed. Hook-point reads and bridges
 // are never gated (their protocols' condition flag is false).
-#include "graph/graph_impl.h"
+#include "protocols/protocols_impl.h"
 
-typedef struct condition_payload {
-    bool value; // run time: the condition's truth
-} condition_payload;
+typedef nsci_condition_payload condition_payload;
 
 static nsc_status conditional_execute(nsci_graph *g, nsci_gnode *n) {
     nsc_tensor *cond = nsci_arg_value(g, n->args[0]);

@@ -6,17 +6,9 @@
 // (possibly edited or replaced) gradient on, and removes itself.
 #include <string.h>
 
-#include "graph/graph_impl.h"
+#include "protocols/protocols_impl.h"
 
-typedef struct grad_payload {
-    nsci_graph *graph;
-    int32_t node;
-    int pass;
-    int32_t point; // >= 0: a hook-point read's gradient, sliced per invoke
-    int invoke;
-    nsc_tensor *target; // the hooked tensor (retained until the hook goes)
-    int64_t handle;
-} grad_payload;
+typedef nsci_grad_payload grad_payload;
 
 static void grad_payload_free(void *payload) {
     grad_payload *p = payload;

@@ -3,12 +3,9 @@
 // sum across an iterator's items).
 #include <string.h>
 
-#include "graph/graph_impl.h"
+#include "protocols/protocols_impl.h"
 
-typedef struct update_payload {
-    nsc_trace *target_graph;
-    int32_t target;
-} update_payload;
+typedef nsci_update_payload update_payload;
 
 static nsc_status update_execute(nsci_graph *g, nsci_gnode *n) {
     const update_payload *p = n->payload;
