@@ -38,7 +38,7 @@ struct nsc_module {
     nsc_forward_fn forward;
     void *state;
     void (*state_free)(void *state);
-    int64_t call_count;
+    atomic_llong call_count; // atomic: threads may call one module without hooks
     int64_t hook_dispatches;
     nsci_module_hook *hooks;
     int n_hooks, cap_hooks;
