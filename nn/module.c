@@ -299,8 +299,9 @@ const char *nsc_module_path(const nsc_module *m) {
         return NULL;
     }
     nsc_module *mm = (nsc_module *)m; // the cache is logically const
-    if (mm->path) {
-        return mm->path;
+    char *cached = __atomic_load_n(&mm->path, __ATOMIC_ACQUIRE);
+    if (cached) {
+        return cached;
     }
     if (!m->parent) {
         return ""; // a root: nothing to cache
@@ -313,8 +314,18 @@ const char *nsc_module_path(const nsc_module *m) {
         nsci_buf_puts(&b, ".");
     }
     nsci_buf_puts(&b, m->name);
-    mm->path = b.failed ? NULL : b.data;
-    return mm->path ? mm->path : m->name;
+    if (b.failed) {
+        nsci_buf_free(&b);
+        return m->name;
+    }
+    // Threads sharing a model may build the path at once: the first one
+    // published is kept, the others free theirs.
+    if (!__atomic_compare_exchange_n(&mm->path, &cached, b.data, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        nsci_buf_free(&b);
+        return cached;
+    }
+    return b.data;
 }
 
 nsc_module *nsc_module_find(nsc_module *root, const char *path) {
