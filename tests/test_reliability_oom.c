@@ -682,3 +682,25 @@ Test(reliability_oom, parameter_paths_need_no_allocation) {
     cr_expect_eq(failed, 0, "no allocation was needed");
     nsc_module_free(layers);
 }
+
+// Regression: a module path whose building ran out of memory leaked the
+// part already built (it now frees it and answers with the name alone).
+Test(reliability_oom, module_path_out_of_memory) {
+    nsc_module *model = nsct_chain_model(2, 4);
+    nsc_module *h1 = nsc_module_find(model, "h.1");
+    nsc_module_path(nsc_module_parent(h1)); // "h" cached: only h.1's own path is built
+    for (int64_t k = 1; k < 10; k++) {
+        int64_t before = nsct_rel_live_blocks();
+        nsc_mem_fail_after(k);
+        const char *path = nsc_module_path(h1);
+        int64_t failed = nsc_mem_failed_count();
+        nsc_mem_fail_after(0);
+        if (failed == 0) {
+            cr_expect_str_eq(path, "h.1");
+            break;
+        }
+        cr_expect_str_eq(path, "1", "allocation %lld: the name alone", (long long)k);
+        cr_expect_eq(nsct_rel_live_blocks(), before, "allocation %lld: leaked", (long long)k);
+    }
+    nsc_module_free(model);
+}
