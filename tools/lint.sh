@@ -55,5 +55,9 @@ for f in $(git ls-files '*.c' '*.h' '*.cu' | grep -E '^(util|tensor|cuda|autogra
         [ $ok = 1 ] || fail "$f includes $inc: $dir/ may include only: $rules"
     done
 done
+# 4. The same-named source macros cover every graph-building call.
+if command -v python3 >/dev/null 2>&1; then
+    python3 tools/gen_source_macros.py --check || status=1
+fi
 [ $status = 0 ] && echo "lint: ok"
 exit $status
