@@ -4,6 +4,7 @@
 
 #include "nsc/autograd.h"
 #include "nsc/base.h"
+#include "nsc/check.h"
 #include "nsc/generate.h"
 #include "nsc/gpt2.h"
 #include "nsc/io.h"

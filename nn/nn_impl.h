@@ -59,6 +59,12 @@ extern nsc_tensor *(*nsci_module_proxy_call)(nsc_module *m, int n_in, nsc_tensor
 // instead of running m's forward (skip). Consumed (and released) by the call.
 void nsci_module_skip_next(nsc_module *m, nsc_tensor *output);
 
+// The NaN/Inf check of nsc/check.h (nn/check_finite.c): returns out, or
+// NULL with NSC_ERR_STATE naming m when the check is on for this thread and
+// out holds a non-finite value (out is then released). NULL passes through.
+nsc_tensor *nsci_check_finite_output(nsc_module *m, int64_t call_index, int n_in,
+                                     nsc_tensor *const *in, nsc_tensor *out);
+
 // Appends to a growable array of named tensors (retains t; copies name).
 nsc_status nsci_named_append(nsci_named_tensor **items, int *n, int *cap, const char *name,
                              nsc_tensor *t);
