@@ -334,8 +334,8 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
         return nsci_module_proxy_call(m, n_in, in, true);
     }
     int64_t call_index = m->call_count++;
-    if (m->n_hooks == 0) {
-        return nsc_module_forward(m, n_in, in); // no hook: nothing but the count
+    if (m->n_hooks == 0) { // no hook: nothing but the count (and the optional check)
+        return nsci_check_finite_output(m, call_index, n_in, in, nsc_module_forward(m, n_in, in));
     }
     nsc_tensor *out = has_hooks(m, NSC_HOOK_INPUT) ? call_with_input_hooks(m, n_in, in, call_index)
                                                    : nsc_module_forward(m, n_in, in);
@@ -344,7 +344,7 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
         nsc_free(out);
         return NULL;
     }
-    return out;
+    return nsci_check_finite_output(m, call_index, n_in, in, out);
 }
 
 int64_t nsc_module_call_count(const nsc_module *m) {
