@@ -14,16 +14,12 @@
 
 #include "nsc/ops_attention.h"
 #include "tensor/gemm_impl.h"
+#include "tensor/op_params.h"
 #include "tensor/reduce.h"
 
 enum {
     QBLOCK = 64
 }; // queries per task: a [64, S] score block stays in L2
-
-typedef struct attention_params {
-    double scale;
-    bool causal;
-} attention_params;
 
 static const nsci_param_desc attention_desc[] = {
     { "scale", NSCI_PARAM_F64, offsetof(attention_params, scale), 0 },

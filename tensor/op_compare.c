@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/pointwise.h"
 
 // --- comparison loops: (op, compute dtype) ---
@@ -84,10 +85,6 @@ static nsc_status compare_cpu(nsci_call *c) {
 }
 
 // --- tensor-scalar comparisons ---
-
-typedef struct scalar_params {
-    double value;
-} scalar_params;
 
 static const nsci_param_desc scalar_desc[] = {
     { "value", NSCI_PARAM_F64, offsetof(scalar_params, value), 0 },

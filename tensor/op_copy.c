@@ -4,6 +4,7 @@
 // https://pytorch.org/docs/stable/generated/torch.Tensor.to.html
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/tensor_impl.h"
 
 // --- the CPU copy kernel ---
@@ -145,11 +146,6 @@ nsc_tensor *nsc_clone(nsc_tensor *x) {
 }
 
 // --- to_dtype / to_device ---
-
-typedef struct to_params {
-    nsc_dtype dtype;
-    nsc_device device;
-} to_params;
 
 static const nsci_param_desc to_dtype_desc[] = {
     { "dtype", NSCI_PARAM_DTYPE, offsetof(to_params, dtype), 0 },

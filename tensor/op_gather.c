@@ -4,10 +4,7 @@
 #include <string.h>
 
 #include "tensor/index.h"
-
-typedef struct dim_params {
-    int dim;
-} dim_params;
+#include "tensor/op_params.h"
 
 static const nsci_param_desc dim_desc[] = {
     { "dim", NSCI_PARAM_INT, offsetof(dim_params, dim), 0 },

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tensor/index.h"
+#include "tensor/op_params.h"
 
 // --- helpers shared with op_index_more.c, op_join.c and op_loss.c ---
 
@@ -90,10 +91,6 @@ static int64_t size_at(const nsc_tensor *x, int dim) {
 static int64_t grain_for(int64_t work_per_item) {
     return NSCI_MAX(1, NSCI_GRAIN / NSCI_MAX(work_per_item, 1));
 }
-
-typedef struct dim_params {
-    int dim;
-} dim_params;
 
 static const nsci_param_desc dim_desc[] = {
     { "dim", NSCI_PARAM_INT, offsetof(dim_params, dim), 0 },

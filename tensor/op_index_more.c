@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/index.h"
+#include "tensor/op_params.h"
 
 // --- topk ---
 // The k largest (or smallest) entries along dim, sorted, with their i64 indices.
@@ -13,12 +14,6 @@
 // NaN counts as larger than every number (as torch). Among equal values the
 // lower index comes first; torch leaves that order unspecified.
 // Saves indices: the gradient is the values' gradient scattered into zeros.
-
-typedef struct topk_params {
-    int64_t k;
-    int dim;
-    bool largest;
-} topk_params;
 
 static const nsci_param_desc topk_desc[] = {
     { "k", NSCI_PARAM_I64, offsetof(topk_params, k), 0 },
@@ -301,10 +296,6 @@ nsc_tensor *nsc_nonzero(nsc_tensor *x) {
 // num_classes -1 takes max(ids) + 1 (as torch), which needs the values: it fails on META.
 // https://pytorch.org/docs/stable/generated/torch.nn.functional.one_hot.html
 
-typedef struct one_hot_params {
-    int64_t num_classes;
-} one_hot_params;
-
 static const nsci_param_desc one_hot_desc[] = {
     { "num_classes", NSCI_PARAM_I64, offsetof(one_hot_params, num_classes), 0 },
     { NULL, NSCI_PARAM_END, 0, 0 },
@@ -398,10 +389,6 @@ nsc_tensor *nsc_one_hot(nsc_tensor *ids, int64_t num_classes) {
 // elsewhere. x: [..., R, C], rank >= 2.
 // https://pytorch.org/docs/stable/generated/torch.tril.html
 // Saves nothing: the gradient is tril/triu of the output's gradient.
-
-typedef struct tri_params {
-    int64_t diagonal;
-} tri_params;
 
 static const nsci_param_desc tri_desc[] = {
     { "diagonal", NSCI_PARAM_I64, offsetof(tri_params, diagonal), 0 },

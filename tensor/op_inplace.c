@@ -4,6 +4,7 @@
 // https://pytorch.org/docs/stable/generated/torch.Tensor.copy_.html
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/tensor_impl.h"
 
 // Refuses destinations where two elements share memory (stride 0 from expand).
@@ -80,10 +81,6 @@ static nsc_status fill_infer(nsci_call *c) {
 static nsc_status copy_cpu(nsci_call *c) {
     return nsci_copy_into(c->in[0], c->in[1]);
 }
-
-typedef struct fill_params {
-    double value;
-} fill_params;
 
 static const nsci_param_desc fill_desc[] = {
     { "value", NSCI_PARAM_F64, offsetof(fill_params, value), 0 },

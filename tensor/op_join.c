@@ -3,11 +3,8 @@
 // https://pytorch.org/docs/stable/generated/torch.cat.html
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/tensor_impl.h"
-
-typedef struct join_params {
-    int dim;
-} join_params;
 
 static const nsci_param_desc join_desc[] = {
     { "dim", NSCI_PARAM_INT, offsetof(join_params, dim), 0 },

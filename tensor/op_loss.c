@@ -9,11 +9,7 @@
 #include <string.h>
 
 #include "tensor/index.h"
-
-typedef struct loss_params {
-    int reduction; // nsc_reduction
-    int64_t ignore_index;
-} loss_params;
+#include "tensor/op_params.h"
 
 static const nsci_param_desc loss_desc[] = {
     { "reduction", NSCI_PARAM_INT, offsetof(loss_params, reduction), 0 },

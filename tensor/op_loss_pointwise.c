@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/pointwise.h"
 
 // A gradient in the input's dtype (inputs of another float dtype were promoted).
@@ -19,10 +20,6 @@ static nsc_tensor *as_input_dtype(nsc_tensor *grad, const nsci_meta *in) {
 // (a - b)^2 elementwise (a, b broadcast, float), then mean, sum or none.
 // https://pytorch.org/docs/stable/generated/torch.nn.functional.mse_loss.html
 // Saves a and b: d/da = 2 (a - b) g (/ n for mean), d/db = -d/da.
-
-typedef struct mse_params {
-    int reduction; // nsc_reduction
-} mse_params;
 
 static const nsci_param_desc mse_desc[] = {
     { "reduction", NSCI_PARAM_INT, offsetof(mse_params, reduction), 0 },
@@ -136,11 +133,6 @@ nsc_tensor *nsc_mse_loss(nsc_tensor *a, nsc_tensor *b, nsc_reduction reduction) 
 // generator advances on every training call, on META too); element i of the
 // row-major output takes its word from a Philox stream keyed by the seed and
 // i's chunk, so the mask does not depend on the thread count.
-
-typedef struct dropout_params {
-    double p;
-    int64_t seed; // the 64 seed bits
-} dropout_params;
 
 static const nsci_param_desc dropout_desc[] = {
     { "p", NSCI_PARAM_F64, offsetof(dropout_params, p), 0 },

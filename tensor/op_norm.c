@@ -7,14 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/reduce.h"
-
-typedef struct layer_norm_params {
-    int n_normalized;
-    double eps;      // forward only
-    bool has_weight; // inputs: x, then weight if present, then bias if present
-    bool has_bias;   // forward only
-} layer_norm_params;
 
 static const nsci_param_desc layer_norm_desc[] = {
     { "n_normalized", NSCI_PARAM_INT, offsetof(layer_norm_params, n_normalized), 0 },

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/reduce.h"
 
 // The column path sums tiles of columns with double accumulators kept in
@@ -335,11 +336,6 @@ nsc_tensor *nsc_mean(nsc_tensor *x, int ndims, const int *dims, bool keepdim) {
 // equal shape gives a view of x (no copy), as torch returns self. Dtype as
 // sum's when something is summed. Backward: expand back to x's shape.
 // https://pytorch.org/docs/stable/generated/torch.Tensor.sum_to_size.html
-
-typedef struct sum_to_size_params {
-    int ndim;
-    int64_t shape[NSC_MAX_DIMS];
-} sum_to_size_params;
 
 static const nsci_param_desc sum_to_size_desc[] = {
     { "shape", NSCI_PARAM_I64_ARRAY, offsetof(sum_to_size_params, shape),

@@ -4,11 +4,8 @@
 // https://pytorch.org/docs/stable/generated/torch.add.html
 #include <math.h>
 
+#include "tensor/op_params.h"
 #include "tensor/pointwise.h"
-
-typedef struct scalar_params {
-    double value;
-} scalar_params;
 
 static const nsci_param_desc scalar_desc[] = {
     { "value", NSCI_PARAM_F64, offsetof(scalar_params, value), 0 },

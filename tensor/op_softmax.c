@@ -7,11 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/reduce.h"
-
-typedef struct softmax_params {
-    int dim;
-} softmax_params;
 
 static const nsci_param_desc softmax_desc[] = {
     { "dim", NSCI_PARAM_INT, offsetof(softmax_params, dim), 0 },

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/op_params.h"
 #include "tensor/pointwise.h"
 
 // --- loops ---
@@ -37,10 +38,6 @@ FLOAT_PAIR(gelu_tanh,
 NSCI_UNARY_LOOP(neg_i64, int64_t, int64_t, (int64_t)(0 - (uint64_t)a))
 NSCI_UNARY_LOOP(abs_i64, int64_t, int64_t, a < 0 ? (int64_t)(0 - (uint64_t)a) : a)
 NSCI_UNARY_LOOP(relu_i64, int64_t, int64_t, a > 0 ? a : 0)
-
-typedef struct clamp_params {
-    double min, max; // -inf / inf: no bound
-} clamp_params;
 
 static const nsci_param_desc clamp_desc[] = {
     { "min", NSCI_PARAM_F64, offsetof(clamp_params, min), 0 },
@@ -80,10 +77,6 @@ typedef struct unary_kind {
     result_rule rule;
     nsci_inner_fn f32, f64, i64;
 } unary_kind;
-
-typedef struct gelu_params {
-    int approximate; // nsc_gelu_approx
-} gelu_params;
 
 static const nsci_param_desc gelu_desc[] = {
     { "approximate", NSCI_PARAM_INT, offsetof(gelu_params, approximate), 0 },

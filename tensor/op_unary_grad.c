@@ -5,6 +5,7 @@
 // threshold_backward, gelu_backward.
 #include <math.h>
 
+#include "tensor/op_params.h"
 #include "tensor/pointwise.h"
 
 #define GRAD_PAIR(OP, EXPR_F, EXPR_D)                                                              \
@@ -44,10 +45,6 @@ static inline float gelu_tanh_df(float x) {
 
 GRAD_PAIR(gelu_erf_grad, a *gelu_erf_df(b), a *gelu_erf_d(b))
 GRAD_PAIR(gelu_tanh_grad, a *gelu_tanh_df(b), a *gelu_tanh_d(b))
-
-typedef struct gelu_grad_params {
-    int approximate;
-} gelu_grad_params;
 
 static const nsci_param_desc gelu_grad_desc[] = {
     { "approximate", NSCI_PARAM_INT, offsetof(gelu_grad_params, approximate), 0 },
