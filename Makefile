@@ -48,8 +48,8 @@ else
 LDLIBS := -lopenblas $(LDLIBS)
 endif
 ifeq ($(CUDA),1)
-CFLAGS += -DNSC_CUDA
-NVCCFLAGS := -O2 -g -std=c++17 -Iinclude -I. -DNSC_CUDA -Xcompiler -fPIC,-Wall \
+CFLAGS += -DNSC_HAVE_CUDA
+NVCCFLAGS := -O2 -g -std=c++17 -Iinclude -I. -DNSC_HAVE_CUDA -Xcompiler -fPIC,-Wall \
     -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
     --expt-relaxed-constexpr -MMD -MP
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++

@@ -72,7 +72,7 @@ Test(reliability_inputs, creation) {
     REFUSED(nsc_linspace(0, 1, -1, NSC_F32), NSC_ERR_ARG, "steps -1");
     REFUSED(nsc_eye(-1, 2, NSC_F32), NSC_ERR_SHAPE, "negative");
     REFUSED(nsc_randint(NULL, 5, 5, NSC_SHAPE(2)), NSC_ERR_ARG, "expected low < high");
-#ifndef NSC_CUDA
+#ifndef NSC_HAVE_CUDA
     REFUSED(nsc_zeros(NSC_F32, NSC_CUDA, NSC_SHAPE(2)), NSC_ERR_DEVICE, "cuda");
 #endif
 }
@@ -145,7 +145,7 @@ Test(reliability_inputs, views) {
     REFUSED(nsc_as_strided(x, NSC_SHAPE(2), (int64_t[]){ -1 }, 0), NSC_ERR_ARG,
             "expected non-negative values");
     REFUSED(nsc_to_dtype(x, (nsc_dtype)9), NSC_ERR_DTYPE, "unknown dtype 9");
-#ifndef NSC_CUDA
+#ifndef NSC_HAVE_CUDA
     REFUSED(nsc_to(x, NSC_CUDA), NSC_ERR_DEVICE, "device cuda is not available");
 #endif
     // Splits write nothing into out[] when refused.
