@@ -308,7 +308,8 @@ static bool stops_here(nsci_graph *g, const nsci_point *p) {
 }
 
 static bool fires(const nsci_point *p, nsc_module *m, nsc_hook_kind kind, int64_t call_index) {
-    return p->module == m && p->kind == kind && p->call_index == call_index;
+    return p->module == m && p->kind == kind &&
+           (p->call_index == call_index || p->call_index == NSC_EVERY_CALL);
 }
 
 // Delivers each point's value (made part of the tape first in gradient
@@ -320,6 +321,9 @@ static nsc_status deliver_reads(nsci_graph *g, nsc_module *m, nsc_hook_kind kind
         nsci_point *p = &g->points[i];
         if (!fires(p, m, kind, call_index) || p->index >= n_values || !cur[p->index]) {
             continue;
+        }
+        if (p->call_index == NSC_EVERY_CALL) {
+            nsci_body_reset(g, i); // the body runs afresh at each call
         }
         if (g->needs_grad && nsci_grad_track_point(g, p, &cur[p->index]) != NSC_OK) {
             return nsc_last_status();
@@ -397,14 +401,20 @@ static void prepare(nsci_graph *g) {
         nsci_gnode *n = &g->nodes[i];
         n->missing = n->n_args;
         n->remaining = 0;
+        n->kept_for_calls = false;
     }
     for (int32_t i = 0; i < g->n_nodes; i++) {
         nsci_gnode *n = &g->nodes[i];
         for (int a = 0; a < n->n_args; a++) {
             nsci_gnode *producer = &g->nodes[n->args[a].node];
             producer->remaining += n->args[a].output >= 0;
+            // A value an every-call body reads at each call lives for the run.
+            producer->kept_for_calls |= n->body_point >= 0 && producer->body_point != n->body_point;
             n->missing -= producer->state == NSCI_NODE_DONE;
         }
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        g->nodes[i].consumers_total = g->nodes[i].remaining;
     }
 }
 
@@ -437,9 +447,14 @@ static nsc_status forward(nsci_graph *g) {
     if (status == NSC_OK) {
         bool was = nsc_set_grad_enabled(g->needs_grad);
         nsc_module_reset_calls(g->model);
-        nsc_tensor *out = nsc_module_call(g->model, n_in, in);
+        nsc_tensor *out = NULL;
+        if (g->generate) {
+            status = nsci_run_generation(g, n_in, in);
+        } else {
+            out = nsc_module_call(g->model, n_in, in);
+            status = out ? NSC_OK : nsc_last_status();
+        }
         nsc_set_grad_enabled(was);
-        status = out ? NSC_OK : nsc_last_status();
         if (status == NSC_STOPPED) {
             status = NSC_OK; // an early stop ends the pass; it is not an error
             nsc_clear_error();
@@ -496,7 +511,7 @@ nsc_status nsci_trace_execute(nsc_trace *tr) {
     if (tr->state != NSCI_TRACE_BUILDING) {
         return refuse(tr);
     }
-    if (!tr->scan && tr->n_points > 0 && nsci_scan(tr) != NSC_OK) {
+    if (!tr->scan && (tr->n_points > 0 || tr->generate) && nsci_scan(tr) != NSC_OK) {
         return nsc_last_status();
     }
     if (!tr->session && nsci_apply_edits(tr) != NSC_OK) {
