@@ -7,6 +7,7 @@
 #include "nsc/check.h"
 #include "nsc/generate.h"
 #include "nsc/gpt2.h"
+#include "nsc/graph_text.h"
 #include "nsc/io.h"
 #include "nsc/module.h"
 #include "nsc/nn.h"
