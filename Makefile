@@ -125,6 +125,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-bin
 	NSC_BUILD=$(BUILD) $(TEST_BIN) --jobs $(TEST_JOBS) $(TEST_ARGS)
 	@NSC_NO_DEPS=1 MODE=$(MODE) BLAS=$(BLAS) sh tools/check_install.sh
+	@NSC_LDLIBS="$(LDLIBS)" sh tools/check_readme.sh $(BUILD)
 
 asan: deps
 	@$(MAKE) --no-print-directory MODE=asan test-bin
