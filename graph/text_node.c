@@ -89,8 +89,8 @@ nsc_status nsci_text_line_args(nsci_text_line *c, int lo, int hi, nsc_tensor **o
         return NSC_OK;
     }
     if (count < lo || count > hi) {
-        return FAIL(c, a, "\"args\": expected an array of %d%s%d node ids", lo,
-                    lo == hi ? "" : " to ", hi == lo ? lo : hi);
+        return lo == hi ? FAIL(c, a, "\"args\": expected an array of %d node id(s)", lo)
+                        : FAIL(c, a, "\"args\": expected an array of %d to %d node ids", lo, hi);
     }
     for (int64_t i = 0; i < count; i++) {
         if (resolve(c, a->items[i], &out[i]) != NSC_OK) {
@@ -316,7 +316,9 @@ static nsc_status read_line(nsci_text_line *c, int64_t previous) {
         return NSC_ERR_OOM;
     }
     nsc_status status = p->read(c, e);
-    if (status != NSC_OK && strncmp(nsc_last_error(), what, strlen(what)) != 0) {
+    char own[600]; // the reader's own errors start with "<what>: line"
+    snprintf(own, sizeof own, "%s: line ", what);
+    if (status != NSC_OK && strncmp(nsc_last_error(), own, strlen(own)) != 0) {
         nsci_error_context("graph text %s: line %d, column %d", what, c->v->line, c->v->column);
     }
     if (status == NSC_OK && c->tr->n_nodes > c->r->max_nodes) {

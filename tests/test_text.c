@@ -6,11 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "graph/text_impl.h"
 #include "tests/graph_builders.h"
 #include "tests/graph_models.h"
 #include "tests/harness.h"
+#include "tests/reliability_util.h"
 
 // --- collecting a run's values: by trace, node and output ---
 
@@ -166,4 +168,463 @@ Test(text, every_builder_round_trips_bit_for_bit) {
     }
     nsc_mem_trim();
     cr_expect_eq(nsct_live_blocks(), start, "everything is released");
+}
+
+// --- a hand-written text and its canonical form ---
+
+static const char *HAND =
+    "{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\n"
+    "  \"invokes\": [{\"inputs\": [{\"name\": \"x\"}]}],\n"
+    "  \"nodes\": [\n"
+    "    {\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0},\n"
+    "    {\"id\": 4, \"protocol\": \"Op\", \"op\": \"mul_scalar\", \"params\": {\"value\": 2},"
+    " \"args\": [0]},\n"
+    "    {\"id\": 7, \"protocol\": \"Lock\", \"name\": \"y\", \"args\": [4]}\n"
+    "  ]}}\n";
+
+static const char *HAND_CANONICAL =
+    "{\n"
+    "  \"format\": \"nsc-graph\",\n"
+    "  \"version\": 1,\n"
+    "  \"trace\": {\n"
+    "    \"invokes\": [\n"
+    "      {\"inputs\": [{\"name\": \"x\"}]}\n"
+    "    ],\n"
+    "    \"nodes\": [\n"
+    "      {\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"kind\": \"output\", "
+    "\"call\": 0, \"invoke\": 0, \"at\": \"hand.json:4:5\"},\n"
+    "      {\"id\": 1, \"protocol\": \"Op\", \"op\": \"mul_scalar\", \"params\": {\"value\": 2.0}, "
+    "\"args\": [0], \"at\": \"hand.json:5:5\"},\n"
+    "      {\"id\": 2, \"protocol\": \"Lock\", \"name\": \"y\", \"args\": [1], \"at\": "
+    "\"hand.json:6:5\"}\n"
+    "    ]\n"
+    "  }\n"
+    "}\n";
+
+typedef struct hand_env {
+    nsc_module *model;
+    nsc_tensor *x;
+    nsc_tensor_set *tensors;
+    nsc_graph_load_options options;
+} hand_env;
+
+static void hand_start(hand_env *e) {
+    e->model = nsct_chain_model(3, 4);
+    nsct_warm_paths(e->model); // errors describe nodes by path (cached once)
+    e->x = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4), 0.25);
+    e->tensors = nsc_tensor_set_new();
+    nsc_tensor_set_put(e->tensors, "x", e->x);
+    e->options =
+        (nsc_graph_load_options){ .n_models = 1, .models = &e->model, .tensors = e->tensors };
+}
+
+static void hand_finish(hand_env *e) {
+    nsc_tensor_set_free(e->tensors);
+    nsc_free(e->x);
+    nsc_module_free(e->model);
+}
+
+Test(text, a_hand_written_text_runs_and_writes_canonically) {
+    int64_t start = nsct_live_blocks();
+    hand_env e;
+    hand_start(&e);
+    nsc_graph *g = nsc_graph_parse(HAND, strlen(HAND), "hand.json", &e.options);
+    cr_assert(g, "%s", nsc_last_error());
+    char *text = nsc_graph_to_text(g);
+    cr_expect_str_eq(text, HAND_CANONICAL);
+    cr_assert_eq(nsc_graph_run(g), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor_set *results = nsc_graph_results(g);
+    cr_assert_eq(nsc_tensor_set_count(results), 1);
+    cr_expect_str_eq(nsc_tensor_set_name(results, 0), "y");
+    nsc_tensor *h0 = nsc_module_forward(nsc_module_find(e.model, "h.0"), 1, &e.x);
+    nsc_tensor *want = nsc_mul_scalar(h0, 2.0);
+    cr_expect(nsc_allclose(nsc_tensor_set_get(results, "y"), want, 0, 0, false), "%s",
+              nsc_last_error());
+    // The canonical text reads back to itself.
+    nsc_graph *again = nsc_graph_parse(text, strlen(text), "canonical.json", &e.options);
+    char *text2 = nsc_graph_to_text(again);
+    cr_expect_str_eq(text2, text);
+    nsc_text_free(text);
+    nsc_text_free(text2);
+    nsc_graph_free(again);
+    nsc_tensor_set_free(results);
+    nsc_free(h0);
+    nsc_free(want);
+    nsc_graph_free(g);
+    hand_finish(&e);
+    nsc_mem_trim();
+    cr_expect_eq(nsct_live_blocks(), start);
+}
+
+// --- bad text: one clear error each, nothing leaked ---
+
+typedef struct bad_case {
+    const char *name;
+    const char *nodes; // the "nodes" array's items (or a whole document when it starts with '!')
+    nsc_status status;
+    const char *want[3]; // substrings of the message
+} bad_case;
+
+#define NODE0 "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0}"
+
+static const bad_case BAD[] = {
+    { "json",
+      "!{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\"nodes\": [}}",
+      NSC_ERR_FORMAT,
+      { "bad.json: line 1, column 59", "expected a value" } },
+    { "format",
+      "!{\"format\": \"nsc-grph\", \"version\": 1, \"trace\": {}}",
+      NSC_ERR_FORMAT,
+      { "line 1, column 12", "expected \"nsc-graph\"" } },
+    { "version",
+      "!{\"format\": \"nsc-graph\", \"version\": 2, \"trace\": {}}",
+      NSC_ERR_FORMAT,
+      { "version 2: this library reads version 1" } },
+    { "neither",
+      "!{\"format\": \"nsc-graph\", \"version\": 1}",
+      NSC_ERR_FORMAT,
+      { "one of \"trace\" and \"session\"" } },
+    { "top key",
+      "!{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {}, \"x\": 1}",
+      NSC_ERR_FORMAT,
+      { "unknown key \"x\"" } },
+    { "protocol",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Foo\"}",
+      NSC_ERR_FORMAT,
+      { "line 4, column 23", "unknown protocol \"Foo\"" } },
+    { "op",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"ad\", \"args\": [0, 0]}",
+      NSC_ERR_FORMAT,
+      { "line 4", "unknown op \"ad\"" } },
+    { "param",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"mul_scalar\", \"params\": "
+            "{\"valu\": 2}, \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "op mul_scalar has no param \"valu\"" } },
+    { "param type",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"mul_scalar\", "
+            "\"params\": {\"value\": \"2\"}, \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "param \"value\": expected a number" } },
+    { "int param range",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"select\", "
+            "\"params\": {\"dim\": 4294967296}, \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "param \"dim\": expected a 32-bit integer" } },
+    { "dangling",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [5]}",
+      NSC_ERR_FORMAT,
+      { "line 4, column 40", "node 5 is not defined before this line" } },
+    { "self",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [1]}",
+      NSC_ERR_FORMAT,
+      { "node 1 is not defined before this line" } },
+    { "no value",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [0]},\n"
+            "{\"id\": 2, \"protocol\": \"Lock\", \"args\": [1]}",
+      NSC_ERR_FORMAT,
+      { "node 1 has no value" } },
+    { "output",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [[0, 3]]}",
+      NSC_ERR_FORMAT,
+      { "node 0 has no value at output 3" } },
+    { "arg count",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"add\", \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "\"args\": expected an array of 2 node id(s)" } },
+    { "invoke",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 3}",
+      NSC_ERR_FORMAT,
+      { "\"invoke\": 3, but the trace has 1 invoke(s)" } },
+    { "call",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0, "
+      "\"call\": -2}",
+      NSC_ERR_FORMAT,
+      { "\"call\": expected a call index >= 0 or \"every\"" } },
+    { "unreachable",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", "
+      "\"invoke\": 0, \"call\": 5}",
+      NSC_ERR_ARG,
+      { "bad.json:3:1", "call index 5 is unreachable", "line 3, column 1" } },
+    { "index",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0, "
+      "\"kind\": \"input\", \"index\": 9}",
+      NSC_ERR_FORMAT,
+      { "\"index\": 9 is out of range [0, 7]" } },
+    { "kind",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0, "
+      "\"kind\": \"outpt\"}",
+      NSC_ERR_FORMAT,
+      { "\"kind\": \"input\" or \"output\"" } },
+    { "module",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.9\", \"invoke\": 0}",
+      NSC_ERR_ARG,
+      { "bad.json:3:1", "h.9" } },
+    { "shape",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"matmul\", \"args\": [0, 0], "
+            "\"at\": \"mine.c:12\"}",
+      NSC_ERR_SHAPE,
+      { "mine.c:12: matmul: [2,4], [2,4]: inner sizes", "line 4, column 1" } },
+    { "shape no at",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"matmul\", \"args\": "
+            "[0, 0]}",
+      NSC_ERR_SHAPE,
+      { "bad.json:4:1: matmul" } },
+    { "at",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [0], \"at\": \"mine.c\"}",
+      NSC_ERR_FORMAT,
+      { "\"at\": expected \"file:line\"" } },
+    { "duplicate key",
+      "{\"id\": 0, \"id\": 0, \"protocol\": \"Lock\"}",
+      NSC_ERR_FORMAT,
+      { "key \"id\" appears twice" } },
+    { "unknown key",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [0], \"nme\": 1}",
+      NSC_ERR_FORMAT,
+      { "a Lock line has no key \"nme\"" } },
+    { "increasing ids",
+      NODE0 ",\n{\"id\": 0, \"protocol\": \"Lock\", \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "\"id\": 0 is out of range [1,", "node ids increase" } },
+    { "save names",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"name\": \"a\", \"args\": "
+            "[0]},\n{\"id\": 2, \"protocol\": \"Lock\", \"name\": \"a\", \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "a save named \"a\" exists already" } },
+    { "bridge",
+      "{\"id\": 0, \"protocol\": \"Bridge\", \"from\": {\"session\": 0}}",
+      NSC_ERR_FORMAT,
+      { "earlier trace of a session" } },
+    { "update",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Update\", \"target\": 0, \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "only in sessions" } },
+    { "literal count",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"f32\", "
+      "\"shape\": [2, 2], \"data\": [1, 2, 3]}}",
+      NSC_ERR_FORMAT,
+      { "\"data\": expected an array of 4 values" } },
+    { "dtype",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"f16\", "
+      "\"shape\": [], \"data\": [1]}}",
+      NSC_ERR_FORMAT,
+      { "unknown dtype \"f16\"" } },
+    { "f32 range",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"f32\", "
+      "\"shape\": [1], \"data\": [1e39]}}",
+      NSC_ERR_FORMAT,
+      { "out of range for f32" } },
+    { "i64 data",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"i64\", "
+      "\"shape\": [1], \"data\": [1.5]}}",
+      NSC_ERR_FORMAT,
+      { "expected integers" } },
+    { "huge shape",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"f32\", "
+      "\"shape\": [65536, 65536, 65536], \"data\": []}}",
+      NSC_ERR_FORMAT,
+      { "\"shape\": sizes are integers >= 0" } },
+    { "name",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"name\": \"steer\"}}",
+      NSC_ERR_FORMAT,
+      { "no tensor named \"steer\"" } },
+    { "gate",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [0], \"if\": 0}",
+      NSC_ERR_FORMAT,
+      { "\"if\": expected the id of an earlier Conditional" } },
+    { "gated read",
+      "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", "
+      "\"invoke\": 0, \"else\": 0}",
+      NSC_ERR_FORMAT,
+      { "never gated" } },
+    { "grad swap",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"GradSwap\", \"grad\": 0, \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "expected the id of a Grad line" } },
+    { "eager op",
+      "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"f32\", "
+      "\"shape\": [], \"data\": [1]}},\n{\"id\": 1, \"protocol\": \"Op\", \"op\": "
+      "\"neg\", \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "needs an arg that is a node of this trace" } },
+    { "function",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Function\", \"function\": \"nope\", "
+            "\"args\": [0]}",
+      NSC_ERR_ARG,
+      { "no function registered as \"nope\"" } },
+    { "cache",
+      "{\"id\": 0, \"protocol\": \"Cache\", \"module\": \"h.*\", \"invoke\": 0, "
+      "\"inputs\": 1}",
+      NSC_ERR_FORMAT,
+      { "\"inputs\": expected true or false" } },
+};
+
+static char *document(const char *nodes) {
+    if (nodes[0] == '!') {
+        return strdup(nodes + 1);
+    }
+    const char *head = "{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\n"
+                       "\"invokes\": [{\"inputs\": [{\"name\": \"x\"}]}], \"nodes\": [\n";
+    char *text = malloc(strlen(head) + strlen(nodes) + 8);
+    sprintf(text, "%s%s]}}", head, nodes);
+    return text;
+}
+
+Test(text, bad_text_fails_with_a_clear_error) {
+    hand_env e;
+    hand_start(&e);
+    nsc_mem_trim();
+    int64_t start = nsct_live_blocks();
+    for (int i = 0; i < NSCI_ARRAY_LEN(BAD); i++) {
+        char *text = document(BAD[i].nodes);
+        nsc_graph *g = nsc_graph_parse(text, strlen(text), "bad.json", &e.options);
+        cr_expect_null(g, "%s: parsed", BAD[i].name);
+        cr_expect_eq(nsc_last_status(), BAD[i].status, "%s: status %s: %s", BAD[i].name,
+                     nsc_status_name(nsc_last_status()), nsc_last_error());
+        for (int k = 0; k < 3 && BAD[i].want[k]; k++) {
+            cr_expect(strstr(nsc_last_error(), BAD[i].want[k]), "%s: \"%s\" not in: %s",
+                      BAD[i].name, BAD[i].want[k], nsc_last_error());
+        }
+        nsc_graph_free(g);
+        free(text);
+        nsc_mem_trim();
+        cr_expect_eq(nsct_live_blocks(), start, "%s: nothing leaked", BAD[i].name);
+    }
+    hand_finish(&e);
+}
+
+Test(text, limits_on_size_depth_and_nodes) {
+    hand_env e;
+    hand_start(&e);
+    char *text = document(NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"args\": [[[[[0]]]]]}");
+    e.options.max_depth = 6;
+    cr_expect_null(nsc_graph_parse(text, strlen(text), "deep.json", &e.options));
+    cr_expect(strstr(nsc_last_error(), "deep.json: line 4") &&
+                  strstr(nsc_last_error(), "nesting deeper than 6"),
+              "%s", nsc_last_error());
+    e.options.max_depth = 0;
+    e.options.max_bytes = 64;
+    cr_expect_null(nsc_graph_parse(text, strlen(text), "big.json", &e.options));
+    cr_expect(strstr(nsc_last_error(), "over the limit of 64 bytes"), "%s", nsc_last_error());
+    free(text);
+    e.options.max_bytes = 0;
+    e.options.max_nodes = 2;
+    text =
+        document(NODE0 ",\n{\"id\": 1, \"protocol\": \"Op\", \"op\": \"neg\", \"args\": "
+                       "[0]},\n{\"id\": 2, \"protocol\": \"Op\", \"op\": \"neg\", \"args\": [1]}");
+    cr_expect_null(nsc_graph_parse(text, strlen(text), "many.json", &e.options));
+    cr_expect(strstr(nsc_last_error(), "more than 2 nodes"), "%s", nsc_last_error());
+    free(text);
+    hand_finish(&e);
+}
+
+// Every field of every op's params struct is in its desc table, so the
+// text form writes the whole struct: the gaps between described fields are
+// padding (smaller than the next field's alignment).
+Test(text, every_op_param_is_described) {
+    static const size_t align[] = {
+        [NSCI_PARAM_I64] = 8,       [NSCI_PARAM_INT] = 4,      [NSCI_PARAM_F64] = 8,
+        [NSCI_PARAM_BOOL] = 1,      [NSCI_PARAM_DTYPE] = 4,    [NSCI_PARAM_DEVICE] = 4,
+        [NSCI_PARAM_I64_ARRAY] = 8, [NSCI_PARAM_INT_ARRAY] = 4
+    };
+    static const size_t size[] = { [NSCI_PARAM_I64] = 8,
+                                   [NSCI_PARAM_INT] = 4,
+                                   [NSCI_PARAM_F64] = 8,
+                                   [NSCI_PARAM_BOOL] = 1,
+                                   [NSCI_PARAM_DTYPE] = 4,
+                                   [NSCI_PARAM_DEVICE] = 4,
+                                   [NSCI_PARAM_I64_ARRAY] = 8 * NSC_MAX_DIMS,
+                                   [NSCI_PARAM_INT_ARRAY] = 4 * NSC_MAX_DIMS };
+    for (int op = 0; op < NSC_OP_COUNT; op++) {
+        const nsci_op_def *d = nsci_op_defs[op];
+        // to_dtype and to_device share one struct, each reading only its field.
+        bool shared = op == NSC_OP_to_dtype || op == NSC_OP_to_device;
+        if (!d->params_size || shared) {
+            cr_expect(shared || !d->params, "%s", d->name);
+            continue;
+        }
+        cr_assert(d->params, "%s has params but no desc table", d->name);
+        char covered[512] = { 0 };
+        size_t max_align = 1;
+        for (const nsci_param_desc *p = d->params; p->type != NSCI_PARAM_END; p++) {
+            memset(covered + p->offset, 1, size[p->type]);
+            if (p->type == NSCI_PARAM_I64_ARRAY || p->type == NSCI_PARAM_INT_ARRAY) {
+                memset(covered + p->count_offset, 1, sizeof(int));
+            }
+            max_align = align[p->type] > max_align ? align[p->type] : max_align;
+        }
+        size_t gap = 0;
+        for (size_t b = 0; b <= d->params_size; b++) {
+            if (b < d->params_size && !covered[b]) {
+                gap++;
+                continue;
+            }
+            cr_expect(gap < max_align, "%s: %zu undescribed bytes before byte %zu", d->name, gap,
+                      b);
+            gap = 0;
+        }
+    }
+}
+
+// The parse under an allocation-failure sweep: each failure is a clean
+// NSC_ERR_OOM with nothing leaked.
+Test(text, parsing_survives_every_allocation_failure) {
+    nsc_module *models[1] = { nsct_builder_model(NSCT_CHAIN) };
+    const nsct_graph_builder *gb = NULL;
+    for (int i = 0; i < nsct_n_graph_builders; i++) {
+        gb =
+            strcmp(nsct_graph_builders[i].name, "conditionals") == 0 ? &nsct_graph_builders[i] : gb;
+    }
+    nsct_built b = gb->build(models);
+    char *text = nsc_trace_to_text(b.trace, NULL);
+    nsct_built_free(&b);
+    nsc_graph_load_options o = { .n_models = 1, .models = models };
+    nsc_graph *warm = nsc_graph_parse(text, strlen(text), "oom.json", &o); // module paths cached
+    nsc_graph_free(warm);
+    nsc_mem_trim();
+    int64_t start = nsct_live_blocks(), k;
+    for (k = 1; k < 100000; k++) {
+        nsc_mem_fail_after(k);
+        nsc_graph *g = nsc_graph_parse(text, strlen(text), "oom.json", &o);
+        int64_t failed = nsc_mem_failed_count();
+        nsc_mem_fail_after(0);
+        if (g && failed == 0) {
+            nsc_graph_free(g);
+            break;
+        }
+        if (!g) {
+            cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "allocation %lld: %s", (long long)k,
+                         nsc_last_error());
+        }
+        nsc_graph_free(g);
+        nsc_mem_trim();
+        cr_expect_eq(nsct_live_blocks(), start, "allocation %lld failed: leaked", (long long)k);
+    }
+    cr_log_info("text: %lld allocation points swept", (long long)k);
+    nsc_text_free(text);
+    nsc_module_free(models[0]);
+}
+
+Test(text, tensor_sets_save_and_load) {
+    char path[] = "/tmp/nsc_text_setXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    nsc_tensor_set *set = nsc_tensor_set_new();
+    nsc_tensor *a = nsc_arange(0, 6, 1, NSC_F32), *b = nsc_scalar(NSC_I64, 7);
+    nsc_tensor_set_put(set, "a", a);
+    nsc_tensor_set_put(set, "b", b);
+    nsc_tensor_set_put(set, "a", b); // replaced
+    cr_assert_eq(nsc_tensor_set_save(set, path), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor_set *back = nsc_tensor_set_load(path);
+    cr_assert(back, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_set_count(back), 2);
+    cr_expect(nsc_allclose(nsc_tensor_set_get(back, "a"), b, 0, 0, false));
+    cr_expect_null(nsc_tensor_set_get(back, "c"));
+    cr_expect_eq(nsc_tensor_set_put(set, "", a), NSC_ERR_ARG);
+    remove(path);
+    nsc_tensor_set_free(set);
+    nsc_tensor_set_free(back);
+    nsc_free(a);
+    nsc_free(b);
 }
