@@ -5,6 +5,7 @@
 #include "nsc/autograd.h"
 #include "nsc/base.h"
 #include "nsc/check.h"
+#include "nsc/cuda.h"
 #include "nsc/generate.h"
 #include "nsc/gpt2.h"
 #include "nsc/graph_text.h"

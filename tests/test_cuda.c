@@ -1,0 +1,465 @@
+// The CUDA device: the strided-index helpers on the CPU (always run), the
+// kernel registry and the "built without CUDA" answers (no GPU needed), and
+// on a GPU: every case-table row against the CPU with no hidden transfer,
+// gradients against the CPU's, the GPT-2 fixture's forward and backward, a
+// trace with interventions, cached generation, steady-state allocation and
+// a program linked against libnsc.a. GPU tests skip when none is visible.
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_impl.h"
+#include "tests/harness.h"
+
+// A CUDA result against the CPU's: the row's tolerance, at least this for
+// floats, since CUDA's libdevice exp/log/erf differ from glibc's by an ulp
+// or two and reductions sum in another order (in double).
+#define TOL_CUDA_FLOOR ((nsct_tol){ 1e-5, 1e-4, "cuda vs cpu: libdevice ulps, summation order" })
+// GPT-2 on CUDA vs the CPU (the brief's bound for the whole forward).
+#define TOL_GPT2 ((nsct_tol){ 1e-3, 1e-3, "cuda vs cpu: a whole f32 forward" })
+
+// --- strided-index helpers (cuda/cuda_impl.h, __host__ __device__) ---
+
+// The offset of row-major element i of t, walked the slow way.
+static int64_t slow_offset(const nsc_tensor *t, const int64_t *stride, int64_t i) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        off += (i % t->shape[d]) * stride[d];
+        i /= t->shape[d];
+    }
+    return off;
+}
+
+// Operands (out, in...) as the glue describes them, from CPU tensors.
+static void describe(nsci_cuda_ew *e, nsc_tensor *out, int n_in, nsc_tensor **in) {
+    memset(e, 0, sizeof *e);
+    e->ndim = out->ndim;
+    e->n_operands = n_in + 1;
+    memcpy(e->shape, out->shape, sizeof out->shape);
+    e->numel = nsc_tensor_numel(out);
+    memcpy(e->stride[0], out->stride, sizeof out->stride);
+    for (int k = 0; k < n_in; k++) {
+        nsci_broadcast_strides(in[k], out->ndim, out->shape, e->stride[k + 1]);
+    }
+}
+
+static void check_walk(nsc_tensor *out, int n_in, nsc_tensor **in, bool expect_flat) {
+    nsci_cuda_ew e;
+    describe(&e, out, n_in, in);
+    int64_t strides[NSCI_CUDA_MAX_OPERANDS][NSC_MAX_DIMS];
+    memcpy(strides, e.stride, sizeof strides);
+    nsci_cuda_ew_coalesce(&e);
+    cr_expect_eq(nsci_cuda_ew_flat(&e), expect_flat, "flat after coalescing");
+    for (int64_t i = 0; i < e.numel; i++) {
+        for (int k = 0; k < e.n_operands; k++) {
+            int64_t want = slow_offset(out, strides[k], i);
+            cr_assert_eq(nsci_cuda_ew_offset(&e, k, i), want, "operand %d, element %lld", k,
+                         (long long)i);
+            cr_assert_eq(nsci_cuda_unravel32(e.ndim, e.shape, e.stride[k], (uint32_t)i), want);
+        }
+    }
+}
+
+Test(cuda_index, coalescing_keeps_every_offset) {
+    nsc_tensor *a = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 4));
+    nsc_tensor *b = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 4));
+    nsc_tensor *row = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(4));
+    nsc_tensor *wide = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 8));
+    nsc_tensor *stepped = nsc_slice(wide, 2, 0, NSC_END, 2);
+    nsc_tensor *t = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4, 3));
+    nsc_tensor *transposed = nsc_transpose(t, 1, 2);
+    nsc_tensor *one = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(1, 3, 1));
+    nsc_tensor *expanded = nsc_expand(one, NSC_SHAPE(2, 3, 4));
+    check_walk(a, 1, &b, true);                   // contiguous: one flat run
+    check_walk(a, 1, &row, false);                // broadcast row (stride 0)
+    check_walk(a, 1, &stepped, false);            // slice with step 2
+    check_walk(a, 1, &transposed, false);         // transposed view
+    check_walk(a, 1, &expanded, false);           // expand of size-1 dims
+    nsc_tensor *three[3] = { b, transposed, row }; // several operands at once
+    check_walk(a, 3, three, false);
+    nsc_tensor *temps[] = { a, b, row, wide, stepped, t, transposed, one, expanded };
+    for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
+        nsc_free(temps[i]);
+    }
+}
+
+Test(cuda_index, unravel_handles_rank0_and_large_positions) {
+    int64_t shape[2] = { 3000000000LL, 7 }, stride[2] = { 7, 1 };
+    cr_expect_eq(nsci_cuda_unravel(0, shape, stride, 0), 0);
+    cr_expect_eq(nsci_cuda_unravel(2, shape, stride, 20999999999LL), 20999999999LL);
+    int64_t tshape[2] = { 5, 6 }, tstride[2] = { 1, 5 }; // transposed [6, 5] storage
+    cr_expect_eq(nsci_cuda_unravel(2, tshape, tstride, 13), 2 * 1 + 1 * 5);
+    nsci_cuda_ew big = { .ndim = 1, .n_operands = 1, .numel = (int64_t)1 << 31 };
+    cr_expect_not(nsci_cuda_ew_small(&big), "2^31 elements need 64-bit index math");
+}
+
+// --- without a GPU ---
+
+#ifdef NSC_HAVE_CUDA
+// Every op with a CPU kernel has a CUDA kernel (pure views run none).
+Test(cuda_registry, every_op_has_a_cuda_kernel) {
+    nsci_kernel_fn table[NSC_OP_COUNT] = { 0 };
+    nsci_cuda_fill_kernels(table);
+    int missing = 0;
+    for (int op = 0; op < NSC_OP_COUNT; op++) {
+        if (nsci_op_defs[op]->cpu && !table[op]) {
+            cr_log_error("op %s has no CUDA kernel", nsci_op_defs[op]->name);
+            missing++;
+        }
+    }
+    cr_expect_eq(missing, 0, "%d ops without a CUDA kernel", missing);
+}
+#else
+Test(cuda_registry, a_cpu_build_says_it_was_built_without_cuda) {
+    cr_expect_eq(nsc_cuda_init(), NSC_ERR_UNSUPPORTED);
+    cr_expect(strstr(nsc_last_error(), "built without CUDA"), "%s", nsc_last_error());
+    cr_expect_not(nsc_cuda_available());
+    cr_expect_eq(nsc_cuda_device_count(), 0);
+    cr_expect_eq(nsc_cuda_stats_get().transfers, 0);
+    nsc_clear_error();
+}
+#endif
+
+// --- on a GPU ---
+
+static void need_gpu(void) {
+    if (nsc_cuda_init() != NSC_OK) {
+        char why[1100];
+        snprintf(why, sizeof why, "no GPU: %s", nsc_last_error());
+        nsc_clear_error();
+        cr_skip_test("%s", why);
+    }
+}
+
+static nsct_tol tol_for(const nsct_case *c, nsc_tensor *out) {
+    nsct_tol t = c->tol;
+    if (nsc_tensor_dtype(out) == NSC_F32 && t.atol < TOL_CUDA_FLOOR.atol) {
+        t = TOL_CUDA_FLOOR;
+    }
+    return t;
+}
+
+static void free_n(nsc_tensor **t, int n) {
+    for (int i = 0; i < n; i++) {
+        nsc_free(t[i]);
+        t[i] = NULL;
+    }
+}
+
+// Runs c on both devices; false with a reason. transfers: the host<->device
+// copies the op itself made (inputs and result reads excluded).
+static bool case_on_cuda(const nsct_case *c, char *why, size_t n, int64_t *transfers) {
+    nsc_tensor *x[NSCT_MAX_INPUTS] = { 0 }, *g[NSCT_MAX_INPUTS] = { 0 };
+    nsc_tensor *out[NSCT_MAX_OUTPUTS] = { 0 }, *gout[NSCT_MAX_OUTPUTS] = { 0 };
+    bool ok = true;
+    for (int i = 0; i < c->n_in && ok; i++) {
+        x[i] = nsct_make_input(c, i, c->in[i].dtype, NSC_CPU);
+        g[i] = nsct_make_input(c, i, c->in[i].dtype, NSC_CUDA);
+        ok = x[i] && g[i];
+    }
+    int n_cpu = ok ? c->run(x, out) : -1;
+    int64_t before = nsc_cuda_stats_get().transfers;
+    int n_gpu = ok ? c->run(g, gout) : -1;
+    *transfers = nsc_cuda_stats_get().transfers - before;
+    ok = n_cpu > 0 && n_gpu == n_cpu;
+    if (!ok) {
+        snprintf(why, n, "cpu gave %d outputs, cuda %d: %s", n_cpu, n_gpu, nsc_last_error());
+    }
+    for (int k = 0; ok && k < n_gpu; k++) {
+        nsc_tensor *host = nsc_to(gout[k], NSC_CPU);
+        ok = nsct_close(host, out[k], tol_for(c, out[k]), why, n);
+        nsc_free(host);
+    }
+    free_n(x, c->n_in);
+    free_n(g, c->n_in);
+    free_n(out, NSCT_MAX_OUTPUTS);
+    free_n(gout, NSCT_MAX_OUTPUTS);
+    return ok;
+}
+
+Test(cuda_cases, every_row_matches_the_cpu_without_transfers, .init = need_gpu) {
+    int failures = 0;
+    for (int i = 0; i < nsct_n_cases; i++) {
+        const nsct_case *c = &nsct_all_cases[i];
+        char why[1200];
+        int64_t transfers = 0;
+        // nonzero and one_hot(-1) read values to learn their shape, as torch syncs.
+        bool reads_values = c->op == NSC_OP_nonzero || c->op == NSC_OP_one_hot;
+        if (!case_on_cuda(c, why, sizeof why, &transfers)) {
+            cr_log_error("case %s: %s", c->name, why);
+            failures++;
+        } else if (transfers != 0 && !reads_values) {
+            cr_log_error("case %s: %lld host<->device copies inside the op", c->name,
+                         (long long)transfers);
+            failures++;
+        }
+        nsc_clear_error();
+    }
+    cr_expect_eq(failures, 0, "%d of %d cases differ on CUDA", failures, nsct_n_cases);
+}
+
+// Gradients of sum(op(x) * w) for every float case with a backward rule,
+// CUDA against the CPU (the CPU's are checked against finite differences in
+// test_gradcheck.c).
+static bool grads_on_cuda(const nsct_case *c, char *why, size_t n) {
+    nsc_tensor *leaf[2][NSCT_MAX_INPUTS] = { { 0 } }, *view[2][NSCT_MAX_INPUTS] = { { 0 } };
+    nsc_tensor *grads[2][NSCT_MAX_INPUTS] = { { 0 } };
+    bool ok = true;
+    for (int dev = 0; dev < 2 && ok; dev++) {
+        nsc_tensor *out[NSCT_MAX_OUTPUTS] = { 0 };
+        for (int i = 0; i < c->n_in && ok; i++) {
+            nsc_tensor *l = nsct_make_leaf(c, i, c->in[i].dtype);
+            leaf[dev][i] = dev ? nsc_to(l, NSC_CUDA) : nsc_retain(l);
+            nsc_free(l);
+            if (c->in[i].dtype == NSC_F32 || c->in[i].dtype == NSC_F64) {
+                nsc_requires_grad_(leaf[dev][i], true);
+            }
+            view[dev][i] = nsct_layout_view(c, i, leaf[dev][i]);
+            ok = view[dev][i] != NULL;
+        }
+        int n_out = ok ? c->run(view[dev], out) : -1;
+        nsc_tensor *s = n_out > 0 && nsc_tensor_requires_grad(out[0]) ? nsc_sum_all(out[0]) : NULL;
+        ok = ok && (!s || nsc_backward(s, NULL, false) == NSC_OK);
+        for (int i = 0; ok && i < c->n_in; i++) {
+            nsc_tensor *gi = nsc_tensor_get_grad(leaf[dev][i]);
+            grads[dev][i] = gi ? nsc_to(gi, NSC_CPU) : NULL;
+        }
+        nsc_free(s);
+        free_n(out, NSCT_MAX_OUTPUTS);
+    }
+    for (int i = 0; ok && i < c->n_in; i++) {
+        if (!grads[0][i] != !grads[1][i]) {
+            snprintf(why, n, "input %d: gradient on one device only", i);
+            ok = false;
+        } else if (grads[0][i]) {
+            ok = nsct_close(grads[1][i], grads[0][i], TOL_CUDA_FLOOR, why, n);
+        }
+    }
+    for (int dev = 0; dev < 2; dev++) {
+        free_n(leaf[dev], c->n_in);
+        free_n(view[dev], c->n_in);
+        free_n(grads[dev], c->n_in);
+    }
+    return ok;
+}
+
+Test(cuda_cases, gradients_match_the_cpu, .init = need_gpu) {
+    int failures = 0;
+    for (int i = 0; i < nsct_n_cases; i++) {
+        const nsct_case *c = &nsct_all_cases[i];
+        char why[1200] = "";
+        if (!nsci_op_defs[c->op]->backward || nsci_op_defs[c->op]->flags & NSCI_OP_RANDOM) {
+            continue;
+        }
+        if (!grads_on_cuda(c, why, sizeof why)) {
+            cr_log_error("case %s: %s (%s)", c->name, why, nsc_last_error());
+            failures++;
+        }
+        nsc_clear_error();
+    }
+    cr_expect_eq(failures, 0, "%d cases' gradients differ on CUDA", failures);
+}
+
+// --- GPT-2 on CUDA ---
+
+// Moves every parameter and buffer of model to device (shared tensors once).
+static void model_to(nsc_module *model, nsc_device device) {
+    int64_t n = nsc_module_n_params(model) + nsc_module_n_buffers(model);
+    nsc_tensor **old = calloc((size_t)n + 1, sizeof *old), **moved = calloc((size_t)n + 1, 8);
+    for (int64_t i = 0, used = 0; i < n; i++) {
+        const char *path;
+        bool param = i < nsc_module_n_params(model);
+        int64_t k = param ? i : i - nsc_module_n_params(model);
+        nsc_tensor *t = param ? nsc_module_param_at(model, k, &path)
+                              : nsc_module_buffer_at(model, k, &path);
+        nsc_tensor *m = NULL;
+        for (int64_t j = 0; j < used && !m; j++) {
+            m = old[j] == t ? moved[j] : NULL;
+        }
+        if (!m) {
+            old[used] = t;
+            m = moved[used++] = nsc_to(t, device);
+        }
+        char owner[512];
+        snprintf(owner, sizeof owner, "%s", path);
+        char *dot = strrchr(owner, '.');
+        *dot = '\0';
+        cr_assert_eq(nsc_module_set_tensor(nsc_module_find(model, owner), dot + 1, m), NSC_OK,
+                     "%s: %s", path, nsc_last_error());
+    }
+    for (int64_t j = 0; j < n; j++) {
+        nsc_free(moved[j]);
+    }
+    free(old);
+    free(moved);
+}
+
+static nsc_module *g_cpu, *g_gpu;
+static nsc_tensor *g_ids, *g_ids_gpu;
+
+static void gpt2_setup(void) {
+    need_gpu();
+    g_cpu = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    g_gpu = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    cr_assert(g_cpu && g_gpu, "%s", nsc_last_error());
+    model_to(g_gpu, NSC_CUDA);
+    int64_t ids[24];
+    for (int i = 0; i < 24; i++) {
+        ids[i] = (i * 37 + 5) % 100; // the fixture's vocabulary has 100 tokens
+    }
+    g_ids = nsc_from_data(NSC_I64, NSC_SHAPE(2, 12), ids);
+    g_ids_gpu = nsc_to(g_ids, NSC_CUDA);
+}
+
+static void gpt2_teardown(void) {
+    nsc_module_free(g_cpu);
+    nsc_module_free(g_gpu);
+    nsc_free(g_ids);
+    nsc_free(g_ids_gpu);
+}
+
+static nsc_tensor *forward(nsc_module *m, nsc_tensor *ids) {
+    nsc_tensor *in[3] = { ids, NULL, NULL };
+    return nsc_module_call(m, 3, in);
+}
+
+static void expect_close(nsc_tensor *gpu, nsc_tensor *cpu, nsct_tol tol, const char *what) {
+    nsc_tensor *host = nsc_to(gpu, NSC_CPU);
+    char why[1200];
+    cr_expect(nsct_close(host, cpu, tol, why, sizeof why), "%s: %s", what, why);
+    nsc_free(host);
+}
+
+Test(cuda_gpt2, forward_matches_the_cpu_and_allocates_nothing_new, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    nsc_tensor *want = forward(g_cpu, g_ids);
+    nsc_tensor *got = forward(g_gpu, g_ids_gpu);
+    cr_assert(want && got, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_device(got), NSC_CUDA);
+    expect_close(got, want, TOL_GPT2, "logits");
+    nsc_free(got);
+    nsc_cuda_stats before = nsc_cuda_stats_get();
+    got = forward(g_gpu, g_ids_gpu); // steady state: every block comes from the cache
+    nsc_cuda_stats after = nsc_cuda_stats_get();
+    cr_expect_eq(after.device_mallocs, before.device_mallocs, "cudaMalloc in a steady forward");
+    cr_expect_eq(after.transfers, before.transfers, "host<->device copies inside the forward");
+    nsc_free(got);
+    nsc_free(want);
+}
+
+static nsc_tensor *lm_loss(nsc_module *m, nsc_tensor *ids) {
+    nsc_tensor *logits = forward(m, ids);
+    int64_t v = nsc_tensor_size(logits, 2);
+    nsc_tensor *flat = nsc_reshape(logits, NSC_SHAPE(-1, v));
+    nsc_tensor *target = nsc_reshape(ids, NSC_SHAPE(-1));
+    nsc_tensor *loss = nsc_cross_entropy(flat, target, NSC_REDUCTION_MEAN, -100);
+    nsc_free(logits);
+    nsc_free(flat);
+    nsc_free(target);
+    return loss;
+}
+
+Test(cuda_gpt2, backward_gives_the_cpu_gradients, .init = gpt2_setup, .fini = gpt2_teardown) {
+    nsc_module_requires_grad_(g_cpu, true);
+    nsc_module_requires_grad_(g_gpu, true);
+    nsc_tensor *a = lm_loss(g_cpu, g_ids), *b = lm_loss(g_gpu, g_ids_gpu);
+    cr_assert(a && b, "%s", nsc_last_error());
+    cr_assert_eq(nsc_backward(a, NULL, false), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_backward(b, NULL, false), NSC_OK, "%s", nsc_last_error());
+    expect_close(b, a, TOL_GPT2, "loss");
+    for (int64_t i = 0; i < nsc_module_n_params(g_cpu); i++) {
+        const char *path;
+        nsc_tensor *pc = nsc_module_param_at(g_cpu, i, &path);
+        nsc_tensor *pg = nsc_module_find_tensor(g_gpu, path);
+        nsc_tensor *gc = nsc_tensor_get_grad(pc), *gg = nsc_tensor_get_grad(pg);
+        cr_assert(gc && gg, "%s has no gradient", path);
+        expect_close(gg, gc, TOL_GPT2, path);
+    }
+    nsc_free(a);
+    nsc_free(b);
+}
+
+// A trace on the CUDA model: read and edit a hook point; values stay on the GPU.
+static nsc_tensor *traced(nsc_module *m, nsc_tensor *ids, nsc_tensor **saved) {
+    nsc_trace *tr = nsc_trace_new(m);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    nsc_tensor *h0 = nsc_save(nsc_invoke_output(inv, "transformer.h.0", 0));
+    nsc_tensor *mlp = nsc_invoke_output(inv, "transformer.h.1.mlp", 0);
+    nsc_tensor *half = nsc_mul_scalar(mlp, 0.5);
+    nsc_invoke_set_output(inv, "transformer.h.1.mlp", 0, half);
+    nsc_tensor *out = nsc_save(nsc_invoke_output(inv, "", 0));
+    cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+    *saved = nsc_retain(nsc_trace_get(tr, h0));
+    nsc_tensor *logits = nsc_retain(nsc_trace_get(tr, out));
+    nsc_trace_free(tr);
+    return logits;
+}
+
+Test(cuda_gpt2, a_trace_with_interventions_matches_the_cpu, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    nsc_tensor *h_cpu, *h_gpu;
+    nsc_tensor *want = traced(g_cpu, g_ids, &h_cpu);
+    int64_t before = nsc_cuda_stats_get().transfers;
+    nsc_tensor *got = traced(g_gpu, g_ids_gpu, &h_gpu);
+    cr_expect_eq(nsc_cuda_stats_get().transfers, before, "the trace copied to the host");
+    cr_expect_eq(nsc_tensor_device(h_gpu), NSC_CUDA, "a saved hook value stays on the GPU");
+    expect_close(h_gpu, h_cpu, TOL_GPT2, "saved transformer.h.0");
+    expect_close(got, want, TOL_GPT2, "logits with h.1.mlp halved");
+    nsc_tensor *temps[] = { h_cpu, h_gpu, want, got };
+    for (int i = 0; i < 4; i++) {
+        nsc_free(temps[i]);
+    }
+}
+
+Test(cuda_gpt2, cached_generation_gives_the_cpu_tokens, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = 8;
+    nsc_tensor *want = NULL, *got = NULL;
+    cr_assert_eq(nsc_generate(g_cpu, g_ids, NULL, &o, &want), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_generate(g_gpu, g_ids_gpu, NULL, &o, &got), NSC_OK, "%s", nsc_last_error());
+    expect_close(got, want, TOL_EXACT, "generated tokens");
+    nsc_free(want);
+    nsc_free(got);
+}
+
+// --- a program linked against libnsc.a, public API only ---
+
+static const char *const LINK_PROGRAM =
+    "#include <stdio.h>\n#include \"nsc.h\"\n#include \"nsc/cuda.h\"\n"
+    "int main(void) {\n"
+    "    if (nsc_cuda_init() != NSC_OK) { printf(\"skip: %s\\n\", nsc_last_error()); return 0; }\n"
+    "    nsc_tensor *a = nsc_ones(NSC_F32, NSC_CUDA, NSC_SHAPE(4, 4));\n"
+    "    nsc_tensor *b = nsc_matmul(a, a);\n"
+    "    double v = nsc_tensor_item(nsc_sum_all(b));\n"
+    "    printf(\"sum %g\\n\", v);\n"
+    "    return v == 64.0 ? 0 : 1;\n"
+    "}\n";
+
+Test(cuda_link, a_program_linked_with_libnsc_runs_a_cuda_op) {
+    const char *build = getenv("NSC_BUILD");
+    if (!build) {
+        cr_skip_test("NSC_BUILD is not set (run through make test)");
+    }
+    char dir[] = "/tmp/nsc_cuda_link_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char path[600], cmd[2400];
+    snprintf(path, sizeof path, "%s/link.c", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(LINK_PROGRAM, f);
+    fclose(f);
+#ifdef NSC_HAVE_CUDA
+    const char *libs = "-L/usr/local/cuda/lib64 -lcublas -lcudart -lstdc++";
+#else
+    const char *libs = "";
+#endif
+    snprintf(cmd, sizeof cmd,
+             "cc -std=c11 -Iinclude %s -o %s/link %s/libnsc.a -lopenblas -lm -pthread %s && "
+             "%s/link > %s/out.txt",
+             path, dir, build, libs, dir, dir);
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
