@@ -9,7 +9,7 @@ fail() { echo "lint: $*"; status=1; }
 # 1. Symbols: every global defined in libnsc.a starts with nsc_ or nsci_.
 if [ -f "$lib" ]; then
     bad=$(nm -g --defined-only "$lib" 2>/dev/null | awk 'NF == 3 {print $3}' |
-          grep -v -E '^(nsc_|nsci_)' | grep -v -E '^(_Z|__cuda|__nv|__device_stub|_GLOBAL__|__sti____cudaRegisterAll|__fatbinwrap|_fatbin|\.)' | sort -u)
+          grep -v -E '^(nsc_|nsci_)' | grep -v -E '^(_Z|__cuda|__nv|__device_stub|_GLOBAL__|__sti____cudaRegisterAll|__fatbinwrap|_fatbin|DW\.ref\.__gxx_personality|\.)' | sort -u)
     [ -n "$bad" ] && fail "global symbols without the nsc_/nsci_ prefix: $(echo $bad | tr '\n' ' ')"
 else
     fail "$lib not found (run make first)"
@@ -31,7 +31,7 @@ allowed() {
         tensor) echo "util tensor nsc/base.h nsc/tensor.h nsc/ops nsc/io.h" ;;
         cuda) echo "util tensor cuda nsc/base.h nsc/tensor.h nsc/ops nsc/cuda.h" ;;
         autograd) echo "util tensor autograd nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/autograd.h" ;;
-        nn) echo "util tensor autograd nn nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/autograd.h nsc/nn.h nsc/tokenizer.h nsc/module.h nsc/gpt2.h nsc/optim.h nsc/generate.h" ;;
+        nn) echo "util tensor autograd nn nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/autograd.h nsc/nn.h nsc/tokenizer.h nsc/module.h nsc/gpt2.h nsc/optim.h nsc/generate.h nsc/check.h" ;;
         graph|protocols) echo "ANY-BUT-CLI" ;;
         *) echo "ANY" ;;
     esac
