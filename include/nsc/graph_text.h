@@ -145,4 +145,10 @@ char *nsc_graph_to_text(const nsc_graph *g);
 }
 #endif
 
+// Through nsc.h, nsc_save_as records the caller's file:line as the
+// nsc/source.h macros do (the library itself compiles without them).
+#if defined(NSC_H) && !defined(NSC_NO_SOURCE_MACROS)
+#define nsc_save_as(...) (nsc_source_mark(__FILE__, __LINE__), nsc_save_as(__VA_ARGS__))
+#endif
+
 #endif

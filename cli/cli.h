@@ -1,0 +1,82 @@
+// The nsc tool's shared pieces: argument scanning, loading a model
+// directory (GPT-2 + tokenizer), making the prompt, printing tensors, and
+// the one-line error convention (stderr, non-zero exit). docs/CLI.md.
+#ifndef NSC_CLI_CLI_H
+#define NSC_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nsc.h"
+
+// Exit codes: 0 done, 1 the work failed (bad model, graph, prompt), 2 the
+// command line is wrong.
+enum {
+    CLI_OK = 0,
+    CLI_FAILED = 1,
+    CLI_USAGE = 2
+};
+
+// The options every subcommand may take; each reads the ones it knows.
+typedef struct cli_args {
+    const char *command;
+    const char *model;   // a model directory (positional or --model)
+    const char *graph;   // --graph, or dot's positional file
+    const char *prompt;  // --prompt TEXT
+    const char *tokens;  // --tokens 1,2,3
+    const char *save;    // --save OUT.safetensors
+    const char *tensors; // --tensors IN.safetensors: more named tensors
+    const char *out;     // -o FILE
+    int64_t length;      // --length N (info, scan, dot without a prompt)
+    int64_t max_new_tokens;
+    double temperature; // 0: greedy
+    int64_t top_k;
+    uint64_t seed;
+    int64_t stop_token; // -1: none
+    bool help;
+} cli_args;
+
+// Parses argv[2..] into a (argv[1] is the command). Returns CLI_OK or
+// CLI_USAGE after printing one line naming the bad argument.
+int cli_parse(int argc, char **argv, cli_args *a);
+
+// Prints "nsc <command>: <message>" on stderr and returns code.
+int cli_fail(const char *command, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+// The same with nsc_last_error() as the message.
+int cli_fail_nsc(const char *command, const char *what);
+
+// The model directory to use: a's, $NSC_MODEL, ./models/induction, or the
+// one shipped beside the binary.
+const char *cli_model_dir(const cli_args *a);
+// Loads dir's GPT-2 (and, when want_tokenizer, its vocab.json [+ merges.txt]).
+nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer);
+// The prompt ids [1, T] from --prompt (tokenizer) or --tokens, or NULL:
+// then *given is false when neither was given (an error is recorded otherwise).
+nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given);
+// Named tensors for a graph: "prompt" and the --tensors file's.
+nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt);
+
+// Reads a->graph against model with "prompt" (may be NULL) and the
+// --tensors file; generate non-NULL makes it a generation trace. Prints
+// the error and returns NULL on failure.
+nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
+                          const nsc_generate_options *generate);
+// Prints a run's saved values: name, shape, the first values.
+void cli_print_results(nsc_tensor_set *results, FILE *out);
+// Prints "[2,3] f32" into buf.
+const char *cli_shape(const nsc_tensor *t, char *buf, size_t bytes);
+// Prints up to max values of t on one line (", ..." after them).
+void cli_print_values(nsc_tensor *t, int max, FILE *out);
+// Seconds on a monotonic clock.
+double cli_now(void);
+
+// The subcommands: each returns the process's exit code.
+int cli_info(const cli_args *a);
+int cli_run(const cli_args *a);
+int cli_generate(const cli_args *a);
+int cli_scan(const cli_args *a);
+int cli_dot(const cli_args *a);
+
+#endif

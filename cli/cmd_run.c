@@ -1,0 +1,48 @@
+// nsc run: builds a graph text against the model (every node validated),
+// runs it once on the prompt and prints (and saves) every saved value.
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cli_run(const cli_args *a) {
+    if (!a->graph) {
+        return cli_fail("run", CLI_USAGE, "--graph G.json is required (nsc run --help)");
+    }
+    const char *dir = cli_model_dir(a);
+    nsc_tokenizer *tok = NULL;
+    nsc_module *model = cli_load_model(dir, &tok, a->prompt != NULL);
+    if (!model) {
+        return CLI_FAILED;
+    }
+    bool given;
+    nsc_tensor *prompt = cli_prompt(a, tok, &given);
+    nsc_graph *g = given && !prompt ? NULL : cli_load_graph(a, model, prompt, NULL);
+    nsc_tensor_set *results = NULL;
+    int code = CLI_FAILED;
+    double start = cli_now();
+    if (g && nsc_graph_run(g) != NSC_OK) {
+        cli_fail_nsc("run", NULL);
+    } else if (g && !(results = nsc_graph_results(g))) {
+        cli_fail_nsc("run", "collecting the saved values");
+    } else if (g) {
+        double ms = 1e3 * (cli_now() - start);
+        printf("ran %s on %s", a->graph, dir);
+        if (prompt) {
+            printf(" (prompt of %lld tokens)", (long long)nsc_tensor_size(prompt, 1));
+        }
+        printf(" in %.1f ms: %lld saved values\n", ms, (long long)nsc_tensor_set_count(results));
+        cli_print_results(results, stdout);
+        code = CLI_OK;
+        if (a->save && nsc_tensor_set_save(results, a->save) != NSC_OK) {
+            code = cli_fail_nsc("run", a->save);
+        } else if (a->save) {
+            printf("saved %lld values to %s\n", (long long)nsc_tensor_set_count(results), a->save);
+        }
+    }
+    nsc_tensor_set_free(results);
+    nsc_graph_free(g);
+    nsc_free(prompt);
+    nsc_tokenizer_free(tok);
+    nsc_module_free(model);
+    return code;
+}

@@ -1,0 +1,218 @@
+// What the nsc subcommands share: errors as one line on stderr, the model
+// directory and its tokenizer, the prompt, named tensors, printing values.
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+int cli_fail(const char *command, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, *command ? "nsc %s: " : "nsc: ", command);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int cli_fail_nsc(const char *command, const char *what) {
+    // One line: the library's message has no newline of its own.
+    return cli_fail(command, CLI_FAILED, "%s%s%s", what ? what : "", what ? ": " : "",
+                    nsc_last_error());
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *cli_model_dir(const cli_args *a) {
+    static char beside[PATH_MAX + 32];
+    if (a->model) {
+        return a->model;
+    }
+    const char *env = getenv("NSC_MODEL");
+    if (env && *env) {
+        return env;
+    }
+    if (is_dir("models/induction")) {
+        return "models/induction";
+    }
+    // The binary sits in build/<config>/: the repository is two levels up.
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(beside, sizeof beside, "%s/../../models/induction", exe);
+            if (is_dir(beside)) {
+                return beside;
+            }
+        }
+    }
+    return "models/induction";
+}
+
+nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer) {
+    if (!is_dir(dir)) {
+        nsc_clear_error();
+        fprintf(stderr,
+                "nsc: %s: no such model directory (config.json, model.safetensors, "
+                "vocab.json)\n",
+                dir);
+        return NULL;
+    }
+    nsc_module *model = nsc_gpt2_load(dir);
+    if (!model) {
+        fprintf(stderr, "nsc: %s: %s\n", dir, nsc_last_error());
+        return NULL;
+    }
+    if (want_tokenizer && !(*tok = nsc_tokenizer_load(dir))) {
+        fprintf(stderr, "nsc: %s: %s\n", dir, nsc_last_error());
+        nsc_module_free(model);
+        return NULL;
+    }
+    return model;
+}
+
+static nsc_tensor *parse_tokens(const char *s) {
+    int64_t n = 1;
+    for (const char *p = s; *p; p++) {
+        n += *p == ',';
+    }
+    int64_t *ids = calloc((size_t)n, sizeof *ids);
+    const char *p = s;
+    for (int64_t i = 0; ids && i < n; i++) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (errno || end == p || v < 0 || (*end && *end != ',')) {
+            free(ids);
+            fprintf(stderr, "nsc: --tokens %s: expected ids >= 0 separated by commas\n", s);
+            return NULL;
+        }
+        ids[i] = v;
+        p = end + (*end == ',');
+    }
+    nsc_tensor *t = ids ? nsc_from_data(NSC_I64, NSC_SHAPE(1, n), ids) : NULL;
+    free(ids);
+    return t;
+}
+
+nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given) {
+    *given = a->prompt || a->tokens;
+    if (a->prompt && a->tokens) {
+        fprintf(stderr, "nsc %s: give --prompt or --tokens, not both\n", a->command);
+        return NULL;
+    }
+    if (a->tokens) {
+        return parse_tokens(a->tokens);
+    }
+    if (!a->prompt) {
+        return NULL;
+    }
+    nsc_tensor *ids = nsc_tokenizer_encode_tensor(tok, a->prompt, strlen(a->prompt));
+    if (!ids || nsc_tensor_numel(ids) == 0) {
+        fprintf(stderr, "nsc %s: --prompt: %s\n", a->command,
+                ids ? "the prompt has no tokens" : nsc_last_error());
+        nsc_free(ids);
+        return NULL;
+    }
+    nsc_tensor *row = nsc_reshape(ids, NSC_SHAPE(1, nsc_tensor_numel(ids)));
+    nsc_free(ids);
+    return row;
+}
+
+nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt) {
+    nsc_tensor_set *set = a->tensors ? nsc_tensor_set_load(a->tensors) : nsc_tensor_set_new();
+    if (!set) {
+        fprintf(stderr, "nsc %s: --tensors %s: %s\n", a->command, a->tensors, nsc_last_error());
+        return NULL;
+    }
+    if (prompt && nsc_tensor_set_put(set, "prompt", prompt) != NSC_OK) {
+        nsc_tensor_set_free(set);
+        return NULL;
+    }
+    return set;
+}
+
+const char *cli_shape(const nsc_tensor *t, char *buf, size_t bytes) {
+    size_t used = (size_t)snprintf(buf, bytes, "[");
+    for (int d = 0; d < nsc_tensor_ndim(t) && used < bytes; d++) {
+        used += (size_t)snprintf(buf + used, bytes - used, d ? ",%lld" : "%lld",
+                                 (long long)nsc_tensor_size(t, d));
+    }
+    if (used < bytes) {
+        snprintf(buf + used, bytes - used, "] %s", nsc_dtype_name(nsc_tensor_dtype(t)));
+    }
+    return buf;
+}
+
+void cli_print_values(nsc_tensor *t, int max, FILE *out) {
+    int64_t n = nsc_tensor_numel(t);
+    int64_t shown = n < max ? n : max;
+    double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
+    if (!v || nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) != NSC_OK) {
+        fprintf(out, "(unreadable)");
+        free(v);
+        return;
+    }
+    bool integral = nsc_tensor_dtype(t) == NSC_I64 || nsc_tensor_dtype(t) == NSC_BOOL;
+    for (int64_t i = 0; i < shown; i++) {
+        fprintf(out, integral ? "%s%.0f" : "%s%.4g", i ? " " : "", v[i]);
+    }
+    if (shown < n) {
+        fprintf(out, " ... (%lld values)", (long long)n);
+    }
+    free(v);
+}
+
+nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
+                          const nsc_generate_options *generate) {
+    nsc_tensor_set *tensors = cli_tensors(a, prompt);
+    if (!tensors) {
+        return NULL;
+    }
+    nsc_graph_load_options o = {
+        .n_models = 1, .models = &model, .tensors = tensors, .generate = generate
+    };
+    nsc_graph *g = nsc_graph_load(a->graph, &o);
+    if (!g) {
+        cli_fail_nsc(a->command, NULL);
+    }
+    nsc_tensor_set_free(tensors); // traces hold what they use
+    return g;
+}
+
+void cli_print_results(nsc_tensor_set *results, FILE *out) {
+    size_t width = 4;
+    for (int64_t i = 0; i < nsc_tensor_set_count(results); i++) {
+        size_t w = strlen(nsc_tensor_set_name(results, i));
+        width = w > width ? w : width;
+    }
+    width = width > 40 ? 40 : width;
+    fprintf(out, "%-*s  %-18s %s\n", (int)width, "name", "shape", "values");
+    for (int64_t i = 0; i < nsc_tensor_set_count(results); i++) {
+        char shape[128];
+        nsc_tensor *t = nsc_tensor_set_at(results, i);
+        fprintf(out, "%-*s  %-18s ", (int)width, nsc_tensor_set_name(results, i),
+                cli_shape(t, shape, sizeof shape));
+        cli_print_values(t, 8, out);
+        fputc('\n', out);
+    }
+}
