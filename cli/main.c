@@ -136,10 +136,13 @@ int cli_parse(int argc, char **argv, cli_args *a) {
             a->help = true;
             continue;
         }
+        int at = i;
         int r = option(argc, argv, &i, a);
         if (r < 0) {
-            return cli_fail(a->command, CLI_USAGE, "%s: expected a %svalue after it", argv[i],
-                            i + 1 >= argc ? "" : "valid ");
+            return at + 1 >= argc
+                       ? cli_fail(a->command, CLI_USAGE, "%s: expected a value after it", argv[at])
+                       : cli_fail(a->command, CLI_USAGE, "%s %s: not a valid value", argv[at],
+                                  argv[at + 1]);
         }
         if (r == 1) {
             continue;

@@ -1,0 +1,364 @@
+// The nsc tool end to end (issue 9): every subcommand run as a process on
+// a small random GPT-2 with the induction model's vocabulary, its output,
+// the files it writes (read back with the library's own reader), and bad
+// input: one line on stderr and the documented exit status.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+// A command's exit status and its stdout / stderr (caller frees).
+typedef struct run_result {
+    int code;
+    char *out, *err;
+} run_result;
+
+static char g_dir[64]; // the test's scratch directory (model, outputs)
+
+static const char *nsc_path(void) {
+    static char path[512];
+    const char *build = getenv("NSC_BUILD");
+    snprintf(path, sizeof path, "%s/nsc", build ? build : "build/release");
+    return path;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return strdup("");
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = calloc(1, (size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+static run_result run(const char *args) {
+    char cmd[4096], out[128], err[128];
+    snprintf(out, sizeof out, "%s/stdout", g_dir);
+    snprintf(err, sizeof err, "%s/stderr", g_dir);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", nsc_path(), args, out, err);
+    int status = system(cmd);
+    run_result r = { WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err) };
+    return r;
+}
+
+static void result_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+static int lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
+}
+
+// Expects a failure: the exit code, one line on stderr holding want.
+static void expect_fail(const char *args, int code, const char *want) {
+    run_result r = run(args);
+    cr_expect_eq(r.code, code, "nsc %s: exit %d, want %d (stderr: %s)", args, r.code, code, r.err);
+    cr_expect_eq(lines(r.err), 1, "nsc %s: one line on stderr, got: %s", args, r.err);
+    cr_expect(strstr(r.err, want), "nsc %s: \"%s\" not in: %s", args, want, r.err);
+    result_free(&r);
+}
+
+// A graph text with one invoke of "prompt" and these node lines.
+static void write_graph(const char *path, const char *nodes) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f,
+            "{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\n"
+            "\"invokes\": [{\"inputs\": [{\"name\": \"prompt\"}]}], \"nodes\": [\n%s]}}\n",
+            nodes);
+    fclose(f);
+}
+
+// A random GPT-2 shaped like the shipped one (2 layers, 4 heads) with its
+// character vocabulary, saved as a model directory.
+static void make_model(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/nsc_cli_XXXXXX");
+    cr_assert(mkdtemp(g_dir));
+    nsc_gpt2_config c = nsc_gpt2_config_default();
+    c.vocab_size = 28;
+    c.n_positions = 64;
+    c.n_embd = 32;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.resid_pdrop = c.embd_pdrop = c.attn_pdrop = 0;
+    nsc_generator *gen = nsc_generator_new(7);
+    nsc_module *m = nsc_gpt2_new(&c, gen);
+    char path[128];
+    snprintf(path, sizeof path, "%s/model", g_dir);
+    cr_assert_eq(nsc_gpt2_save(m, path), NSC_OK, "%s", nsc_last_error());
+    snprintf(path, sizeof path, "%s/model/vocab.json", g_dir);
+    FILE *f = fopen(path, "w");
+    fputs("{", f);
+    for (int i = 0; i < 26; i++) {
+        fprintf(f, "\"%c\": %d, ", 'a' + i, i);
+    }
+    fputs("\"|\": 26, \"\\n\": 27}", f);
+    fclose(f);
+    nsc_module_free(m);
+    nsc_generator_free(gen);
+}
+
+static void remove_model(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(cli, .init = make_model, .fini = remove_model);
+
+Test(cli, help_for_the_tool_and_every_subcommand) {
+    run_result r = run("--help");
+    cr_expect_eq(r.code, 0);
+    cr_expect(strstr(r.out, "usage: nsc COMMAND") && strstr(r.out, "generate"), "%s", r.out);
+    result_free(&r);
+    const char *commands[] = { "info", "run", "generate", "scan", "dot" };
+    for (int i = 0; i < 5; i++) {
+        char args[64], want[64];
+        snprintf(args, sizeof args, "%s --help", commands[i]);
+        snprintf(want, sizeof want, "usage: nsc %s", commands[i]);
+        r = run(args);
+        cr_expect_eq(r.code, 0, "%s", args);
+        cr_expect(strstr(r.out, want), "%s: %s", args, r.out);
+        result_free(&r);
+    }
+    r = run("");
+    cr_expect_eq(r.code, 2, "no command: usage on stderr, status 2");
+    cr_expect(strstr(r.err, "usage"));
+    result_free(&r);
+    expect_fail("frobnicate", 2, "unknown command \"frobnicate\"");
+}
+
+Test(cli, info_lists_modules_shapes_and_parameters) {
+    char args[256];
+    snprintf(args, sizeof args, "info %s/model --length 5", g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "2 layers, 4 heads of 8, n_embd 32, vocab 28"), "%s", r.out);
+    cr_expect(strstr(r.out, "transformer.h.1.attn.hook_z") && strstr(r.out, "[1,5,4,8] f32"), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "[1,5,28] f32"), "the logits' shape: %s", r.out);
+    result_free(&r);
+    expect_fail("info /nonexistent/model", 1, "/nonexistent/model");
+    snprintf(args, sizeof args, "info %s/model --length zero", g_dir);
+    expect_fail(args, 2, "--length");
+    snprintf(args, sizeof args, "info %s/model --bogus", g_dir);
+    expect_fail(args, 2, "unexpected argument \"--bogus\"");
+}
+
+Test(cli, run_saves_every_named_value_readable_by_the_library) {
+    char args[512], out[128], model_dir[128];
+    snprintf(model_dir, sizeof model_dir, "%s/model", g_dir);
+    snprintf(out, sizeof out, "%s/lens.safetensors", g_dir);
+    snprintf(args, sizeof args,
+             "run %s --graph examples/graphs/logit_lens.json --prompt "
+             "'abc|ab' --save %s",
+             model_dir, out);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "top.h.1") && strstr(r.out, "[1,6] i64"), "%s", r.out);
+    result_free(&r);
+    nsc_tensor_set *set = nsc_tensor_set_load(out);
+    cr_assert(set, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_set_count(set), 6, "top and prob after embed, h.0, h.1");
+    // The last readout is the model's own prediction.
+    nsc_module *model = nsc_gpt2_load(model_dir);
+    int64_t ids[6] = { 0, 1, 2, 26, 0, 1 };
+    nsc_tensor *x = nsc_from_data(NSC_I64, NSC_SHAPE(1, 6), ids);
+    nsc_tensor *logits = nsc_module_forward(model, 1, &x);
+    nsc_tensor *want = nsc_argmax(logits, -1, false);
+    cr_expect(nsc_allclose(nsc_tensor_set_get(set, "top.h.1"), want, 0, 0, false), "%s",
+              nsc_last_error());
+    nsc_tensor *all[] = { x, logits, want };
+    for (int i = 0; i < 3; i++) {
+        nsc_free(all[i]);
+    }
+    nsc_module_free(model);
+    nsc_tensor_set_free(set);
+}
+
+Test(cli, run_refuses_bad_input_with_one_line) {
+    char args[512], bad[128];
+    const char *m = g_dir;
+    snprintf(args, sizeof args, "run %s/model --prompt ab", m);
+    expect_fail(args, 2, "--graph G.json is required");
+    snprintf(args, sizeof args, "run %s/model --graph /nonexistent.json --prompt ab", m);
+    expect_fail(args, 1, "/nonexistent.json");
+    snprintf(bad, sizeof bad, "%s/bad.json", m);
+    FILE *f = fopen(bad, "w");
+    fputs("{\"format\": \"nsc-graph\", \"version\": 1,\n \"trace\": {\"nodes\": [}}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "run %s/model --graph %s --prompt ab", m, bad);
+    expect_fail(args, 1, "line 2, column");
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json "
+             "--prompt ABC",
+             m);
+    expect_fail(args, 1, "--prompt");
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json "
+             "--tokens 1,x",
+             m);
+    expect_fail(args, 1, "--tokens 1,x");
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json "
+             "--tokens 1,99",
+             m);
+    expect_fail(args, 1, "99");
+    snprintf(args, sizeof args, "run %s/model --graph examples/graphs/logit_lens.json", m);
+    expect_fail(args, 1, "no tensor named \"prompt\"");
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json "
+             "--prompt ab --tokens 1",
+             m);
+    expect_fail(args, 1, "not both");
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json "
+             "--prompt ab --save /nonexistent/dir/out.safetensors",
+             m);
+    expect_fail(args, 1, "/nonexistent/dir/out.safetensors");
+}
+
+Test(cli, every_example_graph_scans_and_runs) {
+    const char *graphs[] = { "logit_lens", "patching", "attribution_patching", "head_ablation" };
+    for (int i = 0; i < 4; i++) {
+        char args[512];
+        snprintf(args, sizeof args,
+                 "scan %s/model --graph examples/graphs/%s.json --prompt "
+                 "'qzkfebmw|qz'",
+                 g_dir, graphs[i]);
+        run_result r = run(args);
+        cr_expect_eq(r.code, 0, "%s: %s", graphs[i], r.err);
+        cr_expect(strstr(r.out, "ok: ") && strstr(r.out, "Intervention"), "%s", r.out);
+        result_free(&r);
+        snprintf(args, sizeof args,
+                 "run %s/model --graph examples/graphs/%s.json --prompt "
+                 "'qzkfebmw|qz'",
+                 g_dir, graphs[i]);
+        r = run(args);
+        cr_expect_eq(r.code, 0, "%s: %s", graphs[i], r.err);
+        result_free(&r);
+    }
+    char args[512], bad[128];
+    snprintf(bad, sizeof bad, "%s/shape.json", g_dir);
+    write_graph(bad, "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": "
+                     "\"transformer.h.0\", \"invoke\": 0},\n{\"id\": 1, \"protocol\": \"Op\", "
+                     "\"op\": \"matmul\", \"args\": [0, 0]}");
+    snprintf(args, sizeof args, "scan %s/model --graph %s --length 3", g_dir, bad);
+    expect_fail(args, 1, "shape.json:4:1: matmul");
+}
+
+Test(cli, generate_greedy_sampled_and_steered) {
+    char args[512];
+    snprintf(args, sizeof args, "generate %s/model --prompt 'ab|' --max-new-tokens 4", g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "ab|", 3) == 0 && strlen(r.out) == 3 + 4 + 1, "%s", r.out);
+    result_free(&r);
+    snprintf(args, sizeof args,
+             "generate %s/model --prompt 'ab|' --max-new-tokens 6 "
+             "--temperature 1.5 --top-k 5 --seed 3",
+             g_dir);
+    run_result a = run(args), b = run(args);
+    cr_expect_eq(a.code, 0, "%s", a.err);
+    cr_expect_str_eq(a.out, b.out, "the same seed gives the same text");
+    result_free(&a);
+    result_free(&b);
+    snprintf(args, sizeof args,
+             "generate %s/model --prompt 'ab|' --max-new-tokens 5 --graph "
+             "examples/graphs/steering.json",
+             g_dir);
+    r = run(args);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "ab|", 3) == 0, "%s", r.out);
+    result_free(&r);
+    snprintf(args, sizeof args, "generate %s/model --max-new-tokens 4", g_dir);
+    expect_fail(args, 2, "--prompt TEXT");
+    snprintf(args, sizeof args, "generate %s/model --prompt ab --temperature -1", g_dir);
+    expect_fail(args, 2, "--temperature");
+    char late[128];
+    snprintf(late, sizeof late, "%s/late.json", g_dir);
+    write_graph(late, "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"\", "
+                      "\"call\": 9, \"invoke\": 0}");
+    snprintf(args, sizeof args, "generate %s/model --prompt ab --max-new-tokens 3 --graph %s",
+             g_dir, late);
+    expect_fail(args, 1, "call index 9 is unreachable");
+}
+
+Test(cli, dot_writes_graphviz) {
+    char args[512], out[128];
+    snprintf(args, sizeof args, "dot examples/graphs/logit_lens.json --model %s/model", g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "digraph", 7) == 0 && strstr(r.out, "ApplyModule"), "%s", r.out);
+    result_free(&r);
+    snprintf(out, sizeof out, "%s/g.dot", g_dir);
+    snprintf(args, sizeof args, "dot examples/graphs/head_ablation.json --model %s/model -o %s",
+             g_dir, out);
+    r = run(args);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    char *dot = slurp(out);
+    cr_expect(strstr(dot, "digraph") && strstr(dot, "zero_"), "%s", dot);
+    free(dot);
+    result_free(&r);
+    expect_fail("dot", 2, "expected a graph file");
+    snprintf(args, sizeof args, "dot /nonexistent.json --model %s/model", g_dir);
+    expect_fail(args, 1, "/nonexistent.json");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// On the shipped model the patching graph shows the induction pattern: one
+// localized cell at least 5x the median of the table.
+Test(cli, the_shipped_model_localizes_patching) {
+    if (access("models/induction/model.safetensors", R_OK) != 0) {
+        cr_skip_test("models/induction is not in this checkout");
+    }
+    char args[512], out[128];
+    snprintf(out, sizeof out, "%s/patching.safetensors", g_dir);
+    snprintf(args, sizeof args,
+             "run models/induction --graph examples/graphs/patching.json "
+             "--save %s",
+             out);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    result_free(&r);
+    nsc_tensor_set *set = nsc_tensor_set_load(out);
+    cr_assert(set);
+    double clean = nsc_tensor_item(nsc_tensor_set_get(set, "ld.clean"));
+    double corrupt = nsc_tensor_item(nsc_tensor_set_get(set, "ld.corrupt"));
+    double cells[64], best = 0;
+    int n = 0;
+    for (int64_t i = 0; i < nsc_tensor_set_count(set) && n < 64; i++) {
+        const char *name = nsc_tensor_set_name(set, i);
+        if (strcmp(name, "ld.clean") != 0 && strcmp(name, "ld.corrupt") != 0) {
+            double v = (nsc_tensor_item(nsc_tensor_set_at(set, i)) - corrupt) / (clean - corrupt);
+            cells[n++] = fabs(v);
+            best = fabs(v) > best ? fabs(v) : best;
+        }
+    }
+    qsort(cells, (size_t)n, sizeof *cells, cmp_double);
+    double median = cells[n / 2];
+    cr_expect_gt(clean, corrupt, "the clean prompt prefers f");
+    cr_expect_geq(best, 5 * median, "best cell %.3f, median %.3f", best, median);
+    cr_expect_geq(best, 0.5);
+    nsc_tensor_set_free(set);
+}
