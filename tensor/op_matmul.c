@@ -514,6 +514,26 @@ static nsc_status matmul_backward(const nsci_grad_ctx *g, nsc_tensor *const *gra
     return status;
 }
 
+// grad_W [out, in] = g2ᵀ @ x2 (g2 [R, out], x [..., in] read as x2 [R, in]).
+// A weight stored transposed (Conv1D's [in, out] read through a transposed
+// view) gets its gradient the same way round: x2ᵀ @ g2 [in, out], returned
+// as its transposed view, so the gradient that reaches the [in, out]
+// parameter is contiguous instead of a strided view every later pass
+// (accumulation, clone, optimizer) would walk column by column.
+static nsc_tensor *weight_grad(nsc_tensor *g2, nsc_tensor *x, const nsc_tensor *w,
+                               const int64_t *x_shape) {
+    nsc_tensor *x2 = nsc_reshape(x, 2, x_shape);
+    bool stored_transposed = w && w->ndim == 2 && w->shape[0] > 1 && w->stride[0] == 1 &&
+                             w->stride[1] >= w->shape[0];
+    nsc_tensor *lhs = stored_transposed ? nsc_transpose(x2, 0, 1) : nsc_transpose(g2, 0, 1);
+    nsc_tensor *prod = nsc_matmul(lhs, stored_transposed ? g2 : x2);
+    nsc_tensor *grad = stored_transposed && prod ? nsc_transpose(prod, 0, 1) : nsc_retain(prod);
+    nsc_free(x2);
+    nsc_free(lhs);
+    nsc_free(prod);
+    return grad;
+}
+
 // linear: grad_x = grad @ W; grad_W = gradᵀ @ x over all leading dims as
 // one [out, R] @ [R, in] product; grad_bias = grad summed over leading dims
 // (then to bias's own shape). Saves x and W.
@@ -536,10 +556,7 @@ static nsc_status linear_backward(const nsci_grad_ctx *g, nsc_tensor *const *gra
     int64_t x_shape[2] = { rows, g->in_meta[1].shape[1] };
     nsc_tensor *g2 = nsc_reshape(go, 2, g_shape);
     if (g->needs_grad[1]) {
-        nsc_tensor *gt = nsc_transpose(g2, 0, 1), *x2 = nsc_reshape(g->in[0], 2, x_shape);
-        grad_in[1] = nsc_matmul(gt, x2);
-        nsc_free(gt);
-        nsc_free(x2);
+        grad_in[1] = weight_grad(g2, g->in[0], g->in[1], x_shape);
     }
     if (bias_grad && (!g->needs_grad[1] || grad_in[1])) {
         const nsci_meta *mb = &g->in_meta[2];

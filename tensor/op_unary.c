@@ -31,9 +31,29 @@ FLOAT_PAIR(relu, (a > 0 || a != a) ? a : 0.0f, (a > 0 || a != a) ? a : 0.0)
 // gelu (erf): x * Phi(x); gelu (tanh): GPT-2's gelu_new.
 FLOAT_PAIR(gelu_erf, 0.5f * a * (1.0f + erff(a * (float)M_SQRT1_2)),
            0.5 * a * (1.0 + erf(a * M_SQRT1_2)))
-FLOAT_PAIR(gelu_tanh,
-           0.5f * a * (1.0f + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a))),
-           0.5 * a * (1.0 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a))))
+NSCI_UNARY_LOOP(gelu_tanh_f64, double, double,
+                0.5 * a * (1.0 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a))))
+
+// gelu_new in f32 runs on the vector kernel (tensor/op_unary_vec.c); a
+// strided run is gathered in blocks, so every layout rounds alike.
+static void gelu_tanh_f32(int64_t n, char **p, const int64_t *s, void *ctx) {
+    (void)ctx;
+    if (s[0] == (int64_t)sizeof(float) && s[1] == (int64_t)sizeof(float)) {
+        nsci_gelu_tanh_f32_vec((float *)p[0], (const float *)p[1], n);
+        return;
+    }
+    float in[64], out[64];
+    for (int64_t i = 0; i < n; i += 64) {
+        int64_t w = NSCI_MIN(64, n - i);
+        for (int64_t k = 0; k < w; k++) {
+            in[k] = *(const float *)(p[1] + (i + k) * s[1]);
+        }
+        nsci_gelu_tanh_f32_vec(out, in, w);
+        for (int64_t k = 0; k < w; k++) {
+            *(float *)(p[0] + (i + k) * s[0]) = out[k];
+        }
+    }
+}
 
 NSCI_UNARY_LOOP(neg_i64, int64_t, int64_t, (int64_t)(0 - (uint64_t)a))
 NSCI_UNARY_LOOP(abs_i64, int64_t, int64_t, a < 0 ? (int64_t)(0 - (uint64_t)a) : a)

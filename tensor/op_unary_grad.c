@@ -37,14 +37,31 @@ static inline float gelu_erf_df(float x) {
     return cdf + x * pdf;
 }
 
-static inline float gelu_tanh_df(float x) {
-    const float k = 0.7978845608028654f, c = 0.044715f;
-    float t = tanhf(k * (x + c * x * x * x));
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
-}
-
 GRAD_PAIR(gelu_erf_grad, a *gelu_erf_df(b), a *gelu_erf_d(b))
-GRAD_PAIR(gelu_tanh_grad, a *gelu_tanh_df(b), a *gelu_tanh_d(b))
+NSCI_BINARY_TO_LOOP(gelu_tanh_grad_f64, double, double, a *gelu_tanh_d(b))
+
+// gelu_new's gradient in f32 runs on the vector kernel (op_unary_vec.c:
+// the formula above at 8 lanes); strided runs are gathered in blocks, so
+// every layout rounds alike.
+static void gelu_tanh_grad_f32(int64_t n, char **p, const int64_t *s, void *ctx) {
+    (void)ctx;
+    if (s[0] == 4 && s[1] == 4 && s[2] == 4) {
+        nsci_gelu_tanh_grad_f32_vec((float *)p[0], (const float *)p[1], (const float *)p[2], n);
+        return;
+    }
+    float g[64], x[64], out[64];
+    for (int64_t i = 0; i < n; i += 64) {
+        int64_t w = NSCI_MIN(64, n - i);
+        for (int64_t k = 0; k < w; k++) {
+            g[k] = *(const float *)(p[1] + (i + k) * s[1]);
+            x[k] = *(const float *)(p[2] + (i + k) * s[2]);
+        }
+        nsci_gelu_tanh_grad_f32_vec(out, g, x, w);
+        for (int64_t k = 0; k < w; k++) {
+            *(float *)(p[0] + (i + k) * s[0]) = out[k];
+        }
+    }
+}
 
 static const nsci_param_desc gelu_grad_desc[] = {
     { "approximate", NSCI_PARAM_INT, offsetof(gelu_grad_params, approximate), 0 },

@@ -65,4 +65,9 @@
         }                                                                                          \
     }
 
+// gelu_new (tanh form) of x[0..n) into y, and its gradient g * gelu_new'(x)
+// into out, on f32 vectors (tensor/op_unary_vec.c).
+void nsci_gelu_tanh_f32_vec(float *y, const float *x, int64_t n);
+void nsci_gelu_tanh_grad_f32_vec(float *out, const float *g, const float *x, int64_t n);
+
 #endif
