@@ -34,8 +34,10 @@ nsc_status nsci_text_write_tensor(nsci_text_writer *w, nsc_tensor *t, const char
 nsc_status nsci_text_write_literal(nsci_buf *b, nsc_tensor *t);
 // Writes an op's params as a JSON object through its desc table.
 void nsci_text_write_params(nsci_buf *b, const nsci_op_def *def, const void *params);
-// Writes a float as the shortest text that reads back to the same f32.
+// Writes a float as the shortest text that reads back to the same f32 /
+// the same double (plain decimals for moderate exponents).
 void nsci_text_write_f32(nsci_buf *b, float v);
+void nsci_text_write_f64(nsci_buf *b, double v);
 // The text of a session (s) or a single trace (tr), naming tensors through
 // hint first (may be NULL). Returns the text or NULL (graph/text_write.c).
 char *nsci_text_write_hinted(const nsc_session *s, const nsc_trace *tr,

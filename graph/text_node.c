@@ -315,7 +315,17 @@ static nsc_status read_line(nsci_text_line *c, int64_t previous) {
     if (!e) {
         return NSC_ERR_OOM;
     }
+    int32_t before = c->tr->n_nodes;
     nsc_status status = p->read(c, e);
+    bool may_make_none = p->defers || strcmp(p->name, "Cache") == 0;
+    if (status == NSC_OK && !may_make_none && e->kind != NSCI_TEXT_GRAD &&
+        c->tr->n_nodes == before) {
+        // The call built its node where its args live: another trace or the session.
+        status = FAIL(c, NULL,
+                      "this %s belongs to the graph of its args (another trace or the "
+                      "session's values), not to this trace",
+                      p->name);
+    }
     char own[600]; // the reader's own errors start with "<what>: line"
     snprintf(own, sizeof own, "%s: line ", what);
     if (status != NSC_OK && strncmp(nsc_last_error(), own, strlen(own)) != 0) {

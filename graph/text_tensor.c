@@ -25,20 +25,30 @@ static void make_c_locale(void) {
     g_c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
 }
 
-void nsci_text_write_f32(nsci_buf *b, float v) {
+// The shortest "%.*g" text of v that reads back (through double, then to
+// f32 when is_f32) to the same value, written in plain decimals when its
+// exponent is moderate ("40.0", not "4e+01"); integral values get ".0".
+static void write_number(nsci_buf *b, double v, bool is_f32) {
     if (isnan(v) || isinf(v)) {
-        nsci_buf_double(b, (double)v); // NaN, Infinity, -Infinity
+        nsci_buf_double(b, v); // NaN, Infinity, -Infinity
         return;
     }
     pthread_once(&g_c_locale_once, make_c_locale);
     locale_t old = g_c_locale ? uselocale(g_c_locale) : (locale_t)0;
-    char text[40];
-    // The reader converts through double, so check that path, not strtof's.
-    for (int precision = 1; precision <= 9; precision++) {
-        snprintf(text, sizeof text, "%.*g", precision, (double)v);
-        if ((float)strtod(text, NULL) == v) {
+    char text[64];
+    int precision = 1;
+    for (; precision <= 17; precision++) {
+        snprintf(text, sizeof text, "%.*g", precision, v);
+        double back = strtod(text, NULL);
+        if (is_f32 ? (float)back == (float)v : back == v) {
             break;
         }
+    }
+    const char *e = strchr(text, 'e');
+    int exponent = e ? atoi(e + 1) : 0;
+    if (e && exponent >= -5 && exponent < 16) {
+        int decimals = precision - 1 - exponent;
+        snprintf(text, sizeof text, "%.*f", decimals > 0 ? decimals : 0, v);
     }
     if (old) {
         uselocale(old);
@@ -47,6 +57,14 @@ void nsci_text_write_f32(nsci_buf *b, float v) {
     if (!strpbrk(text, ".eE")) {
         nsci_buf_puts(b, ".0");
     }
+}
+
+void nsci_text_write_f32(nsci_buf *b, float v) {
+    write_number(b, (double)v, true);
+}
+
+void nsci_text_write_f64(nsci_buf *b, double v) {
+    write_number(b, v, false);
 }
 
 static void write_int_list(nsci_buf *b, int n, const int64_t *v) {
@@ -70,7 +88,7 @@ static nsc_status write_values(nsci_buf *b, nsc_tensor *c) {
                 nsci_text_write_f32(b, ((const float *)p)[i]);
                 break;
             case NSC_F64:
-                nsci_buf_double(b, ((const double *)p)[i]);
+                nsci_text_write_f64(b, ((const double *)p)[i]);
                 break;
             case NSC_I64:
                 nsci_buf_printf(b, "%lld", (long long)((const int64_t *)p)[i]);
@@ -238,7 +256,7 @@ void nsci_text_write_params(nsci_buf *b, const nsci_op_def *def, const void *par
                 nsci_buf_printf(b, "%d", *(const int *)f);
                 break;
             case NSCI_PARAM_F64:
-                nsci_buf_double(b, *(const double *)f);
+                nsci_text_write_f64(b, *(const double *)f);
                 break;
             case NSCI_PARAM_BOOL:
                 nsci_buf_puts(b, *(const bool *)f ? "true" : "false");

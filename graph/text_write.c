@@ -281,7 +281,7 @@ static void write_generate(nsci_text_writer *w, const nsc_generate_options *o) {
                     "\"generate\": {\"max_new_tokens\": %lld, \"sample\": %s, "
                     "\"temperature\": ",
                     (long long)o->max_new_tokens, o->sample ? "true" : "false");
-    nsci_buf_double(w->b, o->temperature);
+    nsci_text_write_f64(w->b, o->temperature);
     nsci_buf_printf(w->b,
                     ", \"top_k\": %lld, \"seed\": %llu, \"stop_token\": %lld, "
                     "\"use_cache\": %s},\n",

@@ -452,6 +452,15 @@ static const bad_case BAD[] = {
             "\"args\": [0]}",
       NSC_ERR_ARG,
       { "no function registered as \"nope\"" } },
+    // Found by fuzz_graph_text: a save of a bridged session value went into the session graph.
+    { "foreign save",
+      "!{\"format\": \"nsc-graph\", \"version\": 1, \"session\": [\n"
+      "{\"id\": 0, \"value\": {\"dtype\": \"f32\", \"shape\": [], \"data\": [0]}},\n"
+      "{\"trace\": 0, \"id\": 1, \"invokes\": [{\"inputs\": [{\"name\": \"x\"}]}], "
+      "\"nodes\": [\n{\"id\": 0, \"protocol\": \"Bridge\", \"from\": {\"session\": 0}},\n"
+      "{\"id\": 1, \"protocol\": \"Lock\", \"args\": [0]}]}]}",
+      NSC_ERR_FORMAT,
+      { "line 5, column 1", "this Lock belongs to the graph of its args" } },
     { "cache",
       "{\"id\": 0, \"protocol\": \"Cache\", \"module\": \"h.*\", \"invoke\": 0, "
       "\"inputs\": 1}",
