@@ -362,3 +362,32 @@ Test(cli, the_shipped_model_localizes_patching) {
     cr_expect_geq(best, 0.5);
     nsc_tensor_set_free(set);
 }
+
+// The committed example graphs are what the examples write now (regenerate
+// with build/release/examples/<name> --graph-out examples/graphs/<name>.json).
+Test(cli, example_graphs_are_canonical) {
+    char model_dir[128];
+    snprintf(model_dir, sizeof model_dir, "%s/model", g_dir);
+    nsc_module *model = nsc_gpt2_load(model_dir);
+    int64_t ids[4] = { 0, 1, 26, 0 };
+    nsc_tensor *prompt = nsc_from_data(NSC_I64, NSC_SHAPE(1, 4), ids);
+    nsc_tensor_set *tensors = nsc_tensor_set_new();
+    nsc_tensor_set_put(tensors, "prompt", prompt);
+    const char *graphs[] = { "logit_lens", "patching", "attribution_patching", "head_ablation",
+                             "steering" };
+    for (int i = 0; i < 5; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "examples/graphs/%s.json", graphs[i]);
+        nsc_graph_load_options o = { .n_models = 1, .models = &model, .tensors = tensors };
+        nsc_graph *g = nsc_graph_load(path, &o);
+        cr_assert(g, "%s", nsc_last_error());
+        char *text = nsc_graph_to_text(g), *file = slurp(path);
+        cr_expect_str_eq(text, file, "%s is canonical", path);
+        nsc_text_free(text);
+        free(file);
+        nsc_graph_free(g);
+    }
+    nsc_tensor_set_free(tensors);
+    nsc_free(prompt);
+    nsc_module_free(model);
+}
