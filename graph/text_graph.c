@@ -213,6 +213,7 @@ static void describe(const nsc_trace *tr, const nsci_gnode *n, nsci_buf *b) {
     for (int i = 0; i < n->n_args; i++) {
         if (n->args[i].output >= 0) {
             nsci_buf_printf(b, i ? ", %d" : " <- %d", n->args[i].node);
+            nsci_buf_printf(b, n->args[i].output ? ".%d" : "", n->args[i].output);
         }
     }
 }
