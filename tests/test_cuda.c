@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cuda/cuda_impl.h"
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // A CUDA result against the CPU's: the row's tolerance, at least this for
@@ -324,20 +325,13 @@ static nsc_tensor *forward(nsc_module *m, nsc_tensor *ids) {
     return nsc_module_call(m, 3, in);
 }
 
-static void expect_close(nsc_tensor *gpu, nsc_tensor *cpu, nsct_tol tol, const char *what) {
-    nsc_tensor *host = nsc_to(gpu, NSC_CPU);
-    char why[1200];
-    cr_expect(nsct_close(host, cpu, tol, why, sizeof why), "%s: %s", what, why);
-    nsc_free(host);
-}
-
 Test(cuda_gpt2, forward_matches_the_cpu_and_allocates_nothing_new, .init = gpt2_setup,
      .fini = gpt2_teardown) {
     nsc_tensor *want = forward(g_cpu, g_ids);
     nsc_tensor *got = forward(g_gpu, g_ids_gpu);
     cr_assert(want && got, "%s", nsc_last_error());
     cr_expect_eq(nsc_tensor_device(got), NSC_CUDA);
-    expect_close(got, want, TOL_GPT2, "logits");
+    nsct_expect_close(got, want, TOL_GPT2, "logits");
     nsc_free(got);
     nsc_cuda_stats before = nsc_cuda_stats_get();
     got = forward(g_gpu, g_ids_gpu); // steady state: every block comes from the cache
@@ -367,14 +361,14 @@ Test(cuda_gpt2, backward_gives_the_cpu_gradients, .init = gpt2_setup, .fini = gp
     cr_assert(a && b, "%s", nsc_last_error());
     cr_assert_eq(nsc_backward(a, NULL, false), NSC_OK, "%s", nsc_last_error());
     cr_assert_eq(nsc_backward(b, NULL, false), NSC_OK, "%s", nsc_last_error());
-    expect_close(b, a, TOL_GPT2, "loss");
+    nsct_expect_close(b, a, TOL_GPT2, "loss");
     for (int64_t i = 0; i < nsc_module_n_params(g_cpu); i++) {
         const char *path;
         nsc_tensor *pc = nsc_module_param_at(g_cpu, i, &path);
         nsc_tensor *pg = nsc_module_find_tensor(g_gpu, path);
         nsc_tensor *gc = nsc_tensor_get_grad(pc), *gg = nsc_tensor_get_grad(pg);
         cr_assert(gc && gg, "%s has no gradient", path);
-        expect_close(gg, gc, TOL_GPT2, path);
+        nsct_expect_close(gg, gc, TOL_GPT2, path);
     }
     nsc_free(a);
     nsc_free(b);
@@ -404,8 +398,8 @@ Test(cuda_gpt2, a_trace_with_interventions_matches_the_cpu, .init = gpt2_setup,
     nsc_tensor *got = traced(g_gpu, g_ids_gpu, &h_gpu);
     cr_expect_eq(nsc_cuda_stats_get().transfers, before, "the trace copied to the host");
     cr_expect_eq(nsc_tensor_device(h_gpu), NSC_CUDA, "a saved hook value stays on the GPU");
-    expect_close(h_gpu, h_cpu, TOL_GPT2, "saved transformer.h.0");
-    expect_close(got, want, TOL_GPT2, "logits with h.1.mlp halved");
+    nsct_expect_close(h_gpu, h_cpu, TOL_GPT2, "saved transformer.h.0");
+    nsct_expect_close(got, want, TOL_GPT2, "logits with h.1.mlp halved");
     nsc_tensor *temps[] = { h_cpu, h_gpu, want, got };
     for (int i = 0; i < 4; i++) {
         nsc_free(temps[i]);
@@ -419,7 +413,7 @@ Test(cuda_gpt2, cached_generation_gives_the_cpu_tokens, .init = gpt2_setup,
     nsc_tensor *want = NULL, *got = NULL;
     cr_assert_eq(nsc_generate(g_cpu, g_ids, NULL, &o, &want), NSC_OK, "%s", nsc_last_error());
     cr_assert_eq(nsc_generate(g_gpu, g_ids_gpu, NULL, &o, &got), NSC_OK, "%s", nsc_last_error());
-    expect_close(got, want, TOL_EXACT, "generated tokens");
+    nsct_expect_close(got, want, TOL_EXACT, "generated tokens");
     nsc_free(want);
     nsc_free(got);
 }

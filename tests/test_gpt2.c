@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // Logits: one f32 forward through 2 blocks; PyTorch sums in other orders.
@@ -43,11 +44,6 @@ static nsc_tensor *ref(const char *name) {
     nsc_tensor *t = nsc_safetensors_load(g_ref, name);
     cr_assert(t, "reference %s: %s", name, nsc_last_error());
     return t;
-}
-
-static void expect_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, const char *what) {
-    char why[1200];
-    cr_expect(nsct_close(got, want, tol, why, sizeof why), "%s: %s", what, why);
 }
 
 static nsc_tensor *call3(nsc_module *m, nsc_tensor *a, nsc_tensor *b, nsc_tensor *c) {
@@ -141,7 +137,7 @@ Test(gpt2, logits_match_transformers, .init = load, .fini = unload) {
     nsc_tensor *ids = ref("ids"), *want = ref("logits");
     nsc_tensor *got = call3(g_model, ids, NULL, NULL);
     cr_assert(got, "%s", nsc_last_error());
-    expect_close(got, want, TOL_LOGITS, "logits");
+    nsct_expect_close(got, want, TOL_LOGITS, "logits");
     nsc_tensor *via_transformer = call3(nsc_module_find(g_model, "transformer"), ids, NULL, NULL);
     cr_expect_eq(nsc_tensor_ndim(via_transformer), 3);
     cr_expect_eq(nsc_tensor_size(via_transformer, 2), 64, "transformer returns the hidden states");
@@ -174,7 +170,7 @@ Test(gpt2, loss_and_every_gradient_match_transformers, .init = load, .fini = unl
     nsc_tensor *logits = call3(g_model, ids, NULL, NULL);
     nsc_tensor *loss = lm_loss(logits, ids);
     cr_assert(loss, "%s", nsc_last_error());
-    expect_close(loss, want_loss, TOL_LOGITS, "loss");
+    nsct_expect_close(loss, want_loss, TOL_LOGITS, "loss");
     cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
     int checked = 0;
     for (int64_t i = 0; i < nsc_module_n_params(g_model); i++) {
@@ -186,7 +182,7 @@ Test(gpt2, loss_and_every_gradient_match_transformers, .init = load, .fini = unl
             continue; // the same tensor as wte: its gradient holds both uses
         }
         nsc_tensor *want = ref(key);
-        expect_close(nsc_tensor_get_grad(p), want, TOL_GRAD, key);
+        nsct_expect_close(nsc_tensor_get_grad(p), want, TOL_GRAD, key);
         nsc_free(want);
         checked++;
     }
@@ -203,7 +199,7 @@ Test(gpt2, left_padded_batch_matches_transformers, .init = load, .fini = unload)
     nsc_tensor *want = ref("pad.logits");
     nsc_tensor *got = call3(g_model, ids, mask, pos);
     cr_assert(got, "%s", nsc_last_error());
-    expect_close(got, want, TOL_LOGITS, "padded logits (every position, padding included)");
+    nsct_expect_close(got, want, TOL_LOGITS, "padded logits (every position, padding included)");
     // nsc's position ids agree wherever the mask is 1 (padding: 1, as transformers 4).
     nsc_tensor *mine = nsc_gpt2_position_ids(mask);
     const int64_t *a = nsc_tensor_data(mine), *b = nsc_tensor_data(pos),
@@ -262,14 +258,14 @@ Test(gpt2, fused_and_materialized_attention_agree_with_gradients, .init = load, 
     nsc_tensor *hooked = run_with_grads(ids, mask, g_hooked);
     cr_expect_eq(fired, 2, "each hook point fired once");
     cr_expect_eq(nsc_module_call_count(pattern), 2);
-    expect_close(hooked, fused, TOL_PATHS, "logits");
+    nsct_expect_close(hooked, fused, TOL_PATHS, "logits");
     for (int64_t i = 0; i < nsc_module_n_params(g_model); i++) {
         const char *path;
         nsc_module_param_at(g_model, i, &path);
         if (strcmp(path, "lm_head.weight") == 0) {
             continue; // wte's tensor: its gradient was taken (and cleared) above
         }
-        expect_close(g_hooked[i], g_fused[i], TOL_PATHS_GRAD, path);
+        nsct_expect_close(g_hooked[i], g_fused[i], TOL_PATHS_GRAD, path);
         nsc_free(g_hooked[i]);
         nsc_free(g_fused[i]);
     }
@@ -524,7 +520,7 @@ Test(gpt2, training_mode_uses_dropout_and_repeats_for_a_seed) {
     nsc_tensor *b = call3(m, ids, NULL, NULL);
     cr_assert(a && b, "%s", nsc_last_error());
     cr_expect_not(nsc_allclose(a, eval, 1e-4, 1e-4, false), "dropout changed the logits");
-    expect_close(a, b, TOL_EXACT, "the same seed, the same masks");
+    nsct_expect_close(a, b, TOL_EXACT, "the same seed, the same masks");
     nsc_tensor *loss = lm_loss(a, ids);
     cr_expect_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
     nsc_tensor *g =

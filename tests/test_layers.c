@@ -7,15 +7,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 static nsc_tensor *call1(nsc_module *m, nsc_tensor *x) {
     return nsc_module_call(m, 1, &x);
-}
-
-static void expect_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, const char *what) {
-    char why[1200];
-    cr_expect(nsct_close(got, want, tol, why, sizeof why), "%s: %s", what, why);
 }
 
 static double scalar_of(nsc_tensor *t) {
@@ -48,14 +44,14 @@ Test(layers, linear_matches_the_op_and_pytorch_init) {
     cr_expect(fabs(sd - bound / sqrt(3.0)) < 0.01 * bound, "uniform std %g", sd);
     nsc_tensor *x = nsc_randn(gen, NSC_F32, NSC_SHAPE(2, 5, 400));
     nsc_tensor *y = call1(lin, x), *want = nsc_linear(x, w, b);
-    expect_close(y, want, TOL_EXACT, "Linear = nsc_linear");
+    nsct_expect_close(y, want, TOL_EXACT, "Linear = nsc_linear");
     nsc_module *again = nsc_linear_new(400, 300, true, NULL);
     nsc_manual_seed(9);
     nsc_module *a1 = nsc_linear_new(4, 3, false, NULL);
     nsc_manual_seed(9);
     nsc_module *a2 = nsc_linear_new(4, 3, false, NULL);
-    expect_close(nsc_module_param(a1, "weight"), nsc_module_param(a2, "weight"), TOL_EXACT,
-                 "the same seed, the same weights");
+    nsct_expect_close(nsc_module_param(a1, "weight"), nsc_module_param(a2, "weight"), TOL_EXACT,
+                      "the same seed, the same weights");
     cr_expect_null(nsc_module_param(a1, "bias"));
     nsc_free(x);
     nsc_free(y);
@@ -79,7 +75,7 @@ Test(layers, conv1d_stores_in_out_and_computes_x_w_plus_b) {
     nsc_copy_(b, fill);
     nsc_tensor *x = nsc_randn(gen, NSC_F32, NSC_SHAPE(3, 6));
     nsc_tensor *xw = nsc_matmul(x, w), *want = nsc_add(xw, b), *y = call1(conv, x);
-    expect_close(y, want, TOL_F32_MATMUL, "Conv1D = x W + b");
+    nsct_expect_close(y, want, TOL_F32_MATMUL, "Conv1D = x W + b");
     nsc_tensor *temps[] = { fill, x, xw, want, y };
     for (int i = 0; i < 5; i++) {
         nsc_free(temps[i]);
@@ -99,11 +95,11 @@ Test(layers, embedding_layer_norm_and_activations) {
     cr_expect(fabs(sd - 1) < 0.02, "normal(0, 1): std %g", sd);
     nsc_tensor *ids = nsc_randint(gen, 0, 500, NSC_SHAPE(2, 7));
     nsc_tensor *e = call1(emb, ids), *want = nsc_embedding(w, ids);
-    expect_close(e, want, TOL_EXACT, "Embedding");
+    nsct_expect_close(e, want, TOL_EXACT, "Embedding");
     nsc_module *ln = nsc_layer_norm_new(64, 1e-5);
     nsc_tensor *n = call1(ln, e);
     nsc_tensor *n_want = nsc_layer_norm(e, 1, NULL, NULL, 1e-5);
-    expect_close(n, n_want, TOL_F32_REDUCE, "LayerNorm with ones and zeros");
+    nsct_expect_close(n, n_want, TOL_F32_REDUCE, "LayerNorm with ones and zeros");
     nsc_module *acts[] = { nsc_gelu_new(NSC_GELU_TANH), nsc_gelu_new(NSC_GELU_ERF), nsc_relu_new(),
                            nsc_activation_new(NSC_ACTIVATION_TANH),
                            nsc_activation_new(NSC_ACTIVATION_NONE) };
@@ -113,7 +109,7 @@ Test(layers, embedding_layer_norm_and_activations) {
     for (int i = 0; i < 5; i++) {
         cr_expect_str_eq(nsc_module_type(acts[i]), types[i]);
         nsc_tensor *y = call1(acts[i], n);
-        expect_close(y, wants[i], TOL_EXACT, types[i]);
+        nsct_expect_close(y, wants[i], TOL_EXACT, types[i]);
         nsc_free(y);
         nsc_free(wants[i]);
         nsc_module_free(acts[i]);
@@ -153,7 +149,7 @@ Test(layers, dropout_follows_the_training_flag_and_its_seed) {
     cr_expect(fabs(max_abs(a) - 1 / 0.75) < 1e-6, "scaled by 1/(1-p)");
     nsc_dropout_set_seed(d, 77);
     nsc_tensor *b = call1(d, x);
-    expect_close(a, b, TOL_EXACT, "the same seed, the same mask");
+    nsct_expect_close(a, b, TOL_EXACT, "the same seed, the same mask");
     nsc_module_train(d, false);
     nsc_tensor *c = call1(d, x);
     cr_expect_eq(c, x, "evaluation: the identity");
@@ -208,7 +204,7 @@ Test(layers, sequential_and_mlp_build_call_and_stop) {
         h = next;
     }
     nsc_tensor *y = call1(mlp, x);
-    expect_close(y, h, TOL_EXACT, "MLP = its children in order");
+    nsct_expect_close(y, h, TOL_EXACT, "MLP = its children in order");
     cr_expect(nsc_tensor_size(y, 1) == 3);
     nsc_free(y);
     // A hook on a child replaces its output; a stop propagates as NULL.
@@ -238,7 +234,7 @@ Test(layers, sequential_and_mlp_build_call_and_stop) {
     cr_expect_eq(nsc_sequential_append(id, mlp), NSC_ERR_ARG);
     cr_expect_str_eq(nsc_module_path(nsc_module_find(seq, "1.4")), "1.4");
     y = call1(seq, x);
-    expect_close(y, h, TOL_EXACT, "Sequential(identity, mlp)");
+    nsct_expect_close(y, h, TOL_EXACT, "Sequential(identity, mlp)");
     nsc_free(y);
     nsc_module_free(id);
     nsc_module_free(mlp);

@@ -8,47 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // --- helpers ---
-
-// A tensor of dtype from double values (row-major).
-static nsc_tensor *make(nsc_dtype dtype, int ndim, const int64_t *shape, const double *values) {
-    nsc_tensor *d = nsc_from_data(NSC_F64, ndim, shape, values);
-    nsc_tensor *t = nsc_to_dtype(d, dtype);
-    nsc_free(d);
-    cr_assert(t, "make: %s", nsc_last_error());
-    return t;
-}
-
-// All values of t as doubles (caller free()s).
-static double *values_of(nsc_tensor *t) {
-    int64_t n = nsc_tensor_numel(t);
-    double *v = calloc((size_t)(n ? n : 1), sizeof *v);
-    cr_assert(v && nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) == NSC_OK);
-    return v;
-}
-
-// Expects got == NULL with status and a message holding want.
-static void expect_error(nsc_tensor *got, nsc_status status, const char *want) {
-    cr_expect_null(got, "expected a failure with \"%s\"", want);
-    nsc_free(got);
-    cr_expect_eq(nsc_last_status(), status, "\"%s\": status %s", want,
-                 nsc_status_name(nsc_last_status()));
-    cr_expect(strstr(nsc_last_error(), want), "message \"%s\" lacks \"%s\"", nsc_last_error(),
-              want);
-    nsc_clear_error();
-}
-
-// Checks t still holds values.
-static void expect_values(nsc_tensor *t, const double *values) {
-    double *now = values_of(t);
-    for (int64_t i = 0; i < nsc_tensor_numel(t); i++) {
-        cr_expect(now[i] == values[i] || (isnan(now[i]) && isnan(values[i])),
-                  "value %lld: %g, expected %g", (long long)i, now[i], values[i]);
-    }
-    free(now);
-}
 
 // 0, 1, 2, ... as dtype.
 static nsc_tensor *iota(nsc_dtype dtype, int ndim, const int64_t *shape) {
@@ -88,33 +51,34 @@ static void free_all(nsc_tensor **t, int n) {
 
 Test(index_errors, out_of_range_ids_name_value_and_position) {
     nsc_tensor *w = iota(NSC_F32, NSC_SHAPE(5, 3));
-    nsc_tensor *bad = make(NSC_I64, NSC_SHAPE(2, 2), (double[]){ 1, 4, 7, 0 });
-    nsc_tensor *neg = make(NSC_I64, NSC_SHAPE(3), (double[]){ 0, -1, 2 });
-    nsc_tensor *gi_col = make(NSC_I64, NSC_SHAPE(2), (double[]){ 2, 3 });
+    nsc_tensor *bad = nsct_from_values(NSC_I64, NSC_SHAPE(2, 2), (double[]){ 1, 4, 7, 0 });
+    nsc_tensor *neg = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 0, -1, 2 });
+    nsc_tensor *gi_col = nsct_from_values(NSC_I64, NSC_SHAPE(2), (double[]){ 2, 3 });
     nsc_tensor *src = iota(NSC_F32, NSC_SHAPE(2, 3));
-    nsc_tensor *two = make(NSC_I64, NSC_SHAPE(2), (double[]){ 4, 5 });
-    nsc_tensor *gi = make(NSC_I64, NSC_SHAPE(2, 2), (double[]){ 0, 2, 3, 1 });
+    nsc_tensor *two = nsct_from_values(NSC_I64, NSC_SHAPE(2), (double[]){ 4, 5 });
+    nsc_tensor *gi = nsct_from_values(NSC_I64, NSC_SHAPE(2, 2), (double[]){ 0, 2, 3, 1 });
     nsc_tensor *ssrc = iota(NSC_F32, NSC_SHAPE(2, 2));
-    double *w_before = values_of(w);
+    double *w_before = nsct_values_of(w);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_embedding(w, bad), NSC_ERR_ARG,
-                 "embedding: [5,3], [2,2]: id 7 at position [1,0] is out of range [0, 5)");
-    expect_error(nsc_embedding(w, neg), NSC_ERR_ARG, "id -1 at position [1] is out of range");
-    expect_error(nsc_index_select(w, 0, neg), NSC_ERR_ARG,
-                 "index_select: [5,3], [3]: index -1 at position [1] is out of range [0, 5)");
-    expect_error(nsc_index_select(w, 1, gi_col), NSC_ERR_ARG,
-                 "index 3 at position [1] is out of range [0, 3)");
-    expect_error(nsc_index_add(w, 0, two, src), NSC_ERR_ARG,
-                 "index_add: [5,3], [2], [2,3]: index 5 at position [1] is out of range [0, 5)");
-    expect_error(nsc_gather(w, 1, gi), NSC_ERR_ARG,
-                 "gather: [5,3], [2,2]: index 3 at position [1,0] is out of range [0, 3)");
-    expect_error(nsc_scatter_add(w, 1, gi, ssrc), NSC_ERR_ARG,
-                 "scatter_add: [5,3], [2,2], [2,2]: index 3 at position [1,0]");
-    expect_error(nsc_one_hot(bad, 5), NSC_ERR_ARG,
-                 "one_hot: [2,2]: id 7 at position [1,0] is out of range [0, 5)");
-    expect_error(nsc_one_hot(neg, 5), NSC_ERR_ARG, "id -1 at position [1]");
+    nsct_expect_error(nsc_embedding(w, bad), NSC_ERR_ARG,
+                      "embedding: [5,3], [2,2]: id 7 at position [1,0] is out of range [0, 5)");
+    nsct_expect_error(nsc_embedding(w, neg), NSC_ERR_ARG, "id -1 at position [1] is out of range");
+    nsct_expect_error(nsc_index_select(w, 0, neg), NSC_ERR_ARG,
+                      "index_select: [5,3], [3]: index -1 at position [1] is out of range [0, 5)");
+    nsct_expect_error(nsc_index_select(w, 1, gi_col), NSC_ERR_ARG,
+                      "index 3 at position [1] is out of range [0, 3)");
+    nsct_expect_error(
+        nsc_index_add(w, 0, two, src), NSC_ERR_ARG,
+        "index_add: [5,3], [2], [2,3]: index 5 at position [1] is out of range [0, 5)");
+    nsct_expect_error(nsc_gather(w, 1, gi), NSC_ERR_ARG,
+                      "gather: [5,3], [2,2]: index 3 at position [1,0] is out of range [0, 3)");
+    nsct_expect_error(nsc_scatter_add(w, 1, gi, ssrc), NSC_ERR_ARG,
+                      "scatter_add: [5,3], [2,2], [2,2]: index 3 at position [1,0]");
+    nsct_expect_error(nsc_one_hot(bad, 5), NSC_ERR_ARG,
+                      "one_hot: [2,2]: id 7 at position [1,0] is out of range [0, 5)");
+    nsct_expect_error(nsc_one_hot(neg, 5), NSC_ERR_ARG, "id -1 at position [1]");
     cr_expect_eq(nsct_live_blocks(), blocks);
-    expect_values(w, w_before);
+    nsct_expect_values(w, w_before);
     free(w_before);
     nsc_tensor *all[] = { w, bad, neg, gi_col, src, two, gi, ssrc };
     free_all(all, NSCI_ARRAY_LEN(all));
@@ -122,36 +86,38 @@ Test(index_errors, out_of_range_ids_name_value_and_position) {
 
 Test(index_errors, dtypes_ranks_and_shapes) {
     nsc_tensor *x = iota(NSC_F32, NSC_SHAPE(4, 3));
-    nsc_tensor *fidx = make(NSC_F32, NSC_SHAPE(2), (double[]){ 0, 1 });
-    nsc_tensor *idx = make(NSC_I64, NSC_SHAPE(2), (double[]){ 0, 1 });
-    nsc_tensor *idx2 = make(NSC_I64, NSC_SHAPE(2, 1), (double[]){ 0, 1 });
+    nsc_tensor *fidx = nsct_from_values(NSC_F32, NSC_SHAPE(2), (double[]){ 0, 1 });
+    nsc_tensor *idx = nsct_from_values(NSC_I64, NSC_SHAPE(2), (double[]){ 0, 1 });
+    nsc_tensor *idx2 = nsct_from_values(NSC_I64, NSC_SHAPE(2, 1), (double[]){ 0, 1 });
     nsc_tensor *v = iota(NSC_F32, NSC_SHAPE(3));
     nsc_tensor *xd = iota(NSC_F64, NSC_SHAPE(2, 3));
     nsc_tensor *i51 = iota(NSC_I64, NSC_SHAPE(5, 1));
     nsc_tensor *s11 = iota(NSC_F32, NSC_SHAPE(1, 1));
     nsc_tensor *s33 = iota(NSC_F32, NSC_SHAPE(3, 3));
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_embedding(x, fidx), NSC_ERR_DTYPE,
-                 "embedding: [4,3], [2]: ids dtype f32: "
-                 "expected i64");
-    expect_error(nsc_embedding(v, idx), NSC_ERR_SHAPE, "weight has rank 1: expected [V, C]");
-    expect_error(nsc_index_select(x, 0, fidx), NSC_ERR_DTYPE, "index dtype f32: expected i64");
-    expect_error(nsc_index_select(x, 2, idx), NSC_ERR_ARG, "dim 2 is out of range for rank 2");
-    expect_error(nsc_index_select(x, 0, idx2), NSC_ERR_SHAPE, "index must be 1-D");
-    expect_error(nsc_gather(x, 0, idx), NSC_ERR_SHAPE,
-                 "gather: [4,3], [2]: index has rank 1 and x rank 2");
-    expect_error(nsc_gather(x, 1, i51), NSC_ERR_SHAPE, "index size 5 at dim 0 exceeds x's size 4");
-    expect_error(nsc_scatter_add(x, 0, idx2, xd), NSC_ERR_DTYPE, "x is f32 and src f64");
-    expect_error(nsc_scatter_add(x, 0, idx2, s11), NSC_ERR_SHAPE,
-                 "index size 2 at dim 0 exceeds src's size 1");
-    expect_error(nsc_index_add(x, 0, idx, xd), NSC_ERR_DTYPE, "x is f32 and src f64");
-    expect_error(nsc_index_add(x, 0, idx, s33), NSC_ERR_SHAPE,
-                 "index_add: [4,3], [2], [3,3]: expected a 1-D index and src of x's shape with "
-                 "numel(index) = 2 at dim 0");
-    expect_error(nsc_one_hot(fidx, 3), NSC_ERR_DTYPE, "one_hot: [2]: ids dtype f32");
-    expect_error(nsc_one_hot(idx, -2), NSC_ERR_ARG, "num_classes -2: expected >= 0");
-    expect_error(nsc_tril(v, 0), NSC_ERR_SHAPE, "tril: [3]: rank 1: expected at least 2 dims");
-    expect_error(nsc_triu(v, 0), NSC_ERR_SHAPE, "triu: [3]: rank 1");
+    nsct_expect_error(nsc_embedding(x, fidx), NSC_ERR_DTYPE,
+                      "embedding: [4,3], [2]: ids dtype f32: "
+                      "expected i64");
+    nsct_expect_error(nsc_embedding(v, idx), NSC_ERR_SHAPE, "weight has rank 1: expected [V, C]");
+    nsct_expect_error(nsc_index_select(x, 0, fidx), NSC_ERR_DTYPE, "index dtype f32: expected i64");
+    nsct_expect_error(nsc_index_select(x, 2, idx), NSC_ERR_ARG, "dim 2 is out of range for rank 2");
+    nsct_expect_error(nsc_index_select(x, 0, idx2), NSC_ERR_SHAPE, "index must be 1-D");
+    nsct_expect_error(nsc_gather(x, 0, idx), NSC_ERR_SHAPE,
+                      "gather: [4,3], [2]: index has rank 1 and x rank 2");
+    nsct_expect_error(nsc_gather(x, 1, i51), NSC_ERR_SHAPE,
+                      "index size 5 at dim 0 exceeds x's size 4");
+    nsct_expect_error(nsc_scatter_add(x, 0, idx2, xd), NSC_ERR_DTYPE, "x is f32 and src f64");
+    nsct_expect_error(nsc_scatter_add(x, 0, idx2, s11), NSC_ERR_SHAPE,
+                      "index size 2 at dim 0 exceeds src's size 1");
+    nsct_expect_error(nsc_index_add(x, 0, idx, xd), NSC_ERR_DTYPE, "x is f32 and src f64");
+    nsct_expect_error(
+        nsc_index_add(x, 0, idx, s33), NSC_ERR_SHAPE,
+        "index_add: [4,3], [2], [3,3]: expected a 1-D index and src of x's shape with "
+        "numel(index) = 2 at dim 0");
+    nsct_expect_error(nsc_one_hot(fidx, 3), NSC_ERR_DTYPE, "one_hot: [2]: ids dtype f32");
+    nsct_expect_error(nsc_one_hot(idx, -2), NSC_ERR_ARG, "num_classes -2: expected >= 0");
+    nsct_expect_error(nsc_tril(v, 0), NSC_ERR_SHAPE, "tril: [3]: rank 1: expected at least 2 dims");
+    nsct_expect_error(nsc_triu(v, 0), NSC_ERR_SHAPE, "triu: [3]: rank 1");
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsc_tensor *all[] = { x, fidx, idx, idx2, v, xd, i51, s11, s33 };
     free_all(all, NSCI_ARRAY_LEN(all));
@@ -183,22 +149,23 @@ Test(index_errors, joins) {
     nsc_tensor *c = iota(NSC_F32, NSC_SHAPE(2, 3, 1));
     nsc_tensor *s = nsc_scalar(NSC_F32, 1);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_cat(2, (nsc_tensor *[]){ a, b }, 0), NSC_ERR_SHAPE,
-                 "cat: [2,3], [3,2]: input 1 has size 2 at dim 1 and input 0 size 3: expected "
-                 "equal sizes except at dim 0");
-    expect_error(nsc_cat(2, (nsc_tensor *[]){ a, c }, 0), NSC_ERR_SHAPE,
-                 "input 1 has rank 3 and input 0 rank 2");
-    expect_error(nsc_cat(2, (nsc_tensor *[]){ a, s }, 0), NSC_ERR_SHAPE,
-                 "input 1 is 0-dim: it cannot be concatenated");
-    expect_error(nsc_cat(2, (nsc_tensor *[]){ a, a }, 2), NSC_ERR_ARG,
-                 "dim 2 is out of range for rank 2");
-    expect_error(nsc_cat(0, NULL, 0), NSC_ERR_ARG, "cat: expected at least one tensor");
-    expect_error(nsc_cat(2, NULL, 0), NSC_ERR_ARG, "cat: the tensor list is NULL");
-    expect_error(nsc_stack(2, (nsc_tensor *[]){ a, b }, 0), NSC_ERR_SHAPE,
-                 "stack: [2,3], [3,2]: input 1 is [3,2] and input 0 [2,3]: expected equal shapes");
-    expect_error(nsc_stack(2, (nsc_tensor *[]){ a, a }, 3), NSC_ERR_ARG,
-                 "dim 3 is out of range for a result of rank 3");
-    expect_error(nsc_stack(0, NULL, 0), NSC_ERR_ARG, "stack: expected at least one tensor");
+    nsct_expect_error(nsc_cat(2, (nsc_tensor *[]){ a, b }, 0), NSC_ERR_SHAPE,
+                      "cat: [2,3], [3,2]: input 1 has size 2 at dim 1 and input 0 size 3: expected "
+                      "equal sizes except at dim 0");
+    nsct_expect_error(nsc_cat(2, (nsc_tensor *[]){ a, c }, 0), NSC_ERR_SHAPE,
+                      "input 1 has rank 3 and input 0 rank 2");
+    nsct_expect_error(nsc_cat(2, (nsc_tensor *[]){ a, s }, 0), NSC_ERR_SHAPE,
+                      "input 1 is 0-dim: it cannot be concatenated");
+    nsct_expect_error(nsc_cat(2, (nsc_tensor *[]){ a, a }, 2), NSC_ERR_ARG,
+                      "dim 2 is out of range for rank 2");
+    nsct_expect_error(nsc_cat(0, NULL, 0), NSC_ERR_ARG, "cat: expected at least one tensor");
+    nsct_expect_error(nsc_cat(2, NULL, 0), NSC_ERR_ARG, "cat: the tensor list is NULL");
+    nsct_expect_error(
+        nsc_stack(2, (nsc_tensor *[]){ a, b }, 0), NSC_ERR_SHAPE,
+        "stack: [2,3], [3,2]: input 1 is [3,2] and input 0 [2,3]: expected equal shapes");
+    nsct_expect_error(nsc_stack(2, (nsc_tensor *[]){ a, a }, 3), NSC_ERR_ARG,
+                      "dim 3 is out of range for a result of rank 3");
+    nsct_expect_error(nsc_stack(0, NULL, 0), NSC_ERR_ARG, "stack: expected at least one tensor");
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsc_tensor *all[] = { a, b, c, s };
     free_all(all, NSCI_ARRAY_LEN(all));
@@ -210,9 +177,9 @@ Test(index_errors, devices_and_null_inputs) {
     nsc_tensor *i = nsc_empty(NSC_I64, NSC_META, NSC_SHAPE(2));
     i->target_device = NSC_CUDA;
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_embedding(w, i), NSC_ERR_DEVICE,
-                 "embedding: [4,3], [2]: input 0 is on cpu and input 1 on cuda");
-    expect_error(nsc_cat(2, (nsc_tensor *[]){ w, i }, 0), NSC_ERR_DEVICE, "cat: [4,3], [2]");
+    nsct_expect_error(nsc_embedding(w, i), NSC_ERR_DEVICE,
+                      "embedding: [4,3], [2]: input 0 is on cpu and input 1 on cuda");
+    nsct_expect_error(nsc_cat(2, (nsc_tensor *[]){ w, i }, 0), NSC_ERR_DEVICE, "cat: [4,3], [2]");
     // A NULL input keeps the first error.
     nsci_fail(NSC_ERR_SHAPE, "first failure");
     cr_expect_null(nsc_gather(NULL, 0, w));
@@ -229,26 +196,26 @@ Test(index_errors, devices_and_null_inputs) {
 Test(index, nonzero_and_inferred_one_hot_refuse_meta) {
     nsc_tensor *m = nsc_empty(NSC_F32, NSC_META, NSC_SHAPE(3, 4));
     nsc_tensor *mi = nsc_empty(NSC_I64, NSC_META, NSC_SHAPE(3));
-    expect_error(nsc_nonzero(m), NSC_ERR_UNSUPPORTED, "nonzero: [3,4]: data-dependent shape");
-    expect_error(nsc_one_hot(mi, -1), NSC_ERR_UNSUPPORTED,
-                 "num_classes -1 needs the ids' values (data-dependent shape on META)");
+    nsct_expect_error(nsc_nonzero(m), NSC_ERR_UNSUPPORTED, "nonzero: [3,4]: data-dependent shape");
+    nsct_expect_error(nsc_one_hot(mi, -1), NSC_ERR_UNSUPPORTED,
+                      "num_classes -1 needs the ids' values (data-dependent shape on META)");
     nsc_tensor *given = nsc_one_hot(mi, 6); // an explicit count needs no values
     cr_assert(given && nsc_tensor_device(given) == NSC_META && nsc_tensor_size(given, 1) == 6);
-    nsc_tensor *ids3 = make(NSC_I64, NSC_SHAPE(3), (double[]){ 2, 0, 4 });
+    nsc_tensor *ids3 = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 2, 0, 4 });
     nsc_tensor *inferred = nsc_one_hot(ids3, -1);
     cr_assert(inferred && nsc_tensor_size(inferred, 1) == 5, "max + 1 = 5 classes");
-    expect_values(inferred, (double[]){ 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1 });
+    nsct_expect_values(inferred, (double[]){ 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1 });
     nsc_tensor *none = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(0));
-    expect_error(nsc_one_hot(none, -1), NSC_ERR_UNSUPPORTED, "there are none");
+    nsct_expect_error(nsc_one_hot(none, -1), NSC_ERR_UNSUPPORTED, "there are none");
     nsc_tensor *all[] = { m, mi, given, ids3, inferred, none };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
 
 Test(index, nonzero_counts_nan_and_orders_rows) {
-    nsc_tensor *x = make(NSC_F64, NSC_SHAPE(2, 3), (double[]){ 0, NAN, 0, -0.0, 1, 2 });
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(2, 3), (double[]){ 0, NAN, 0, -0.0, 1, 2 });
     nsc_tensor *nz = nsc_nonzero(x);
     cr_assert(nz && nsc_tensor_size(nz, 0) == 3 && nsc_tensor_size(nz, 1) == 2);
-    expect_values(nz, (double[]){ 0, 1, 1, 1, 1, 2 });
+    nsct_expect_values(nz, (double[]){ 0, 1, 1, 1, 1, 2 });
     nsc_free(nz);
     nsc_free(x);
 }
@@ -256,16 +223,16 @@ Test(index, nonzero_counts_nan_and_orders_rows) {
 // --- topk: order of ties and NaN ---
 
 Test(index, topk_ties_take_the_lower_index_first_and_nan_is_largest) {
-    nsc_tensor *x = make(NSC_F32, NSC_SHAPE(7), (double[]){ 1, 3, 3, 2, 3, NAN, 3 });
+    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(7), (double[]){ 1, 3, 3, 2, 3, NAN, 3 });
     nsc_tensor *v, *i;
     cr_assert_eq(nsc_topk(x, 4, 0, true, &v, &i), NSC_OK);
-    expect_values(v, (double[]){ NAN, 3, 3, 3 });
-    expect_values(i, (double[]){ 5, 1, 2, 4 });
+    nsct_expect_values(v, (double[]){ NAN, 3, 3, 3 });
+    nsct_expect_values(i, (double[]){ 5, 1, 2, 4 });
     nsc_free(v);
     nsc_free(i);
     cr_assert_eq(nsc_topk(x, 7, 0, false, &v, &i), NSC_OK);
-    expect_values(v, (double[]){ 1, 2, 3, 3, 3, 3, NAN });
-    expect_values(i, (double[]){ 0, 3, 1, 2, 4, 6, 5 });
+    nsct_expect_values(v, (double[]){ 1, 2, 3, 3, 3, 3, NAN });
+    nsct_expect_values(i, (double[]){ 0, 3, 1, 2, 4, 6, 5 });
     nsc_free(v);
     nsc_free(i);
     nsc_free(x);
@@ -287,13 +254,13 @@ Test(index, topk_large_rows_match_a_reference_sort) {
     const int64_t rows = 64, n = 3000;
     nsc_tensor *x = ids(11, 50, NSC_SHAPE(rows, n)); // many ties
     nsc_tensor *xf = nsc_to_dtype(x, NSC_F32);
-    double *vals = values_of(x);
+    double *vals = nsct_values_of(x);
     keyed *line = malloc((size_t)n * sizeof *line);
     int64_t ks[] = { 7, 200 };
     for (int t = 0; t < 2; t++) {
         nsc_tensor *v, *i;
         cr_assert_eq(nsc_topk(xf, ks[t], 1, true, &v, &i), NSC_OK);
-        double *gv = values_of(v), *gi = values_of(i);
+        double *gv = nsct_values_of(v), *gi = nsct_values_of(i);
         int bad = 0;
         for (int64_t r = 0; r < rows; r++) {
             for (int64_t j = 0; j < n; j++) {
@@ -324,7 +291,7 @@ Test(index, embedding_and_index_add_spread_over_threads) {
     nsc_tensor *t = ids(2, V, NSC_SHAPE(N / 60, 60));
     nsc_tensor *e = nsc_embedding(w, t);
     cr_assert(e && nsc_tensor_size(e, 2) == C);
-    double *wv = values_of(w), *tv = values_of(t), *ev = values_of(e);
+    double *wv = nsct_values_of(w), *tv = nsct_values_of(t), *ev = nsct_values_of(e);
     int bad = 0;
     for (int64_t k = 0; k < N; k++) {
         bad += memcmp(&ev[k * C], &wv[(int64_t)tv[k] * C], (size_t)C * sizeof(double)) != 0;
@@ -336,7 +303,7 @@ Test(index, embedding_and_index_add_spread_over_threads) {
     nsc_tensor *zeros = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(V, C));
     nsc_tensor *acc = nsc_index_add(zeros, 0, flat_ids, rows);
     cr_assert(acc, "%s", nsc_last_error());
-    double *want = calloc((size_t)(V * C), sizeof *want), *got = values_of(acc);
+    double *want = calloc((size_t)(V * C), sizeof *want), *got = nsct_values_of(acc);
     for (int64_t k = 0; k < N; k++) {
         for (int64_t c = 0; c < C; c++) {
             want[(int64_t)tv[k] * C + c] += ev[k * C + c];
@@ -366,7 +333,8 @@ Test(index, gather_and_scatter_add_are_adjoint_at_scale) {
     nsc_tensor *sc = nsc_scatter_add(zeros, 0, idx, s);
     nsc_tensor *ga = nsc_gather(y, 0, idx);
     cr_assert(sc && ga, "%s", nsc_last_error());
-    double *a = values_of(sc), *b = values_of(y), *p = values_of(s), *q = values_of(ga);
+    double *a = nsct_values_of(sc), *b = nsct_values_of(y), *p = nsct_values_of(s),
+           *q = nsct_values_of(ga);
     double left = 0, right = 0;
     for (int64_t k = 0; k < R * C; k++) {
         left += a[k] * b[k];
@@ -375,7 +343,7 @@ Test(index, gather_and_scatter_add_are_adjoint_at_scale) {
         right += p[k] * q[k];
     }
     cr_expect(fabs(left - right) <= 1e-9 * (1 + fabs(left)), "%.17g vs %.17g", left, right);
-    double *zv = values_of(zeros);
+    double *zv = nsct_values_of(zeros);
     cr_expect(zv[0] == 0 && zv[R * C - 1] == 0, "scatter_add is out-of-place");
     free(zv);
     free(a);
@@ -400,7 +368,7 @@ Test(index, tril_triu_split_a_matrix_and_clamp_far_diagonals) {
     nsc_tensor *all_kept = nsc_tril(x, INT64_MAX), *none_kept = nsc_tril(x, INT64_MIN);
     cr_assert(all_kept && none_kept);
     cr_expect(nsc_allclose(all_kept, x, 0, 0, false));
-    double *z = values_of(none_kept);
+    double *z = nsct_values_of(none_kept);
     cr_expect(z[0] == 0 && z[3 * 70 * 90 - 1] == 0);
     free(z);
     nsc_free(all_kept);
@@ -415,13 +383,13 @@ Test(index, cat_and_stack_of_mixed_layouts_and_dtypes) {
     nsc_tensor *empty = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(0));
     nsc_tensor *ab = nsc_cat(2, (nsc_tensor *[]){ a, b }, 1);
     cr_assert(ab && nsc_tensor_dtype(ab) == NSC_I64 && nsc_tensor_size(ab, 1) == 5);
-    expect_values(ab, (double[]){ 0, 1, 0, 2, 4, 1, 1, 1, 3, 5 });
+    nsct_expect_values(ab, (double[]){ 0, 1, 0, 2, 4, 1, 1, 1, 3, 5 });
     nsc_tensor *abe = nsc_cat(3, (nsc_tensor *[]){ empty, b, empty }, -1);
     cr_assert(abe && nsc_tensor_dtype(abe) == NSC_F32, "the skipped [0] still promotes");
-    expect_values(abe, (double[]){ 0, 2, 4, 1, 3, 5 });
+    nsct_expect_values(abe, (double[]){ 0, 2, 4, 1, 3, 5 });
     nsc_tensor *st = nsc_stack(2, (nsc_tensor *[]){ b, b }, 2);
     cr_assert(st && nsc_tensor_size(st, 2) == 2);
-    expect_values(st, (double[]){ 0, 0, 2, 2, 4, 4, 1, 1, 3, 3, 5, 5 });
+    nsct_expect_values(st, (double[]){ 0, 0, 2, 2, 4, 4, 1, 1, 3, 3, 5, 5 });
     nsc_tensor *all[] = { a, b0, b, empty, ab, abe, st };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
@@ -518,24 +486,25 @@ static nsc_tensor *weighted_sum(nsc_tensor *y) {
 Test(index_grad, embedding_rows_accumulate_for_repeated_ids) {
     nsc_tensor *w = iota(NSC_F64, NSC_SHAPE(4, 2));
     cr_assert_eq(nsc_requires_grad_(w, true), NSC_OK);
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(3), (double[]){ 2, 0, 2 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 2, 0, 2 });
     nsc_tensor *y = nsc_embedding(w, t);
     nsc_tensor *loss = weighted_sum(y);
     cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
     // Row 2 collects positions 0 and 2 (weights 1, 2 and 5, 6); row 0 position 1.
-    expect_values(nsc_tensor_get_grad(w), (double[]){ 3, 4, 0, 0, 6, 8, 0, 0 });
+    nsct_expect_values(nsc_tensor_get_grad(w), (double[]){ 3, 4, 0, 0, 6, 8, 0, 0 });
     nsc_tensor *all[] = { w, t, y, loss };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
 
 Test(index_grad, topk_gradient_lands_on_the_selected_positions) {
-    nsc_tensor *x = make(NSC_F64, NSC_SHAPE(2, 4), (double[]){ 1, 9, 3, 7, 8, 2, 6, 4 });
+    nsc_tensor *x =
+        nsct_from_values(NSC_F64, NSC_SHAPE(2, 4), (double[]){ 1, 9, 3, 7, 8, 2, 6, 4 });
     cr_assert_eq(nsc_requires_grad_(x, true), NSC_OK);
     nsc_tensor *v, *i;
     cr_assert_eq(nsc_topk(x, 2, 1, true, &v, &i), NSC_OK);
     nsc_tensor *loss = weighted_sum(v);
     cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
-    expect_values(nsc_tensor_get_grad(x), (double[]){ 0, 1, 0, 2, 3, 0, 4, 0 });
+    nsct_expect_values(nsc_tensor_get_grad(x), (double[]){ 0, 1, 0, 2, 3, 0, 4, 0 });
     nsc_tensor *all[] = { x, v, i, loss };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
@@ -554,8 +523,8 @@ Test(index_grad, cat_gives_each_input_its_slice_in_its_own_dtype) {
     nsc_tensor *ga = nsc_tensor_get_grad(a), *gb = nsc_tensor_get_grad(b);
     cr_assert(ga && gb);
     cr_expect_eq(nsc_tensor_dtype(ga), NSC_F32);
-    expect_values(ga, (double[]){ 1, 4 });
-    expect_values(gb, (double[]){ 2, 3, 5, 6 });
+    nsct_expect_values(ga, (double[]){ 1, 4 });
+    nsct_expect_values(gb, (double[]){ 2, 3, 5, 6 });
     nsc_tensor *gs = nsc_tensor_get_grad(skipped);
     cr_expect(!gs || nsc_tensor_numel(gs) == 0);
     nsc_tensor *all[] = { a, b, skipped, y, loss };

@@ -9,42 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // --- helpers ---
-
-static nsc_tensor *make(nsc_dtype dtype, int ndim, const int64_t *shape, const double *values) {
-    nsc_tensor *d = nsc_from_data(NSC_F64, ndim, shape, values);
-    nsc_tensor *t = nsc_to_dtype(d, dtype);
-    nsc_free(d);
-    cr_assert(t, "make: %s", nsc_last_error());
-    return t;
-}
-
-static double *values_of(nsc_tensor *t) {
-    int64_t n = nsc_tensor_numel(t);
-    double *v = calloc((size_t)(n ? n : 1), sizeof *v);
-    cr_assert(v && nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) == NSC_OK);
-    return v;
-}
-
-// The value of a one-element result (freed).
-static double item(nsc_tensor *t) {
-    cr_assert(t, "%s", nsc_last_error());
-    double v = nsc_tensor_item(t);
-    nsc_free(t);
-    return v;
-}
-
-static void expect_error(nsc_tensor *got, nsc_status status, const char *want) {
-    cr_expect_null(got, "expected a failure with \"%s\"", want);
-    nsc_free(got);
-    cr_expect_eq(nsc_last_status(), status, "\"%s\": status %s", want,
-                 nsc_status_name(nsc_last_status()));
-    cr_expect(strstr(nsc_last_error(), want), "message \"%s\" lacks \"%s\"", nsc_last_error(),
-              want);
-    nsc_clear_error();
-}
 
 static nsc_tensor *randn(uint64_t seed, nsc_dtype dtype, int ndim, const int64_t *shape) {
     nsc_generator *gen = nsc_generator_new(seed);
@@ -84,25 +52,26 @@ static double ce_row(const double *x, int64_t classes, int64_t t) {
 
 Test(loss_errors, out_of_range_targets_name_value_and_position) {
     nsc_tensor *x = randn(1, NSC_F32, NSC_SHAPE(3, 4));
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 4, 0 });
-    nsc_tensor *neg = make(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 2, -3 });
-    nsc_tensor *ignored = make(NSC_I64, NSC_SHAPE(3), (double[]){ 1, -100, 3 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 4, 0 });
+    nsc_tensor *neg = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 2, -3 });
+    nsc_tensor *ignored = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 1, -100, 3 });
     nsc_tensor *g = nsc_scalar(NSC_F32, 1);
-    double *before = values_of(x);
+    double *before = nsct_values_of(x);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_ARG,
-                 "cross_entropy: [3,4], [3]: target 4 at position [1] is out of range [0, 4) and "
-                 "not ignore_index -100");
-    expect_error(nsc_nll_loss(x, neg, NSC_REDUCTION_SUM, -100), NSC_ERR_ARG,
-                 "nll_loss: [3,4], [3]: target -3 at position [2] is out of range [0, 4)");
-    expect_error(nsci_cross_entropy_backward(g, x, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_ARG,
-                 "cross_entropy_backward: [], [3,4], [3]: target 4 at position [1]");
+    nsct_expect_error(
+        nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_ARG,
+        "cross_entropy: [3,4], [3]: target 4 at position [1] is out of range [0, 4) and "
+        "not ignore_index -100");
+    nsct_expect_error(nsc_nll_loss(x, neg, NSC_REDUCTION_SUM, -100), NSC_ERR_ARG,
+                      "nll_loss: [3,4], [3]: target -3 at position [2] is out of range [0, 4)");
+    nsct_expect_error(nsci_cross_entropy_backward(g, x, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_ARG,
+                      "cross_entropy_backward: [], [3,4], [3]: target 4 at position [1]");
     // The same target is fine when it is the ignore_index.
     nsc_tensor *ok = nsc_cross_entropy(x, ignored, NSC_REDUCTION_NONE, -100);
     cr_assert(ok, "%s", nsc_last_error());
     nsc_free(ok);
     cr_expect_eq(nsct_live_blocks(), blocks);
-    double *after = values_of(x);
+    double *after = nsct_values_of(x);
     cr_expect(memcmp(before, after, 12 * sizeof *before) == 0, "logits changed");
     free(before);
     free(after);
@@ -114,41 +83,41 @@ Test(loss_errors, dtypes_shapes_and_arguments) {
     nsc_tensor *x = randn(2, NSC_F32, NSC_SHAPE(3, 4));
     nsc_tensor *xi = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(3, 4));
     nsc_tensor *x3 = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3, 4));
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 2, 0 });
-    nsc_tensor *tf = make(NSC_F32, NSC_SHAPE(3), (double[]){ 1, 2, 0 });
-    nsc_tensor *t4 = make(NSC_I64, NSC_SHAPE(4), (double[]){ 1, 2, 0, 1 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 1, 2, 0 });
+    nsc_tensor *tf = nsct_from_values(NSC_F32, NSC_SHAPE(3), (double[]){ 1, 2, 0 });
+    nsc_tensor *t4 = nsct_from_values(NSC_I64, NSC_SHAPE(4), (double[]){ 1, 2, 0, 1 });
     nsc_tensor *g2 = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2));
     nsc_tensor *b = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(3, 5));
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_cross_entropy(xi, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_DTYPE,
-                 "cross_entropy: [3,4], [3]: scores are i64: expected f32 or f64");
-    expect_error(nsc_cross_entropy(x, tf, NSC_REDUCTION_MEAN, -100), NSC_ERR_DTYPE,
-                 "target dtype f32: expected i64");
-    expect_error(nsc_nll_loss(x, t4, NSC_REDUCTION_MEAN, -100), NSC_ERR_SHAPE,
-                 "nll_loss: [3,4], [4]: expected scores [N, C] with target [N]");
-    expect_error(nsc_cross_entropy(x3, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_SHAPE,
-                 "expected scores [N, C] with target [N], or scores [C] with a 0-dim target");
-    expect_error(nsc_cross_entropy(x, t, (nsc_reduction)7, -100), NSC_ERR_ARG,
-                 "unknown reduction 7");
-    expect_error(nsci_cross_entropy_backward(g2, x, t, NSC_REDUCTION_NONE, -100), NSC_ERR_SHAPE,
-                 "grad must be a float tensor of the loss's shape [3]");
-    expect_error(nsc_mse_loss(x, b, NSC_REDUCTION_MEAN), NSC_ERR_SHAPE,
-                 "mse_loss: [3,4], [3,5]: sizes 4 and 5 at dim -1 cannot broadcast");
-    expect_error(nsc_mse_loss(xi, xi, NSC_REDUCTION_SUM), NSC_ERR_DTYPE,
-                 "mse_loss: [3,4], [3,4]: inputs promote to i64: expected f32 or f64");
-    expect_error(nsc_mse_loss(x, x, (nsc_reduction)-1), NSC_ERR_ARG, "unknown reduction -1");
-    expect_error(nsc_dropout(x, 1.5, true, NULL), NSC_ERR_ARG,
-                 "dropout: [3,4]: p 1.5: expected a probability in [0, 1]");
-    expect_error(nsc_dropout(x, NAN, false, NULL), NSC_ERR_ARG, "expected a probability");
-    expect_error(nsc_dropout(xi, 0.5, true, NULL), NSC_ERR_DTYPE,
-                 "dropout: [3,4]: x is i64: expected f32 or f64");
+    nsct_expect_error(nsc_cross_entropy(xi, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_DTYPE,
+                      "cross_entropy: [3,4], [3]: scores are i64: expected f32 or f64");
+    nsct_expect_error(nsc_cross_entropy(x, tf, NSC_REDUCTION_MEAN, -100), NSC_ERR_DTYPE,
+                      "target dtype f32: expected i64");
+    nsct_expect_error(nsc_nll_loss(x, t4, NSC_REDUCTION_MEAN, -100), NSC_ERR_SHAPE,
+                      "nll_loss: [3,4], [4]: expected scores [N, C] with target [N]");
+    nsct_expect_error(nsc_cross_entropy(x3, t, NSC_REDUCTION_MEAN, -100), NSC_ERR_SHAPE,
+                      "expected scores [N, C] with target [N], or scores [C] with a 0-dim target");
+    nsct_expect_error(nsc_cross_entropy(x, t, (nsc_reduction)7, -100), NSC_ERR_ARG,
+                      "unknown reduction 7");
+    nsct_expect_error(nsci_cross_entropy_backward(g2, x, t, NSC_REDUCTION_NONE, -100),
+                      NSC_ERR_SHAPE, "grad must be a float tensor of the loss's shape [3]");
+    nsct_expect_error(nsc_mse_loss(x, b, NSC_REDUCTION_MEAN), NSC_ERR_SHAPE,
+                      "mse_loss: [3,4], [3,5]: sizes 4 and 5 at dim -1 cannot broadcast");
+    nsct_expect_error(nsc_mse_loss(xi, xi, NSC_REDUCTION_SUM), NSC_ERR_DTYPE,
+                      "mse_loss: [3,4], [3,4]: inputs promote to i64: expected f32 or f64");
+    nsct_expect_error(nsc_mse_loss(x, x, (nsc_reduction)-1), NSC_ERR_ARG, "unknown reduction -1");
+    nsct_expect_error(nsc_dropout(x, 1.5, true, NULL), NSC_ERR_ARG,
+                      "dropout: [3,4]: p 1.5: expected a probability in [0, 1]");
+    nsct_expect_error(nsc_dropout(x, NAN, false, NULL), NSC_ERR_ARG, "expected a probability");
+    nsct_expect_error(nsc_dropout(xi, 0.5, true, NULL), NSC_ERR_DTYPE,
+                      "dropout: [3,4]: x is i64: expected f32 or f64");
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsc_tensor *all[] = { x, xi, x3, t, tf, t4, g2, b };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
 
 Test(loss_errors, null_inputs_keep_the_first_error) {
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(1), (double[]){ 0 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(1), (double[]){ 0 });
     nsci_fail(NSC_ERR_SHAPE, "first failure");
     cr_expect_null(nsc_cross_entropy(NULL, t, NSC_REDUCTION_MEAN, -100));
     cr_expect_null(nsc_dropout(NULL, 0.5, false, NULL));
@@ -161,34 +130,36 @@ Test(loss_errors, null_inputs_keep_the_first_error) {
 // --- cross_entropy and nll_loss ---
 
 Test(loss, cross_entropy_is_stable_for_huge_logits) {
-    nsc_tensor *x = make(NSC_F32, NSC_SHAPE(2, 3), (double[]){ 1e4, 0, -1e4, 3e38, 3e38, 0 });
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(2), (double[]){ 0, 2 });
+    nsc_tensor *x =
+        nsct_from_values(NSC_F32, NSC_SHAPE(2, 3), (double[]){ 1e4, 0, -1e4, 3e38, 3e38, 0 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(2), (double[]){ 0, 2 });
     nsc_tensor *l = nsc_cross_entropy(x, t, NSC_REDUCTION_NONE, -100);
     cr_assert(l);
-    double *v = values_of(l);
+    double *v = nsct_values_of(l);
     cr_expect(fabs(v[0]) < 1e-6, "%g", v[0]);
     cr_expect(isinf(v[1]) || v[1] > 1e38, "a huge margin gives a huge loss, not NaN: %g", v[1]);
     free(v);
-    nsc_tensor *nan_row = make(NSC_F32, NSC_SHAPE(2), (double[]){ NAN, 0 });
+    nsc_tensor *nan_row = nsct_from_values(NSC_F32, NSC_SHAPE(2), (double[]){ NAN, 0 });
     nsc_tensor *t0 = nsc_scalar(NSC_I64, 1);
-    cr_expect(isnan(item(nsc_cross_entropy(nan_row, t0, NSC_REDUCTION_SUM, -100))));
+    cr_expect(isnan(nsct_item_free(nsc_cross_entropy(nan_row, t0, NSC_REDUCTION_SUM, -100))));
     nsc_tensor *all[] = { x, t, l, nan_row, t0 };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
 
 Test(loss, ignored_rows_leave_the_mean_and_all_ignored_gives_nan) {
-    nsc_tensor *x = make(NSC_F64, NSC_SHAPE(3, 2), (double[]){ 0, 1, 2, 0, 5, 5 });
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(3), (double[]){ 1, -100, 0 });
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(3, 2), (double[]){ 0, 1, 2, 0, 5, 5 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ 1, -100, 0 });
     double r0 = ce_row((double[]){ 0, 1 }, 2, 1), r2 = ce_row((double[]){ 5, 5 }, 2, 0);
-    double mean = item(nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100));
+    double mean = nsct_item_free(nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100));
     cr_expect(fabs(mean - (r0 + r2) / 2) < 1e-15, "%.17g", mean);
-    double nll = item(nsc_nll_loss(x, t, NSC_REDUCTION_MEAN, -100));
+    double nll = nsct_item_free(nsc_nll_loss(x, t, NSC_REDUCTION_MEAN, -100));
     cr_expect(fabs(nll - (-1.0 - 5.0) / 2) < 1e-15, "%.17g", nll);
-    nsc_tensor *all_ignored = make(NSC_I64, NSC_SHAPE(3), (double[]){ -100, -100, -100 });
-    cr_expect(isnan(item(nsc_cross_entropy(x, all_ignored, NSC_REDUCTION_MEAN, -100))));
-    cr_expect(item(nsc_cross_entropy(x, all_ignored, NSC_REDUCTION_SUM, -100)) == 0);
+    nsc_tensor *all_ignored =
+        nsct_from_values(NSC_I64, NSC_SHAPE(3), (double[]){ -100, -100, -100 });
+    cr_expect(isnan(nsct_item_free(nsc_cross_entropy(x, all_ignored, NSC_REDUCTION_MEAN, -100))));
+    cr_expect(nsct_item_free(nsc_cross_entropy(x, all_ignored, NSC_REDUCTION_SUM, -100)) == 0);
     nsc_tensor *none = nsc_nll_loss(x, all_ignored, NSC_REDUCTION_NONE, -100);
-    double *v = values_of(none);
+    double *v = nsct_values_of(none);
     cr_expect(v[0] == 0 && v[1] == 0 && v[2] == 0);
     free(v);
     nsc_tensor *all[] = { x, t, all_ignored, none };
@@ -200,17 +171,17 @@ Test(loss, cross_entropy_large_matches_double_and_its_fused_gradient) {
     const int64_t N = 96, C = 3001;
     nsc_tensor *x = randn(3, NSC_F32, NSC_SHAPE(N, C));
     nsc_tensor *t = randint(4, C, NSC_SHAPE(N));
-    double *xv = values_of(x), *tv = values_of(t);
+    double *xv = nsct_values_of(x), *tv = nsct_values_of(t);
     double want = 0;
     for (int64_t i = 0; i < N; i++) {
         want += ce_row(&xv[i * C], C, (int64_t)tv[i]) / (double)N;
     }
-    double got = item(nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100));
+    double got = nsct_item_free(nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, -100));
     cr_expect(fabs(got - want) < 1e-5 * fabs(want), "%.9g vs %.9g", got, want);
     nsc_tensor *g = nsc_scalar(NSC_F32, 2.0);
     nsc_tensor *dx = nsci_cross_entropy_backward(g, x, t, NSC_REDUCTION_MEAN, -100);
     cr_assert(dx, "%s", nsc_last_error());
-    double *dv = values_of(dx);
+    double *dv = nsct_values_of(dx);
     int bad = 0;
     for (int64_t i = 0; i < N; i++) {
         double lse = ce_row(&xv[i * C], C, 0) + xv[i * C];
@@ -245,7 +216,7 @@ Test(loss, cross_entropy_equals_nll_of_log_softmax) {
 // The engine calls the fused row; nll_loss's rule is built from scatter_add.
 Test(loss_grad, cross_entropy_and_nll_backward_through_the_engine) {
     nsc_tensor *x = randn(7, NSC_F64, NSC_SHAPE(5, 4));
-    nsc_tensor *t = make(NSC_I64, NSC_SHAPE(5), (double[]){ 3, 0, 0, 1, 2 });
+    nsc_tensor *t = nsct_from_values(NSC_I64, NSC_SHAPE(5), (double[]){ 3, 0, 0, 1, 2 });
     cr_assert_eq(nsc_requires_grad_(x, true), NSC_OK);
     nsc_tensor *loss = nsc_cross_entropy(x, t, NSC_REDUCTION_MEAN, 0);
     cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
@@ -253,13 +224,13 @@ Test(loss_grad, cross_entropy_and_nll_backward_through_the_engine) {
     nsc_tensor *want = nsci_cross_entropy_backward(one, x, t, NSC_REDUCTION_MEAN, 0);
     nsc_tensor *got = nsc_tensor_get_grad(x);
     cr_expect(nsc_allclose(got, want, 0, 0, false), "%s", nsc_last_error());
-    double *gv = values_of(got);
+    double *gv = nsct_values_of(got);
     cr_expect(gv[4] == 0 && gv[8] == 0 && gv[11] == 0, "ignored rows get no gradient");
     free(gv);
     cr_assert_eq(nsc_tensor_set_grad(x, NULL), NSC_OK);
     nsc_tensor *nll = nsc_nll_loss(x, t, NSC_REDUCTION_MEAN, 0);
     cr_assert_eq(nsc_backward(nll, NULL, false), NSC_OK, "%s", nsc_last_error());
-    double *nv = values_of(nsc_tensor_get_grad(x));
+    double *nv = nsct_values_of(nsc_tensor_get_grad(x));
     for (int64_t k = 0; k < 20; k++) {
         double expect = (k == 3 || k == 13 || k == 18) ? -1.0 / 3 : 0.0;
         cr_expect(fabs(nv[k] - expect) < 1e-15, "d nll / d x[%lld] = %g", (long long)k, nv[k]);
@@ -274,23 +245,24 @@ Test(loss_grad, cross_entropy_and_nll_backward_through_the_engine) {
 Test(loss, mse_large_and_broadcast_gradients) {
     nsc_tensor *a = randn(8, NSC_F32, NSC_SHAPE(300, 500));
     nsc_tensor *b = randn(9, NSC_F32, NSC_SHAPE(500));
-    double *av = values_of(a), *bv = values_of(b), want = 0;
+    double *av = nsct_values_of(a), *bv = nsct_values_of(b), want = 0;
     for (int64_t k = 0; k < 300 * 500; k++) {
         double d = av[k] - bv[k % 500];
         want += d * d;
     }
-    double got = item(nsc_mse_loss(a, b, NSC_REDUCTION_SUM));
+    double got = nsct_item_free(nsc_mse_loss(a, b, NSC_REDUCTION_SUM));
     cr_expect(fabs(got - want) < 1e-5 * want, "%.9g vs %.9g", got, want);
     free(av);
     free(bv);
-    nsc_tensor *p = make(NSC_F64, NSC_SHAPE(2, 2), (double[]){ 1, 2, 3, 4 });
-    nsc_tensor *q = make(NSC_F64, NSC_SHAPE(2), (double[]){ 0, 1 });
+    nsc_tensor *p = nsct_from_values(NSC_F64, NSC_SHAPE(2, 2), (double[]){ 1, 2, 3, 4 });
+    nsc_tensor *q = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ 0, 1 });
     cr_assert_eq(nsc_requires_grad_(p, true), NSC_OK);
     cr_assert_eq(nsc_requires_grad_(q, true), NSC_OK);
     nsc_tensor *loss = nsc_mse_loss(p, q, NSC_REDUCTION_MEAN);
     cr_expect(fabs(nsc_tensor_item(loss) - (1 + 1 + 9 + 9) / 4.0) < 1e-15);
     cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
-    double *gp = values_of(nsc_tensor_get_grad(p)), *gq = values_of(nsc_tensor_get_grad(q));
+    double *gp = nsct_values_of(nsc_tensor_get_grad(p)),
+           *gq = nsct_values_of(nsc_tensor_get_grad(q));
     double want_p[] = { 0.5, 0.5, 1.5, 1.5 };
     for (int k = 0; k < 4; k++) {
         cr_expect(fabs(gp[k] - want_p[k]) < 1e-15, "dp[%d] = %g", k, gp[k]);
@@ -339,7 +311,7 @@ Test(dropout, statistics_scaling_and_determinism) {
 }
 
 Test(dropout, edge_probabilities_evaluation_and_meta) {
-    nsc_tensor *x = make(NSC_F64, NSC_SHAPE(4), (double[]){ 1, NAN, -2, 3 });
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(4), (double[]){ 1, NAN, -2, 3 });
     nsc_manual_seed(7);
     uint32_t first = nsc_generator_next_u32(nsc_generator_default());
     nsc_manual_seed(7);
@@ -347,7 +319,7 @@ Test(dropout, edge_probabilities_evaluation_and_meta) {
     cr_expect_eq(nsc_generator_next_u32(nsc_generator_default()), first,
                  "p = 0 draws nothing from the generator");
     nsc_tensor *all_dropped = nsc_dropout(x, 1.0, true, NULL);
-    double *v = values_of(all_dropped);
+    double *v = nsct_values_of(all_dropped);
     cr_expect(v[0] == 0 && isnan(v[1]) && v[2] == 0 && v[3] == 0, "x * 0 (NaN stays NaN)");
     free(v);
     nsc_tensor *eval = nsc_dropout(x, 0.9, false, NULL);

@@ -10,27 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // --- helpers ---
-
-// A tensor of dtype from double values (row-major).
-static nsc_tensor *make(nsc_dtype dtype, int ndim, const int64_t *shape, const double *values) {
-    nsc_tensor *d = nsc_from_data(NSC_F64, ndim, shape, values);
-    nsc_tensor *t = nsc_to_dtype(d, dtype);
-    nsc_free(d);
-    cr_assert(t, "make: %s", nsc_last_error());
-    return t;
-}
-
-// All values of t as doubles, row-major (caller free()s).
-static double *values_of(nsc_tensor *t) {
-    int64_t n = nsc_tensor_numel(t);
-    double *v = calloc((size_t)(n ? n : 1), sizeof *v);
-    cr_assert(v && nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) == NSC_OK, "%s",
-              nsc_last_error());
-    return v;
-}
 
 // Values in [-2, 2) from a fixed generator, as dtype.
 static nsc_tensor *random_tensor(nsc_generator *gen, nsc_dtype dtype, int ndim,
@@ -46,25 +29,6 @@ static nsc_tensor *random_tensor(nsc_generator *gen, nsc_dtype dtype, int ndim,
     return t;
 }
 
-// Expects got == NULL with status and a message holding want.
-static void expect_error(nsc_tensor *got, nsc_status status, const char *want) {
-    cr_expect_null(got, "expected a failure with \"%s\"", want);
-    nsc_free(got);
-    cr_expect_eq(nsc_last_status(), status, "\"%s\": status %s", want,
-                 nsc_status_name(nsc_last_status()));
-    cr_expect(strstr(nsc_last_error(), want), "message \"%s\" lacks \"%s\"", nsc_last_error(),
-              want);
-    nsc_clear_error();
-}
-
-static void expect_unchanged(nsc_tensor *t, const double *values) {
-    double *now = values_of(t);
-    for (int64_t i = 0; i < nsc_tensor_numel(t); i++) {
-        cr_expect(now[i] == values[i], "input changed at %lld", (long long)i);
-    }
-    free(now);
-}
-
 // --- errors ---
 
 Test(matmul_errors, shapes_ranks_and_dtypes) {
@@ -77,22 +41,24 @@ Test(matmul_errors, shapes_ranks_and_dtypes) {
     nsc_tensor *s = random_tensor(gen, NSC_F32, 0, NULL);
     nsc_tensor *d = random_tensor(gen, NSC_F64, NSC_SHAPE(3, 5));
     nsc_tensor *ab = nsc_gt_scalar(a, 0.0), *bb = nsc_gt_scalar(d, 0.0);
-    double *before = values_of(a);
+    double *before = nsct_values_of(a);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_matmul(s, v), NSC_ERR_SHAPE, "matmul: [], [4]: both operands need at least");
-    expect_error(nsc_matmul(a, s), NSC_ERR_SHAPE, "matmul: [2,3], []: both operands");
-    expect_error(nsc_matmul(a, b), NSC_ERR_SHAPE, "matmul: [2,3], [4,5]: inner sizes 3 and 4");
-    expect_error(nsc_matmul(a, v), NSC_ERR_SHAPE, "matmul: [2,3], [4]: inner sizes 3 and 4");
-    expect_error(nsc_matmul(v, a), NSC_ERR_SHAPE, "matmul: [4], [2,3]: inner sizes 4 and 2");
-    expect_error(nsc_matmul(a3, b3), NSC_ERR_SHAPE,
-                 "matmul: [2,2,3], [3,3,5]: batch sizes 2 and 3 cannot broadcast");
-    expect_error(nsc_matmul(a, d), NSC_ERR_DTYPE,
-                 "matmul: [2,3], [3,5]: dtypes f32 (input 0) and f64 (input 1) differ");
-    expect_error(nsc_matmul(ab, bb), NSC_ERR_DTYPE, "matmul: [2,3], [3,5]: bool is not supported");
-    expect_error(nsc_matmul(a, NULL), NSC_ERR_ARG, "matmul: input 1 is NULL");
+    nsct_expect_error(nsc_matmul(s, v), NSC_ERR_SHAPE,
+                      "matmul: [], [4]: both operands need at least");
+    nsct_expect_error(nsc_matmul(a, s), NSC_ERR_SHAPE, "matmul: [2,3], []: both operands");
+    nsct_expect_error(nsc_matmul(a, b), NSC_ERR_SHAPE, "matmul: [2,3], [4,5]: inner sizes 3 and 4");
+    nsct_expect_error(nsc_matmul(a, v), NSC_ERR_SHAPE, "matmul: [2,3], [4]: inner sizes 3 and 4");
+    nsct_expect_error(nsc_matmul(v, a), NSC_ERR_SHAPE, "matmul: [4], [2,3]: inner sizes 4 and 2");
+    nsct_expect_error(nsc_matmul(a3, b3), NSC_ERR_SHAPE,
+                      "matmul: [2,2,3], [3,3,5]: batch sizes 2 and 3 cannot broadcast");
+    nsct_expect_error(nsc_matmul(a, d), NSC_ERR_DTYPE,
+                      "matmul: [2,3], [3,5]: dtypes f32 (input 0) and f64 (input 1) differ");
+    nsct_expect_error(nsc_matmul(ab, bb), NSC_ERR_DTYPE,
+                      "matmul: [2,3], [3,5]: bool is not supported");
+    nsct_expect_error(nsc_matmul(a, NULL), NSC_ERR_ARG, "matmul: input 1 is NULL");
     cr_expect_eq(nsct_live_blocks(), blocks, "leaked %lld blocks",
                  (long long)(nsct_live_blocks() - blocks));
-    expect_unchanged(a, before);
+    nsct_expect_values(a, before);
     free(before);
     nsc_tensor *all[] = { a, b, b3, a3, v, s, d, ab, bb };
     for (int i = 0; i < NSCI_ARRAY_LEN(all); i++) {
@@ -113,22 +79,25 @@ Test(matmul_errors, linear) {
     nsc_tensor *bd = random_tensor(gen, NSC_F64, NSC_SHAPE(5));
     nsc_tensor *s = random_tensor(gen, NSC_F32, 0, NULL);
     nsc_tensor *xb = nsc_gt_scalar(x, 0.0), *wb = nsc_gt_scalar(w, 0.0);
-    double *before = values_of(w);
+    double *before = nsct_values_of(w);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_linear(s, w, b), NSC_ERR_SHAPE, "linear: [], [5,4], [5]: input is 0-dim");
-    expect_error(nsc_linear(x, w1, NULL), NSC_ERR_SHAPE, "linear: [2,4], [4]: weight has 1 dims");
-    expect_error(nsc_linear(x, w3, b), NSC_ERR_SHAPE,
-                 "linear: [2,4], [5,3], [5]: input has 4 features, weight [out, in] expects 3");
-    expect_error(nsc_linear(x, w, b3), NSC_ERR_SHAPE,
-                 "linear: [2,4], [5,4], [3]: bias does not broadcast to [5]");
-    expect_error(nsc_linear(x, w, b2), NSC_ERR_SHAPE, "linear: [2,4], [5,4], [1,5]: bias does not");
-    expect_error(nsc_linear(x, w, bd), NSC_ERR_DTYPE,
-                 "linear: [2,4], [5,4], [5]: dtypes f32 (input 0) and f64 (input 2) differ");
-    expect_error(nsc_linear(xb, wb, NULL), NSC_ERR_DTYPE, "linear: [2,4], [5,4]: bool is not");
-    expect_error(nsc_linear(NULL, w, b), NSC_ERR_ARG, "linear: input 0 is NULL");
+    nsct_expect_error(nsc_linear(s, w, b), NSC_ERR_SHAPE, "linear: [], [5,4], [5]: input is 0-dim");
+    nsct_expect_error(nsc_linear(x, w1, NULL), NSC_ERR_SHAPE,
+                      "linear: [2,4], [4]: weight has 1 dims");
+    nsct_expect_error(
+        nsc_linear(x, w3, b), NSC_ERR_SHAPE,
+        "linear: [2,4], [5,3], [5]: input has 4 features, weight [out, in] expects 3");
+    nsct_expect_error(nsc_linear(x, w, b3), NSC_ERR_SHAPE,
+                      "linear: [2,4], [5,4], [3]: bias does not broadcast to [5]");
+    nsct_expect_error(nsc_linear(x, w, b2), NSC_ERR_SHAPE,
+                      "linear: [2,4], [5,4], [1,5]: bias does not");
+    nsct_expect_error(nsc_linear(x, w, bd), NSC_ERR_DTYPE,
+                      "linear: [2,4], [5,4], [5]: dtypes f32 (input 0) and f64 (input 2) differ");
+    nsct_expect_error(nsc_linear(xb, wb, NULL), NSC_ERR_DTYPE, "linear: [2,4], [5,4]: bool is not");
+    nsct_expect_error(nsc_linear(NULL, w, b), NSC_ERR_ARG, "linear: input 0 is NULL");
     cr_expect_eq(nsct_live_blocks(), blocks, "leaked %lld blocks",
                  (long long)(nsct_live_blocks() - blocks));
-    expect_unchanged(w, before);
+    nsct_expect_values(w, before);
     free(before);
     nsc_tensor *all[] = { x, w, w1, w3, b, b3, b2, bd, s, xb, wb };
     for (int i = 0; i < NSCI_ARRAY_LEN(all); i++) {
@@ -142,10 +111,10 @@ Test(matmul_errors, devices) {
     nsc_tensor *b = nsc_empty(NSC_F32, NSC_META, NSC_SHAPE(3, 4));
     b->target_device = NSC_CUDA; // a proxy-like META tensor whose value lives on CUDA
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_matmul(a, b), NSC_ERR_DEVICE,
-                 "matmul: [2,3], [3,4]: input 0 is on cpu and input 1 on cuda");
-    expect_error(nsc_linear(a, b, NULL), NSC_ERR_DEVICE,
-                 "linear: [2,3], [3,4]: input 0 is on cpu and input 1 on cuda");
+    nsct_expect_error(nsc_matmul(a, b), NSC_ERR_DEVICE,
+                      "matmul: [2,3], [3,4]: input 0 is on cpu and input 1 on cuda");
+    nsct_expect_error(nsc_linear(a, b, NULL), NSC_ERR_DEVICE,
+                      "linear: [2,3], [3,4]: input 0 is on cpu and input 1 on cuda");
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsc_free(a);
     nsc_free(b);
@@ -248,7 +217,7 @@ static void check_product(const char *what, nsc_tensor *a, nsc_tensor *b, nsc_te
     int64_t ba = a->ndim == 3 ? a->shape[0] : 1, bb = b->ndim == 3 ? b->shape[0] : 1;
     int64_t batches = NSCI_MAX(ba, bb);
     cr_assert_eq(nsc_tensor_numel(out), batches * m * n, "%s: output size", what);
-    double *av = values_of(a), *bv = values_of(b), *ov = values_of(out);
+    double *av = nsct_values_of(a), *bv = nsct_values_of(b), *ov = nsct_values_of(out);
     int64_t bad = 0;
     for (int64_t t = 0; t < batches; t++) {
         const double *ap = av + (ba > 1 ? t : 0) * m * k, *bp = bv + (bb > 1 ? t : 0) * k * n;
@@ -391,11 +360,11 @@ Test(matmul_values, linear_bias_forms) {
     nsc_tensor *biases[] = { random_tensor(gen, NSC_F64, NSC_SHAPE(5)),
                              random_tensor(gen, NSC_F64, NSC_SHAPE(1)),
                              random_tensor(gen, NSC_F64, 0, NULL) };
-    double *xv = values_of(x), *wv = values_of(w);
+    double *xv = nsct_values_of(x), *wv = nsct_values_of(w);
     for (int k = 0; k < NSCI_ARRAY_LEN(biases); k++) {
         nsc_tensor *out = nsc_linear(x, w, biases[k]);
         cr_assert(out, "%s", nsc_last_error());
-        double *bv = values_of(biases[k]), *ov = values_of(out);
+        double *bv = nsct_values_of(biases[k]), *ov = nsct_values_of(out);
         for (int64_t r = 0; r < 6; r++) {
             for (int64_t j = 0; j < 5; j++) {
                 double want = bv[nsc_tensor_numel(biases[k]) == 5 ? j : 0];
@@ -422,10 +391,10 @@ Test(matmul_values, linear_bias_forms) {
 
 Test(matmul_values, nan_and_infinity_propagate) {
     const double nan = NAN, inf = INFINITY;
-    nsc_tensor *a = make(NSC_F32, NSC_SHAPE(3, 2), (double[]){ 1, 2, nan, 1, inf, 0 });
-    nsc_tensor *b = make(NSC_F32, NSC_SHAPE(2, 2), (double[]){ 1, 0, 0, 1 });
+    nsc_tensor *a = nsct_from_values(NSC_F32, NSC_SHAPE(3, 2), (double[]){ 1, 2, nan, 1, inf, 0 });
+    nsc_tensor *b = nsct_from_values(NSC_F32, NSC_SHAPE(2, 2), (double[]){ 1, 0, 0, 1 });
     nsc_tensor *out = nsc_matmul(a, b);
-    double *o = values_of(out);
+    double *o = nsct_values_of(out);
     cr_expect(o[0] == 1 && o[1] == 2, "clean row");
     cr_expect(isnan(o[2]) && isnan(o[3]), "a NaN spreads along its row: %g %g", o[2], o[3]);
     cr_expect(isinf(o[4]) && isnan(o[5]), "inf * 1 = inf, inf * 0 = NaN: %g %g", o[4], o[5]);
@@ -443,7 +412,7 @@ Test(matmul_values, outputs_never_read_recycled_memory) {
     nsc_tensor *a = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(64, 0));
     nsc_tensor *b = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(0, 64));
     nsc_tensor *out = nsc_matmul(a, b); // [64, 64] = 4096 floats from the cache
-    double *o = values_of(out);
+    double *o = nsct_values_of(out);
     for (int i = 0; i < 64 * 64; i++) {
         cr_expect(o[i] == 0.0, "K = 0: element %d is %g", i, o[i]);
     }
@@ -456,7 +425,7 @@ Test(matmul_values, outputs_never_read_recycled_memory) {
         nsc_tensor *v = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(3));
         nsc_tensor *mt = nsc_transpose(m, 0, 1);
         nsc_tensor *r = rows ? nsc_matmul(m, v) : nsc_matmul(v, mt); // gemv both ways
-        o = values_of(r);
+        o = nsct_values_of(r);
         for (int i = 0; i < 4096; i++) {
             cr_expect(o[i] == 3.0, "gemv %d: element %d is %g", rows, i, o[i]);
         }
@@ -562,7 +531,7 @@ static void meta_of(const nsc_tensor *t, nsci_meta *m) {
 static double objective(nsc_op op, int n_in, nsc_tensor **in, nsc_tensor *g) {
     nsc_tensor *out = nsci_run(op, n_in, in, NULL);
     cr_assert(out, "%s", nsc_last_error());
-    double *o = values_of(out), *w = values_of(g), total = 0;
+    double *o = nsct_values_of(out), *w = nsct_values_of(g), total = 0;
     for (int64_t i = 0; i < nsc_tensor_numel(out); i++) {
         total += o[i] * w[i];
     }
@@ -634,7 +603,7 @@ static void gradcheck(nsc_op op, int n_in, nsc_tensor **in) {
                   "%s: gradient %d is %s for input %s", nsci_op_defs[op]->name, j,
                   nsci_shape_str(a, sizeof a, grad[j]->ndim, grad[j]->shape),
                   nsci_shape_str(b, sizeof b, in[j]->ndim, in[j]->shape));
-        double *analytic = values_of(grad[j]), *x = nsc_tensor_data(in[j]);
+        double *analytic = nsct_values_of(grad[j]), *x = nsc_tensor_data(in[j]);
         for (int64_t e = 0; e < nsc_tensor_numel(in[j]); e++) {
             double keep = x[e];
             x[e] = keep + h;

@@ -9,55 +9,10 @@
 #include <string.h>
 
 #include "tensor/reduce.h"
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // --- helpers ---
-
-// A tensor of dtype from double values (row-major).
-static nsc_tensor *make(nsc_dtype dtype, int ndim, const int64_t *shape, const double *values) {
-    nsc_tensor *d = nsc_from_data(NSC_F64, ndim, shape, values);
-    nsc_tensor *t = nsc_to_dtype(d, dtype);
-    nsc_free(d);
-    cr_assert(t, "make: %s", nsc_last_error());
-    return t;
-}
-
-// All values of t as doubles (caller free()s).
-static double *values_of(nsc_tensor *t) {
-    int64_t n = nsc_tensor_numel(t);
-    double *v = calloc((size_t)(n ? n : 1), sizeof *v);
-    cr_assert(v && nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) == NSC_OK);
-    return v;
-}
-
-static double item(nsc_tensor *t) {
-    cr_assert(t, "%s", nsc_last_error());
-    double v = nsc_tensor_item(t);
-    nsc_free(t);
-    return v;
-}
-
-// Expects got == NULL with status and a message holding want ("op: [shapes]: what").
-static void expect_error(nsc_tensor *got, nsc_status status, const char *want) {
-    cr_expect_null(got, "expected a failure with \"%s\"", want);
-    nsc_free(got);
-    cr_expect_eq(nsc_last_status(), status, "\"%s\": status %s", want,
-                 nsc_status_name(nsc_last_status()));
-    cr_expect(strstr(nsc_last_error(), want), "message \"%s\" lacks \"%s\"", nsc_last_error(),
-              want);
-    nsc_clear_error();
-}
-
-// Checks t still holds values (n of them).
-static void expect_unchanged(nsc_tensor *t, const double *values) {
-    double *now = values_of(t);
-    int64_t n = nsc_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) {
-        cr_expect(now[i] == values[i] || (isnan(now[i]) && isnan(values[i])),
-                  "input changed at %lld", (long long)i);
-    }
-    free(now);
-}
 
 // 0, 1, 2, ... as dtype.
 static nsc_tensor *iota(nsc_dtype dtype, int ndim, const int64_t *shape) {
@@ -66,7 +21,7 @@ static nsc_tensor *iota(nsc_dtype dtype, int ndim, const int64_t *shape) {
     for (int64_t i = 0; i < n; i++) {
         v[i] = (double)i;
     }
-    nsc_tensor *t = make(dtype, ndim, shape, v);
+    nsc_tensor *t = nsct_from_values(dtype, ndim, shape, v);
     free(v);
     return t;
 }
@@ -77,34 +32,37 @@ Test(reduce_errors, dims_and_dtypes) {
     nsc_tensor *x = iota(NSC_F32, NSC_SHAPE(2, 3));
     nsc_tensor *xi = iota(NSC_I64, NSC_SHAPE(2, 3));
     nsc_tensor *xb = nsc_gt_scalar(x, 2.0);
-    double *before = values_of(x);
+    double *before = nsct_values_of(x);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_sum(x, NSC_DIMS(2), false), NSC_ERR_ARG,
-                 "sum: [2,3]: dim 2 is out of range for rank 2");
-    expect_error(nsc_mean(x, NSC_DIMS(-3), false), NSC_ERR_ARG, "mean: [2,3]: dim -3 is out");
-    expect_error(nsc_sum(x, NSC_DIMS(1, -1), false), NSC_ERR_ARG,
-                 "sum: [2,3]: dim -1 appears more than once");
-    expect_error(nsc_sum(x, 9, (int[9]){ 0 }, false), NSC_ERR_ARG, "sum: [2,3]: malformed dims");
-    expect_error(nsc_sum(x, 1, NULL, false), NSC_ERR_ARG, "sum: [2,3]: malformed dims");
-    expect_error(nsc_mean(xi, NSC_DIMS(0), false), NSC_ERR_DTYPE,
-                 "mean: [2,3]: input dtype i64: expected f32 or f64");
-    expect_error(nsc_var(xb, 0, NULL, true, false), NSC_ERR_DTYPE, "var: [2,3]: input dtype bool");
-    expect_error(nsc_std(xi, NSC_DIMS(1), true, false), NSC_ERR_DTYPE, "std: [2,3]: input dtype");
-    expect_error(nsc_logsumexp(x, NSC_DIMS(5), false), NSC_ERR_ARG, "logsumexp: [2,3]: dim 5");
-    expect_error(nsc_all(x, NSC_DIMS(0, 0), false), NSC_ERR_ARG, "all: [2,3]: dim 0 appears");
-    expect_error(nsc_any(x, NSC_DIMS(-4), true), NSC_ERR_ARG, "any: [2,3]: dim -4 is out");
-    expect_error(nsc_argmax(xb, 0, false), NSC_ERR_DTYPE, "argmax: [2,3]: bool input");
-    expect_error(nsc_argmin_all(xb), NSC_ERR_DTYPE, "argmin: [2,3]: bool input");
-    expect_error(nsc_argmax(x, 2, false), NSC_ERR_ARG, "argmax: [2,3]: dim 2 is out of range");
-    expect_error(nsc_softmax(xi, 1), NSC_ERR_DTYPE, "softmax: [2,3]: input dtype i64");
-    expect_error(nsc_log_softmax(x, -3), NSC_ERR_ARG, "log_softmax: [2,3]: dim -3 is out");
-    expect_error(nsc_sum(NULL, 0, NULL, false), NSC_ERR_ARG, "sum: input 0 is NULL");
+    nsct_expect_error(nsc_sum(x, NSC_DIMS(2), false), NSC_ERR_ARG,
+                      "sum: [2,3]: dim 2 is out of range for rank 2");
+    nsct_expect_error(nsc_mean(x, NSC_DIMS(-3), false), NSC_ERR_ARG, "mean: [2,3]: dim -3 is out");
+    nsct_expect_error(nsc_sum(x, NSC_DIMS(1, -1), false), NSC_ERR_ARG,
+                      "sum: [2,3]: dim -1 appears more than once");
+    nsct_expect_error(nsc_sum(x, 9, (int[9]){ 0 }, false), NSC_ERR_ARG,
+                      "sum: [2,3]: malformed dims");
+    nsct_expect_error(nsc_sum(x, 1, NULL, false), NSC_ERR_ARG, "sum: [2,3]: malformed dims");
+    nsct_expect_error(nsc_mean(xi, NSC_DIMS(0), false), NSC_ERR_DTYPE,
+                      "mean: [2,3]: input dtype i64: expected f32 or f64");
+    nsct_expect_error(nsc_var(xb, 0, NULL, true, false), NSC_ERR_DTYPE,
+                      "var: [2,3]: input dtype bool");
+    nsct_expect_error(nsc_std(xi, NSC_DIMS(1), true, false), NSC_ERR_DTYPE,
+                      "std: [2,3]: input dtype");
+    nsct_expect_error(nsc_logsumexp(x, NSC_DIMS(5), false), NSC_ERR_ARG, "logsumexp: [2,3]: dim 5");
+    nsct_expect_error(nsc_all(x, NSC_DIMS(0, 0), false), NSC_ERR_ARG, "all: [2,3]: dim 0 appears");
+    nsct_expect_error(nsc_any(x, NSC_DIMS(-4), true), NSC_ERR_ARG, "any: [2,3]: dim -4 is out");
+    nsct_expect_error(nsc_argmax(xb, 0, false), NSC_ERR_DTYPE, "argmax: [2,3]: bool input");
+    nsct_expect_error(nsc_argmin_all(xb), NSC_ERR_DTYPE, "argmin: [2,3]: bool input");
+    nsct_expect_error(nsc_argmax(x, 2, false), NSC_ERR_ARG, "argmax: [2,3]: dim 2 is out of range");
+    nsct_expect_error(nsc_softmax(xi, 1), NSC_ERR_DTYPE, "softmax: [2,3]: input dtype i64");
+    nsct_expect_error(nsc_log_softmax(x, -3), NSC_ERR_ARG, "log_softmax: [2,3]: dim -3 is out");
+    nsct_expect_error(nsc_sum(NULL, 0, NULL, false), NSC_ERR_ARG, "sum: input 0 is NULL");
     nsci_reduce_params two = nsci_reduce_pack(2, (int[]){ 0, 1 }, false);
-    expect_error(nsci_run(NSC_OP_argmax, 1, &x, &two), NSC_ERR_ARG,
-                 "argmax: [2,3]: 2 dims given: expected one");
+    nsct_expect_error(nsci_run(NSC_OP_argmax, 1, &x, &two), NSC_ERR_ARG,
+                      "argmax: [2,3]: 2 dims given: expected one");
     cr_expect_eq(nsct_live_blocks(), blocks, "leaked %lld blocks",
                  (long long)(nsct_live_blocks() - blocks));
-    expect_unchanged(x, before);
+    nsct_expect_values(x, before);
     free(before);
     nsc_free(x);
     nsc_free(xi);
@@ -114,13 +72,14 @@ Test(reduce_errors, dims_and_dtypes) {
 Test(reduce_errors, empty_extremes_and_sizes) {
     nsc_tensor *empty = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 0));
     nsc_tensor *x = iota(NSC_F64, NSC_SHAPE(2, 3));
-    double *before = values_of(x);
+    double *before = nsct_values_of(x);
     nsc_tensor *v = (nsc_tensor *)1, *i = (nsc_tensor *)1;
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_max(empty), NSC_ERR_SHAPE, "max: [2,0]: an empty input has no max");
-    expect_error(nsc_min(empty), NSC_ERR_SHAPE, "min: [2,0]: an empty input has no min");
-    expect_error(nsc_argmax_all(empty), NSC_ERR_SHAPE, "argmax: [2,0]: an empty input");
-    expect_error(nsc_argmin(empty, 1, false), NSC_ERR_SHAPE, "argmin: [2,0]: dim 1 has size 0");
+    nsct_expect_error(nsc_max(empty), NSC_ERR_SHAPE, "max: [2,0]: an empty input has no max");
+    nsct_expect_error(nsc_min(empty), NSC_ERR_SHAPE, "min: [2,0]: an empty input has no min");
+    nsct_expect_error(nsc_argmax_all(empty), NSC_ERR_SHAPE, "argmax: [2,0]: an empty input");
+    nsct_expect_error(nsc_argmin(empty, 1, false), NSC_ERR_SHAPE,
+                      "argmin: [2,0]: dim 1 has size 0");
     cr_expect_eq(nsc_max_dim(empty, -1, true, &v, &i), NSC_ERR_SHAPE);
     cr_expect(v == NULL && i == NULL, "outputs are cleared on failure");
     cr_expect(strstr(nsc_last_error(), "max_dim: [2,0]: dim -1 has size 0"), "%s",
@@ -129,13 +88,13 @@ Test(reduce_errors, empty_extremes_and_sizes) {
     cr_expect(strstr(nsc_last_error(), "min_dim: [2,3]: dim 2 is out of range"), "%s",
               nsc_last_error());
     cr_expect_eq(nsc_max_dim(x, 0, false, NULL, &i), NSC_ERR_ARG);
-    expect_error(nsc_sum_to_size(x, NSC_SHAPE(2)), NSC_ERR_SHAPE,
-                 "sum_to_size: [2,3]: size [2] does not broadcast");
-    expect_error(nsc_sum_to_size(x, NSC_SHAPE(1, 2, 3)), NSC_ERR_SHAPE,
-                 "sum_to_size: [2,3]: a rank-3 size");
-    expect_error(nsc_sum_to_size(x, 9, NULL), NSC_ERR_SHAPE, "sum_to_size: [2,3]: a rank--1");
+    nsct_expect_error(nsc_sum_to_size(x, NSC_SHAPE(2)), NSC_ERR_SHAPE,
+                      "sum_to_size: [2,3]: size [2] does not broadcast");
+    nsct_expect_error(nsc_sum_to_size(x, NSC_SHAPE(1, 2, 3)), NSC_ERR_SHAPE,
+                      "sum_to_size: [2,3]: a rank-3 size");
+    nsct_expect_error(nsc_sum_to_size(x, 9, NULL), NSC_ERR_SHAPE, "sum_to_size: [2,3]: a rank--1");
     cr_expect_eq(nsct_live_blocks(), blocks);
-    expect_unchanged(x, before);
+    nsct_expect_values(x, before);
     free(before);
     nsc_free(x);
     nsc_free(empty);
@@ -150,26 +109,26 @@ Test(reduce_errors, softmax_backward_and_layer_norm) {
     nsc_tensor *wd = iota(NSC_F64, NSC_SHAPE(3));
     nsc_tensor *xi = iota(NSC_I64, NSC_SHAPE(2, 3));
     nsc_tensor *s = nsc_scalar(NSC_F32, 1.0);
-    double *before = values_of(x);
+    double *before = nsct_values_of(x);
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsci_softmax_backward(x, y, 1), NSC_ERR_SHAPE,
-                 "softmax_backward: [2,3], [3,2]: the gradient and the output differ");
-    expect_error(nsci_log_softmax_backward(x, yd, 1), NSC_ERR_DTYPE,
-                 "log_softmax_backward: [2,3], [2,3]: dtypes f32 and f64");
-    expect_error(nsci_softmax_backward(x, x, 2), NSC_ERR_ARG, "dim 2 is out of range");
-    expect_error(nsc_layer_norm(x, 1, w2, NULL, 1e-5), NSC_ERR_SHAPE,
-                 "layer_norm: [2,3], [2]: weight has shape [2]: expected [3]");
-    expect_error(nsc_layer_norm(x, 1, w, w2, 1e-5), NSC_ERR_SHAPE,
-                 "layer_norm: [2,3], [3], [2]: bias has shape [2]: expected [3]");
-    expect_error(nsc_layer_norm(x, 1, wd, NULL, 1e-5), NSC_ERR_DTYPE,
-                 "layer_norm: [2,3], [3]: weight has dtype f64: expected f32");
-    expect_error(nsc_layer_norm(x, 3, NULL, NULL, 1e-5), NSC_ERR_SHAPE,
-                 "layer_norm: [2,3]: 3 normalized dims of a rank-2 input");
-    expect_error(nsc_layer_norm(x, 0, NULL, NULL, 1e-5), NSC_ERR_SHAPE, "0 normalized dims");
-    expect_error(nsc_layer_norm(s, 1, NULL, NULL, 1e-5), NSC_ERR_SHAPE,
-                 "layer_norm: []: 1 normalized dims of a rank-0 input");
-    expect_error(nsc_layer_norm(xi, 1, NULL, NULL, 1e-5), NSC_ERR_DTYPE,
-                 "layer_norm: [2,3]: input dtype i64");
+    nsct_expect_error(nsci_softmax_backward(x, y, 1), NSC_ERR_SHAPE,
+                      "softmax_backward: [2,3], [3,2]: the gradient and the output differ");
+    nsct_expect_error(nsci_log_softmax_backward(x, yd, 1), NSC_ERR_DTYPE,
+                      "log_softmax_backward: [2,3], [2,3]: dtypes f32 and f64");
+    nsct_expect_error(nsci_softmax_backward(x, x, 2), NSC_ERR_ARG, "dim 2 is out of range");
+    nsct_expect_error(nsc_layer_norm(x, 1, w2, NULL, 1e-5), NSC_ERR_SHAPE,
+                      "layer_norm: [2,3], [2]: weight has shape [2]: expected [3]");
+    nsct_expect_error(nsc_layer_norm(x, 1, w, w2, 1e-5), NSC_ERR_SHAPE,
+                      "layer_norm: [2,3], [3], [2]: bias has shape [2]: expected [3]");
+    nsct_expect_error(nsc_layer_norm(x, 1, wd, NULL, 1e-5), NSC_ERR_DTYPE,
+                      "layer_norm: [2,3], [3]: weight has dtype f64: expected f32");
+    nsct_expect_error(nsc_layer_norm(x, 3, NULL, NULL, 1e-5), NSC_ERR_SHAPE,
+                      "layer_norm: [2,3]: 3 normalized dims of a rank-2 input");
+    nsct_expect_error(nsc_layer_norm(x, 0, NULL, NULL, 1e-5), NSC_ERR_SHAPE, "0 normalized dims");
+    nsct_expect_error(nsc_layer_norm(s, 1, NULL, NULL, 1e-5), NSC_ERR_SHAPE,
+                      "layer_norm: []: 1 normalized dims of a rank-0 input");
+    nsct_expect_error(nsc_layer_norm(xi, 1, NULL, NULL, 1e-5), NSC_ERR_DTYPE,
+                      "layer_norm: [2,3]: input dtype i64");
     nsc_tensor *out[3] = { NULL, NULL, NULL };
     cr_expect_eq(nsci_layer_norm_backward(x, x, w2, w2, NULL, 1, out), NSC_ERR_SHAPE);
     cr_expect(strstr(nsc_last_error(), "layer_norm_backward: [2,3], [2,3], [2], [2]: mean has "
@@ -177,7 +136,7 @@ Test(reduce_errors, softmax_backward_and_layer_norm) {
               "%s", nsc_last_error());
     cr_expect(!out[0] && !out[1] && !out[2]);
     cr_expect_eq(nsct_live_blocks(), blocks);
-    expect_unchanged(x, before);
+    nsct_expect_values(x, before);
     free(before);
     nsc_tensor *all[] = { x, y, yd, w, w2, wd, xi, s };
     for (int k = 0; k < NSCI_ARRAY_LEN(all); k++) {
@@ -191,10 +150,10 @@ Test(reduce_errors, devices) {
     nsc_tensor *w = nsc_empty(NSC_F32, NSC_META, NSC_SHAPE(3));
     w->target_device = NSC_CUDA;
     int64_t blocks = nsct_live_blocks();
-    expect_error(nsc_layer_norm(x, 1, w, NULL, 1e-5), NSC_ERR_DEVICE,
-                 "layer_norm: [2,3], [3]: input 0 is on cpu and input 1 on cuda");
-    expect_error(nsci_softmax_backward(x, w, 0), NSC_ERR_DEVICE,
-                 "softmax_backward: [2,3], [3]: input 0 is on cpu");
+    nsct_expect_error(nsc_layer_norm(x, 1, w, NULL, 1e-5), NSC_ERR_DEVICE,
+                      "layer_norm: [2,3], [3]: input 0 is on cpu and input 1 on cuda");
+    nsct_expect_error(nsci_softmax_backward(x, w, 0), NSC_ERR_DEVICE,
+                      "softmax_backward: [2,3], [3]: input 0 is on cpu");
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsc_free(x);
     nsc_free(w);
@@ -203,24 +162,25 @@ Test(reduce_errors, devices) {
 // --- NaN, infinities, ties ---
 
 Test(reduce, nan_rules) {
-    nsc_tensor *x = make(NSC_F32, NSC_SHAPE(4), (double[]){ 1, NAN, 3, NAN });
-    cr_expect(isnan(item(nsc_max(x))) && isnan(item(nsc_min(x))));
-    cr_expect_eq(item(nsc_argmax_all(x)), 1.0, "the first NaN wins");
-    cr_expect_eq(item(nsc_argmin(x, 0, false)), 1.0);
-    cr_expect(isnan(item(nsc_sum_all(x))) && isnan(item(nsc_logsumexp(x, 0, NULL, false))));
-    cr_expect(isnan(item(nsc_var(x, 0, NULL, false, false))));
-    cr_expect_eq(item(nsc_all(x, 0, NULL, false)), 1.0, "NaN is nonzero");
+    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(4), (double[]){ 1, NAN, 3, NAN });
+    cr_expect(isnan(nsct_item_free(nsc_max(x))) && isnan(nsct_item_free(nsc_min(x))));
+    cr_expect_eq(nsct_item_free(nsc_argmax_all(x)), 1.0, "the first NaN wins");
+    cr_expect_eq(nsct_item_free(nsc_argmin(x, 0, false)), 1.0);
+    cr_expect(isnan(nsct_item_free(nsc_sum_all(x))) &&
+              isnan(nsct_item_free(nsc_logsumexp(x, 0, NULL, false))));
+    cr_expect(isnan(nsct_item_free(nsc_var(x, 0, NULL, false, false))));
+    cr_expect_eq(nsct_item_free(nsc_all(x, 0, NULL, false)), 1.0, "NaN is nonzero");
     nsc_tensor *sm = nsc_softmax(x, 0);
-    double *v = values_of(sm);
+    double *v = nsct_values_of(sm);
     for (int i = 0; i < 4; i++) {
         cr_expect(isnan(v[i]), "softmax of a row with NaN is NaN at %d", i);
     }
     free(v);
     nsc_free(sm);
-    nsc_tensor *m = make(NSC_F64, NSC_SHAPE(2, 3), (double[]){ 1, 2, 2, NAN, 0, NAN });
+    nsc_tensor *m = nsct_from_values(NSC_F64, NSC_SHAPE(2, 3), (double[]){ 1, 2, 2, NAN, 0, NAN });
     nsc_tensor *values, *indices;
     cr_assert_eq(nsc_max_dim(m, 1, false, &values, &indices), NSC_OK);
-    double *mv = values_of(values), *mi = values_of(indices);
+    double *mv = nsct_values_of(values), *mi = nsct_values_of(indices);
     cr_expect(mv[0] == 2 && mi[0] == 1, "first of the tied maxima: %g at %g", mv[0], mi[0]);
     cr_expect(isnan(mv[1]) && mi[1] == 0, "NaN at its first index: %g", mi[1]);
     free(mv);
@@ -232,31 +192,32 @@ Test(reduce, nan_rules) {
 }
 
 Test(reduce, infinities_and_degenerate_counts) {
-    nsc_tensor *ninf = make(NSC_F32, NSC_SHAPE(2), (double[]){ -INFINITY, -INFINITY });
-    nsc_tensor *pinf = make(NSC_F32, NSC_SHAPE(2), (double[]){ INFINITY, 1 });
-    nsc_tensor *mixed = make(NSC_F32, NSC_SHAPE(2), (double[]){ -INFINITY, 0 });
-    cr_expect_eq(item(nsc_logsumexp(ninf, 0, NULL, false)), -INFINITY, "not NaN");
-    cr_expect_eq(item(nsc_logsumexp(pinf, 0, NULL, false)), INFINITY);
-    cr_expect_eq(item(nsc_logsumexp(mixed, 0, NULL, false)), 0.0);
+    nsc_tensor *ninf = nsct_from_values(NSC_F32, NSC_SHAPE(2), (double[]){ -INFINITY, -INFINITY });
+    nsc_tensor *pinf = nsct_from_values(NSC_F32, NSC_SHAPE(2), (double[]){ INFINITY, 1 });
+    nsc_tensor *mixed = nsct_from_values(NSC_F32, NSC_SHAPE(2), (double[]){ -INFINITY, 0 });
+    cr_expect_eq(nsct_item_free(nsc_logsumexp(ninf, 0, NULL, false)), -INFINITY, "not NaN");
+    cr_expect_eq(nsct_item_free(nsc_logsumexp(pinf, 0, NULL, false)), INFINITY);
+    cr_expect_eq(nsct_item_free(nsc_logsumexp(mixed, 0, NULL, false)), 0.0);
     nsc_tensor *soft = nsc_softmax(mixed, 0), *log_soft = nsc_log_softmax(mixed, 0);
-    double *sm = values_of(soft), *lsm = values_of(log_soft);
+    double *sm = nsct_values_of(soft), *lsm = nsct_values_of(log_soft);
     cr_expect(sm[0] == 0.0 && sm[1] == 1.0 && lsm[0] == -(double)INFINITY && lsm[1] == 0.0);
     free(sm);
     free(lsm);
     nsc_free(soft);
     nsc_free(log_soft);
-    nsc_tensor *one = make(NSC_F64, NSC_SHAPE(1), (double[]){ 5 });
-    cr_expect(isnan(item(nsc_var(one, 0, NULL, true, false))), "n - 1 == 0: NaN as torch");
-    cr_expect_eq(item(nsc_var(one, 0, NULL, false, false)), 0.0);
-    cr_expect(isnan(item(nsc_std(one, NSC_DIMS(0), true, false))));
+    nsc_tensor *one = nsct_from_values(NSC_F64, NSC_SHAPE(1), (double[]){ 5 });
+    cr_expect(isnan(nsct_item_free(nsc_var(one, 0, NULL, true, false))),
+              "n - 1 == 0: NaN as torch");
+    cr_expect_eq(nsct_item_free(nsc_var(one, 0, NULL, false, false)), 0.0);
+    cr_expect(isnan(nsct_item_free(nsc_std(one, NSC_DIMS(0), true, false))));
     nsc_tensor *empty = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(0));
-    cr_expect(isnan(item(nsc_mean(empty, 0, NULL, false))));
-    cr_expect_eq(item(nsc_sum_all(empty)), 0.0);
-    cr_expect_eq(item(nsc_all(empty, 0, NULL, false)), 1.0);
-    cr_expect_eq(item(nsc_any(empty, 0, NULL, false)), 0.0);
-    cr_expect_eq(item(nsc_logsumexp(empty, 0, NULL, false)), -INFINITY);
-    nsc_tensor *big =
-        make(NSC_I64, NSC_SHAPE(2), (double[]){ 4611686018427387904.0, 4611686018427387904.0 });
+    cr_expect(isnan(nsct_item_free(nsc_mean(empty, 0, NULL, false))));
+    cr_expect_eq(nsct_item_free(nsc_sum_all(empty)), 0.0);
+    cr_expect_eq(nsct_item_free(nsc_all(empty, 0, NULL, false)), 1.0);
+    cr_expect_eq(nsct_item_free(nsc_any(empty, 0, NULL, false)), 0.0);
+    cr_expect_eq(nsct_item_free(nsc_logsumexp(empty, 0, NULL, false)), -INFINITY);
+    nsc_tensor *big = nsct_from_values(NSC_I64, NSC_SHAPE(2),
+                                       (double[]){ 4611686018427387904.0, 4611686018427387904.0 });
     cr_expect_eq(nsc_tensor_dtype(big), NSC_I64);
     nsc_tensor *wrapped = nsc_sum_all(big);
     int64_t w = 0;
@@ -278,13 +239,13 @@ Test(reduce, ties_across_chunks) {
     p[4 * NSCI_REDUCE_CHUNK + 1] = 7.0f;
     p[NSCI_REDUCE_CHUNK - 1] = -7.0f;
     p[n - 1] = -7.0f;
-    cr_expect_eq(item(nsc_argmax_all(x)), (double)(2 * NSCI_REDUCE_CHUNK + 3));
-    cr_expect_eq(item(nsc_argmin_all(x)), (double)(NSCI_REDUCE_CHUNK - 1));
-    cr_expect_eq(item(nsc_max(x)), 7.0);
+    cr_expect_eq(nsct_item_free(nsc_argmax_all(x)), (double)(2 * NSCI_REDUCE_CHUNK + 3));
+    cr_expect_eq(nsct_item_free(nsc_argmin_all(x)), (double)(NSCI_REDUCE_CHUNK - 1));
+    cr_expect_eq(nsct_item_free(nsc_max(x)), 7.0);
     p[3 * NSCI_REDUCE_CHUNK + 5] = NAN;
     p[n - 2] = NAN;
-    cr_expect_eq(item(nsc_argmax_all(x)), (double)(3 * NSCI_REDUCE_CHUNK + 5));
-    cr_expect(isnan(item(nsc_min(x))));
+    cr_expect_eq(nsct_item_free(nsc_argmax_all(x)), (double)(3 * NSCI_REDUCE_CHUNK + 5));
+    cr_expect(isnan(nsct_item_free(nsc_min(x))));
     nsc_free(x);
 }
 
@@ -303,12 +264,12 @@ Test(reduce, large_against_double) {
         double d = (double)p[i] - total / (double)n;
         sq += d * d;
     }
-    cr_expect(fabs(item(nsc_sum_all(x)) - total) < 1e-3);
-    cr_expect(fabs(item(nsc_mean(x, 0, NULL, false)) - total / (double)n) < 1e-7);
-    cr_expect(fabs(item(nsc_var(x, 0, NULL, true, false)) - sq / (double)(n - 1)) < 1e-6);
+    cr_expect(fabs(nsct_item_free(nsc_sum_all(x)) - total) < 1e-3);
+    cr_expect(fabs(nsct_item_free(nsc_mean(x, 0, NULL, false)) - total / (double)n) < 1e-7);
+    cr_expect(fabs(nsct_item_free(nsc_var(x, 0, NULL, true, false)) - sq / (double)(n - 1)) < 1e-6);
     nsc_tensor *cs = nsc_sum(x, NSC_DIMS(0), false);
     nsc_tensor *rs = nsc_sum_to_size(x, NSC_SHAPE(rows, 1));
-    double *c = values_of(cs), *r = values_of(rs);
+    double *c = nsct_values_of(cs), *r = nsct_values_of(rs);
     for (int64_t j = 0; j < cols; j += 37) {
         double want = 0;
         for (int64_t i = 0; i < rows; i++) {
@@ -425,7 +386,7 @@ static double objective(nsc_op op, int n_in, nsc_tensor **in, const void *params
     double total = 0;
     for (int k = 0; k < n_out; k++) {
         if (g[k]) {
-            double *o = values_of(out[k]), *w = values_of(g[k]);
+            double *o = nsct_values_of(out[k]), *w = nsct_values_of(g[k]);
             for (int64_t i = 0; i < nsc_tensor_numel(out[k]); i++) {
                 total += o[i] * w[i];
             }
@@ -514,7 +475,7 @@ static void gradcheck(nsc_op op, int n_in, nsc_tensor **in, const void *params) 
     for (int j = 0; j < n_in; j++) {
         cr_assert(grad[j], "%s: no gradient for input %d", nsci_op_defs[op]->name, j);
         cr_assert_eq(nsc_tensor_numel(grad[j]), nsc_tensor_numel(in[j]));
-        double *analytic = values_of(grad[j]), *x = nsc_tensor_data(in[j]);
+        double *analytic = nsct_values_of(grad[j]), *x = nsc_tensor_data(in[j]);
         for (int64_t e = 0; e < nsc_tensor_numel(in[j]); e++) {
             double keep = x[e];
             x[e] = keep + h;
@@ -577,12 +538,12 @@ Test(reduce_grad, extremes) {
 // torch.max() shares the gradient among tied maxima; max_dim gives it to the
 // selected index only.
 Test(reduce_grad, ties) {
-    nsc_tensor *x = make(NSC_F64, NSC_SHAPE(1, 4), (double[]){ 1, 3, 3, 2 });
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(1, 4), (double[]){ 1, 3, 3, 2 });
     nsc_tensor *out[2], *g[2], *grad = NULL;
     forward(NSC_OP_max, 1, &x, NULL, out);
     g[0] = nsc_scalar(NSC_F64, 2.0);
     run_backward(NSC_OP_max, 1, &x, NULL, out, 1, g, &grad);
-    double *v = values_of(grad);
+    double *v = nsct_values_of(grad);
     cr_expect(v[0] == 0 && v[1] == 1 && v[2] == 1 && v[3] == 0);
     free(v);
     nsc_free(grad);
@@ -590,10 +551,10 @@ Test(reduce_grad, ties) {
     nsc_free(g[0]);
     nsci_reduce_params p = nsci_reduce_pack(1, (int[]){ 1 }, false);
     forward(NSC_OP_max_dim, 1, &x, &p, out);
-    g[0] = make(NSC_F64, NSC_SHAPE(1), (double[]){ 2 });
+    g[0] = nsct_from_values(NSC_F64, NSC_SHAPE(1), (double[]){ 2 });
     g[1] = NULL;
     run_backward(NSC_OP_max_dim, 1, &x, &p, out, 2, g, &grad);
-    v = values_of(grad);
+    v = nsct_values_of(grad);
     cr_expect(v[0] == 0 && v[1] == 2 && v[2] == 0 && v[3] == 0);
     free(v);
     nsc_free(grad);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // --- tolerances ---
@@ -50,11 +51,6 @@ static nsc_tensor *fixture(const char *fmt, ...) {
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     return nsct_fixture_get(fixtures(), name);
-}
-
-static void expect_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, const char *what) {
-    char why[512];
-    cr_expect(nsct_close(got, want, tol, why, sizeof why), "%s: %s", what, why);
 }
 
 static void expect_status(nsc_status got, nsc_status want, const char *text) {
@@ -147,7 +143,7 @@ static void run_case(const optim_case *c) {
             char what[96];
             snprintf(what, sizeof what, "%s step %d parameter %d", c->name, k, i);
             nsc_tensor *want = fixture("%s.s%d.p%d", c->name, k, i);
-            expect_close(params[i], want, tol, what);
+            nsct_expect_close(params[i], want, tol, what);
             nsc_free(want);
         }
     }
@@ -248,7 +244,7 @@ Test(optim, zero_grad_sets_to_none_or_zeroes_in_place) {
     cr_assert_eq(nsc_optim_zero_grad(opt, false), NSC_OK);
     cr_expect_eq(nsc_tensor_get_grad(params[0]), g0, "the same tensor, zeroed");
     nsc_tensor *zero = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(4, 5));
-    expect_close(g0, zero, TOL_EXACT, "zeroed grad");
+    nsct_expect_close(g0, zero, TOL_EXACT, "zeroed grad");
     cr_expect_null(nsc_tensor_get_grad(params[1]), "a missing grad stays missing");
     cr_assert_eq(nsc_optim_zero_grad(opt, true), NSC_OK);
     for (int i = 0; i < N_PARAMS; i++) {
@@ -357,7 +353,7 @@ static void clip_case(const char *name, double max_norm) {
               want);
     for (int i = 0; i < N_PARAMS; i += 2) {
         nsc_tensor *g = fixture("clip.%s.g%d", name, i);
-        expect_close(nsc_tensor_get_grad(params[i]), g, TOL_F32, name);
+        nsct_expect_close(nsc_tensor_get_grad(params[i]), g, TOL_F32, name);
         nsc_free(g);
     }
     cr_expect_null(nsc_tensor_get_grad(params[1]));
@@ -508,7 +504,7 @@ Test(optim_errors, a_bad_gradient_fails_the_step_before_any_change) {
                   "parameter 2 ([3,2] f32)");
     cr_expect_eq(nsct_live_blocks(), blocks, "no state was allocated");
     for (int i = 0; i < N_PARAMS; i++) {
-        expect_close(params[i], before[i], TOL_EXACT, "parameter after a failed step");
+        nsct_expect_close(params[i], before[i], TOL_EXACT, "parameter after a failed step");
         cr_expect_eq(nsc_optim_get_step(opt, i), 0);
         cr_expect_null(nsc_optim_get_state(opt, i, "exp_avg"));
     }
@@ -587,7 +583,7 @@ Test(optim, out_of_memory_sweep) {
                 cr_expect_eq(status, NSC_ERR_OOM, "n %lld: %s", (long long)n, nsc_last_error());
                 cr_expect_eq(nsc_optim_get_step(opt, 0), opt ? 0 : -1);
                 cr_expect_null(nsc_optim_get_state(opt, 0, "exp_avg"));
-                expect_close(params[0], p0, TOL_EXACT, "parameter after a failed step");
+                nsct_expect_close(params[0], p0, TOL_EXACT, "parameter after a failed step");
             }
             nsc_optim_free(opt);
             if (!done) {
@@ -629,8 +625,8 @@ Test(optim, steps_do_not_depend_on_threads_or_layout) {
     nsc_tensor *two = adamw_step_big(false, 2);
     nsc_tensor *strided = adamw_step_big(true, 2);
     nsc_tensor *one = adamw_step_big(false, 1);
-    expect_close(one, two, TOL_EXACT, "1 vs 2 threads");
-    expect_close(strided, two, TOL_EXACT, "strided vs vector path");
+    nsct_expect_close(one, two, TOL_EXACT, "1 vs 2 threads");
+    nsct_expect_close(strided, two, TOL_EXACT, "strided vs vector path");
     nsc_free(one);
     nsc_free(two);
     nsc_free(strided);
