@@ -637,3 +637,64 @@ Test(text, tensor_sets_save_and_load) {
     nsc_free(a);
     nsc_free(b);
 }
+
+static void count_protocols(const nsc_trace *tr, int *seen) {
+    for (int32_t i = 0; tr && i < tr->n_nodes; i++) {
+        seen[tr->nodes[i].protocol]++;
+    }
+}
+
+// The shared builders cover every protocol (so the round trip above does).
+Test(text, the_builders_cover_every_protocol) {
+    int seen[NSCI_N_PROTOCOLS] = { 0 };
+    for (int i = 0; i < nsct_n_graph_builders; i++) {
+        const nsct_graph_builder *gb = &nsct_graph_builders[i];
+        nsc_module *models[2];
+        for (int k = 0; k < gb->n_models; k++) {
+            models[k] = nsct_builder_model(gb->models[k]);
+        }
+        nsct_built b = gb->build(models);
+        count_protocols(b.trace, seen);
+        for (int t = 0; b.session && t < b.session->n_traces; t++) {
+            count_protocols(b.session->traces[t], seen);
+        }
+        count_protocols(b.session ? b.session->values : NULL, seen);
+        nsct_built_free(&b);
+        for (int k = 0; k < gb->n_models; k++) {
+            nsc_module_free(models[k]);
+        }
+    }
+    for (int p = 0; p < NSCI_N_PROTOCOLS; p++) {
+        cr_expect_gt(seen[p], 0, "no builder makes a %s node", nsci_protocols[p]->name);
+    }
+}
+
+// Writing under an allocation-failure sweep: NULL with NSC_ERR_OOM, nothing leaked.
+Test(text, writing_survives_every_allocation_failure) {
+    nsc_module *models[1] = { nsct_builder_model(NSCT_CHAIN) };
+    nsct_warm_paths(models[0]);
+    nsct_built b = nsct_graph_builders[0].build(models); // reads
+    char *want = nsc_trace_to_text(b.trace, NULL);
+    nsc_mem_trim();
+    int64_t start = nsct_live_blocks(), k;
+    for (k = 1; k < 10000; k++) {
+        nsc_mem_fail_after(k);
+        char *text = nsc_trace_to_text(b.trace, NULL);
+        int64_t failed = nsc_mem_failed_count();
+        nsc_mem_fail_after(0);
+        if (text && failed == 0) {
+            cr_expect_str_eq(text, want);
+            nsc_text_free(text);
+            break;
+        }
+        cr_expect(text == NULL && nsc_last_status() == NSC_ERR_OOM, "allocation %lld: %s",
+                  (long long)k, nsc_last_error());
+        nsc_text_free(text);
+        nsc_mem_trim();
+        cr_expect_eq(nsct_live_blocks(), start, "allocation %lld failed: leaked", (long long)k);
+    }
+    cr_expect_gt(k, 1);
+    nsc_text_free(want);
+    nsct_built_free(&b);
+    nsc_module_free(models[0]);
+}
