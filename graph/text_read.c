@@ -160,7 +160,7 @@ static nsc_status read_generate(nsci_text_reader *r, const nsci_json *v, nsc_gen
                           &o->max_new_tokens) ||
         nsci_text_get_bool(w, v, "sample", o->sample, &o->sample) ||
         nsci_text_get_int(w, v, "top_k", 0, INT32_MAX, false, o->top_k, &o->top_k) ||
-        nsci_text_get_int(w, v, "seed", 0, INT64_MAX, false, 0, &seed) ||
+        nsci_text_get_int(w, v, "seed", INT64_MIN, INT64_MAX, false, 0, &seed) ||
         nsci_text_get_int(w, v, "stop_token", -1, INT32_MAX, false, o->stop_token,
                           &o->stop_token) ||
         nsci_text_get_bool(w, v, "use_cache", o->use_cache, &o->use_cache)) {

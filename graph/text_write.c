@@ -282,10 +282,11 @@ static void write_generate(nsci_text_writer *w, const nsc_generate_options *o) {
                     "\"temperature\": ",
                     (long long)o->max_new_tokens, o->sample ? "true" : "false");
     nsci_text_write_f64(w->b, o->temperature);
+    // The seed's 64 bits as a signed integer (JSON readers keep int64 exact).
     nsci_buf_printf(w->b,
-                    ", \"top_k\": %lld, \"seed\": %llu, \"stop_token\": %lld, "
+                    ", \"top_k\": %lld, \"seed\": %lld, \"stop_token\": %lld, "
                     "\"use_cache\": %s},\n",
-                    (long long)o->top_k, (unsigned long long)o->seed, (long long)o->stop_token,
+                    (long long)o->top_k, (long long)o->seed, (long long)o->stop_token,
                     o->use_cache ? "true" : "false");
 }
 

@@ -698,3 +698,35 @@ Test(text, writing_survives_every_allocation_failure) {
     nsct_built_free(&b);
     nsc_module_free(models[0]);
 }
+
+Test(text, generation_options_round_trip_with_a_64_bit_seed) {
+    nsc_module *model = nsct_builder_model(NSCT_GPT2);
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = 3;
+    o.sample = true;
+    o.temperature = 0.7;
+    o.top_k = 5;
+    o.seed = UINT64_MAX - 5;
+    o.stop_token = 7;
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    int64_t ids[3] = { 1, 2, 3 };
+    nsc_tensor *x = nsc_from_data(NSC_I64, NSC_SHAPE(1, 3), ids);
+    nsc_save(nsc_invoke_output(nsc_trace_invoke(tr, 1, &x), "generator", 0));
+    char *text = nsc_trace_to_text(tr, NULL);
+    cr_assert(text, "%s", nsc_last_error());
+    nsc_graph_load_options lo = { .n_models = 1, .models = &model };
+    nsc_graph *g = nsc_graph_parse(text, strlen(text), "gen.json", &lo);
+    cr_assert(g, "%s", nsc_last_error());
+    const nsc_generate_options *back = &nsc_graph_trace(g, 0)->gen_options;
+    cr_expect(back->seed == o.seed && back->sample && back->temperature == 0.7 &&
+                  back->top_k == 5 && back->stop_token == 7 && back->max_new_tokens == 3,
+              "%s", text);
+    char *again = nsc_graph_to_text(g);
+    cr_expect_str_eq(again, text);
+    nsc_text_free(again);
+    nsc_text_free(text);
+    nsc_graph_free(g);
+    nsc_trace_free(tr);
+    nsc_free(x);
+    nsc_module_free(model);
+}
