@@ -293,6 +293,10 @@ static void cache_put(nsc_tokenizer *tok, const char *word, size_t n, const symb
         tok->cache = nsci_calloc(CACHE_SLOTS, sizeof *tok->cache);
     }
     nsci_tok_cached *c = tok->cache ? cache_slot(tok, word, n) : NULL;
+    if (c && c->word) { // another thread cached this word since our lookup missed
+        pthread_mutex_unlock(&tok->cache_lock);
+        return;
+    }
     int32_t n_ids = 0;
     for (int32_t i = 0; i >= 0; i = s[i].next) { // symbol 0 always survives
         n_ids++;
