@@ -42,6 +42,14 @@ enum {
 
 static const char *CLEAN = "qzkfebmw|qzk", *CORRUPT = "qzkxebmw|qzk";
 
+// Rows are the embeddings and each block's output.
+typedef struct experiment {
+    int rows;
+    int64_t t_len;
+    char names[MAX_ROWS][16];
+    nsc_tensor *ld_clean, *ld_corrupt, *attribution[MAX_ROWS]; // saved proxies
+} experiment;
+
 static nsc_tensor *encode(const nsc_tokenizer *tok, const char *text) {
     nsc_tensor *flat = nsc_tokenizer_encode_tensor(tok, text, strlen(text));
     CHECK(flat && nsc_tensor_numel(flat) <= MAX_T);
@@ -53,6 +61,96 @@ static nsc_tensor *encode(const nsc_tokenizer *tok, const char *text) {
 static nsc_tensor *logit_diff(nsc_invoke *inv, int64_t good, int64_t bad) {
     nsc_tensor *last = nsc_select(nsc_select(nsc_invoke_output(inv, "", 0), 1, -1), 0, 0); // [V]
     return nsc_sub(nsc_select(last, 0, good), nsc_select(last, 0, bad));                   // []
+}
+
+// --- 1-2. two invokes, the metric, its backward, gradient x difference ---
+static void build(nsc_trace *tr, nsc_tensor *clean, nsc_tensor *corrupt, int64_t good, int64_t bad,
+                  experiment *x) {
+    nsc_invoke *inv_clean = nsc_trace_invoke(tr, 1, &clean);
+    nsc_invoke *inv_corrupt = nsc_trace_invoke(tr, 1, &corrupt);
+    for (int r = 0; r < x->rows; r++) {
+        char point[32], name[48];
+        snprintf(point, sizeof point, r ? "transformer.h.%d" : "transformer.drop", r - 1);
+        snprintf(x->names[r], sizeof x->names[r], r ? "h.%d" : "embed", r - 1);
+        nsc_tensor *h_clean = nsc_invoke_output(inv_clean, point, 0);     // [1, T, C]
+        nsc_tensor *h_corrupt = nsc_invoke_output(inv_corrupt, point, 0); // [1, T, C]
+        nsc_tensor *grad = nsc_proxy_grad(h_corrupt); // d metric / d h, in the backward below
+        nsc_tensor *delta = nsc_sub(h_clean, h_corrupt);
+        x->attribution[r] = nsc_sum(nsc_mul(delta, grad), 1, (int[]){ -1 }, false); // [1, T]
+        snprintf(name, sizeof name, "attribution.%s", x->names[r]);
+        CHECK(nsc_save_as(x->attribution[r], name));
+    }
+    x->ld_clean = nsc_save_as(logit_diff(inv_clean, good, bad), "ld.clean");
+    x->ld_corrupt = nsc_save_as(logit_diff(inv_corrupt, good, bad), "ld.corrupt");
+    CHECK(nsc_trace_backward(x->ld_corrupt, false)); // one backward for every layer's gradient
+}
+
+// --- 3a. the graph as text ---
+static void write_graph(nsc_trace *tr, const char *path) {
+    char *text = nsc_trace_to_text(tr, NULL);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
+    printf("wrote the graph to %s\n", path);
+    nsc_text_free(text);
+}
+
+static double value_of(nsc_trace *tr, nsc_tensor *proxy) {
+    nsc_tensor *v = nsc_trace_get(tr, proxy);
+    CHECK(v);
+    double x = nsc_tensor_item(v);
+    nsc_free(v);
+    return x;
+}
+
+// --- 3b. the estimates, as fractions of the clean - corrupted difference ---
+static void show(nsc_trace *tr, const experiment *x, const char *svg) {
+    double lc = value_of(tr, x->ld_clean), lx = value_of(tr, x->ld_corrupt);
+    static double cells[MAX_ROWS * MAX_T];
+    static char tokens[MAX_T][8], numbers[MAX_ROWS * MAX_T][8];
+    const char *rows[MAX_ROWS], *cols[MAX_T], *labels[MAX_ROWS * MAX_T];
+    printf("Attribution patching, clean \"%s\" -> corrupted \"%s\"\n", CLEAN, CORRUPT);
+    printf("logit(f) - logit(x): clean %.3f, corrupted %.3f; a cell is gradient x (clean - "
+           "corrupted), as a fraction of the difference\n\n%-6s",
+           lc, lx, "layer");
+    for (int64_t p = 0; p < x->t_len; p++) {
+        snprintf(tokens[p], sizeof tokens[p], "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
+        cols[p] = tokens[p];
+        printf(" %6s", tokens[p]);
+    }
+    for (int r = 0; r < x->rows; r++) {
+        nsc_tensor *a = nsc_trace_get(tr, x->attribution[r]);
+        CHECK(a);
+        rows[r] = x->names[r];
+        printf("\n%-6s", rows[r]);
+        for (int64_t p = 0; p < x->t_len; p++) {
+            int k = r * (int)x->t_len + (int)p;
+            cells[k] = (double)((const float *)nsc_tensor_data(a))[p] / (lc - lx);
+            snprintf(numbers[k], sizeof numbers[k], fabs(cells[k]) >= 0.05 ? "%.2f" : "", cells[k]);
+            labels[k] = numbers[k];
+            printf(" %6.2f", cells[k]);
+        }
+        nsc_free(a);
+    }
+    svg_heatmap map = { "Attribution patching: patching to first order, one backward pass",
+                        "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\"; cell = "
+                        "sum_c (h_clean - h_corrupt) * d(logit f - logit x)/dh",
+                        "position (clean token)",
+                        "layer",
+                        x->rows,
+                        (int)x->t_len,
+                        cells,
+                        rows,
+                        cols,
+                        labels,
+                        -1,
+                        1,
+                        true,
+                        "estimated fraction restored" };
+    CHECK(svg_heatmap_write(svg, &map) == 0);
+    printf("\n\nheatmap: %s (compare with patching.svg: a linear estimate finds the same cells "
+           "but undershoots where the effect passes through saturating softmax and layer "
+           "norm)\n",
+           svg);
 }
 
 int main(int argc, char **argv) {
@@ -68,99 +166,21 @@ int main(int argc, char **argv) {
     }
     nsc_module *model = nsc_gpt2_load(dir);
     nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    CHECK(model && tok);
     nsc_gpt2_config config;
-    CHECK(nsc_gpt2_get_config(model, &config) == NSC_OK && config.n_layer + 1 <= MAX_ROWS);
+    CHECK(model && tok && nsc_gpt2_get_config(model, &config) == NSC_OK);
     nsc_tensor *clean = encode(tok, CLEAN), *corrupt = encode(tok, CORRUPT);
-    int64_t t_len = nsc_tensor_size(clean, 1);
+    experiment x = { .rows = (int)config.n_layer + 1, .t_len = nsc_tensor_size(clean, 1) };
     int64_t good = nsc_tokenizer_token_id(tok, "f"), bad = nsc_tokenizer_token_id(tok, "x");
-    int rows = (int)config.n_layer + 1;
+    CHECK(good >= 0 && bad >= 0 && x.rows <= MAX_ROWS);
 
-    // --- 1-2. two invokes, the metric, its backward, gradient x difference ---
     nsc_trace *tr = nsc_trace_new(model);
-    nsc_invoke *inv_clean = nsc_trace_invoke(tr, 1, &clean);
-    nsc_invoke *inv_corrupt = nsc_trace_invoke(tr, 1, &corrupt);
-    char names[MAX_ROWS][16], name[48];
-    nsc_tensor *attribution[MAX_ROWS];
-    for (int r = 0; r < rows; r++) {
-        char point[32];
-        snprintf(point, sizeof point, r ? "transformer.h.%d" : "transformer.drop", r - 1);
-        snprintf(names[r], sizeof names[r], r ? "h.%d" : "embed", r - 1);
-        nsc_tensor *h_clean = nsc_invoke_output(inv_clean, point, 0);     // [1, T, C]
-        nsc_tensor *h_corrupt = nsc_invoke_output(inv_corrupt, point, 0); // [1, T, C]
-        nsc_tensor *grad = nsc_proxy_grad(h_corrupt); // d metric / d h, in the backward below
-        nsc_tensor *delta = nsc_sub(h_clean, h_corrupt);
-        attribution[r] = nsc_sum(nsc_mul(delta, grad), 1, (int[]){ -1 }, false); // [1, T]
-        snprintf(name, sizeof name, "attribution.%s", names[r]);
-        CHECK(nsc_save_as(attribution[r], name));
-    }
-    nsc_tensor *ld_clean = nsc_save_as(logit_diff(inv_clean, good, bad), "ld.clean");
-    nsc_tensor *ld_corrupt = nsc_save_as(logit_diff(inv_corrupt, good, bad), "ld.corrupt");
-    CHECK(nsc_trace_backward(ld_corrupt, false)); // one backward for every layer's gradient
-
-    // --- 3. the graph as text, then the run ---
+    build(tr, clean, corrupt, good, bad, &x);
     if (graph_out) {
-        char *text = nsc_trace_to_text(tr, NULL);
-        FILE *f = text ? fopen(graph_out, "w") : NULL;
-        CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-        printf("wrote the graph to %s\n", graph_out);
-        nsc_text_free(text);
+        write_graph(tr, graph_out);
     }
-    CHECK(nsc_trace_run(tr) == NSC_OK);
+    CHECK(nsc_trace_run(tr) == NSC_OK); // the forward, then the backward inside it
+    show(tr, &x, svg);
 
-    nsc_tensor *vc = nsc_trace_get(tr, ld_clean), *vx = nsc_trace_get(tr, ld_corrupt);
-    CHECK(vc && vx);
-    double lc = nsc_tensor_item(vc), lx = nsc_tensor_item(vx);
-    double cells[MAX_ROWS * MAX_T];
-    char tokens[MAX_T][8], numbers[MAX_ROWS * MAX_T][8];
-    const char *row_labels[MAX_ROWS], *col_labels[MAX_T], *cell_labels[MAX_ROWS * MAX_T];
-    printf("Attribution patching, clean \"%s\" -> corrupted \"%s\" (%s)\n", CLEAN, CORRUPT, dir);
-    printf("logit(f) - logit(x): clean %.3f, corrupted %.3f; a cell is gradient x (clean - "
-           "corrupted), as a fraction of the difference\n\n%-6s",
-           lc, lx, "layer");
-    for (int64_t p = 0; p < t_len; p++) {
-        snprintf(tokens[p], sizeof tokens[p], "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
-        col_labels[p] = tokens[p];
-        printf(" %6s", tokens[p]);
-    }
-    printf("\n");
-    for (int r = 0; r < rows; r++) {
-        nsc_tensor *a = nsc_trace_get(tr, attribution[r]);
-        CHECK(a);
-        row_labels[r] = names[r];
-        printf("%-6s", names[r]);
-        for (int64_t p = 0; p < t_len; p++) {
-            int k = r * (int)t_len + (int)p;
-            cells[k] = (double)((const float *)nsc_tensor_data(a))[p] / (lc - lx);
-            snprintf(numbers[k], sizeof numbers[k], fabs(cells[k]) >= 0.05 ? "%.2f" : "", cells[k]);
-            cell_labels[k] = numbers[k];
-            printf(" %6.2f", cells[k]);
-        }
-        printf("\n");
-        nsc_free(a);
-    }
-    svg_heatmap map = { "Attribution patching: patching to first order, one backward pass",
-                        "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\"; cell = "
-                        "sum_c (h_clean - h_corrupt) * d(logit f - logit x)/dh",
-                        "position (clean token)",
-                        "layer",
-                        rows,
-                        (int)t_len,
-                        cells,
-                        row_labels,
-                        col_labels,
-                        cell_labels,
-                        -1,
-                        1,
-                        true,
-                        "estimated fraction restored" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
-    printf("\nheatmap: %s (compare with patching.svg: a linear estimate finds the same cells but "
-           "undershoots where the effect passes through saturating softmax and layer norm)\n",
-           svg);
-
-    nsc_free(vc);
-    nsc_free(vx);
     nsc_trace_free(tr);
     nsc_free(clean);
     nsc_free(corrupt);

@@ -46,6 +46,15 @@ enum {
 
 static const char *CLEAN = "qzkfebmw|qzk", *CORRUPT = "qzkxebmw|qzk";
 
+// The experiment: rows are the embeddings and each block's output; cell
+// (r, p) is an invoke of the corrupted prompt patched at row r, position p.
+typedef struct experiment {
+    int rows;
+    int64_t t_len;
+    char names[MAX_ROWS][16];
+    nsc_tensor *ld_clean, *ld_corrupt, *ld[MAX_ROWS][MAX_T]; // saved proxies
+} experiment;
+
 static nsc_tensor *encode(const nsc_tokenizer *tok, const char *text) {
     nsc_tensor *flat = nsc_tokenizer_encode_tensor(tok, text, strlen(text));
     CHECK(flat && nsc_tensor_numel(flat) <= MAX_T);
@@ -68,6 +77,88 @@ static double value_of(nsc_trace *tr, nsc_tensor *proxy) {
     return x;
 }
 
+// --- 1-3. invokes (clean, corrupted, one patched copy per cell), patches, metric ---
+static void build(nsc_trace *tr, nsc_tensor *clean, nsc_tensor *corrupt, int64_t good, int64_t bad,
+                  experiment *x) {
+    nsc_invoke *inv_clean = nsc_trace_invoke(tr, 1, &clean);
+    nsc_invoke *inv_corrupt = nsc_trace_invoke(tr, 1, &corrupt);
+    nsc_invoke *patched[MAX_ROWS][MAX_T];
+    for (int r = 0; r < x->rows; r++) { // every invoke first: they form the batch
+        for (int64_t p = 0; p < x->t_len; p++) {
+            patched[r][p] = nsc_trace_invoke(tr, 1, &corrupt);
+        }
+    }
+    x->ld_clean = nsc_save_as(logit_diff(inv_clean, good, bad), "ld.clean");
+    x->ld_corrupt = nsc_save_as(logit_diff(inv_corrupt, good, bad), "ld.corrupt");
+    for (int r = 0; r < x->rows; r++) {
+        char point[32], name[64];
+        snprintf(point, sizeof point, r ? "transformer.h.%d" : "transformer.drop", r - 1);
+        snprintf(x->names[r], sizeof x->names[r], r ? "h.%d" : "embed", r - 1);
+        nsc_tensor *source = nsc_invoke_output(inv_clean, point, 0); // [1, T, C]
+        for (int64_t p = 0; p < x->t_len; p++) {
+            nsc_tensor *target = nsc_invoke_output(patched[r][p], point, 0);
+            CHECK(nsc_copy_(nsc_select(target, 1, p), nsc_select(source, 1, p)) == NSC_OK);
+            snprintf(name, sizeof name, "ld.%s.%lld", x->names[r], (long long)p);
+            x->ld[r][p] = nsc_save_as(logit_diff(patched[r][p], good, bad), name);
+        }
+    }
+    CHECK(x->ld[x->rows - 1][x->t_len - 1]);
+}
+
+// --- 4. the graph as text (the prompts inline) ---
+static void write_graph(nsc_trace *tr, const char *path) {
+    char *text = nsc_trace_to_text(tr, NULL);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
+    printf("wrote the graph to %s\n", path);
+    nsc_text_free(text);
+}
+
+// --- 5. the fraction of the logit difference each patch restores ---
+static void show(nsc_trace *tr, const experiment *x, const char *svg) {
+    double lc = value_of(tr, x->ld_clean), lx = value_of(tr, x->ld_corrupt);
+    static double cells[MAX_ROWS * MAX_T];
+    static char tokens[MAX_T][8], numbers[MAX_ROWS * MAX_T][8];
+    const char *rows[MAX_ROWS], *cols[MAX_T], *labels[MAX_ROWS * MAX_T];
+    printf("Activation patching, clean \"%s\" -> corrupted \"%s\"\n", CLEAN, CORRUPT);
+    printf("logit(f) - logit(x): clean %.3f, corrupted %.3f; a cell is the fraction restored by "
+           "patching that layer and position\n\n%-6s",
+           lc, lx, "layer");
+    for (int64_t p = 0; p < x->t_len; p++) {
+        snprintf(tokens[p], sizeof tokens[p], "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
+        cols[p] = tokens[p];
+        printf(" %6s", tokens[p]);
+    }
+    for (int r = 0; r < x->rows; r++) {
+        rows[r] = x->names[r];
+        printf("\n%-6s", rows[r]);
+        for (int64_t p = 0; p < x->t_len; p++) {
+            int k = r * (int)x->t_len + (int)p;
+            cells[k] = (value_of(tr, x->ld[r][p]) - lx) / (lc - lx);
+            snprintf(numbers[k], sizeof numbers[k], fabs(cells[k]) >= 0.05 ? "%.2f" : "", cells[k]);
+            labels[k] = numbers[k];
+            printf(" %6.2f", cells[k]);
+        }
+    }
+    svg_heatmap map = { "Activation patching: where the copied letter lives",
+                        "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\" (* the changed "
+                        "letter); metric logit(f) - logit(x)",
+                        "position patched (clean token)",
+                        "layer patched",
+                        x->rows,
+                        (int)x->t_len,
+                        cells,
+                        rows,
+                        cols,
+                        labels,
+                        -1,
+                        1,
+                        true,
+                        "fraction restored" };
+    CHECK(svg_heatmap_write(svg, &map) == 0);
+    printf("\n\nheatmap: %s\n", svg);
+}
+
 int main(int argc, char **argv) {
     const char *dir = "models/induction", *svg = "patching.svg", *graph_out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -81,99 +172,20 @@ int main(int argc, char **argv) {
     }
     nsc_module *model = nsc_gpt2_load(dir);
     nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    CHECK(model && tok);
     nsc_gpt2_config config;
-    CHECK(nsc_gpt2_get_config(model, &config) == NSC_OK && config.n_layer + 1 <= MAX_ROWS);
+    CHECK(model && tok && nsc_gpt2_get_config(model, &config) == NSC_OK);
     nsc_tensor *clean = encode(tok, CLEAN), *corrupt = encode(tok, CORRUPT);
-    int64_t t_len = nsc_tensor_size(clean, 1);
+    experiment x = { .rows = (int)config.n_layer + 1, .t_len = nsc_tensor_size(clean, 1) };
     int64_t good = nsc_tokenizer_token_id(tok, "f"), bad = nsc_tokenizer_token_id(tok, "x");
-    int rows = (int)config.n_layer + 1;
-    CHECK(good >= 0 && bad >= 0 && 2 + rows * t_len <= 64); // a trace takes 64 invokes
+    CHECK(good >= 0 && bad >= 0 && x.rows <= MAX_ROWS && 2 + x.rows * x.t_len <= 64);
 
-    // --- 1. invokes: clean, corrupted, then one corrupted copy per (layer, position) ---
-    nsc_trace *tr = nsc_trace_new(model);
-    nsc_invoke *inv_clean = nsc_trace_invoke(tr, 1, &clean);
-    nsc_invoke *inv_corrupt = nsc_trace_invoke(tr, 1, &corrupt);
-    nsc_invoke *patched[MAX_ROWS][MAX_T];
-    for (int r = 0; r < rows; r++) {
-        for (int64_t p = 0; p < t_len; p++) {
-            patched[r][p] = nsc_trace_invoke(tr, 1, &corrupt);
-        }
-    }
-
-    // --- 2-3. patch the clean residual stream in, measure the logit difference ---
-    char points[MAX_ROWS][32], names[MAX_ROWS][16], name[64];
-    nsc_tensor *ld[MAX_ROWS][MAX_T];
-    nsc_tensor *ld_clean = nsc_save_as(logit_diff(inv_clean, good, bad), "ld.clean");
-    nsc_tensor *ld_corrupt = nsc_save_as(logit_diff(inv_corrupt, good, bad), "ld.corrupt");
-    for (int r = 0; r < rows; r++) {
-        snprintf(points[r], sizeof points[r], r ? "transformer.h.%d" : "transformer.drop", r - 1);
-        snprintf(names[r], sizeof names[r], r ? "h.%d" : "embed", r - 1);
-        nsc_tensor *source = nsc_invoke_output(inv_clean, points[r], 0); // [1, T, C]
-        for (int64_t p = 0; p < t_len; p++) {
-            nsc_tensor *target = nsc_invoke_output(patched[r][p], points[r], 0);
-            CHECK(nsc_copy_(nsc_select(target, 1, p), nsc_select(source, 1, p)) == NSC_OK);
-            snprintf(name, sizeof name, "ld.%s.%lld", names[r], (long long)p);
-            ld[r][p] = nsc_save_as(logit_diff(patched[r][p], good, bad), name);
-        }
-    }
-    CHECK(ld[rows - 1][t_len - 1]);
-
-    // --- 4. the graph as text (the prompts inline), then the run ---
+    nsc_trace *tr = nsc_trace_new(model); // a trace takes up to 64 invokes
+    build(tr, clean, corrupt, good, bad, &x);
     if (graph_out) {
-        char *text = nsc_trace_to_text(tr, NULL);
-        FILE *f = text ? fopen(graph_out, "w") : NULL;
-        CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-        printf("wrote the graph to %s\n", graph_out);
-        nsc_text_free(text);
+        write_graph(tr, graph_out);
     }
-    CHECK(nsc_trace_run(tr) == NSC_OK);
-
-    // --- the table and the heatmap: the fraction of the logit difference recovered ---
-    double lc = value_of(tr, ld_clean), lx = value_of(tr, ld_corrupt);
-    double cells[MAX_ROWS * MAX_T];
-    char tokens[MAX_T][8], numbers[MAX_ROWS * MAX_T][8];
-    const char *cell_labels[MAX_ROWS * MAX_T];
-    const char *row_labels[MAX_ROWS], *col_labels[MAX_T];
-    printf("Activation patching, clean \"%s\" -> corrupted \"%s\" (%s)\n", CLEAN, CORRUPT, dir);
-    printf("logit(f) - logit(x): clean %.3f, corrupted %.3f; a cell is the fraction restored by "
-           "patching that layer and position\n\n%-6s",
-           lc, lx, "layer");
-    for (int64_t p = 0; p < t_len; p++) {
-        snprintf(tokens[p], sizeof tokens[p], "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
-        col_labels[p] = tokens[p];
-        printf(" %6s", tokens[p]);
-    }
-    printf("\n");
-    for (int r = 0; r < rows; r++) {
-        row_labels[r] = names[r];
-        printf("%-6s", names[r]);
-        for (int64_t p = 0; p < t_len; p++) {
-            double v = (value_of(tr, ld[r][p]) - lx) / (lc - lx);
-            cells[r * t_len + p] = v;
-            snprintf(numbers[r * t_len + p], 8, fabs(v) >= 0.05 ? "%.2f" : "", v);
-            cell_labels[r * t_len + p] = numbers[r * t_len + p];
-            printf(" %6.2f", v);
-        }
-        printf("\n");
-    }
-    svg_heatmap map = { "Activation patching: where the copied letter lives",
-                        "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\" (* the changed "
-                        "letter); metric logit(f) - logit(x)",
-                        "position patched (clean token)",
-                        "layer patched",
-                        rows,
-                        (int)t_len,
-                        cells,
-                        row_labels,
-                        col_labels,
-                        cell_labels,
-                        -1,
-                        1,
-                        true,
-                        "fraction restored" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
-    printf("\nheatmap: %s\n", svg);
+    CHECK(nsc_trace_run(tr) == NSC_OK); // one forward pass for every cell
+    show(tr, &x, svg);
 
     nsc_trace_free(tr);
     nsc_free(clean);

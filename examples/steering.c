@@ -70,6 +70,96 @@ static void decode(const nsc_tokenizer *tok, nsc_tensor *tokens, int64_t from, c
     CHECK(nsc_tokenizer_decode(tok, ids, n, out, bytes) >= 0);
 }
 
+// --- 5a. the steering graph as text (alpha 40, the prompt by name) ---
+static void write_graph(nsc_module *model, const nsc_generate_options *o, nsc_tensor *ids,
+                        int64_t letter, const char *path) {
+    nsc_trace *tr = nsc_trace_new_generate(model, o);
+    steer(tr, nsc_trace_invoke(tr, 1, &ids), letter, 40.0, N_NEW, NULL);
+    nsc_tensor_set *named = nsc_tensor_set_new();
+    nsc_tensor_set_put(named, "prompt", ids);
+    nsc_graph_text_options to = { .names = named };
+    char *text = nsc_trace_to_text(tr, &to);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
+    printf("wrote the graph to %s\n", path);
+    nsc_text_free(text);
+    nsc_tensor_set_free(named);
+    nsc_trace_free(tr);
+}
+
+// The table and the heatmap: per strength, the text and P(x) at each step.
+typedef struct results {
+    double p_x[N_ALPHAS * N_NEW];
+    char text[N_ALPHAS][64];
+} results;
+
+// --- 1-4. one generation per strength: text[a], P(x) per step ---
+static void generate(nsc_module *model, const nsc_generate_options *o, nsc_tensor *ids,
+                     const nsc_tokenizer *tok, int64_t letter, int a, results *out) {
+    nsc_trace *tr = nsc_trace_new_generate(model, o);
+    nsc_tensor *p_x[N_NEW];
+    steer(tr, nsc_trace_invoke(tr, 1, &ids), letter, ALPHAS[a], N_NEW, p_x);
+    CHECK(nsc_trace_run(tr) == NSC_OK);
+    nsc_tensor *tokens = nsc_trace_generated(tr);
+    CHECK(tokens);
+    decode(tok, tokens, nsc_tensor_size(ids, 1), out->text[a], sizeof out->text[a]);
+    for (int k = 0; k < N_NEW; k++) {
+        nsc_tensor *v = nsc_trace_get(tr, p_x[k]);
+        CHECK(v);
+        out->p_x[a * N_NEW + k] = nsc_tensor_item(v);
+        nsc_free(v);
+    }
+    nsc_free(tokens);
+    nsc_trace_free(tr);
+}
+
+// --- 5b. the table and the heatmap ---
+static void show(results *r, const char *svg) {
+    char row_names[N_ALPHAS][16], col_names[N_NEW][8], chars[N_ALPHAS * N_NEW][4];
+    const char *rows[N_ALPHAS], *cols[N_NEW], *labels[N_ALPHAS * N_NEW];
+    printf("Steering toward \"x\": alpha * wte(x) added to transformer.h.1's output at every "
+           "step\n\n%-6s  %-26s %s\n",
+           "alpha", "generated after the prompt", "P(x) at each step");
+    for (int a = 0; a < N_ALPHAS; a++) {
+        snprintf(row_names[a], sizeof row_names[a], "%g", ALPHAS[a]);
+        rows[a] = row_names[a];
+        for (int k = 0; k < N_NEW; k++) {
+            char c = r->text[a][k];
+            snprintf(chars[a * N_NEW + k], 4, "%s", c == '\n' ? "\\n" : (char[]){ c, 0 });
+            labels[a * N_NEW + k] = chars[a * N_NEW + k];
+        }
+        for (char *p = r->text[a]; *p; p++) {
+            *p = *p == '\n' ? '/' : *p; // one line in the table
+        }
+        printf("%-6g  %-26s", ALPHAS[a], r->text[a]);
+        for (int k = 0; k < N_NEW; k++) {
+            printf(" %.2f", r->p_x[a * N_NEW + k]);
+        }
+        printf("\n");
+    }
+    for (int k = 0; k < N_NEW; k++) {
+        snprintf(col_names[k], sizeof col_names[k], "%d", k);
+        cols[k] = col_names[k];
+    }
+    svg_heatmap map = { "Steering generation toward \"x\"",
+                        "alpha * wte(x) added to transformer.h.1's output at every step; "
+                        "cells: the token generated, colored by P(x)",
+                        "generation step",
+                        "alpha",
+                        N_ALPHAS,
+                        N_NEW,
+                        r->p_x,
+                        rows,
+                        cols,
+                        labels,
+                        0,
+                        1,
+                        false,
+                        "P(x)" };
+    CHECK(svg_heatmap_write(svg, &map) == 0);
+    printf("\n(\"/\" is the newline that ends a copy) heatmap: %s\n", svg);
+}
+
 int main(int argc, char **argv) {
     const char *dir = "models/induction", *svg = "steering.svg", *graph_out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -91,82 +181,14 @@ int main(int argc, char **argv) {
     nsc_generate_options o = nsc_generate_options_default(); // greedy
     o.max_new_tokens = N_NEW;
 
-    // --- 5a. the steering graph as text (alpha 40, the prompt by name) ---
     if (graph_out) {
-        nsc_trace *tr = nsc_trace_new_generate(model, &o);
-        steer(tr, nsc_trace_invoke(tr, 1, &ids), letter, 40.0, N_NEW, NULL);
-        nsc_tensor_set *named = nsc_tensor_set_new();
-        nsc_tensor_set_put(named, "prompt", ids);
-        nsc_graph_text_options to = { .names = named };
-        char *text = nsc_trace_to_text(tr, &to);
-        FILE *f = text ? fopen(graph_out, "w") : NULL;
-        CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-        printf("wrote the graph to %s\n", graph_out);
-        nsc_text_free(text);
-        nsc_tensor_set_free(named);
-        nsc_trace_free(tr);
+        write_graph(model, &o, ids, letter, graph_out);
     }
-
-    // --- 1-4. one generation per strength ---
-    double cells[N_ALPHAS * N_NEW];
-    char text[N_ALPHAS][64], row_names[N_ALPHAS][16], col_names[N_NEW][8];
-    char chars[N_ALPHAS * N_NEW][4];
-    const char *rows[N_ALPHAS], *cols[N_NEW], *labels[N_ALPHAS * N_NEW];
-    printf("Steering toward \"x\": alpha * wte(x) added to transformer.h.1's output at every "
-           "step (%s)\n\n%-6s  %-26s %s\n",
-           dir, "alpha", "generated after the prompt", "P(x) at each step");
+    results r;
     for (int a = 0; a < N_ALPHAS; a++) {
-        nsc_trace *tr = nsc_trace_new_generate(model, &o);
-        nsc_tensor *p_x[N_NEW];
-        steer(tr, nsc_trace_invoke(tr, 1, &ids), letter, ALPHAS[a], N_NEW, p_x);
-        CHECK(nsc_trace_run(tr) == NSC_OK);
-        nsc_tensor *tokens = nsc_trace_generated(tr);
-        CHECK(tokens);
-        decode(tok, tokens, nsc_tensor_size(ids, 1), text[a], sizeof text[a]);
-        snprintf(row_names[a], sizeof row_names[a], "%g", ALPHAS[a]);
-        rows[a] = row_names[a];
-        for (int k = 0; k < N_NEW; k++) {
-            nsc_tensor *v = nsc_trace_get(tr, p_x[k]);
-            CHECK(v);
-            int cell = a * N_NEW + k;
-            cells[cell] = nsc_tensor_item(v);
-            char c = text[a][k];
-            snprintf(chars[cell], sizeof chars[cell], "%s", c == '\n' ? "\\n" : (char[]){ c, 0 });
-            labels[cell] = chars[cell];
-            nsc_free(v);
-        }
-        for (char *p = text[a]; *p; p++) {
-            *p = *p == '\n' ? '/' : *p; // one line in the table
-        }
-        printf("%-6g  %-26s", ALPHAS[a], text[a]);
-        for (int k = 0; k < N_NEW; k++) {
-            printf(" %.2f", cells[a * N_NEW + k]);
-        }
-        printf("\n");
-        nsc_free(tokens);
-        nsc_trace_free(tr);
+        generate(model, &o, ids, tok, letter, a, &r);
     }
-    for (int k = 0; k < N_NEW; k++) {
-        snprintf(col_names[k], sizeof col_names[k], "%d", k);
-        cols[k] = col_names[k];
-    }
-    svg_heatmap map = { "Steering generation toward \"x\"",
-                        "alpha * wte(x) added to transformer.h.1's output at every step; "
-                        "cells: the token generated, colored by P(x)",
-                        "generation step",
-                        "alpha",
-                        N_ALPHAS,
-                        N_NEW,
-                        cells,
-                        rows,
-                        cols,
-                        labels,
-                        0,
-                        1,
-                        false,
-                        "P(x)" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
-    printf("\n(\"/\" is the newline that ends a copy) heatmap: %s\n", svg);
+    show(&r, svg);
 
     nsc_free(ids);
     nsc_free(flat);

@@ -43,6 +43,13 @@ void nsci_text_write_f64(nsci_buf *b, double v);
 char *nsci_text_write_hinted(const nsc_session *s, const nsc_trace *tr,
                              const nsc_graph_text_options *options, nsci_text_hint_fn hint,
                              void *hint_ctx);
+// Shared by the writers: the indentation of the line, the refusal of a trace
+// that ran or failed, the end of a text (NULL after an error or OOM), and a
+// session's entries (graph/text_session.c).
+void nsci_text_indent(nsci_text_writer *w);
+nsc_status nsci_text_check_unrun(const nsc_trace *tr);
+char *nsci_text_finish(nsci_buf *b, nsc_status status);
+char *nsci_text_write_session(nsci_text_writer *w, const nsc_session *s);
 // Writes one trace object's members (model, generate, invokes, nodes).
 nsc_status nsci_text_write_trace(nsci_text_writer *w, const nsc_trace *tr, const char *prefix);
 

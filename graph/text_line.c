@@ -88,6 +88,39 @@ static nsc_status get_point(nsci_text_line *c, point_ref *p, bool with_kind) {
 
 // --- the protocols ---
 
+// Dispatches op on in[] with the line's params: the node (as user code's
+// op call makes it), or an error for an op without an arg of this trace.
+static nsc_status dispatch_op(nsci_text_line *c, nsc_op op, nsc_tensor **in, int n,
+                              nsci_text_label *e) {
+    const nsci_op_def *def = nsci_op_defs[op];
+    void *params = def->params_size ? nsci_calloc(1, def->params_size) : NULL;
+    if (def->params_size && !params) {
+        return NSC_ERR_OOM;
+    }
+    nsc_status status =
+        nsci_text_read_params(c->r->what, nsci_json_get(c->v, "params"), def, params);
+    int32_t before = c->tr->n_nodes;
+    nsci_call call = { .op = op, .n_in = n, .in = in, .params = params };
+    if (status == NSC_OK) {
+        status = nsci_dispatch(&call);
+    }
+    nsci_free(params);
+    for (int k = 0; status == NSC_OK && k < call.n_out; k++) {
+        e->out[k] = call.out[k]; // pinned proxies (or an in-place op's input)
+        nsc_free(call.out[k]);
+    }
+    if (status == NSC_OK && c->tr->n_nodes == before) { // computed now, or built elsewhere
+        return FAIL(c, NULL,
+                    "an Op line needs an arg that is a node of this trace (a Value "
+                    "holds a constant; an op on another trace's nodes alone belongs "
+                    "to that trace)");
+    }
+    e->kind = status == NSC_OK ? NSCI_TEXT_NODE : NSCI_TEXT_NONE;
+    e->node = c->tr->n_nodes - 1;
+    e->n_out = status == NSC_OK ? call.n_out : 0;
+    return status;
+}
+
 static nsc_status read_op(nsci_text_line *c, nsci_text_label *e) {
     const char *name;
     if (nsci_text_get_string(c->r->what, c->v, "op", true, &name) != NSC_OK) {
@@ -108,37 +141,7 @@ static nsc_status read_op(nsci_text_line *c, nsci_text_label *e) {
                             in, &n) != NSC_OK) {
         return NSC_ERR_FORMAT;
     }
-    void *params = def->params_size ? nsci_calloc(1, def->params_size) : NULL;
-    if (def->params_size && !params) {
-        return NSC_ERR_OOM;
-    }
-    nsc_status status = nsci_text_read_params(c->r->what, pv, def, params);
-    int32_t before = c->tr->n_nodes;
-    nsci_call call = { .op = op, .n_in = n, .in = in, .params = params };
-    if (status == NSC_OK) {
-        status = nsci_dispatch(&call);
-    }
-    nsci_free(params);
-    if (status != NSC_OK) {
-        return status;
-    }
-    if (c->tr->n_nodes == before) { // computed now (no proxy arg), or built elsewhere
-        for (int k = 0; k < call.n_out; k++) {
-            nsc_free(call.out[k]);
-        }
-        return FAIL(c, NULL,
-                    "an Op line needs an arg that is a node of this trace (a Value "
-                    "holds a constant; an op on another trace's nodes alone belongs "
-                    "to that trace)");
-    }
-    e->kind = NSCI_TEXT_NODE;
-    e->node = c->tr->n_nodes - 1;
-    e->n_out = call.n_out;
-    for (int k = 0; k < call.n_out; k++) {
-        e->out[k] = call.out[k]; // pinned proxies (or an in-place op's input)
-        nsc_free(call.out[k]);
-    }
-    return NSC_OK;
+    return dispatch_op(c, op, in, n, e);
 }
 
 static nsc_status read_value(nsci_text_line *c, nsci_text_label *e) {

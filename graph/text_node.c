@@ -129,6 +129,35 @@ static nsc_status mark_position(nsci_text_line *c) {
     return NSC_OK;
 }
 
+// The blocks a node's "if"/"else" puts it in, outermost first.
+typedef struct block_chain {
+    int32_t node[32];
+    bool branch[32];
+    int n;
+} block_chain;
+
+static nsc_status chain_of(nsci_text_line *c, const nsci_json *g, bool branch, block_chain *chain) {
+    int64_t label = g ? (g->is_int ? g->integer : -2) : -1;
+    chain->n = 0;
+    while (label != -1) {
+        nsci_text_label *e = label >= 0 ? nsci_text_find(c->labels, label) : NULL;
+        if (!e || e->kind != NSCI_TEXT_COND || chain->n == 32) {
+            return FAIL(c, g,
+                        "\"%s\": expected the id of an earlier Conditional (32 nested at "
+                        "most)",
+                        branch ? "if" : "else");
+        }
+        memmove(chain->node + 1, chain->node, (size_t)chain->n * sizeof chain->node[0]);
+        memmove(chain->branch + 1, chain->branch, (size_t)chain->n * sizeof chain->branch[0]);
+        chain->node[0] = e->node;
+        chain->branch[0] = branch;
+        chain->n++;
+        label = e->gate;
+        branch = e->branch;
+    }
+    return NSC_OK;
+}
+
 // Opens, switches and closes conditional blocks so the next node lands in
 // the block its "if"/"else" names (nesting included).
 static nsc_status set_blocks(nsci_text_line *c, bool gated) {
@@ -139,36 +168,14 @@ static nsc_status set_blocks(nsci_text_line *c, bool gated) {
     if (gi && ge) {
         return FAIL(c, ge, "a node is in the \"if\" or the \"else\" branch, not both");
     }
-    if (!gated) {
-        return NSC_OK;
-    }
-    struct {
-        int32_t node;
-        bool branch;
-    } req[32];
-    int n_req = 0;
-    const nsci_json *g = gi ? gi : ge;
-    int64_t label = g ? (g->is_int ? g->integer : -2) : -1;
-    bool branch = gi != NULL;
-    while (label != -1) {
-        nsci_text_label *e = label >= 0 ? nsci_text_find(c->labels, label) : NULL;
-        if (!e || e->kind != NSCI_TEXT_COND || n_req == 32) {
-            return FAIL(c, g,
-                        "\"%s\": expected the id of an earlier Conditional (32 nested at "
-                        "most)",
-                        gi ? "if" : "else");
-        }
-        memmove(req + 1, req, (size_t)n_req * sizeof req[0]);
-        req[0].node = e->node;
-        req[0].branch = branch;
-        n_req++;
-        label = e->gate;
-        branch = e->branch;
+    block_chain want;
+    if (!gated || chain_of(c, gi ? gi : ge, gi != NULL, &want) != NSC_OK) {
+        return gated ? NSC_ERR_FORMAT : NSC_OK;
     }
     nsc_trace *tr = c->tr;
     int k = 0;
-    while (k < tr->n_blocks && k < n_req && tr->blocks[k] == req[k].node) {
-        if (tr->block_branch[k] != req[k].branch) {
+    while (k < tr->n_blocks && k < want.n && tr->blocks[k] == want.node[k]) {
+        if (tr->block_branch[k] != want.branch[k]) {
             if (!tr->block_branch[k]) {
                 break; // an else cannot go back to its if
             }
@@ -179,11 +186,10 @@ static nsc_status set_blocks(nsci_text_line *c, bool gated) {
         }
         k++;
     }
-    if (k < n_req) {
-        return FAIL(c, g,
-                    "the block this node belongs to was closed (or switched to its else) "
-                    "by an earlier line: blocks nest, and an if's nodes come before its "
-                    "else's");
+    if (k < want.n) {
+        return FAIL(c, gi ? gi : ge,
+                    "the block this node belongs to was closed (or switched to its else) by an "
+                    "earlier line: blocks nest, and an if's nodes come before its else's");
     }
     while (tr->n_blocks > k) {
         nsc_trace_end(tr);

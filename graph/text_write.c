@@ -7,7 +7,7 @@
 
 #include "graph/text_impl.h"
 
-static void indent(nsci_text_writer *w) {
+void nsci_text_indent(nsci_text_writer *w) {
     for (int i = 0; i < w->depth; i++) {
         nsci_buf_puts(w->b, "  ");
     }
@@ -105,70 +105,89 @@ static nsc_status write_bridge(nsci_text_writer *w, const nsci_gnode *n) {
     return NSC_OK;
 }
 
+static void write_op(nsci_buf *b, const nsci_gnode *n) {
+    nsci_buf_printf(b, ", \"op\": \"%s\"", nsci_op_defs[n->op]->name);
+    if (nsci_op_defs[n->op]->params) {
+        nsci_buf_puts(b, ", \"params\": ");
+        nsci_text_write_params(b, nsci_op_defs[n->op], n->params);
+    }
+}
+
+// Members of the nodes tied to a hook point: reads, swaps, skips, stops.
+static void write_point_node(nsci_buf *b, const nsc_trace *tr, const nsci_gnode *n) {
+    if (n->protocol == NSCI_PROTO_early_stop && n->payload) {
+        nsci_buf_puts(b, ", \"exit\": true"); // an iterator's exit has no point
+        return;
+    }
+    bool with_kind = n->protocol == NSCI_PROTO_intervention || n->protocol == NSCI_PROTO_swap;
+    write_point(b, tr, n->point, with_kind);
+    if (n->protocol != NSCI_PROTO_early_stop) {
+        nsci_buf_printf(b, ", \"invoke\": %d", n->invoke);
+    }
+}
+
+// Members held in a small payload: a name or label, a flag, a node id.
+static void write_small_payload(nsci_buf *b, const nsci_gnode *n) {
+    switch (n->protocol) {
+        case NSCI_PROTO_lock:
+        case NSCI_PROTO_function:
+        case NSCI_PROTO_log:
+            if (n->payload) { // a save's name, a function's name, a log's label
+                write_string(b,
+                             n->protocol == NSCI_PROTO_lock       ? "name"
+                             : n->protocol == NSCI_PROTO_function ? "function"
+                                                                  : "label",
+                             n->payload);
+            }
+            break;
+        case NSCI_PROTO_backward:
+            nsci_buf_printf(b, ", \"retain_graph\": %s",
+                            ((const nsci_backward_payload *)n->payload)->retain_graph ? "true"
+                                                                                      : "false");
+            break;
+        case NSCI_PROTO_grad_swap:
+            nsci_buf_printf(b, ", \"grad\": %d", *(const int32_t *)n->payload);
+            break;
+        default: // update
+            nsci_buf_printf(b, ", \"target\": %d",
+                            ((const nsci_update_payload *)n->payload)->target);
+            break;
+    }
+}
+
 // The protocol-specific members of node n (between "protocol" and "args").
 static nsc_status write_payload(nsci_text_writer *w, const nsc_trace *tr, const nsci_gnode *n,
                                 const char *prefix) {
-    nsci_buf *b = w->b;
     switch (n->protocol) {
         case NSCI_PROTO_op:
-            nsci_buf_printf(b, ", \"op\": \"%s\"", nsci_op_defs[n->op]->name);
-            if (nsci_op_defs[n->op]->params) {
-                nsci_buf_puts(b, ", \"params\": ");
-                nsci_text_write_params(b, nsci_op_defs[n->op], n->params);
-            }
+            write_op(w->b, n);
             return NSC_OK;
         case NSCI_PROTO_value:
             return write_value_node(w, tr, n, prefix);
         case NSCI_PROTO_intervention:
         case NSCI_PROTO_swap:
-            write_point(b, tr, n->point, true);
-            nsci_buf_printf(b, ", \"invoke\": %d", n->invoke);
-            return NSC_OK;
         case NSCI_PROTO_skip:
-            write_point(b, tr, n->point, false);
-            nsci_buf_printf(b, ", \"invoke\": %d", n->invoke);
+        case NSCI_PROTO_early_stop:
+            write_point_node(w->b, tr, n);
             return NSC_OK;
         case NSCI_PROTO_lock:
-            if (n->payload) {
-                write_string(b, "name", n->payload);
-            }
+        case NSCI_PROTO_function:
+        case NSCI_PROTO_log:
+        case NSCI_PROTO_backward:
+        case NSCI_PROTO_grad_swap:
+        case NSCI_PROTO_update:
+            write_small_payload(w->b, n);
             return NSC_OK;
         case NSCI_PROTO_apply_module:
             return write_apply(w, tr, n);
-        case NSCI_PROTO_function:
-            write_string(b, "function", n->payload);
-            return NSC_OK;
-        case NSCI_PROTO_early_stop:
-            if (n->payload) {
-                nsci_buf_puts(b, ", \"exit\": true");
-            } else {
-                write_point(b, tr, n->point, false);
-            }
-            return NSC_OK;
-        case NSCI_PROTO_log:
-            write_string(b, "label", n->payload);
-            return NSC_OK;
-        case NSCI_PROTO_backward:
-            nsci_buf_printf(b, ", \"retain_graph\": %s",
-                            ((const nsci_backward_payload *)n->payload)->retain_graph ? "true"
-                                                                                      : "false");
-            return NSC_OK;
-        case NSCI_PROTO_grad_swap:
-            nsci_buf_printf(b, ", \"grad\": %d", *(const int32_t *)n->payload);
-            return NSC_OK;
         case NSCI_PROTO_bridge:
             return write_bridge(w, n);
-        case NSCI_PROTO_update:
-            nsci_buf_printf(b, ", \"target\": %d",
-                            ((const nsci_update_payload *)n->payload)->target);
-            return NSC_OK;
         case NSCI_PROTO_grad:
         case NSCI_PROTO_conditional:
             return NSC_OK;
         default:
             return nsci_fail(NSC_ERR_UNSUPPORTED,
-                             "graph text: node %d: a %s node cannot be "
-                             "written inside a trace",
+                             "graph text: node %d: a %s node cannot be written inside a trace",
                              n->id, nsci_protocols[n->protocol]->name);
     }
 }
@@ -218,13 +237,13 @@ static void write_cache_line(nsci_text_writer *w, const nsc_trace *tr, int32_t i
 }
 
 static nsc_status write_nodes(nsci_text_writer *w, const nsc_trace *tr, const char *prefix) {
-    indent(w);
+    nsci_text_indent(w);
     nsci_buf_puts(w->b, tr->n_nodes ? "\"nodes\": [\n" : "\"nodes\": []\n");
     w->depth++;
     for (int32_t id = 0; id < tr->n_nodes;) {
         const nsci_gnode *n = &tr->nodes[id];
         int entry, span = cache_span(tr, id, &entry);
-        indent(w);
+        nsci_text_indent(w);
         if (span) {
             write_cache_line(w, tr, id, entry, span);
         } else {
@@ -241,19 +260,19 @@ static nsc_status write_nodes(nsci_text_writer *w, const nsc_trace *tr, const ch
     }
     w->depth--;
     if (tr->n_nodes) {
-        indent(w);
+        nsci_text_indent(w);
         nsci_buf_puts(w->b, "]\n");
     }
     return NSC_OK;
 }
 
 static nsc_status write_invokes(nsci_text_writer *w, const nsc_trace *tr, const char *prefix) {
-    indent(w);
+    nsci_text_indent(w);
     nsci_buf_puts(w->b, tr->n_invokes ? "\"invokes\": [\n" : "\"invokes\": [],\n");
     w->depth++;
     for (int i = 0; i < tr->n_invokes; i++) {
         const nsc_invoke *inv = tr->invokes[i];
-        indent(w);
+        nsci_text_indent(w);
         nsci_buf_puts(w->b, "{\"inputs\": [");
         for (int k = 0; k < inv->n_inputs; k++) {
             nsci_buf_puts(w->b, k ? ", " : "");
@@ -269,14 +288,14 @@ static nsc_status write_invokes(nsci_text_writer *w, const nsc_trace *tr, const 
     }
     w->depth--;
     if (tr->n_invokes) {
-        indent(w);
+        nsci_text_indent(w);
         nsci_buf_puts(w->b, "],\n");
     }
     return NSC_OK;
 }
 
 static void write_generate(nsci_text_writer *w, const nsc_generate_options *o) {
-    indent(w);
+    nsci_text_indent(w);
     nsci_buf_printf(w->b,
                     "\"generate\": {\"max_new_tokens\": %lld, \"sample\": %s, "
                     "\"temperature\": ",
@@ -309,7 +328,7 @@ nsc_status nsci_text_write_trace(nsci_text_writer *w, const nsc_trace *tr, const
         return nsci_fail(NSC_ERR_UNSUPPORTED, "graph text: more than 64 models");
     }
     if (model > 0) {
-        indent(w);
+        nsci_text_indent(w);
         nsci_buf_printf(w->b, "\"model\": %d,\n", model);
     }
     if (tr->generate) {
@@ -321,7 +340,7 @@ nsc_status nsci_text_write_trace(nsci_text_writer *w, const nsc_trace *tr, const
     return write_nodes(w, tr, prefix);
 }
 
-static char *finish(nsci_buf *b, nsc_status status) {
+char *nsci_text_finish(nsci_buf *b, nsc_status status) {
     if (status == NSC_OK && b->failed) {
         status = nsci_fail(NSC_ERR_OOM, "graph text: out of memory writing the text");
     }
@@ -340,7 +359,7 @@ static void writer_init(nsci_text_writer *w, nsci_buf *b, const nsc_graph_text_o
     w->external = o ? o->external : NULL;
 }
 
-static nsc_status check_written_before_run(const nsc_trace *tr) {
+nsc_status nsci_text_check_unrun(const nsc_trace *tr) {
     if (tr->state == NSCI_TRACE_BUILDING) {
         return NSC_OK;
     }
@@ -355,12 +374,12 @@ static nsc_status check_written_before_run(const nsc_trace *tr) {
 static char *write_single(const nsc_trace *tr, nsci_text_writer *w) {
     nsci_buf_puts(w->b, "{\n  \"format\": \"nsc-graph\",\n  \"version\": 1,\n  \"trace\": {\n");
     w->depth = 2;
-    nsc_status status = check_written_before_run(tr);
+    nsc_status status = nsci_text_check_unrun(tr);
     if (status == NSC_OK) {
         status = nsci_text_write_trace(w, tr, "");
     }
     nsci_buf_puts(w->b, "  }\n}\n");
-    return finish(w->b, status);
+    return nsci_text_finish(w->b, status);
 }
 
 char *nsc_trace_to_text(const nsc_trace *tr, const nsc_graph_text_options *options) {
@@ -374,116 +393,6 @@ char *nsc_trace_to_text(const nsc_trace *tr, const nsc_graph_text_options *optio
     return nsci_text_write_hinted(NULL, tr, options, NULL, NULL);
 }
 
-// --- sessions: values, iterators and traces in creation order ---
-
-static nsc_status write_session_trace(nsci_text_writer *w, const nsc_trace *tr, int32_t id,
-                                      bool last) {
-    if (check_written_before_run(tr) != NSC_OK) {
-        return nsc_last_status();
-    }
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "t%d.", tr->order);
-    indent(w);
-    nsci_buf_puts(w->b, "{\n");
-    w->depth++;
-    indent(w);
-    nsci_buf_printf(w->b, "\"trace\": %d,\n", tr->order);
-    indent(w);
-    if (tr->iterator) {
-        nsci_buf_printf(w->b, "\"iterator\": %d,\n", tr->iterator->item_node);
-    } else {
-        nsci_buf_printf(w->b, "\"id\": %d,\n", id);
-    }
-    nsc_status status = nsci_text_write_trace(w, tr, prefix);
-    w->depth--;
-    indent(w);
-    nsci_buf_puts(w->b, last ? "}\n" : "},\n");
-    return status;
-}
-
-static const nsc_iterator *iterator_of(const nsc_session *s, int32_t item_node) {
-    for (int k = 0; k < s->n_steps; k++) {
-        if (s->steps[k].iterator && s->steps[k].iterator->item_node == item_node) {
-            return s->steps[k].iterator;
-        }
-    }
-    return NULL;
-}
-
-// A value or an iterator: one line.
-static nsc_status write_session_entry(nsci_text_writer *w, int32_t id, bool last) {
-    const nsci_gnode *n = &w->session->values->nodes[id];
-    const nsc_iterator *it = iterator_of(w->session, id);
-    char key[64];
-    if (n->protocol != NSCI_PROTO_value || (!it && !n->value[0])) {
-        return nsci_fail(NSC_ERR_UNSUPPORTED,
-                         "graph text: session node %d (%s) cannot be "
-                         "written: only values, iterators and traces",
-                         id, nsci_protocols[n->protocol]->name);
-    }
-    indent(w);
-    nsci_buf_printf(w->b, "{\"id\": %d, \"%s\": ", id, it ? "iterate" : "value");
-    nsc_status status = NSC_OK;
-    if (!it) {
-        snprintf(key, sizeof key, "session.%d", id);
-        status = nsci_text_write_tensor(w, n->value[0], key, false);
-    }
-    for (int k = 0; it && k < it->n_items && status == NSC_OK; k++) {
-        snprintf(key, sizeof key, "session.%d.item%d", id, k);
-        nsci_buf_puts(w->b, k ? ", " : "[");
-        status = nsci_text_write_tensor(w, it->items[k], key, false);
-    }
-    nsci_buf_puts(w->b, it ? "]" : "");
-    nsci_buf_puts(w->b, last ? "}\n" : "},\n");
-    return status;
-}
-
-static nsc_status write_session_body(nsci_text_writer *w, const nsc_session *s) {
-    const nsc_trace *values = s->values;
-    int next = 0, total = values->n_nodes, written = 0;
-    for (int t = 0; t < s->n_traces; t++) {
-        total += s->traces[t]->iterator != NULL;
-    }
-    nsc_status status = NSC_OK;
-    for (int32_t id = 0; id <= values->n_nodes && status == NSC_OK; id++) {
-        const nsc_trace *step = NULL;
-        if (id < values->n_nodes &&
-            values->nodes[id].protocol == NSCI_PROTO_local_backend_execute) {
-            step = values->nodes[id].payload;
-        }
-        // Iterator traces made before this step's trace (or after everything).
-        while (status == NSC_OK && next < s->n_traces && s->traces[next]->iterator &&
-               (id == values->n_nodes || (step && s->traces[next]->order < step->order))) {
-            status = write_session_trace(w, s->traces[next++], -1, ++written == total);
-        }
-        if (id == values->n_nodes || status != NSC_OK) {
-            break;
-        }
-        if (step) {
-            status = write_session_trace(w, s->traces[next++], id, ++written == total);
-        } else {
-            status = write_session_entry(w, id, ++written == total);
-        }
-    }
-    return status;
-}
-
-static char *write_session(nsci_text_writer *w, const nsc_session *s) {
-    w->session = s;
-    nsci_buf_puts(w->b, "{\n  \"format\": \"nsc-graph\",\n  \"version\": 1,\n  \"session\": [\n");
-    w->depth = 2;
-    nsc_status status = write_session_body(w, s);
-    nsci_buf_puts(w->b, "  ]\n}\n");
-    return finish(w->b, status);
-}
-
-char *nsc_session_to_text(const nsc_session *s, const nsc_graph_text_options *options) {
-    if (!s) {
-        return nsci_fail_null(NSC_ERR_ARG, "session_to_text: session is NULL");
-    }
-    return nsci_text_write_hinted(s, NULL, options, NULL, NULL);
-}
-
 char *nsci_text_write_hinted(const nsc_session *s, const nsc_trace *tr,
                              const nsc_graph_text_options *options, nsci_text_hint_fn hint,
                              void *hint_ctx) {
@@ -493,5 +402,5 @@ char *nsci_text_write_hinted(const nsc_session *s, const nsc_trace *tr,
     writer_init(&w, &b, options);
     w.hint = hint;
     w.hint_ctx = hint_ctx;
-    return s ? write_session(&w, s) : write_single(tr, &w);
+    return s ? nsci_text_write_session(&w, s) : write_single(tr, &w);
 }
