@@ -7,10 +7,13 @@
 // everything else costs (elementwise kernels, allocation, dispatch, threads).
 // One line per case, the median of NSC_BENCH_RUNS (>= 5) runs of the whole
 // list after a warm-up, at 2 and 1 threads (openblas_set_num_threads):
-//   name shape threads median_ms gflops n_calls
-// and one JSON line per case appended to bench/results.jsonl (NSC_BENCH_OUT).
-// Run: make bench, or build/bench/bench/bench_floor [name-filter] [threads];
-// -v after them prints each product's own median.
+//   name shape threads median_ms gflops cpu_ms n_calls
+// (cpu_ms: the median CPU time of a run, all threads) and one JSON line per case appended to bench/results.jsonl (NSC_BENCH_OUT).
+// Operands are distinct per layer (and head) as in the model, cycled through
+// in order, so that weights stream from memory as a forward streams them
+// rather than sitting in cache across calls (decisive for the one-row
+// products of generation). Run: make bench, or build/bench/bench/bench_floor
+// [name-filter] [threads]; -v after them prints each product's own median.
 // Letters: M rows, K inner, N columns (C = A B, A [M, K], B [K, N]); the
 // transposes are PyTorch's: Conv1D weights [in, out] are read as they lie
 // (NN), Linear and lm_head weights [out, in] transposed (NT); backward
@@ -34,7 +37,8 @@ typedef struct product {
     const char *what;
     char ta, tb; // 'N' or 'T': A is [M, K] (or stored [K, M] when 'T'), B [K, N] (or [N, K])
     int m, k, n;
-    int count;
+    int count;    // calls per run
+    int distinct; // operand sets the calls cycle through (one per layer or head)
 } product;
 
 typedef struct floor_case {
@@ -43,10 +47,10 @@ typedef struct floor_case {
     product products[MAX_PRODUCTS];
 } floor_case;
 
-static void add(floor_case *c, const char *what, char ta, char tb, int m, int k, int n,
-                int count) {
+static void add(floor_case *c, const char *what, char ta, char tb, int m, int k, int n, int count,
+                int distinct) {
     if (c->n_products < MAX_PRODUCTS && count > 0) {
-        c->products[c->n_products++] = (product){ what, ta, tb, m, k, n, count };
+        c->products[c->n_products++] = (product){ what, ta, tb, m, k, n, count, distinct };
     }
 }
 
@@ -61,22 +65,22 @@ enum {
 
 // The forward of B rows of T new tokens after `past` cached ones.
 static void gpt2_forward(floor_case *c, int b, int t, int past, int times) {
-    int rows = b * t, keys = past + t;
-    add(c, "c_attn", 'N', 'N', rows, C, 3 * C, LAYERS * times);
-    add(c, "q@kT", 'N', 'T', t, HEAD, keys, LAYERS * b * HEADS * times);
-    add(c, "p@v", 'N', 'N', t, keys, HEAD, LAYERS * b * HEADS * times);
-    add(c, "attn.c_proj", 'N', 'N', rows, C, C, LAYERS * times);
-    add(c, "c_fc", 'N', 'N', rows, C, 4 * C, LAYERS * times);
-    add(c, "mlp.c_proj", 'N', 'N', rows, 4 * C, C, LAYERS * times);
-    add(c, "lm_head", 'N', 'T', rows, C, VOCAB, times);
+    int rows = b * t, keys = past + t, heads = LAYERS * b * HEADS;
+    add(c, "c_attn", 'N', 'N', rows, C, 3 * C, LAYERS * times, LAYERS);
+    add(c, "q@kT", 'N', 'T', t, HEAD, keys, heads * times, heads);
+    add(c, "p@v", 'N', 'N', t, keys, HEAD, heads * times, heads);
+    add(c, "attn.c_proj", 'N', 'N', rows, C, C, LAYERS * times, LAYERS);
+    add(c, "c_fc", 'N', 'N', rows, C, 4 * C, LAYERS * times, LAYERS);
+    add(c, "mlp.c_proj", 'N', 'N', rows, 4 * C, C, LAYERS * times, LAYERS);
+    add(c, "lm_head", 'N', 'T', rows, C, VOCAB, times, 1);
 }
 
 // The backward of gpt2_forward(b, t, 0, 1): dX and dW of every layer
 // (wte's gradient through the embedding is a scatter, not a product).
 static void gpt2_backward(floor_case *c, int b, int t) {
     int rows = b * t;
-    add(c, "lm_head.dX", 'N', 'N', rows, VOCAB, C, 1);
-    add(c, "lm_head.dW", 'T', 'N', VOCAB, rows, C, 1);
+    add(c, "lm_head.dX", 'N', 'N', rows, VOCAB, C, 1, 1);
+    add(c, "lm_head.dW", 'T', 'N', VOCAB, rows, C, 1, 1);
     static const struct {
         const char *dx, *dw;
         int in, out;
@@ -87,26 +91,26 @@ static void gpt2_backward(floor_case *c, int b, int t) {
         { "mlp.c_proj.dX", "mlp.c_proj.dW", 4 * C, C },
     };
     for (int i = 0; i < 4; i++) {
-        add(c, linears[i].dx, 'N', 'T', rows, linears[i].out, linears[i].in, LAYERS);
-        add(c, linears[i].dw, 'T', 'N', linears[i].in, rows, linears[i].out, LAYERS);
+        add(c, linears[i].dx, 'N', 'T', rows, linears[i].out, linears[i].in, LAYERS, LAYERS);
+        add(c, linears[i].dw, 'T', 'N', linears[i].in, rows, linears[i].out, LAYERS, LAYERS);
     }
-    int per_head = LAYERS * b * HEADS;
-    add(c, "dP=dO@vT", 'N', 'T', t, HEAD, t, per_head);
-    add(c, "dV=PT@dO", 'T', 'N', t, t, HEAD, per_head);
-    add(c, "dQ=dS@k", 'N', 'N', t, t, HEAD, per_head);
-    add(c, "dK=dST@q", 'T', 'N', t, t, HEAD, per_head);
+    int h = LAYERS * b * HEADS;
+    add(c, "dP=dO@vT", 'N', 'T', t, HEAD, t, h, h);
+    add(c, "dV=PT@dO", 'T', 'N', t, t, HEAD, h, h);
+    add(c, "dQ=dS@k", 'N', 'N', t, t, HEAD, h, h);
+    add(c, "dK=dST@q", 'T', 'N', t, t, HEAD, h, h);
 }
 
 // The MLP 784-1024-1024-10 step at batch 256 (nn.Linear: weights [out, in]).
 static void mlp_step(floor_case *c) {
     static const int sizes[] = { 784, 1024, 1024, 10 };
     for (int l = 0; l < 3; l++) {
-        add(c, "fwd", 'N', 'T', 256, sizes[l], sizes[l + 1], 1);
+        add(c, "fwd", 'N', 'T', 256, sizes[l], sizes[l + 1], 1, 1);
     }
     for (int l = 2; l >= 0; l--) {
-        add(c, "dW", 'T', 'N', sizes[l + 1], 256, sizes[l], 1);
+        add(c, "dW", 'T', 'N', sizes[l + 1], 256, sizes[l], 1, 1);
         if (l > 0) {
-            add(c, "dX", 'N', 'N', 256, sizes[l + 1], sizes[l], 1);
+            add(c, "dX", 'N', 'N', 256, sizes[l + 1], sizes[l], 1, 1);
         }
     }
 }
@@ -138,6 +142,12 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -164,8 +174,14 @@ static float *filled(size_t n) {
     return p;
 }
 
-// One call of product p: sgemv when a side is one row, else sgemm.
-static void call(const product *p, const buffers *x) {
+// Call r of product p (operand set r % distinct): sgemv when a side is one
+// row, else sgemm.
+static void call(const product *p, const buffers *buf, int r) {
+    size_t set = (size_t)(r % p->distinct);
+    const buffers operands = { buf->a + set * (size_t)p->m * p->k,
+                               buf->b + set * (size_t)p->k * p->n,
+                               buf->c + set * (size_t)p->m * p->n };
+    const buffers *x = &operands;
     CBLAS_TRANSPOSE ta = p->ta == 'T' ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = p->tb == 'T' ? CblasTrans : CblasNoTrans;
     int lda = p->ta == 'T' ? p->m : p->k, ldb = p->tb == 'T' ? p->k : p->n;
@@ -197,7 +213,7 @@ static double run_list(const floor_case *c, const buffers *x, double *per) {
     for (int i = 0; i < c->n_products; i++) {
         double start = now_ms();
         for (int r = 0; r < c->products[i].count; r++) {
-            call(&c->products[i], &x[i]);
+            call(&c->products[i], &x[i], r);
         }
         double ms = now_ms() - start;
         per[i] = ms;
@@ -206,9 +222,10 @@ static double run_list(const floor_case *c, const buffers *x, double *per) {
     return total;
 }
 
-static void report(const floor_case *c, int threads, double ms, double flops, int n_calls) {
-    printf("%-24s %-22s %7d %10.2f %8.1f %8d\n", c->name, c->shape, threads, ms,
-           flops / (ms * 1e6), n_calls);
+static void report(const floor_case *c, int threads, double ms, double cpu, double flops,
+                   int n_calls) {
+    printf("%-24s %-22s %7d %10.2f %8.1f %10.2f %8d\n", c->name, c->shape, threads, ms,
+           flops / (ms * 1e6), cpu, n_calls);
     const char *path = getenv("NSC_BENCH_OUT") ? getenv("NSC_BENCH_OUT") : "bench/results.jsonl";
     FILE *json = fopen(path, "a");
     if (!json) {
@@ -216,9 +233,9 @@ static void report(const floor_case *c, int threads, double ms, double flops, in
     }
     fprintf(json,
             "{\"bench\":\"floor\",\"backend\":\"openblas\",\"name\":\"%s\",\"shape\":\"%s\","
-            "\"threads\":%d,\"runs\":%d,\"median_ms\":%.4f,\"gflops\":%.2f,\"n_calls\":%d,"
-            "\"time\":%lld}\n",
-            c->name, c->shape, threads, n_runs(), ms, flops / (ms * 1e6), n_calls,
+            "\"threads\":%d,\"runs\":%d,\"median_ms\":%.4f,\"gflops\":%.2f,\"cpu_ms\":%.4f,"
+            "\"n_calls\":%d,\"time\":%lld}\n",
+            c->name, c->shape, threads, n_runs(), ms, flops / (ms * 1e6), cpu, n_calls,
             (long long)time(NULL));
     fclose(json);
 }
@@ -228,26 +245,29 @@ static int bench_case(const floor_case *c, int threads, int verbose) {
     int ok = 1;
     for (int i = 0; i < c->n_products && ok; i++) {
         const product *p = &c->products[i];
-        x[i].a = filled((size_t)p->m * p->k);
-        x[i].b = filled((size_t)p->k * p->n);
-        x[i].c = filled((size_t)p->m * p->n);
+        x[i].a = filled((size_t)p->distinct * p->m * p->k);
+        x[i].b = filled((size_t)p->distinct * p->k * p->n);
+        x[i].c = filled((size_t)p->distinct * p->m * p->n);
         ok = x[i].a && x[i].b && x[i].c;
     }
     int runs = n_runs();
     static double per[MAX_PRODUCTS][MAX_RUNS];
-    double total[MAX_RUNS], scratch[MAX_PRODUCTS];
+    double total[MAX_RUNS], cpu[MAX_RUNS], scratch[MAX_PRODUCTS];
     if (ok) {
         run_list(c, x, scratch); // warm-up: OpenBLAS's buffers, the operands' pages
         for (int r = 0; r < runs; r++) {
+            double cpu_start = cpu_ms();
             total[r] = run_list(c, x, scratch);
+            cpu[r] = cpu_ms() - cpu_start;
             for (int i = 0; i < c->n_products; i++) {
                 per[i][r] = scratch[i];
             }
         }
         qsort(total, (size_t)runs, sizeof total[0], cmp_double);
+        qsort(cpu, (size_t)runs, sizeof cpu[0], cmp_double);
         int n_calls;
         double flops = flops_of(c, &n_calls);
-        report(c, threads, total[runs / 2], flops, n_calls);
+        report(c, threads, total[runs / 2], cpu[runs / 2], flops, n_calls);
         for (int i = 0; verbose && i < c->n_products; i++) {
             const product *p = &c->products[i];
             qsort(per[i], (size_t)runs, sizeof per[i][0], cmp_double);
@@ -270,8 +290,8 @@ int main(int argc, char **argv) {
     int only = argc > 2 ? atoi(argv[2]) : 0;
     int verbose = argc > 3 && strcmp(argv[3], "-v") == 0;
     int n = build_cases(), ok = 1;
-    printf("%-24s %-22s %7s %10s %8s %8s\n", "name", "shape", "threads", "median_ms", "gflops",
-           "n_calls");
+    printf("%-24s %-22s %7s %10s %8s %10s %8s\n", "name", "shape", "threads", "median_ms",
+           "gflops", "cpu_ms", "n_calls");
     for (int t = 0; t < 2; t++) {
         if (only > 0 && only != threads[t]) {
             continue;
@@ -291,6 +311,7 @@ int main(int argc, char **argv) {
 int main(void) {
     (void)build_cases;
     (void)now_ms;
+    (void)cpu_ms;
     (void)cmp_double;
     (void)n_runs;
     printf("bench_floor: built without OpenBLAS (BLAS=none): no floor to time\n");

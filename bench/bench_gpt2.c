@@ -7,9 +7,11 @@
 // Each (case, threads) runs in its own child process (a fresh thread pool,
 // and its own peak RSS). One line per case, the median of NSC_BENCH_RUNS (>=
 // 5) runs after a warm-up (two for the training step):
-//   name shape threads median_ms gflops tok_s peak_MB rss_MB minflt
+//   name shape threads median_ms gflops tok_s cpu_ms peak_MB rss_MB minflt
 // gflops counts the model's products (below), tok_s the tokens processed
-// (generated, for generate) per second, peak_MB nsc's peak live bytes
+// (generated, for generate) per second, cpu_ms the median CPU time of a run
+// (all threads; on a shared machine the steadier number at 1 thread),
+// peak_MB nsc's peak live bytes
 // (nsc_mem_stats_get; weights included), rss_MB the process's peak RSS and
 // minflt the minor page faults per timed run (freshly mapped memory). One
 // JSON line per case is appended to bench/results.jsonl (NSC_BENCH_OUT).
@@ -78,6 +80,12 @@ static int n_runs(void) {
     const char *env = getenv("NSC_BENCH_RUNS");
     int n = env ? atoi(env) : 5;
     return n < 5 ? 5 : (n > MAX_RUNS ? MAX_RUNS : n);
+}
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
 static long minor_faults(void) {
@@ -175,8 +183,9 @@ static void run_generate(state *s) {
     CHECK(nsc_generate(s->model, s->ids, NULL, &o, &s->tokens) == NSC_OK);
 }
 
-static double run_once(state *s, kind k) {
-    double start = now_ms();
+// Wall time of one run, in ms; its CPU time goes to *cpu.
+static double run_once(state *s, kind k, double *cpu) {
+    double start = now_ms(), cpu_start = cpu_ms();
     if (k == FORWARD) {
         run_forward(s);
     } else if (k == TRAIN_STEP) {
@@ -184,6 +193,7 @@ static double run_once(state *s, kind k) {
     } else {
         run_generate(s);
     }
+    *cpu = cpu_ms() - cpu_start;
     return now_ms() - start;
 }
 
@@ -196,12 +206,12 @@ static const char *backend(void) {
 }
 
 typedef struct result {
-    double ms, gflops, tok_s, peak_mb, rss_mb, minflt;
+    double ms, gflops, tok_s, cpu_ms, peak_mb, rss_mb, minflt;
 } result;
 
 static void report(const bench_case *bc, int threads, const result *r, const char *shape) {
-    printf("%-18s %-14s %7d %10.2f %8.1f %8.1f %8.0f %8.0f %8.0f\n", bc->name, shape, threads,
-           r->ms, r->gflops, r->tok_s, r->peak_mb, r->rss_mb, r->minflt);
+    printf("%-18s %-14s %7d %10.2f %8.1f %8.1f %10.2f %8.0f %8.0f %8.0f\n", bc->name, shape,
+           threads, r->ms, r->gflops, r->tok_s, r->cpu_ms, r->peak_mb, r->rss_mb, r->minflt);
     fflush(stdout);
     const char *path = getenv("NSC_BENCH_OUT") ? getenv("NSC_BENCH_OUT") : "bench/results.jsonl";
     FILE *json = fopen(path, "a");
@@ -212,9 +222,9 @@ static void report(const bench_case *bc, int threads, const result *r, const cha
     fprintf(json,
             "{\"bench\":\"gpt2\",\"backend\":\"%s\",\"name\":\"%s\",\"shape\":\"%s\","
             "\"threads\":%d,\"runs\":%d,\"median_ms\":%.4f,\"gflops\":%.2f,\"tokens_per_s\":%.2f,"
-            "\"peak_live_bytes\":%.0f,\"peak_rss_bytes\":%.0f,\"minflt_per_run\":%.0f,"
+            "\"cpu_ms\":%.4f,\"peak_live_bytes\":%.0f,\"peak_rss_bytes\":%.0f,\"minflt_per_run\":%.0f,"
             "\"time\":%lld}\n",
-            backend(), bc->name, shape, threads, n_runs(), r->ms, r->gflops, r->tok_s,
+            backend(), bc->name, shape, threads, n_runs(), r->ms, r->gflops, r->tok_s, r->cpu_ms,
             r->peak_mb * 1048576.0, r->rss_mb * 1048576.0, r->minflt, (long long)time(NULL));
     fclose(json);
 }
@@ -225,19 +235,21 @@ static void run_case(const bench_case *bc, int threads) {
     state s = { 0 };
     state_init(&s, bc);
     int runs = n_runs();
-    double ms[MAX_RUNS];
+    double ms[MAX_RUNS], cpu[MAX_RUNS];
     // Warm-up: allocator cache, BLAS buffers; a training step's first run
     // creates the optimizer state, so only its second finds every block cached.
     for (int i = 0; i < (bc->kind == TRAIN_STEP ? 2 : 1); i++) {
-        run_once(&s, bc->kind);
+        run_once(&s, bc->kind, &cpu[0]);
     }
     long faults = minor_faults();
     for (int i = 0; i < runs; i++) {
-        ms[i] = run_once(&s, bc->kind);
+        ms[i] = run_once(&s, bc->kind, &cpu[i]);
     }
     result r = { .minflt = (double)(minor_faults() - faults) / runs };
     qsort(ms, (size_t)runs, sizeof ms[0], cmp_double);
+    qsort(cpu, (size_t)runs, sizeof cpu[0], cmp_double);
     r.ms = ms[runs / 2];
+    r.cpu_ms = cpu[runs / 2];
     char shape[48];
     if (bc->kind == GENERATE) {
         snprintf(shape, sizeof shape, "%lldx%lld+%d", (long long)bc->batch, (long long)bc->tokens,
@@ -299,8 +311,8 @@ int main(int argc, char **argv) {
     }
     const char *filter = argc > 1 && strcmp(argv[1], "all") != 0 ? argv[1] : NULL;
     int only_threads = argc > 2 ? atoi(argv[2]) : 0;
-    printf("%-18s %-14s %7s %10s %8s %8s %8s %8s %8s\n", "name", "shape", "threads", "median_ms",
-           "gflops", "tok_s", "peak_MB", "rss_MB", "minflt");
+    printf("%-18s %-14s %7s %10s %8s %8s %10s %8s %8s %8s\n", "name", "shape", "threads",
+           "median_ms", "gflops", "tok_s", "cpu_ms", "peak_MB", "rss_MB", "minflt");
     int ok = 1;
     for (int t = 0; t < (int)(sizeof THREADS / sizeof THREADS[0]); t++) {
         if (only_threads > 0 && only_threads != THREADS[t]) {

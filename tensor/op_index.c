@@ -177,10 +177,14 @@ static nsc_status embedding_backward(const nsci_grad_ctx *g, nsc_tensor *const *
         return NSC_OK;
     }
     const nsci_meta *w = &g->in_meta[0];
-    nsc_tensor *zeros = nsci_zeros_on(grad_out[0], 2, w->shape);
+    // One zero expanded to [V, C]: index_add's copy of it is a single write
+    // pass (a [V, C] zeros tensor cost a fill, then a read and a write).
+    nsc_tensor *zero = nsci_zeros_on(grad_out[0], 0, NULL);
+    nsc_tensor *zeros = nsc_expand(zero, 2, w->shape);
     nsc_tensor *flat_ids = nsc_reshape(g->in[1], NSC_SHAPE(-1));
     nsc_tensor *rows = nsc_reshape(grad_out[0], NSC_SHAPE(-1, w->shape[1]));
     grad_in[0] = nsc_index_add(zeros, 0, flat_ids, rows);
+    nsc_free(zero);
     nsc_free(zeros);
     nsc_free(flat_ids);
     nsc_free(rows);

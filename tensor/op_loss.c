@@ -10,6 +10,8 @@
 
 #include "tensor/index.h"
 #include "tensor/op_params.h"
+#include "tensor/pointwise.h"
+#include "tensor/reduce.h"
 
 static const nsci_param_desc loss_desc[] = {
     { "reduction", NSCI_PARAM_INT, offsetof(loss_params, reduction), 0 },
@@ -123,20 +125,39 @@ typedef struct ce_job {
     void *grad_out;     // backward: [N, C]
 } ce_job;
 
-// Per dtype: row max, then sum of exp in double; the forward writes lse - x[t],
-// the backward g * (softmax - onehot).
-#define CE_ROWS(SUFFIX, T, EXP, LOG)                                                               \
-    static double lse_##SUFFIX(const T *x, int64_t n) {                                            \
-        T m = -INFINITY;                                                                           \
-        for (int64_t j = 0; j < n; j++) {                                                          \
-            m = x[j] > m ? x[j] : m;                                                               \
-        }                                                                                          \
-        double s = 0.0;                                                                            \
-        for (int64_t j = 0; j < n; j++) {                                                          \
-            s += (double)EXP(x[j] - m);                                                            \
-        }                                                                                          \
-        return (double)m + log(s);                                                                 \
-    }                                                                                              \
+// Per dtype: the row's logsumexp (max, then the sum of exp in double) and
+// out[j] = g * exp(x[j] - lse). f32 runs both on vectors (tensor/
+// op_reduce_vec.c's max, op_unary_vec.c's exp): glibc's expf over 50257
+// classes per row was most of the loss.
+static double lse_f64(const double *x, int64_t n) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        m = x[j] > m ? x[j] : m;
+    }
+    double s = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        s += exp(x[j] - m);
+    }
+    return m + log(s);
+}
+
+static void exp_row_f64(double *o, const double *x, int64_t n, double lse, double g) {
+    for (int64_t j = 0; j < n; j++) {
+        o[j] = g * exp(x[j] - lse);
+    }
+}
+
+static double lse_f32(const float *x, int64_t n) {
+    float m = n > 0 ? nsci_row_max_f32(x, n) : -INFINITY;
+    return (double)m + log(nsci_exp_sum_f32_f64(x, n, m));
+}
+
+static void exp_row_f32(float *o, const float *x, int64_t n, float lse, float g) {
+    nsci_exp_scaled_f32(o, x, n, lse, g);
+}
+
+// The forward writes lse - x[t], the backward g * (softmax - onehot).
+#define CE_ROWS(SUFFIX, T)                                                                         \
     static void ce_forward_##SUFFIX(void *ctx, int64_t begin, int64_t end) {                       \
         const ce_job *job = ctx;                                                                   \
         for (int64_t i = begin; i < end; i++) {                                                    \
@@ -160,15 +181,13 @@ typedef struct ce_job {
                 continue;                                                                          \
             }                                                                                      \
             T lse = (T)lse_##SUFFIX(x, n), g = (T)job->grad[i];                                    \
-            for (int64_t j = 0; j < n; j++) {                                                      \
-                o[j] = g * EXP(x[j] - lse);                                                        \
-            }                                                                                      \
+            exp_row_##SUFFIX(o, x, n, lse, g);                                                     \
             o[t] -= g;                                                                             \
         }                                                                                          \
     }
 
-CE_ROWS(f32, float, expf, logf)
-CE_ROWS(f64, double, exp, log)
+CE_ROWS(f32, float)
+CE_ROWS(f64, double)
 
 static nsc_status ce_cpu(nsci_call *c) {
     const loss_params *p = c->params;

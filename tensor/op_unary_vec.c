@@ -1,5 +1,7 @@
-// f32 kernels of gelu_new (GPT-2's tanh GELU) and its gradient on vectors:
-// glibc's tanhf does not vectorize and took a fifth of a GPT-2 forward. GCC
+// f32 kernels of gelu_new (GPT-2's tanh GELU) and its gradient, and of
+// cross-entropy's exponentials, on vectors: glibc's tanhf and expf do not
+// vectorize (tanhf took a fifth of a GPT-2 forward, expf most of a
+// cross-entropy over 50257 classes). GCC
 // vector extensions (SSE on the baseline x86-64 build, AVX under
 // -march=native). tanh follows Cephes' tanhf:
 // an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above, with
@@ -126,5 +128,37 @@ void nsci_gelu_tanh_grad_f32_vec(float *out, const float *g, const float *x, int
     for (int64_t i = 0; i < n; i += LANES) {
         int64_t w = NSCI_MIN(LANES, n - i);
         store_lanes(out + i, gelu_grad_lanes(load_lanes(g + i, w), load_lanes(x + i, w)), w);
+    }
+}
+
+// sum(exp(x[i] - shift)) over x[0..n): the exponentials in f32, the sum in
+// double (each lane its own partial sum), as cross-entropy's scalar loop.
+double nsci_exp_sum_f32_f64(const float *x, int64_t n, float shift) {
+    double acc[LANES] = { 0 };
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        vf e = vexp(load_lanes(x + i, LANES) - splat(shift));
+        for (int k = 0; k < LANES; k++) {
+            acc[k] += (double)e[k];
+        }
+    }
+    if (i < n) {
+        vf e = vexp(load_lanes(x + i, n - i) - splat(shift));
+        for (int k = 0; k < n - i; k++) {
+            acc[k] += (double)e[k];
+        }
+    }
+    double sum = 0.0;
+    for (int k = 0; k < LANES; k++) {
+        sum += acc[k];
+    }
+    return sum;
+}
+
+// out[i] = scale * exp(x[i] - shift) over x[0..n).
+void nsci_exp_scaled_f32(float *out, const float *x, int64_t n, float shift, float scale) {
+    for (int64_t i = 0; i < n; i += LANES) {
+        int64_t w = NSCI_MIN(LANES, n - i);
+        store_lanes(out + i, splat(scale) * vexp(load_lanes(x + i, w) - splat(shift)), w);
     }
 }

@@ -69,5 +69,9 @@
 // into out, on f32 vectors (tensor/op_unary_vec.c).
 void nsci_gelu_tanh_f32_vec(float *y, const float *x, int64_t n);
 void nsci_gelu_tanh_grad_f32_vec(float *out, const float *g, const float *x, int64_t n);
+// sum(exp(x[i] - shift)) over x[0..n), exponentials in f32 (1 ulp), the sum
+// in double; and out[i] = scale * exp(x[i] - shift) (op_unary_vec.c).
+double nsci_exp_sum_f32_f64(const float *x, int64_t n, float shift);
+void nsci_exp_scaled_f32(float *out, const float *x, int64_t n, float shift, float scale);
 
 #endif
