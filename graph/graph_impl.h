@@ -308,10 +308,12 @@ nsc_status nsci_bridge_arg(nsci_graph *g, nsci_graph *source, int32_t node, int3
 // them; ops on session values alone go to the trace being built
 // (protocols' redirect). NULL with an error for unrelated traces.
 nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b);
-// Whether n's value must outlive its consumers in this run (saved, or read
-// by a later session step).
+// Whether n's value must outlive its consumers in this run (saved, read by a
+// later session step or every call). Constants stay: a reset keeps them for
+// the next iteration, and the caller's reference usually holds them anyway.
 static inline bool nsci_keep_value(const nsc_trace *g, const nsci_gnode *n) {
-    return n->saved || n->last_bridge_step > g->step || n->kept_for_calls;
+    return n->saved || n->last_bridge_step > g->step || n->kept_for_calls ||
+           n->protocol == NSCI_PROTO_value;
 }
 
 // Runs a trace (again, for session steps and iterations).

@@ -480,8 +480,10 @@ static void finish(nsci_graph *g) {
         if (n->state == NSCI_NODE_PENDING || n->state == NSCI_NODE_WAITING) {
             n->state = NSCI_NODE_SKIPPED;
         }
-        if (!n->saved && n->last_bridge_step <= g->step) {
-            drop_values(g, n); // values a later session step reads stay until then
+        // Values a later session step reads stay until then; constants stay
+        // for the trace's next iteration.
+        if (!n->saved && n->last_bridge_step <= g->step && n->protocol != NSCI_PROTO_value) {
+            drop_values(g, n);
         }
     }
     g->n_ready = 0;

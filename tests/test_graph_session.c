@@ -121,6 +121,42 @@ Test(graph_session, an_iterator_updates_a_running_sum) {
     nsc_module_free(a);
 }
 
+// A constant an iterator's trace reads (ones added to a hook point) is used
+// again by every iteration, not freed after the first one.
+Test(graph_session, a_constant_in_an_iterator_trace_serves_every_iteration) {
+    nsc_module *a = nsct_chain_model(1, 4);
+    nsc_tensor *items[3] = { input(1, 0.1), input(1, 0.2), input(1, -0.1) };
+    nsc_session *s = nsc_session_new();
+    nsc_tensor *zero = nsc_zeros(NSC_F32, NSC_CPU, 0, NULL);
+    nsc_tensor *total = nsc_session_value(s, zero);
+    nsc_iterator *it = nsc_session_iterate(s, 3, items);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *tr = nsc_iterator_trace(it, a);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &item);
+    nsc_tensor *ones = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(4));
+    nsc_tensor *shifted = nsc_add(nsc_invoke_output(inv, "h.0", 0), ones);
+    cr_assert_eq(nsc_update(total, nsc_add(total, nsc_sum_all(shifted))), NSC_OK, "%s",
+                 nsc_last_error());
+    cr_assert_eq(nsc_session_run(s), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_iterator_iterations(it), 3);
+    double want = 0;
+    for (int i = 0; i < 3; i++) {
+        nsc_tensor *hh = nsc_module_forward(nsc_module_find(a, "h.0"), 1, &items[i]);
+        want += nsct_sum(hh) + 4.0;
+        nsc_free(hh);
+    }
+    nsc_tensor *got = nsc_session_get(s, total);
+    cr_expect_float_eq(nsc_tensor_item(got), want, 1e-5);
+    nsc_free(got);
+    nsc_session_free(s);
+    for (int i = 0; i < 3; i++) {
+        nsc_free(items[i]);
+    }
+    nsc_free(ones);
+    nsc_free(zero);
+    nsc_module_free(a);
+}
+
 Test(graph_session, exit_leaves_the_iterator_on_a_condition) {
     nsc_module *a = nsct_chain_model(1, 4);
     nsc_tensor *items[5];
