@@ -94,7 +94,7 @@ static double value_of(nsc_trace *tr, nsc_tensor *proxy) {
 // --- 4b. the loss rise per head: a table and a heatmap ---
 static void show(nsc_trace *tr, const experiment *x, const char *svg) {
     double base = value_of(tr, x->base_loss), cells[MAX_LAYERS * MAX_HEADS];
-    char row_names[MAX_LAYERS][16], col_names[MAX_HEADS][16], numbers[MAX_LAYERS * MAX_HEADS][12];
+    char row_names[MAX_LAYERS][24], col_names[MAX_HEADS][24], numbers[MAX_LAYERS * MAX_HEADS][12];
     const char *rows[MAX_LAYERS], *cols[MAX_HEADS], *labels[MAX_LAYERS * MAX_HEADS];
     printf("Head ablation on \"%s\": loss on the second copy %.3f; each cell is the rise when "
            "that head's output (hook_z) is zeroed\n\n%-8s",
