@@ -115,7 +115,7 @@ static void generate(nsc_module *model, const nsc_generate_options *o, nsc_tenso
 
 // --- 5b. the table and the heatmap ---
 static void show(results *r, const char *svg) {
-    char row_names[N_ALPHAS][16], col_names[N_NEW][8], chars[N_ALPHAS * N_NEW][4];
+    char row_names[N_ALPHAS][16], col_names[N_NEW][12], chars[N_ALPHAS * N_NEW][4];
     const char *rows[N_ALPHAS], *cols[N_NEW], *labels[N_ALPHAS * N_NEW];
     printf("Steering toward \"x\": alpha * wte(x) added to transformer.h.1's output at every "
            "step\n\n%-6s  %-26s %s\n",
