@@ -2,6 +2,8 @@
 #   make            library, the nsc tool, examples
 #   make test       deps, then the whole suite
 #   make asan       the suite under AddressSanitizer + UBSan
+#   make valgrind   memcheck over a subset of the suite (tools/valgrind.sh)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30), clang
 #   make bench      benchmarks (bench/), -march=native
 #   make lint       symbol prefixes, file sizes, include layering
 #   make BLAS=none  portable matmul instead of OpenBLAS
@@ -13,6 +15,7 @@ BLAS ?= openblas
 CUDA ?= 0
 PREFIX ?= /usr/local
 WERROR ?= 0
+FUZZ_SECONDS ?= 30
 
 CC ?= cc
 NVCC ?= nvcc
@@ -136,6 +139,9 @@ asan: deps
 valgrind: deps
 	@$(MAKE) --no-print-directory MODE=debug test-bin
 	sh tools/valgrind.sh build/debug/tests/nsc_tests
+
+fuzz: deps
+	sh tools/fuzz_smoke.sh $(FUZZ_SECONDS)
 
 bench: deps
 	@$(MAKE) --no-print-directory MODE=bench bench-bins

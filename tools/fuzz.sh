@@ -2,7 +2,8 @@
 # Builds one libFuzzer target against the library compiled with clang in
 # MODE=fuzz, then runs it for SECONDS and prints libFuzzer's final stats.
 #   tools/fuzz.sh TARGET SECONDS [extra libFuzzer flags...]
-#   TARGET: json | safetensors | bpe   (fuzz/fuzz_TARGET.c, seeds in fuzz/seeds/TARGET)
+#   TARGET: json | safetensors | bpe | graph_text | config
+#           (fuzz/fuzz_TARGET.c, seeds in fuzz/seeds/TARGET)
 # The growing corpus is kept in fuzz/corpus-TARGET/ (ignored by git); crashes
 # are written to build/fuzz/crashes/. Run from the repository root.
 set -e
