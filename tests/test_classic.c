@@ -1,11 +1,15 @@
 // nnsight's classic uses (issue 7 item 6, issue 8 item 1) as nsc traces on
-// the tiny GPT-2, against PyTorch with plain forward hooks on the same
-// transformers model (tests/fixtures/make_classic_fixture.py): logit lens,
-// head ablation through the pattern hook point, activation patching across
-// invokes in one pass, steering at every generation step, early stop, and
-// attribution patching.
+// the tiny GPT-2 (suite classic) and on the shipped model (suite
+// classic_shipped, skipped where models/induction is absent), against
+// PyTorch with plain forward hooks on the same transformers model
+// (tests/fixtures/make_classic_fixture.py): logit lens, head ablation
+// through the pattern hook point, activation patching across invokes in one
+// pass, steering at every generation step, early stop, and attribution
+// patching.
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nsc/gpt2.h"
 #include "tests/harness.h"
@@ -20,9 +24,31 @@ typedef struct classic {
     int64_t n_layer, T;
 } classic;
 
-static void setup(classic *c) {
-    c->model = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
-    c->ref = nsc_safetensors_open(nsct_fixture_path("classic/reference.safetensors"));
+// A model and its reference values.
+typedef struct subject {
+    const char *model; // a fixture name, or a path under the source root
+    bool in_source_root;
+    const char *ref; // under tests/fixtures
+} subject;
+
+static const subject TINY = { "gpt2_tiny", false, "classic/reference.safetensors" };
+static const subject SHIPPED = { "models/induction", true, "classic/induction.safetensors" };
+
+static void setup(classic *c, const subject *s) {
+    char dir[1024];
+    if (s->in_source_root) {
+        const char *root = getenv("NSC_SOURCE_DIR");
+        snprintf(dir, sizeof dir, "%s/%s", root ? root : ".", s->model);
+        char weights[1100];
+        snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+        if (access(weights, R_OK) != 0) {
+            cr_skip_test("%s is not in this checkout", dir);
+        }
+    } else {
+        snprintf(dir, sizeof dir, "%s", nsct_fixture_path(s->model));
+    }
+    c->model = nsc_gpt2_load(dir);
+    c->ref = nsc_safetensors_open(nsct_fixture_path(s->ref));
     cr_assert(c->model && c->ref, "%s", nsc_last_error());
     c->clean = nsc_safetensors_load(c->ref, "ids.clean");
     c->corrupt = nsc_safetensors_load(c->ref, "ids.corrupt");
@@ -52,9 +78,9 @@ static const char *block(int64_t l) {
     return path;
 }
 
-Test(classic, logit_lens_at_every_block) {
+static void logit_lens_at_every_block(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_trace *tr = nsc_trace_new(c.model);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &c.clean);
     nsc_tensor *lens[8];
@@ -77,9 +103,9 @@ Test(classic, logit_lens_at_every_block) {
     teardown(&c);
 }
 
-Test(classic, zero_ablation_of_one_head_through_the_pattern) {
+static void zero_ablation_of_one_head_through_the_pattern(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_trace *tr = nsc_trace_new(c.model);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &c.clean);
     nsc_tensor *pattern = nsc_invoke_output(inv, "transformer.h.0.attn.hook_pattern", 0);
@@ -96,9 +122,9 @@ Test(classic, zero_ablation_of_one_head_through_the_pattern) {
 // The whole layer x position table in one forward pass: invoke 0 is the
 // clean prompt, and one corrupted invoke per cell takes the clean value of
 // block l at position p.
-Test(classic, activation_patching_table_in_one_pass) {
+static void activation_patching_table_in_one_pass(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_trace *tr = nsc_trace_new(c.model);
     nsc_invoke *clean = nsc_trace_invoke(tr, 1, &c.clean);
     int64_t cells = c.n_layer * c.T;
@@ -133,9 +159,9 @@ Test(classic, activation_patching_table_in_one_pass) {
     teardown(&c);
 }
 
-Test(classic, steering_at_every_generation_step) {
+static void steering_at_every_generation_step(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_tensor *vector = nsc_safetensors_load(c.ref, "steer.vector");
     nsc_tensor *prompt = nsc_slice(c.clean, 1, 0, 6, 1);
     nsc_generate_options o = nsc_generate_options_default();
@@ -155,9 +181,9 @@ Test(classic, steering_at_every_generation_step) {
     teardown(&c);
 }
 
-Test(classic, early_stop_after_block_0) {
+static void early_stop_after_block_0(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_trace *tr = nsc_trace_new(c.model);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &c.clean);
     nsc_tensor *h0 = nsc_save(nsc_invoke_output(inv, "transformer.h.0", 0));
@@ -185,9 +211,9 @@ Test(classic, early_stop_after_block_0) {
 // Attribution patching: gradient x (clean - corrupt) per block and
 // position, with the clean and corrupted prompts as two invokes of one pass
 // and one backward.
-Test(classic, attribution_patching_matches_pytorch) {
+static void attribution_patching_matches_pytorch(const subject *s) {
     classic c;
-    setup(&c);
+    setup(&c, s);
     nsc_tensor *answer = nsc_safetensors_load(c.ref, "attr.answer");
     int64_t a = (int64_t)nsc_tensor_item(answer);
     nsc_trace *tr = nsc_trace_new(c.model);
@@ -217,3 +243,19 @@ Test(classic, attribution_patching_matches_pytorch) {
     nsc_trace_free(tr);
     teardown(&c);
 }
+
+// Each use on both models.
+#define ON_BOTH_MODELS(NAME)                                                                       \
+    Test(classic, NAME) {                                                                          \
+        NAME(&TINY);                                                                               \
+    }                                                                                              \
+    Test(classic_shipped, NAME) {                                                                  \
+        NAME(&SHIPPED);                                                                            \
+    }
+
+ON_BOTH_MODELS(logit_lens_at_every_block)
+ON_BOTH_MODELS(zero_ablation_of_one_head_through_the_pattern)
+ON_BOTH_MODELS(activation_patching_table_in_one_pass)
+ON_BOTH_MODELS(steering_at_every_generation_step)
+ON_BOTH_MODELS(early_stop_after_block_0)
+ON_BOTH_MODELS(attribution_patching_matches_pytorch)

@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.." || exit 2
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind not found (make deps)" >&2; exit 2; }
 [ -x "$bin" ] || { echo "valgrind.sh: $bin is not built" >&2; exit 2; }
 
-SKIP_SUITES=${SKIP_SUITES:-"cases gradcheck matmul_values optim_training graph_ops generate classic
+SKIP_SUITES=${SKIP_SUITES:-"cases gradcheck matmul_values optim_training graph_ops generate classic classic_shipped
     gpt2 induction reliability_oom reliability_gpt2"}
 SKIP_TESTS=${SKIP_TESTS:-"*out_of_memory*|*oom_sweep*|*large*|*at_scale|*spread_over_threads|\
 *across_the_pool|*depend_on_threads*|statistics*|bpe_round_trips*|ops_from*|gpt2_forwards*"}
