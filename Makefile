@@ -71,7 +71,10 @@ LIB := $(BUILD)/libnsc.a
 
 CLI_SRCS := $(wildcard cli/*.c)
 CLI := $(BUILD)/nsc
-EXAMPLE_SRCS := $(wildcard examples/*.c)
+# common.c and svg.c are the examples' shared code, linked into each one, not examples themselves.
+EXAMPLE_SHARED_SRCS := examples/common.c examples/svg.c
+EXAMPLE_SHARED_OBJS := $(EXAMPLE_SHARED_SRCS:%.c=$(BUILD)/%.o)
+EXAMPLE_SRCS := $(filter-out $(EXAMPLE_SHARED_SRCS),$(wildcard examples/*.c))
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_BIN := $(BUILD)/tests/nsc_tests
@@ -108,8 +111,11 @@ $(BUILD)/%.cu.o: %.cu
 $(CLI): $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/examples/%: $(BUILD)/examples/%.o $(LIB)
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_SHARED_OBJS) $(LIB)
 	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Reached only through the pattern rule above, they would count as intermediate and be deleted.
+.SECONDARY: $(EXAMPLE_SHARED_OBJS)
 
 $(TEST_BIN): $(TEST_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)

@@ -21,19 +21,10 @@
 // The same graph as text: build/release/nsc run --graph examples/graphs/attribution_patching.json
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "examples/svg.h"
-#include "nsc.h"
+#include "examples/common.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "attribution_patching: %s failed: %s\n", #cond, nsc_last_error());     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+const char example_name[] = "attribution_patching";
 
 enum {
     MAX_ROWS = 8,
@@ -49,14 +40,6 @@ typedef struct experiment {
     char names[MAX_ROWS][16];
     nsc_tensor *ld_clean, *ld_corrupt, *attribution[MAX_ROWS]; // saved proxies
 } experiment;
-
-static nsc_tensor *encode(const nsc_tokenizer *tok, const char *text) {
-    nsc_tensor *flat = nsc_tokenizer_encode_tensor(tok, text, strlen(text));
-    CHECK(flat && nsc_tensor_numel(flat) <= MAX_T);
-    nsc_tensor *ids = nsc_reshape(flat, NSC_SHAPE(1, nsc_tensor_numel(flat)));
-    nsc_free(flat);
-    return ids;
-}
 
 static nsc_tensor *logit_diff(nsc_invoke *inv, int64_t good, int64_t bad) {
     nsc_tensor *last = nsc_select(nsc_select(nsc_invoke_output(inv, "", 0), 1, -1), 0, 0); // [V]
@@ -85,68 +68,43 @@ static void build(nsc_trace *tr, nsc_tensor *clean, nsc_tensor *corrupt, int64_t
     CHECK(nsc_trace_backward(x->ld_corrupt, false)); // one backward for every layer's gradient
 }
 
-// --- 3a. the graph as text ---
-static void write_graph(nsc_trace *tr, const char *path) {
-    char *text = nsc_trace_to_text(tr, NULL);
-    FILE *f = text ? fopen(path, "w") : NULL;
-    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-    printf("wrote the graph to %s\n", path);
-    nsc_text_free(text);
-}
-
-static double value_of(nsc_trace *tr, nsc_tensor *proxy) {
-    nsc_tensor *v = nsc_trace_get(tr, proxy);
-    CHECK(v);
-    double x = nsc_tensor_item(v);
-    nsc_free(v);
-    return x;
-}
-
 // --- 3b. the estimates, as fractions of the clean - corrupted difference ---
 static void show(nsc_trace *tr, const experiment *x, const char *svg) {
-    double lc = value_of(tr, x->ld_clean), lx = value_of(tr, x->ld_corrupt);
-    static double cells[MAX_ROWS * MAX_T];
-    static char tokens[MAX_T][8], numbers[MAX_ROWS * MAX_T][8];
-    const char *rows[MAX_ROWS], *cols[MAX_T], *labels[MAX_ROWS * MAX_T];
+    double lc = example_trace_get_scalar(tr, x->ld_clean);
+    double lx = example_trace_get_scalar(tr, x->ld_corrupt);
+    static example_grid g;
+    example_grid_init(&g, x->rows, (int)x->t_len);
     printf("Attribution patching, clean \"%s\" -> corrupted \"%s\"\n", CLEAN, CORRUPT);
     printf("logit(f) - logit(x): clean %.3f, corrupted %.3f; a cell is gradient x (clean - "
-           "corrupted), as a fraction of the difference\n\n%-6s",
-           lc, lx, "layer");
-    for (int64_t p = 0; p < x->t_len; p++) {
-        snprintf(tokens[p], sizeof tokens[p], "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
-        cols[p] = tokens[p];
-        printf(" %6s", tokens[p]);
+           "corrupted), as a fraction of the difference\n\n",
+           lc, lx);
+    for (int p = 0; p < g.n_cols; p++) { // the changed letter starred
+        example_grid_set_col_name(&g, p, "%c%c", CLEAN[p], CLEAN[p] == CORRUPT[p] ? ' ' : '*');
     }
-    for (int r = 0; r < x->rows; r++) {
-        nsc_tensor *a = nsc_trace_get(tr, x->attribution[r]);
+    example_grid_print_header(&g, "layer", 6);
+    for (int r = 0; r < g.n_rows; r++) {
+        nsc_tensor *a = nsc_trace_get(tr, x->attribution[r]); // [1, T]
         CHECK(a);
-        rows[r] = x->names[r];
-        printf("\n%-6s", rows[r]);
-        for (int64_t p = 0; p < x->t_len; p++) {
-            int k = r * (int)x->t_len + (int)p;
-            cells[k] = (double)((const float *)nsc_tensor_data(a))[p] / (lc - lx);
-            snprintf(numbers[k], sizeof numbers[k], fabs(cells[k]) >= 0.05 ? "%.2f" : "", cells[k]);
-            labels[k] = numbers[k];
-            printf(" %6.2f", cells[k]);
+        example_grid_set_row_name(&g, r, "%s", x->names[r]);
+        example_grid_print_row_name(&g, r, 6);
+        for (int p = 0; p < g.n_cols; p++) {
+            double estimate = (double)((const float *)nsc_tensor_data(a))[p] / (lc - lx);
+            example_grid_set_cell(&g, r, p, estimate, fabs(estimate) >= 0.05 ? "%.2f" : "",
+                                  estimate);
+            printf(" %6.2f", estimate);
         }
         nsc_free(a);
     }
-    svg_heatmap map = { "Attribution patching: patching to first order, one backward pass",
-                        "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\"; cell = "
-                        "sum_c (h_clean - h_corrupt) * d(logit f - logit x)/dh",
-                        "position (clean token)",
-                        "layer",
-                        x->rows,
-                        (int)x->t_len,
-                        cells,
-                        rows,
-                        cols,
-                        labels,
-                        -1,
-                        1,
-                        true,
-                        "estimated fraction restored" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
+    svg_heatmap map = { .title = "Attribution patching: patching to first order, one backward pass",
+                        .subtitle = "clean \"qzkfebmw|qzk\" -> corrupted \"qzkxebmw|qzk\"; cell = "
+                                    "sum_c (h_clean - h_corrupt) * d(logit f - logit x)/dh",
+                        .x_label = "position (clean token)",
+                        .y_label = "layer",
+                        .lo = -1,
+                        .hi = 1,
+                        .diverging = true,
+                        .scale_label = "estimated fraction restored" };
+    example_grid_write_svg(&g, map, svg);
     printf("\n\nheatmap: %s (compare with patching.svg: a linear estimate finds the same cells "
            "but undershoots where the effect passes through saturating softmax and layer "
            "norm)\n",
@@ -154,37 +112,25 @@ static void show(nsc_trace *tr, const experiment *x, const char *svg) {
 }
 
 int main(int argc, char **argv) {
-    const char *dir = "models/induction", *svg = "attribution_patching.svg", *graph_out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) {
-            svg = argv[++i];
-        } else if (strcmp(argv[i], "--graph-out") == 0 && i + 1 < argc) {
-            graph_out = argv[++i];
-        } else {
-            dir = argv[i];
-        }
-    }
-    nsc_module *model = nsc_gpt2_load(dir);
-    nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    nsc_gpt2_config config;
-    CHECK(model && tok && nsc_gpt2_get_config(model, &config) == NSC_OK);
-    nsc_tensor *clean = encode(tok, CLEAN), *corrupt = encode(tok, CORRUPT);
-    experiment x = { .rows = (int)config.n_layer + 1, .t_len = nsc_tensor_size(clean, 1) };
-    int64_t good = nsc_tokenizer_token_id(tok, "f"), bad = nsc_tokenizer_token_id(tok, "x");
+    example_args args = example_args_parse(argc, argv, "attribution_patching.svg", NULL);
+    example_model m = example_model_load(args.model_dir);
+    nsc_tensor *clean = example_prompt_encode(m.tok, CLEAN, MAX_T);
+    nsc_tensor *corrupt = example_prompt_encode(m.tok, CORRUPT, MAX_T);
+    experiment x = { .rows = (int)m.config.n_layer + 1, .t_len = nsc_tensor_size(clean, 1) };
+    int64_t good = nsc_tokenizer_token_id(m.tok, "f"), bad = nsc_tokenizer_token_id(m.tok, "x");
     CHECK(good >= 0 && bad >= 0 && x.rows <= MAX_ROWS);
 
-    nsc_trace *tr = nsc_trace_new(model);
+    nsc_trace *tr = nsc_trace_new(m.model);
     build(tr, clean, corrupt, good, bad, &x);
-    if (graph_out) {
-        write_graph(tr, graph_out);
+    if (args.graph_out) { // 3a. the graph as text
+        example_graph_write(tr, NULL, args.graph_out);
     }
     CHECK(nsc_trace_run(tr) == NSC_OK); // the forward, then the backward inside it
-    show(tr, &x, svg);
+    show(tr, &x, args.svg);
 
     nsc_trace_free(tr);
     nsc_free(clean);
     nsc_free(corrupt);
-    nsc_tokenizer_free(tok);
-    nsc_module_free(model);
+    example_model_free(&m);
     return 0;
 }

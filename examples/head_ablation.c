@@ -17,19 +17,11 @@
 //       (defaults: models/induction, head_ablation.svg)
 // The same graph as text: build/release/nsc run --graph examples/graphs/head_ablation.json
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "examples/svg.h"
-#include "nsc.h"
+#include "examples/common.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "head_ablation: %s failed: %s\n", #cond, nsc_last_error());            \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+const char example_name[] = "head_ablation";
 
 enum {
     MAX_LAYERS = 8,
@@ -74,107 +66,68 @@ static void build(nsc_trace *tr, nsc_tensor *ids, nsc_tensor *targets, experimen
     CHECK(x->loss[x->layers - 1][x->heads - 1]);
 }
 
-// --- 4a. the graph as text ---
-static void write_graph(nsc_trace *tr, const char *path) {
-    char *text = nsc_trace_to_text(tr, NULL);
-    FILE *f = text ? fopen(path, "w") : NULL;
-    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-    printf("wrote the graph to %s\n", path);
-    nsc_text_free(text);
-}
-
-static double value_of(nsc_trace *tr, nsc_tensor *proxy) {
-    nsc_tensor *v = nsc_trace_get(tr, proxy);
-    CHECK(v);
-    double value = nsc_tensor_item(v);
-    nsc_free(v);
-    return value;
-}
-
 // --- 4b. the loss rise per head: a table and a heatmap ---
 static void show(nsc_trace *tr, const experiment *x, const char *svg) {
-    double base = value_of(tr, x->base_loss), cells[MAX_LAYERS * MAX_HEADS];
-    char row_names[MAX_LAYERS][24], col_names[MAX_HEADS][24], numbers[MAX_LAYERS * MAX_HEADS][12];
-    const char *rows[MAX_LAYERS], *cols[MAX_HEADS], *labels[MAX_LAYERS * MAX_HEADS];
+    double base = example_trace_get_scalar(tr, x->base_loss);
+    static example_grid g;
+    example_grid_init(&g, x->layers, x->heads);
     printf("Head ablation on \"%s\": loss on the second copy %.3f; each cell is the rise when "
-           "that head's output (hook_z) is zeroed\n\n%-8s",
-           TEXT, base, "");
+           "that head's output (hook_z) is zeroed\n\n",
+           TEXT, base);
     for (int h = 0; h < x->heads; h++) {
-        snprintf(col_names[h], sizeof col_names[h], "head %d", h);
-        cols[h] = col_names[h];
-        printf(" %8s", col_names[h]);
+        example_grid_set_col_name(&g, h, "head %d", h);
     }
+    example_grid_print_header(&g, "", 8);
     for (int l = 0; l < x->layers; l++) {
-        snprintf(row_names[l], sizeof row_names[l], "layer %d", l);
-        rows[l] = row_names[l];
-        printf("\n%-8s", row_names[l]);
+        example_grid_set_row_name(&g, l, "layer %d", l);
+        example_grid_print_row_name(&g, l, 8);
         for (int h = 0; h < x->heads; h++) {
-            int k = l * x->heads + h;
-            cells[k] = value_of(tr, x->loss[l][h]) - base;
-            snprintf(numbers[k], sizeof numbers[k], "%+.2f", cells[k]);
-            labels[k] = numbers[k];
-            printf(" %8.3f", cells[k]);
+            double rise = example_trace_get_scalar(tr, x->loss[l][h]) - base;
+            example_grid_set_cell(&g, l, h, rise, "%+.2f", rise);
+            printf(" %8.3f", rise);
         }
     }
-    svg_heatmap map = { "Head ablation: the loss rise when one head is zeroed",
-                        "loss = cross-entropy on the second copy of \"qzkfebmw|qzkfebmw\"",
-                        "head",
-                        "layer",
-                        x->layers,
-                        x->heads,
-                        cells,
-                        rows,
-                        cols,
-                        labels,
-                        0,
-                        0,
-                        true,
-                        "loss rise (nats)" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
+    svg_heatmap map = { .title = "Head ablation: the loss rise when one head is zeroed",
+                        .subtitle =
+                            "loss = cross-entropy on the second copy of \"qzkfebmw|qzkfebmw\"",
+                        .x_label = "head",
+                        .y_label = "layer",
+                        .lo = 0,
+                        .hi = 0, // the data's range
+                        .diverging = true,
+                        .scale_label = "loss rise (nats)" };
+    example_grid_write_svg(&g, map, svg);
     printf("\n\nheatmap: %s\n", svg);
 }
 
 int main(int argc, char **argv) {
-    const char *dir = "models/induction", *svg = "head_ablation.svg", *graph_out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) {
-            svg = argv[++i];
-        } else if (strcmp(argv[i], "--graph-out") == 0 && i + 1 < argc) {
-            graph_out = argv[++i];
-        } else {
-            dir = argv[i];
-        }
-    }
-    nsc_module *model = nsc_gpt2_load(dir);
-    nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    nsc_gpt2_config c;
-    CHECK(model && tok && nsc_gpt2_get_config(model, &c) == NSC_OK);
-    experiment x = { .layers = (int)c.n_layer,
-                     .heads = (int)c.n_head,
+    example_args args = example_args_parse(argc, argv, "head_ablation.svg", NULL);
+    example_model m = example_model_load(args.model_dir);
+    experiment x = { .layers = (int)m.config.n_layer,
+                     .heads = (int)m.config.n_head,
                      .len = (int64_t)(strlen(TEXT) - 1) / 2,
-                     .vocab = c.vocab_size };
+                     .vocab = m.config.vocab_size };
     CHECK(x.layers <= MAX_LAYERS && x.heads <= MAX_HEADS && 1 + x.layers * x.heads <= 64);
     // Input: the text without its last letter; targets: the second copy.
-    nsc_tensor *all = nsc_tokenizer_encode_tensor(tok, TEXT, strlen(TEXT)); // [2 len + 1]
+    nsc_tensor *all = nsc_tokenizer_encode_tensor(m.tok, TEXT, strlen(TEXT)); // [2 len + 1]
     CHECK(all);
     nsc_tensor *input = nsc_narrow(all, 0, 0, 2 * x.len);
     nsc_tensor *ids = nsc_reshape(input, NSC_SHAPE(1, 2 * x.len)); // [1, T]
     nsc_tensor *targets = nsc_narrow(all, 0, x.len + 1, x.len);    // [len]
 
-    nsc_trace *tr = nsc_trace_new(model);
+    nsc_trace *tr = nsc_trace_new(m.model);
     build(tr, ids, targets, &x);
-    if (graph_out) {
-        write_graph(tr, graph_out);
+    if (args.graph_out) { // 4a. the graph as text
+        example_graph_write(tr, NULL, args.graph_out);
     }
     CHECK(nsc_trace_run(tr) == NSC_OK);
-    show(tr, &x, svg);
+    show(tr, &x, args.svg);
 
     nsc_trace_free(tr);
     nsc_free(targets);
     nsc_free(ids);
     nsc_free(input);
     nsc_free(all);
-    nsc_tokenizer_free(tok);
-    nsc_module_free(model);
+    example_model_free(&m);
     return 0;
 }

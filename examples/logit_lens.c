@@ -20,19 +20,11 @@
 // The same graph as text (examples/graphs/logit_lens.json, written by --graph-out):
 //       build/release/nsc run --graph examples/graphs/logit_lens.json --prompt "qzkfebmw|qzkf"
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "examples/svg.h"
-#include "nsc.h"
+#include "examples/common.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "logit_lens: %s failed: %s\n", #cond, nsc_last_error());               \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+const char example_name[] = "logit_lens";
 
 enum {
     MAX_LAYERS = 32,
@@ -76,45 +68,29 @@ static void build_lens(nsc_trace *tr, nsc_invoke *inv, int n_blocks, lens *out) 
     }
 }
 
-// --- 4. the graph as text, the prompt by name ---
-static void write_graph(nsc_trace *tr, nsc_tensor *ids, const char *path) {
-    nsc_tensor_set *named = nsc_tensor_set_new();
-    nsc_tensor_set_put(named, "prompt", ids);
-    nsc_graph_text_options o = { .names = named };
-    char *text = nsc_trace_to_text(tr, &o);
-    FILE *f = text ? fopen(path, "w") : NULL;
-    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-    printf("wrote the graph to %s\n", path);
-    nsc_text_free(text);
-    nsc_tensor_set_free(named);
-}
-
 // --- 5. the values: a table and a heatmap ---
 static void show(nsc_trace *tr, const lens *ln, const nsc_tokenizer *tok, nsc_tensor *ids,
                  const char *prompt, const char *svg) {
-    int64_t t_len = nsc_tensor_size(ids, 1);
-    static double cells[MAX_LAYERS * MAX_T];
-    static char labels[MAX_LAYERS * MAX_T][8];
-    const char *cell_labels[MAX_LAYERS * MAX_T], *rows[MAX_LAYERS], *cols[MAX_T];
+    static example_grid g;
+    example_grid_init(&g, ln->n_layers, (int)nsc_tensor_size(ids, 1));
     printf("Logit lens on \"%s\": the top next-token guess after each layer, and its "
-           "probability\n\n%-6s",
-           prompt, "layer");
-    for (int64_t t = 0; t < t_len; t++) {
-        cols[t] = token_text(tok, value_at(ids, t));
-        printf(" %6s", cols[t]);
+           "probability\n\n",
+           prompt);
+    for (int t = 0; t < g.n_cols; t++) {
+        g.col_names[t] = token_text(tok, value_at(ids, t)); // borrowed: tokens can be long
     }
-    for (int l = 0; l < ln->n_layers; l++) {
+    example_grid_print_header(&g, "layer", 6);
+    for (int l = 0; l < g.n_rows; l++) {
         nsc_tensor *tops = nsc_trace_get(tr, ln->top[l]), *probs = nsc_trace_get(tr, ln->prob[l]);
         CHECK(tops && probs);
-        rows[l] = ln->names[l];
-        printf("\n%-6s", rows[l]);
-        for (int64_t t = 0; t < t_len; t++) {
-            int k = l * (int)t_len + (int)t;
-            cells[k] = (double)((const float *)nsc_tensor_data(probs))[t];
-            snprintf(labels[k], sizeof labels[k], "%s", token_text(tok, value_at(tops, t)));
-            cell_labels[k] = labels[k];
-            int percent = (int)(100 * cells[k]);
-            printf(" %3s:%02d", labels[k], percent > 99 ? 99 : percent);
+        example_grid_set_row_name(&g, l, "%s", ln->names[l]);
+        example_grid_print_row_name(&g, l, 6);
+        for (int t = 0; t < g.n_cols; t++) {
+            double p = (double)((const float *)nsc_tensor_data(probs))[t];
+            example_grid_set_cell(&g, l, t, p, "%s", token_text(tok, value_at(tops, t)));
+            int percent = (int)(100 * p);
+            const char *label = g.labels[l * g.n_cols + t]; // cut to 7 characters, as drawn
+            printf(" %3s:%02d", label, percent > 99 ? 99 : percent);
         }
         nsc_free(tops);
         nsc_free(probs);
@@ -124,60 +100,35 @@ static void show(nsc_trace *tr, const lens *ln, const nsc_tokenizer *tok, nsc_te
              "prompt \"%s\"; each cell: the top token after ln_f + lm_head, colored by its "
              "probability",
              prompt);
-    svg_heatmap map = { "Logit lens: the model's guess after each layer",
-                        subtitle,
-                        "input position (the token there)",
-                        "read out after",
-                        ln->n_layers,
-                        (int)t_len,
-                        cells,
-                        rows,
-                        cols,
-                        cell_labels,
-                        0,
-                        1,
-                        false,
-                        "probability" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
+    svg_heatmap map = { .title = "Logit lens: the model's guess after each layer",
+                        .subtitle = subtitle,
+                        .x_label = "input position (the token there)",
+                        .y_label = "read out after",
+                        .lo = 0,
+                        .hi = 1,
+                        .diverging = false,
+                        .scale_label = "probability" };
+    example_grid_write_svg(&g, map, svg);
     printf("\n\n(cells: top token:probability %%, 99 = certain) heatmap: %s\n", svg);
 }
 
 int main(int argc, char **argv) {
-    const char *dir = "models/induction", *prompt = "qzkfebmw|qzkf", *svg = "logit_lens.svg";
-    const char *graph_out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) {
-            prompt = argv[++i];
-        } else if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) {
-            svg = argv[++i];
-        } else if (strcmp(argv[i], "--graph-out") == 0 && i + 1 < argc) {
-            graph_out = argv[++i];
-        } else {
-            dir = argv[i];
-        }
-    }
-    nsc_module *model = nsc_gpt2_load(dir);
-    nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    nsc_gpt2_config config;
-    CHECK(model && tok && nsc_gpt2_get_config(model, &config) == NSC_OK);
-    CHECK(config.n_layer < MAX_LAYERS);
-    nsc_tensor *flat = nsc_tokenizer_encode_tensor(tok, prompt, strlen(prompt));
-    CHECK(flat && nsc_tensor_numel(flat) > 0 && nsc_tensor_numel(flat) <= MAX_T);
-    nsc_tensor *ids = nsc_reshape(flat, NSC_SHAPE(1, nsc_tensor_numel(flat))); // [B=1, T]
+    example_args args = example_args_parse(argc, argv, "logit_lens.svg", "qzkfebmw|qzkf");
+    example_model m = example_model_load(args.model_dir);
+    CHECK(m.config.n_layer < MAX_LAYERS);
+    nsc_tensor *ids = example_prompt_encode(m.tok, args.prompt, MAX_T); // [B=1, T]
 
-    nsc_trace *tr = nsc_trace_new(model);
+    nsc_trace *tr = nsc_trace_new(m.model);
     lens ln;
-    build_lens(tr, nsc_trace_invoke(tr, 1, &ids), (int)config.n_layer, &ln);
-    if (graph_out) {
-        write_graph(tr, ids, graph_out);
+    build_lens(tr, nsc_trace_invoke(tr, 1, &ids), (int)m.config.n_layer, &ln);
+    if (args.graph_out) { // 4. the graph as text, the prompt by name
+        example_graph_write(tr, ids, args.graph_out);
     }
     CHECK(nsc_trace_run(tr) == NSC_OK);
-    show(tr, &ln, tok, ids, prompt, svg);
+    show(tr, &ln, m.tok, ids, args.prompt, args.svg);
 
     nsc_trace_free(tr);
     nsc_free(ids);
-    nsc_free(flat);
-    nsc_tokenizer_free(tok);
-    nsc_module_free(model);
+    example_model_free(&m);
     return 0;
 }

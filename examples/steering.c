@@ -21,19 +21,10 @@
 // The same steering (alpha 40) as text:
 //       build/release/nsc generate --prompt "qzkfebmw|" --graph examples/graphs/steering.json
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "examples/svg.h"
-#include "nsc.h"
+#include "examples/common.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "steering: %s failed: %s\n", #cond, nsc_last_error());                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+const char example_name[] = "steering";
 
 enum {
     N_ALPHAS = 5,
@@ -75,15 +66,7 @@ static void write_graph(nsc_module *model, const nsc_generate_options *o, nsc_te
                         int64_t letter, const char *path) {
     nsc_trace *tr = nsc_trace_new_generate(model, o);
     steer(tr, nsc_trace_invoke(tr, 1, &ids), letter, 40.0, N_NEW, NULL);
-    nsc_tensor_set *named = nsc_tensor_set_new();
-    nsc_tensor_set_put(named, "prompt", ids);
-    nsc_graph_text_options to = { .names = named };
-    char *text = nsc_trace_to_text(tr, &to);
-    FILE *f = text ? fopen(path, "w") : NULL;
-    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
-    printf("wrote the graph to %s\n", path);
-    nsc_text_free(text);
-    nsc_tensor_set_free(named);
+    example_graph_write(tr, ids, path);
     nsc_trace_free(tr);
 }
 
@@ -104,10 +87,7 @@ static void generate(nsc_module *model, const nsc_generate_options *o, nsc_tenso
     CHECK(tokens);
     decode(tok, tokens, nsc_tensor_size(ids, 1), out->text[a], sizeof out->text[a]);
     for (int k = 0; k < N_NEW; k++) {
-        nsc_tensor *v = nsc_trace_get(tr, p_x[k]);
-        CHECK(v);
-        out->p_x[a * N_NEW + k] = nsc_tensor_item(v);
-        nsc_free(v);
+        out->p_x[a * N_NEW + k] = example_trace_get_scalar(tr, p_x[k]);
     }
     nsc_free(tokens);
     nsc_trace_free(tr);
@@ -115,18 +95,17 @@ static void generate(nsc_module *model, const nsc_generate_options *o, nsc_tenso
 
 // --- 5b. the table and the heatmap ---
 static void show(results *r, const char *svg) {
-    char row_names[N_ALPHAS][16], col_names[N_NEW][12], chars[N_ALPHAS * N_NEW][4];
-    const char *rows[N_ALPHAS], *cols[N_NEW], *labels[N_ALPHAS * N_NEW];
+    static example_grid g;
+    example_grid_init(&g, N_ALPHAS, N_NEW);
     printf("Steering toward \"x\": alpha * wte(x) added to transformer.h.1's output at every "
            "step\n\n%-6s  %-26s %s\n",
            "alpha", "generated after the prompt", "P(x) at each step");
     for (int a = 0; a < N_ALPHAS; a++) {
-        snprintf(row_names[a], sizeof row_names[a], "%g", ALPHAS[a]);
-        rows[a] = row_names[a];
-        for (int k = 0; k < N_NEW; k++) {
+        example_grid_set_row_name(&g, a, "%g", ALPHAS[a]);
+        for (int k = 0; k < N_NEW; k++) { // the cell: the token generated, colored by P(x)
             char c = r->text[a][k];
-            snprintf(chars[a * N_NEW + k], 4, "%s", c == '\n' ? "\\n" : (char[]){ c, 0 });
-            labels[a * N_NEW + k] = chars[a * N_NEW + k];
+            example_grid_set_cell(&g, a, k, r->p_x[a * N_NEW + k], "%s",
+                                  c == '\n' ? "\\n" : (char[]){ c, 0 });
         }
         for (char *p = r->text[a]; *p; p++) {
             *p = *p == '\n' ? '/' : *p; // one line in the table
@@ -138,61 +117,40 @@ static void show(results *r, const char *svg) {
         printf("\n");
     }
     for (int k = 0; k < N_NEW; k++) {
-        snprintf(col_names[k], sizeof col_names[k], "%d", k);
-        cols[k] = col_names[k];
+        example_grid_set_col_name(&g, k, "%d", k);
     }
-    svg_heatmap map = { "Steering generation toward \"x\"",
-                        "alpha * wte(x) added to transformer.h.1's output at every step; "
-                        "cells: the token generated, colored by P(x)",
-                        "generation step",
-                        "alpha",
-                        N_ALPHAS,
-                        N_NEW,
-                        r->p_x,
-                        rows,
-                        cols,
-                        labels,
-                        0,
-                        1,
-                        false,
-                        "P(x)" };
-    CHECK(svg_heatmap_write(svg, &map) == 0);
+    svg_heatmap map = { .title = "Steering generation toward \"x\"",
+                        .subtitle = "alpha * wte(x) added to transformer.h.1's output at every "
+                                    "step; cells: the token generated, colored by P(x)",
+                        .x_label = "generation step",
+                        .y_label = "alpha",
+                        .lo = 0,
+                        .hi = 1,
+                        .diverging = false,
+                        .scale_label = "P(x)" };
+    example_grid_write_svg(&g, map, svg);
     printf("\n(\"/\" is the newline that ends a copy) heatmap: %s\n", svg);
 }
 
 int main(int argc, char **argv) {
-    const char *dir = "models/induction", *svg = "steering.svg", *graph_out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) {
-            svg = argv[++i];
-        } else if (strcmp(argv[i], "--graph-out") == 0 && i + 1 < argc) {
-            graph_out = argv[++i];
-        } else {
-            dir = argv[i];
-        }
-    }
-    nsc_module *model = nsc_gpt2_load(dir);
-    nsc_tokenizer *tok = nsc_tokenizer_load(dir);
-    CHECK(model && tok);
-    int64_t letter = nsc_tokenizer_token_id(tok, "x");
-    nsc_tensor *flat = nsc_tokenizer_encode_tensor(tok, PROMPT, strlen(PROMPT));
-    CHECK(letter >= 0 && flat);
-    nsc_tensor *ids = nsc_reshape(flat, NSC_SHAPE(1, nsc_tensor_numel(flat)));
+    example_args args = example_args_parse(argc, argv, "steering.svg", NULL);
+    example_model m = example_model_load(args.model_dir);
+    int64_t letter = nsc_tokenizer_token_id(m.tok, "x");
+    CHECK(letter >= 0);
+    nsc_tensor *ids = example_prompt_encode(m.tok, PROMPT, m.config.n_positions);
     nsc_generate_options o = nsc_generate_options_default(); // greedy
     o.max_new_tokens = N_NEW;
 
-    if (graph_out) {
-        write_graph(model, &o, ids, letter, graph_out);
+    if (args.graph_out) {
+        write_graph(m.model, &o, ids, letter, args.graph_out);
     }
     results r;
     for (int a = 0; a < N_ALPHAS; a++) {
-        generate(model, &o, ids, tok, letter, a, &r);
+        generate(m.model, &o, ids, m.tok, letter, a, &r);
     }
-    show(&r, svg);
+    show(&r, args.svg);
 
     nsc_free(ids);
-    nsc_free(flat);
-    nsc_tokenizer_free(tok);
-    nsc_module_free(model);
+    example_model_free(&m);
     return 0;
 }

@@ -36,7 +36,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "nsc.h"
+#include "examples/common.h"
+
+const char example_name[] = "train_induction";
 
 enum {
     N_LETTERS = 26, // ids 0..25 are 'a'..'z'
@@ -53,14 +55,6 @@ enum {
 };
 
 #define DEFAULT_LR 1e-3
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "train_induction: %s failed: %s\n", #cond, nsc_last_error());          \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static double now_seconds(void) {
     struct timespec ts;

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "nsc.h"
+#include "examples/common.h"
+
+const char example_name[] = "train_mlp";
 
 enum {
     N_CLASSES = 3,
@@ -28,15 +30,6 @@ enum {
     BATCH = 128,
     PRINT_EVERY = 100,
 };
-
-// Stop on the first failure, printing nsc's message (which names the op and shapes).
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "train_mlp: %s failed: %s\n", #cond, nsc_last_error());                \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 // --- 1. data: three spiral arms, radius r in [0, 1), angle 4 * (class + r) + noise ---
 
