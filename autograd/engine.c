@@ -154,17 +154,52 @@ static nsc_status accumulate(nsc_tensor **sum, nsc_tensor *g) {
     return NSC_OK;
 }
 
+// True when nothing but the caller's one reference can see g's memory: a
+// plain contiguous tensor that owns exactly its storage. Such a gradient can
+// become .grad without a copy (torch's AccumulateGrad steals it the same way).
+static bool exclusively_owned(const nsc_tensor *g) {
+    const nsci_storage *st = g->storage;
+    return atomic_load(&g->refcount) == 1 && st && atomic_load(&st->refcount) == 1 &&
+           !st->release && !g->base && !g->autograd && !g->proxy && !g->pinned &&
+           g->offset == 0 && nsci_is_contiguous(g) &&
+           st->bytes == (size_t)nsci_numel(g->ndim, g->shape) * nsc_dtype_size(g->dtype);
+}
+
+static bool same_geometry(const nsc_tensor *a, const nsc_tensor *b) {
+    return a->dtype == b->dtype && a->device == b->device && a->ndim == b->ndim &&
+           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]) == 0;
+}
+
+// Adds g into .grad. The first gradient is stolen when *grad may be taken
+// (may_take: the caller drops it afterwards) and nobody else can see it, else
+// copied, so .grad never aliases a tensor the graph or the caller may write
+// later. Later gradients are added in place, as torch does outside grad mode:
+// one pass over memory instead of a copy, a new buffer and an add.
+static nsc_status accumulate_grad(nsci_grad_slot *slot, nsc_tensor **grad, bool may_take) {
+    nsc_tensor *g = *grad;
+    if (slot->grad && same_geometry(slot->grad, g) && !slot->grad->requires_grad) {
+        return nsc_add_(slot->grad, g);
+    }
+    nsc_tensor *own = NULL;
+    if (!slot->grad && may_take && exclusively_owned(g)) {
+        own = g;
+        *grad = NULL;
+    } else {
+        own = nsc_clone(g);
+    }
+    return own ? accumulate(&slot->grad, own) : nsc_last_status();
+}
+
 // A gradient reaching a leaf (or a retained non-leaf): hooks, then .grad.
-static nsc_status deliver_to_slot(nsci_grad_slot *slot, nsc_tensor **grad, bool run_hooks) {
+static nsc_status deliver_to_slot(nsci_grad_slot *slot, nsc_tensor **grad, bool run_hooks,
+                                  bool may_take) {
     if (run_hooks && nsci_slot_run_hooks(slot, grad) != NSC_OK) {
         return nsc_last_status();
     }
     if (!slot->is_leaf && !slot->retain_grad) {
         return NSC_OK;
     }
-    // .grad must not alias a tensor the graph or the caller may write later.
-    nsc_tensor *own = nsc_clone(*grad);
-    return own ? accumulate(&slot->grad, own) : nsc_last_status();
+    return accumulate_grad(slot, grad, may_take);
 }
 
 static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
@@ -177,7 +212,7 @@ static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
             t->grads[k] = nsc_zeros(m->dtype, m->device, m->ndim, m->shape);
             status = t->grads[k] ? NSC_OK : nsc_last_status();
         } else if (t->grads[k] && node->out_slot[k]) {
-            status = deliver_to_slot(node->out_slot[k], &t->grads[k], true);
+            status = deliver_to_slot(node->out_slot[k], &t->grads[k], true, false);
         }
     }
     if (status == NSC_OK) {
@@ -190,7 +225,7 @@ static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
     for (int i = 0; i < node->n_in; i++) {
         nsci_edge *e = &node->next[i];
         if (status == NSC_OK && grad_in[i] && e->leaf) {
-            status = deliver_to_slot(e->leaf, &grad_in[i], true);
+            status = deliver_to_slot(e->leaf, &grad_in[i], true, true);
         } else if (status == NSC_OK && grad_in[i] && e->node) {
             task *child = &w->tasks[find_task(w, e->node)];
             status = accumulate(&child->grads[e->output_index], grad_in[i]);
@@ -247,7 +282,7 @@ static nsc_status check_root(nsc_tensor *loss, nsc_tensor *grad) {
 static nsc_status run_graph(nsci_edge *root, nsc_tensor *g, bool retain_graph) {
     if (root->leaf) {
         nsc_tensor *own = nsc_retain(g); // hooks may replace it
-        nsc_status status = deliver_to_slot(root->leaf, &own, true);
+        nsc_status status = deliver_to_slot(root->leaf, &own, true, true);
         nsc_free(own);
         return status;
     }

@@ -45,6 +45,51 @@ Test(autograd, leaf_gradients_accumulate_across_backwards) {
     cr_expect_eq(nsct_live_blocks(), before);
 }
 
+// As torch: a later backward adds into the .grad tensor already there (the
+// same tensor, updated in place), and .grad never shares memory with a
+// gradient someone else holds (here a hook that keeps every gradient it sees).
+static nsc_status keep_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    nsc_tensor **kept = ctx;
+    (void)replacement;
+    nsc_free(*kept);
+    *kept = nsc_retain(grad);
+    return NSC_OK;
+}
+
+Test(autograd, grad_is_added_in_place_and_never_aliases_a_held_gradient) {
+    int64_t before = nsct_live_blocks();
+    nsc_tensor *x = leaf(NSC_F32, NSC_SHAPE(4), 1.0);
+    nsc_tensor *kept = NULL;
+    cr_assert_gt(nsc_tensor_register_hook(x, keep_hook, &kept, NULL), 0);
+    nsc_tensor *first = NULL;
+    for (int pass = 1; pass <= 3; pass++) {
+        nsc_tensor *y = nsc_mul_scalar(x, 2.0);
+        nsc_tensor *s = nsc_sum_all(y);
+        cr_assert_eq(nsc_backward(s, NULL, false), NSC_OK, "%s", nsc_last_error());
+        nsc_tensor *g = nsc_tensor_get_grad(x);
+        first = pass == 1 ? g : first;
+        cr_expect_eq(g, first, "pass %d: .grad replaced instead of added into", pass);
+        expect_all(g, 2.0 * pass);
+        expect_all(kept, 2.0); // the hook's gradient, untouched by the accumulation
+        nsc_free(s);
+        nsc_free(y);
+    }
+    // A gradient only the engine holds becomes .grad without a copy; writing
+    // into .grad must still leave every other tensor alone.
+    nsc_tensor *z = leaf(NSC_F32, NSC_SHAPE(4), 1.0);
+    nsc_tensor *zz = nsc_mul(z, z);
+    nsc_tensor *s = nsc_sum_all(zz);
+    cr_assert_eq(nsc_backward(s, NULL, false), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_fill_(nsc_tensor_get_grad(z), 7.0), NSC_OK);
+    expect_all(z, 1.0);
+    expect_all(zz, 1.0);
+    nsc_tensor *all[] = { s, zz, z, kept, x };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+    cr_expect_eq(nsct_live_blocks(), before);
+}
+
 Test(autograd, gradients_that_meet_are_summed_and_broadcasts_reduced) {
     nsc_tensor *x = leaf(NSC_F64, NSC_SHAPE(2, 3), 2.0);
     nsc_tensor *b = leaf(NSC_F64, NSC_SHAPE(3), 1.0);
