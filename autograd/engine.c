@@ -160,8 +160,8 @@ static nsc_status accumulate(nsc_tensor **sum, nsc_tensor *g) {
 static bool exclusively_owned(const nsc_tensor *g) {
     const nsci_storage *st = g->storage;
     return atomic_load(&g->refcount) == 1 && st && atomic_load(&st->refcount) == 1 &&
-           !st->release && !g->base && !g->autograd && !g->proxy && !g->pinned &&
-           g->offset == 0 && nsci_is_contiguous(g) &&
+           !st->release && !g->base && !g->autograd && !g->proxy && !g->pinned && g->offset == 0 &&
+           nsci_is_contiguous(g) &&
            st->bytes == (size_t)nsci_numel(g->ndim, g->shape) * nsc_dtype_size(g->dtype);
 }
 
@@ -260,18 +260,20 @@ static void walk_free(graph_walk *w) {
 static nsc_status check_root(nsc_tensor *loss, nsc_tensor *grad) {
     char a[160], b[160];
     if (!loss->requires_grad) {
-        return nsci_fail(NSC_ERR_STATE, "backward: the tensor %s does not require grad and has "
-                                        "no recorded history",
+        return nsci_fail(NSC_ERR_STATE,
+                         "backward: the tensor %s does not require grad and has "
+                         "no recorded history",
                          nsci_shape_str(a, sizeof a, loss->ndim, loss->shape));
     }
     if (!grad && nsci_numel(loss->ndim, loss->shape) != 1) {
-        return nsci_fail(NSC_ERR_SHAPE, "backward: loss %s has %lld elements: a gradient can be "
-                                        "implied only for one element; pass grad",
+        return nsci_fail(NSC_ERR_SHAPE,
+                         "backward: loss %s has %lld elements: a gradient can be "
+                         "implied only for one element; pass grad",
                          nsci_shape_str(a, sizeof a, loss->ndim, loss->shape),
                          (long long)nsci_numel(loss->ndim, loss->shape));
     }
-    if (grad && (grad->ndim != loss->ndim || memcmp(grad->shape, loss->shape,
-                                                    (size_t)loss->ndim * 8) != 0)) {
+    if (grad && (grad->ndim != loss->ndim ||
+                 memcmp(grad->shape, loss->shape, (size_t)loss->ndim * 8) != 0)) {
         return nsci_fail(NSC_ERR_SHAPE, "backward: grad %s for a loss of shape %s",
                          nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
                          nsci_shape_str(b, sizeof b, loss->ndim, loss->shape));
