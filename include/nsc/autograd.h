@@ -28,7 +28,8 @@ bool nsc_tensor_is_leaf(const nsc_tensor *t);
 
 // The gradient accumulated into t by backward (leaves, and non-leaves after
 // nsc_retain_grad), or NULL. Borrowed: valid until t's grad is replaced,
-// cleared or t is freed (nsc_retain it to keep it).
+// cleared or t is freed (nsc_retain it to keep it). A later backward adds
+// into this same tensor in place, as torch does.
 nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t);
 
 // Replaces t's gradient with grad (retained; NULL clears it, as
