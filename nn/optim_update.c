@@ -5,6 +5,7 @@
 // roundings: scalars are rounded to the parameter's dtype first, as torch does
 // when it multiplies a tensor by a Python float.
 #include <math.h>
+#include <stdatomic.h>
 
 #include "nn/optim_impl.h"
 
@@ -116,6 +117,44 @@ static inline void adamw_quad_f32(float *p, const float *g, float *m, float *v, 
     __m128 step = _mm_div_ps(_mm_mul_ps(_mm_set1_ps(k->neg_step), mv), denom);
     _mm_storeu_ps(p, _mm_add_ps(pv, step));
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_ADAMW_AVX 1
+// Eight lanes: the same operations again. The two divisions and the square
+// root are what the step waits on (measured: adamw_f32 is ~5% of a GPT-2
+// training step); 256-bit units do twice the lanes per instruction.
+__attribute__((target("avx"))) static void
+adamw_octs_f32(int64_t n, float *p, const float *g, float *m, float *v, const adamw_f32_k *k) {
+    const __m256 decay = _mm256_set1_ps(k->decay), b1 = _mm256_set1_ps(k->b1);
+    const __m256 omb1 = _mm256_set1_ps(k->omb1), b2 = _mm256_set1_ps(k->b2);
+    const __m256 omb2 = _mm256_set1_ps(k->omb2), bc2 = _mm256_set1_ps(k->bc2_sqrt);
+    const __m256 eps = _mm256_set1_ps(k->eps), neg_step = _mm256_set1_ps(k->neg_step);
+    for (int64_t i = 0; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 pv = _mm256_mul_ps(_mm256_loadu_ps(p + i), decay);
+        __m256 mv =
+            _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gv));
+        __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
+                                  _mm256_mul_ps(_mm256_mul_ps(omb2, gv), gv));
+        _mm256_storeu_ps(m + i, mv);
+        _mm256_storeu_ps(v + i, vv);
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), bc2), eps);
+        __m256 step = _mm256_div_ps(_mm256_mul_ps(neg_step, mv), denom);
+        _mm256_storeu_ps(p + i, _mm256_add_ps(pv, step));
+    }
+}
+
+static bool cpu_has_avx(void) {
+    static atomic_int cached = -1; // every thread computes the same value
+    int has = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (has < 0) {
+        has = __builtin_cpu_supports("avx") ? 1 : 0;
+        atomic_store_explicit(&cached, has, memory_order_relaxed);
+    }
+    return has == 1;
+}
+#endif
 #endif
 
 static void adamw_f32(int64_t n, char **ptrs, const int64_t *strides, void *ctx) {
@@ -132,6 +171,12 @@ static void adamw_f32(int64_t n, char **ptrs, const int64_t *strides, void *ctx)
         float *p = (float *)ptrs[0], *m = (float *)ptrs[2], *v = (float *)ptrs[3];
         float *vmax = a->amsgrad ? (float *)ptrs[4] : NULL;
         const float *g = (const float *)ptrs[1];
+#if defined(HAVE_ADAMW_AVX)
+        if (!vmax && cpu_has_avx()) {
+            adamw_octs_f32(n, p, g, m, v, &k);
+            k0 = n - n % 8;
+        }
+#endif
 #if defined(__SSE2__)
         for (; k0 + 4 <= n; k0 += 4) {
             adamw_quad_f32(p + k0, g + k0, m + k0, v + k0, vmax ? vmax + k0 : NULL, &k);
