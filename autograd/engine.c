@@ -155,12 +155,19 @@ static nsc_status accumulate(nsc_tensor **sum, nsc_tensor *g) {
 }
 
 // True when nothing but the caller's one reference can see g's memory: a
-// plain contiguous tensor that owns exactly its storage. Such a gradient can
-// become .grad without a copy (torch's AccumulateGrad steals it the same way).
+// contiguous tensor covering exactly its storage, held once, and when it is a
+// view, its base is held by that view alone (a gradient that a backward rule
+// reshaped). Such a gradient can become .grad without a copy (torch's
+// AccumulateGrad steals it the same way).
+static bool only_reference(const nsc_tensor *t) {
+    return atomic_load(&t->refcount) == 1 && !t->autograd && !t->proxy && !t->pinned;
+}
+
 static bool exclusively_owned(const nsc_tensor *g) {
     const nsci_storage *st = g->storage;
-    return atomic_load(&g->refcount) == 1 && st && atomic_load(&st->refcount) == 1 &&
-           !st->release && !g->base && !g->autograd && !g->proxy && !g->pinned && g->offset == 0 &&
+    int holders = g->base ? 2 : 1; // the base keeps a storage reference of its own
+    return only_reference(g) && (!g->base || only_reference(g->base)) && st &&
+           atomic_load(&st->refcount) == holders && !st->release && g->offset == 0 &&
            nsci_is_contiguous(g) &&
            st->bytes == (size_t)nsci_numel(g->ndim, g->shape) * nsc_dtype_size(g->dtype);
 }
