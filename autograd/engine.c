@@ -181,10 +181,13 @@ static bool same_geometry(const nsc_tensor *a, const nsc_tensor *b) {
 // (may_take: the caller drops it afterwards) and nobody else can see it, else
 // copied, so .grad never aliases a tensor the graph or the caller may write
 // later. Later gradients are added in place, as torch does outside grad mode:
-// one pass over memory instead of a copy, a new buffer and an add.
+// one pass over memory instead of a copy, a new buffer and an add. A .grad
+// the caller set to a non-contiguous tensor (an expanded one cannot be
+// written in place) is replaced by the sum instead.
 static nsc_status accumulate_grad(nsci_grad_slot *slot, nsc_tensor **grad, bool may_take) {
     nsc_tensor *g = *grad;
-    if (slot->grad && same_geometry(slot->grad, g) && !slot->grad->requires_grad) {
+    if (slot->grad && same_geometry(slot->grad, g) && nsci_is_contiguous(slot->grad) &&
+        !slot->grad->requires_grad) {
         return nsc_add_(slot->grad, g);
     }
     nsc_tensor *own = NULL;

@@ -83,8 +83,18 @@ Test(autograd, grad_is_added_in_place_and_never_aliases_a_held_gradient) {
     cr_assert_eq(nsc_fill_(nsc_tensor_get_grad(z), 7.0), NSC_OK);
     expect_all(z, 1.0);
     expect_all(zz, 1.0);
-    nsc_tensor *all[] = { s, zz, z, kept, x };
-    for (int i = 0; i < 5; i++) {
+    // A .grad set to an expanded tensor cannot take an in-place add: the sum
+    // replaces it, and the tensor it expanded is left alone.
+    nsc_tensor *w = leaf(NSC_F32, NSC_SHAPE(2, 3), 1.0);
+    nsc_tensor *row = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(1, 3), 5.0);
+    nsc_tensor *wide = nsc_expand(row, NSC_SHAPE(2, 3));
+    cr_assert_eq(nsc_tensor_set_grad(w, wide), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *ws = nsc_sum_all(w);
+    cr_assert_eq(nsc_backward(ws, NULL, false), NSC_OK, "%s", nsc_last_error());
+    expect_all(nsc_tensor_get_grad(w), 6.0);
+    expect_all(row, 5.0);
+    nsc_tensor *all[] = { ws, wide, row, w, s, zz, z, kept, x };
+    for (int i = 0; i < 9; i++) {
         nsc_free(all[i]);
     }
     cr_expect_eq(nsct_live_blocks(), before);
