@@ -5,7 +5,6 @@
 // roundings: scalars are rounded to the parameter's dtype first, as torch does
 // when it multiplies a tensor by a Python float.
 #include <math.h>
-#include <stdatomic.h>
 
 #include "nn/optim_impl.h"
 
@@ -146,13 +145,7 @@ adamw_octs_f32(int64_t n, float *p, const float *g, float *m, float *v, const ad
 }
 
 static bool cpu_has_avx(void) {
-    static atomic_int cached = -1; // every thread computes the same value
-    int has = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (has < 0) {
-        has = __builtin_cpu_supports("avx") ? 1 : 0;
-        atomic_store_explicit(&cached, has, memory_order_relaxed);
-    }
-    return has == 1;
+    return __builtin_cpu_supports("avx");
 }
 #endif
 #endif
