@@ -151,6 +151,26 @@ nsc_status nsc_module_requires_grad_(nsc_module *m, bool requires_grad) {
     return NSC_OK;
 }
 
+nsc_status nsc_module_zero_grad(nsc_module *m, bool set_to_none) {
+    if (is_null(m, "module_zero_grad")) {
+        return nsc_last_status();
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        nsc_tensor *p = m->params[i].tensor, *g = nsc_tensor_get_grad(p);
+        nsc_status status = !g ? NSC_OK : set_to_none ? nsc_tensor_set_grad(p, NULL) : nsc_zero_(g);
+        if (status != NSC_OK) {
+            nsci_error_context("parameter %s.%s", nsc_module_path(m), m->params[i].name);
+            return status;
+        }
+    }
+    for (int i = 0; i < m->n_children; i++) {
+        if (nsc_module_zero_grad(m->children[i], set_to_none) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
+}
+
 // --- hooks ---
 
 static atomic_llong g_next_hook = 1; // atomic: handles are unique process-wide

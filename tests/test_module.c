@@ -196,7 +196,56 @@ Test(module, a_user_module_is_trainable) {
     cr_assert_eq(nsc_backward(out, NULL, false), NSC_OK, "%s", nsc_last_error());
     nsc_tensor *g = nsc_tensor_get_grad(nsc_module_find_tensor(root, "inner.c.w"));
     cr_expect_float_eq(nsc_tensor_item(g), 6.0, 1e-6, "d(2*3*w)/dw");
+    cr_assert_eq(nsc_module_zero_grad(root, false), NSC_OK); // torch's Module.zero_grad
+    cr_expect_eq(nsc_tensor_get_grad(nsc_module_find_tensor(root, "inner.c.w")), g, "in place");
+    cr_expect_float_eq(nsc_tensor_item(g), 0.0, 0, "zeroed");
+    cr_assert_eq(nsc_module_zero_grad(root, true), NSC_OK);
+    for (int64_t i = 0; i < nsc_module_n_params(root); i++) {
+        cr_expect_null(nsc_tensor_get_grad(nsc_module_param_at(root, i, NULL)), "set to none");
+    }
+    cr_expect_eq(nsc_module_zero_grad(NULL, true), NSC_ERR_ARG);
+    nsc_clear_error();
     nsc_free(out);
     nsc_free(in);
+    nsc_module_free(root);
+}
+
+// model.to(device): tensors already there stay the same objects; a device
+// that cannot be reached (META, CUDA without a GPU) is refused naming the
+// first tensor, and the module is left exactly as it was.
+Test(module, to_keeps_what_is_there_and_refuses_what_it_cannot_reach) {
+    nsc_module *root = tree();
+    nsc_tensor *shared = nsc_module_find_tensor(root, "a.w");
+    cr_assert_eq(nsc_module_add_param(nsc_module_find(root, "inner.b"), "tied", shared), NSC_OK);
+    cr_assert_eq(nsc_module_requires_grad_(root, true), NSC_OK);
+    nsc_tensor *before[4];
+    const char *path;
+    for (int64_t i = 0; i < nsc_module_n_params(root); i++) {
+        before[i] = nsc_module_param_at(root, i, &path);
+    }
+    for (int64_t i = 0; i < nsc_module_n_modules(root); i++) {
+        nsc_module_path(nsc_module_at(root, i)); // cached on first use: not a leak
+    }
+    int64_t blocks = nsct_live_blocks();
+    cr_expect_eq(nsc_module_to(root, NSC_CPU), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_to(root, NSC_META), NSC_ERR_DEVICE);
+    cr_expect(strstr(nsc_last_error(), "module to meta: expected cpu or cuda"), "%s",
+              nsc_last_error());
+    if (!nsc_cuda_available()) {
+        cr_expect_eq(nsc_module_to(nsc_module_find(root, "inner"), NSC_CUDA), NSC_ERR_DEVICE);
+        cr_expect(strstr(nsc_last_error(), "module to cuda: inner.b.w [1] f32 on cpu: "), "%s",
+                  nsc_last_error());
+        cr_expect(strstr(nsc_last_error(), "device cuda is not available"), "%s", nsc_last_error());
+    }
+    cr_expect_eq(nsc_module_to(NULL, NSC_CPU), NSC_ERR_ARG);
+    nsc_clear_error();
+    cr_expect_eq(nsct_live_blocks(), blocks, "a refused move left blocks behind");
+    cr_assert_eq(nsc_module_n_params(root), 4);
+    for (int64_t i = 0; i < nsc_module_n_params(root); i++) {
+        nsc_tensor *t = nsc_module_param_at(root, i, &path);
+        cr_expect_eq(t, before[i], "%s was replaced", path);
+        cr_expect(nsc_tensor_requires_grad(t), "%s", path);
+    }
+    cr_expect_eq(nsc_module_find_tensor(root, "inner.b.tied"), shared, "the tie holds");
     nsc_module_free(root);
 }

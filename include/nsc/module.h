@@ -98,6 +98,24 @@ void nsc_module_train(nsc_module *m, bool training);
 bool nsc_module_is_training(const nsc_module *m);
 // Marks every parameter of the tree as requiring grad (or not).
 nsc_status nsc_module_requires_grad_(nsc_module *m, bool requires_grad);
+// Clears the .grad of every parameter of the tree (torch's
+// Module.zero_grad): set_to_none drops them, otherwise they are zeroed in
+// place. A parameter shared by several modules is cleared once per slot,
+// which changes nothing the second time.
+nsc_status nsc_module_zero_grad(nsc_module *m, bool set_to_none);
+
+// --- devices ---
+
+// Moves every parameter and buffer of m's subtree to device (NSC_CPU or
+// NSC_CUDA), as torch's model.to(device): a tensor already there is kept;
+// the others are replaced by copies that are leaves with the original's
+// requires_grad and its .grad moved along; a tensor held by several slots
+// (tied weights) stays one tensor. The copies are new tensor objects, so
+// build optimizers after moving (torch's advice for .cuda() too) and do not
+// keep borrowed parameter pointers across the call. All or nothing: when a
+// copy fails (no such device, out of memory) the module is left unchanged
+// and the error names the tensor's path, shape and dtype.
+nsc_status nsc_module_to(nsc_module *m, nsc_device device);
 
 // --- calls and hooks ---
 
