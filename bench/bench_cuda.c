@@ -1,7 +1,8 @@
-// GPT-2 small on the GPU: the forward of 8 x 1024 tokens (logits, no grad)
-// and a training step's forward + cross_entropy + backward (parameter
-// gradients on the GPU; the optimizers are CPU-only for now), median of
-// NSC_BENCH_RUNS (5) runs after one warm-up, synchronized. Prints the
+// GPT-2 small on the GPU: the forward of 8 x 1024 tokens (logits, no grad),
+// forward + cross_entropy + backward, and the whole training step (that,
+// then AdamW's update and zero_grad; the parameters and the optimizer state
+// stay on the GPU), median of NSC_BENCH_RUNS (5) runs after one warm-up,
+// synchronized. Prints the
 // bench/README.md line (gflops and ratio '-': bench/compare_cuda.py runs
 // PyTorch eager on the same shapes). Without CUDA or a GPU it prints why.
 // Run: make CUDA=1 bench-bins && build/release-cuda/bench/bench_cuda
@@ -26,46 +27,14 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// Moves every parameter and buffer to the GPU (tied tensors stay tied).
-static int model_to_cuda(nsc_module *model) {
-    int64_t n = nsc_module_n_params(model) + nsc_module_n_buffers(model);
-    nsc_tensor **old = calloc((size_t)n + 1, sizeof *old), **moved = calloc((size_t)n + 1, 8);
-    int64_t used = 0;
-    int ok = old && moved;
-    for (int64_t i = 0; ok && i < n; i++) {
-        const char *path;
-        int64_t np = nsc_module_n_params(model);
-        nsc_tensor *t = i < np ? nsc_module_param_at(model, i, &path)
-                               : nsc_module_buffer_at(model, i - np, &path);
-        nsc_tensor *m = NULL;
-        for (int64_t j = 0; j < used && !m; j++) {
-            m = old[j] == t ? moved[j] : NULL;
-        }
-        if (!m) {
-            old[used] = t;
-            m = moved[used++] = nsc_to(t, NSC_CUDA);
-        }
-        char owner[512];
-        snprintf(owner, sizeof owner, "%s", path);
-        char *dot = strrchr(owner, '.');
-        *dot = '\0';
-        ok = m && nsc_module_set_tensor(nsc_module_find(model, owner), dot + 1, m) == NSC_OK;
-    }
-    for (int64_t j = 0; j < used; j++) {
-        nsc_free(moved[j]);
-    }
-    free(old);
-    free(moved);
-    return ok;
-}
-
 static nsc_tensor *logits_of(nsc_module *model, nsc_tensor *ids) {
     nsc_tensor *in[3] = { ids, NULL, NULL };
     return nsc_module_call(model, 3, in);
 }
 
-// One measured run; returns its milliseconds or -1.
-static double run_once(nsc_module *model, nsc_tensor *ids, int train) {
+// One measured run; returns its milliseconds or -1. opt: also step and
+// clear the gradients (NULL: forward, or forward + backward when train).
+static double run_once(nsc_module *model, nsc_tensor *ids, int train, nsc_optim *opt) {
     double t0 = now_ms();
     nsc_tensor *logits = logits_of(model, ids);
     if (!logits) {
@@ -79,6 +48,12 @@ static double run_once(nsc_module *model, nsc_tensor *ids, int train) {
         nsc_free(flat);
         nsc_free(target);
         nsc_free(loss);
+        if (s == NSC_OK && opt) {
+            s = nsc_optim_step(opt);
+        }
+        if (s == NSC_OK) {
+            s = opt ? nsc_optim_zero_grad(opt, true) : nsc_module_zero_grad(model, true);
+        }
         if (s != NSC_OK) {
             nsc_free(logits);
             return -1;
@@ -91,14 +66,15 @@ static double run_once(nsc_module *model, nsc_tensor *ids, int train) {
     return now_ms() - t0;
 }
 
-static void measure(const char *name, nsc_module *model, nsc_tensor *ids, int train, int runs) {
+static void measure(const char *name, nsc_module *model, nsc_tensor *ids, int train, nsc_optim *opt,
+                    int runs) {
     double ms[64];
-    if (run_once(model, ids, train) < 0) { // warm-up: fills the allocator's cache
+    if (run_once(model, ids, train, opt) < 0) { // warm-up: fills the allocator's cache
         printf("%-28s failed: %s\n", name, nsc_last_error());
         return;
     }
     for (int r = 0; r < runs; r++) {
-        ms[r] = run_once(model, ids, train);
+        ms[r] = run_once(model, ids, train, opt);
         if (ms[r] < 0) {
             printf("%-28s failed: %s\n", name, nsc_last_error());
             return;
@@ -125,17 +101,26 @@ int main(void) {
     }
     nsc_tensor *host = ids ? nsc_from_data(NSC_I64, NSC_SHAPE(BATCH, TOKENS), ids) : NULL;
     nsc_tensor *dev = host ? nsc_to(host, NSC_CUDA) : NULL;
-    if (!model || !dev || !model_to_cuda(model)) {
+    if (!model || !dev || nsc_module_to(model, NSC_CUDA) != NSC_OK) {
         printf("bench_cuda: setup failed: %s\n", nsc_last_error());
         return 1;
     }
     printf("%-28s %-22s %s %10s %8s %6s\n", "name", "shape", "threads", "median_ms", "gflops",
            "ratio");
     nsc_no_grad_begin();
-    measure("gpt2_small.forward.cuda", model, dev, 0, runs);
+    measure("gpt2_small.forward.cuda", model, dev, 0, NULL, runs);
     nsc_no_grad_end();
     nsc_module_requires_grad_(model, true);
-    measure("gpt2_small.train_step.cuda", model, dev, 1, runs);
+    measure("gpt2_small.fwd_bwd.cuda", model, dev, 1, NULL, runs);
+    nsc_adamw_config adamw = nsc_adamw_defaults();
+    adamw.lr = 1e-4;
+    nsc_optim *opt = nsc_optim_adamw_new_module(model, &adamw);
+    if (opt) {
+        measure("gpt2_small.train_step.cuda", model, dev, 1, opt, runs);
+    } else {
+        printf("%-28s failed: %s\n", "gpt2_small.train_step.cuda", nsc_last_error());
+    }
+    nsc_optim_free(opt);
     nsc_cuda_stats st = nsc_cuda_stats_get();
     printf("# cuda: %lld cudaMalloc calls, %lld transfers, %.1f MiB live, %.1f MiB cached\n",
            (long long)st.device_mallocs, (long long)st.transfers, (double)st.live_bytes / 1048576.0,

@@ -1,8 +1,11 @@
 """PyTorch eager on the GPU for bench/bench_cuda.c's cases: GPT-2 small
 (transformers' GPT2LMHeadModel when installed, random weights) forward of
-8 x 1024 tokens without grad, and forward + cross_entropy + backward; the
-median of 5 runs after one warm-up, synchronized, TF32 off (as nsc's
-cuBLAS calls). Prints the same line format as bench_cuda.
+8 x 1024 tokens without grad, forward + cross_entropy + backward, and the
+training step (that, then torch.optim.AdamW's step, lr 1e-4, and
+zero_grad); the median of 5 runs after one warm-up, synchronized, TF32 off
+(as nsc's cuBLAS calls). AdamW runs twice: foreach=False is the
+single-tensor path nsc's tensor-op update follows; the default (foreach,
+fewer kernel launches) is what a torch user gets. Prints the same line format as bench_cuda.
 Run: python3 bench/compare_cuda.py (on a machine with a GPU and torch)."""
 import statistics
 import time
@@ -38,14 +41,30 @@ def main():
         with torch.no_grad():
             m(ids).logits
 
-    def train_step():
+    def fwd_bwd():
         logits = m(ids).logits
         loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), ids.view(-1))
         loss.backward()
+
+    def train_step(opt):
+        def step():
+            fwd_bwd()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    def fwd_bwd_clear():
+        fwd_bwd()
         m.zero_grad(set_to_none=True)
 
     measure("gpt2_small.forward.torch", forward)
-    measure("gpt2_small.train_step.torch", train_step)
+    m.train()
+    measure("gpt2_small.fwd_bwd.torch", fwd_bwd_clear)
+    single = torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=False)
+    measure("gpt2_small.train_step.torch", train_step(single))
+    del single
+    fused = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    measure("gpt2_small.train_step.foreach", train_step(fused))
 
 
 if __name__ == "__main__":

@@ -82,9 +82,9 @@ static nsc_status check_param(const char *op, nsc_tensor *const *params, int64_t
     if (!nsci_is_float((nsc_dtype)t->dtype)) {
         return nsci_fail(NSC_ERR_DTYPE, "%s: %s: expected f32 or f64", op, what);
     }
-    if (t->device != NSC_CPU || nsc_tensor_is_proxy(t)) {
-        return nsci_fail(NSC_ERR_DEVICE, "%s: %s on %s: expected a CPU tensor", op, what,
-                         nsc_device_name((nsc_device)t->device));
+    if (t->device == NSC_META || nsc_tensor_is_proxy(t)) {
+        return nsci_fail(NSC_ERR_DEVICE, "%s: %s on %s: expected a tensor with data (cpu or cuda)",
+                         op, what, nsc_device_name((nsc_device)t->device));
     }
     if (!nsc_tensor_requires_grad(t) || !nsc_tensor_is_leaf(t)) {
         return nsci_fail(NSC_ERR_STATE,
@@ -346,6 +346,17 @@ nsc_status nsc_optim_step(nsc_optim *opt) {
             continue;
         }
         opt->steps[i]++;
+        if (p->device != NSC_CPU || opt->ops_on_cpu) {
+            nsc_status status = opt->kind == NSCI_OPTIM_SGD
+                                    ? nsci_sgd_update_ops(opt, i, g, opt->steps[i] == 1)
+                                    : nsci_adamw_update_ops(opt, i, g);
+            if (status != NSC_OK) {
+                opt->steps[i]--;
+                nsc_no_grad_end();
+                return status;
+            }
+            continue; // nsc_copy_ bumped the versions
+        }
         if (opt->kind == NSCI_OPTIM_SGD) {
             nsci_sgd_update(opt, i, g, opt->steps[i] == 1);
         } else {

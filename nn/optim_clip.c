@@ -103,10 +103,10 @@ static nsc_status check_args(int64_t n_params, nsc_tensor *const *params, double
             return nsci_fail(NSC_ERR_ARG, "clip_grad_norm: parameter %lld is NULL", (long long)i);
         }
         nsc_tensor *g = nsc_tensor_get_grad(params[i]);
-        if (g && (g->device != NSC_CPU || !nsci_is_float((nsc_dtype)g->dtype))) {
+        if (g && (g->device == NSC_META || !nsci_is_float((nsc_dtype)g->dtype))) {
             return nsci_fail(NSC_ERR_DEVICE,
                              "clip_grad_norm: parameter %lld: gradient %s on %s: expected a "
-                             "float gradient on the CPU",
+                             "float gradient with data (cpu or cuda)",
                              (long long)i, nsc_dtype_name((nsc_dtype)g->dtype),
                              nsc_device_name((nsc_device)g->device));
         }
@@ -114,8 +114,8 @@ static nsc_status check_args(int64_t n_params, nsc_tensor *const *params, double
     return NSC_OK;
 }
 
-// Contiguous views of every gradient (NULL where none) and room for the
-// largest one's block sums; all or nothing.
+// Contiguous views of every CPU gradient (NULL where none or on another
+// device) and room for the largest one's block sums; all or nothing.
 static nsc_status gather(int64_t n_params, nsc_tensor *const *params, nsc_tensor ***grads,
                          double **partial) {
     int64_t max_blocks = 1;
@@ -126,10 +126,13 @@ static nsc_status gather(int64_t n_params, nsc_tensor *const *params, nsc_tensor
     }
     for (int64_t i = 0; i < n_params; i++) {
         nsc_tensor *g = nsc_tensor_get_grad(params[i]);
-        if (g && !((*grads)[i] = nsc_contiguous(g))) {
+        if (!g || g->device != NSC_CPU) {
+            continue;
+        }
+        if (!((*grads)[i] = nsc_contiguous(g))) {
             return nsc_last_status();
         }
-        int64_t numel = g ? nsc_tensor_numel(g) : 0;
+        int64_t numel = nsc_tensor_numel(g);
         max_blocks = NSCI_MAX(max_blocks, (numel + NORM_BLOCK - 1) / NORM_BLOCK);
     }
     *partial = nsci_malloc((size_t)max_blocks * sizeof **partial);
@@ -145,22 +148,29 @@ nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, doub
     double *partial = NULL;
     nsc_no_grad_begin(); // contiguous copies of gradients must not be recorded
     nsc_status status = gather(n_params, params, &grads, &partial);
-    if (status == NSC_OK) {
-        double sum = 0;
-        for (int64_t i = 0; i < n_params; i++) {
-            sum += grads[i] ? sumsq(grads[i], partial) : 0.0;
+    double sum = 0;
+    for (int64_t i = 0; status == NSC_OK && i < n_params; i++) {
+        nsc_tensor *g = nsc_tensor_get_grad(params[i]);
+        double part = 0;
+        if (grads[i]) {
+            part = sumsq(grads[i], partial);
+        } else if (g) {
+            status = nsci_grad_sumsq_ops(g, &part); // a device's gradient
         }
-        double norm = sqrt(sum);
-        double coef = max_norm / (norm + 1e-6);
-        for (int64_t i = 0; i < n_params && !(coef >= 1.0); i++) {
-            nsc_tensor *g = nsc_tensor_get_grad(params[i]);
-            if (g) {
-                scale(g, coef); // the gradient itself, not a contiguous copy of it
-            }
+        sum += part;
+    }
+    double norm = sqrt(sum);
+    double coef = max_norm / (norm + 1e-6);
+    for (int64_t i = 0; status == NSC_OK && i < n_params && !(coef >= 1.0); i++) {
+        nsc_tensor *g = nsc_tensor_get_grad(params[i]);
+        if (g && g->device == NSC_CPU) {
+            scale(g, coef); // the gradient itself, not a contiguous copy of it
+        } else if (g) {
+            status = nsci_grad_scale_ops(g, coef);
         }
-        if (total_norm) {
-            *total_norm = norm;
-        }
+    }
+    if (status == NSC_OK && total_norm) {
+        *total_norm = norm;
     }
     for (int64_t i = 0; grads && i < n_params; i++) {
         nsc_free(grads[i]);

@@ -27,6 +27,7 @@ struct nsc_optim {
     char **names;        // parameter paths (module constructors) or NULL
     int64_t *steps;      // per parameter
     nsc_tensor **state;  // [n_params * NSCI_OPTIM_MAX_STATE], NULL until the first step
+    bool ops_on_cpu;     // tests: take nn/optim_ops.c's path for CPU parameters too
 };
 
 // Number of state slots the optimizer keeps per parameter.
@@ -37,5 +38,24 @@ int nsci_optim_n_state(const nsc_optim *opt);
 // count already advanced. Runs under no_grad on the CPU; cannot fail.
 void nsci_sgd_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad, bool first_step);
 void nsci_adamw_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad);
+
+// AdamW's per-step scalars for parameter i (its step count already advanced).
+typedef struct nsci_adamw_scalars {
+    double decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
+    double bc2_sqrt, eps, neg_step_size;
+    bool amsgrad;
+} nsci_adamw_scalars;
+nsci_adamw_scalars nsci_adamw_scalars_of(const nsc_optim *opt, int64_t i);
+
+// The same updates as tensor ops (nn/optim_ops.c), for parameters on any
+// device; the same bits as the fused loops on the CPU. Fail with the op's
+// error (a device out of memory) leaving parameter i and its state unchanged.
+nsc_status nsci_sgd_update_ops(const nsc_optim *opt, int64_t i, nsc_tensor *grad, bool first_step);
+nsc_status nsci_adamw_update_ops(const nsc_optim *opt, int64_t i, nsc_tensor *grad);
+
+// Gradient clipping's pieces as tensor ops: the sum of squares of grad
+// accumulated in f64 (read back to the host), and grad *= coef in place.
+nsc_status nsci_grad_sumsq_ops(nsc_tensor *grad, double *sumsq);
+nsc_status nsci_grad_scale_ops(nsc_tensor *grad, double coef);
 
 #endif

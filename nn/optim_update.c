@@ -69,12 +69,6 @@ void nsci_sgd_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad, bool fir
 //   vmax = max(vmax, v) when amsgrad (then used for v below)
 //   p = p + (-lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
 
-typedef struct adamw_args {
-    double decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
-    double bc2_sqrt, eps, neg_step_size;
-    bool amsgrad;
-} adamw_args;
-
 typedef struct adamw_f32_k {
     float decay, b1, omb1, b2, omb2, bc2_sqrt, eps, neg_step;
 } adamw_f32_k;
@@ -151,7 +145,7 @@ static bool cpu_has_avx(void) {
 #endif
 
 static void adamw_f32(int64_t n, char **ptrs, const int64_t *strides, void *ctx) {
-    const adamw_args *a = ctx;
+    const nsci_adamw_scalars *a = ctx;
     const adamw_f32_k k = {
         (float)a->decay, (float)a->beta1,           (float)a->one_minus_beta1,
         (float)a->beta2, (float)a->one_minus_beta2, (float)a->bc2_sqrt,
@@ -189,7 +183,7 @@ static void adamw_f32(int64_t n, char **ptrs, const int64_t *strides, void *ctx)
 }
 
 static void adamw_f64(int64_t n, char **ptrs, const int64_t *strides, void *ctx) {
-    const adamw_args *a = ctx;
+    const nsci_adamw_scalars *a = ctx;
     for (int64_t k = 0; k < n; k++) {
         double *p = (double *)(ptrs[0] + k * strides[0]);
         double g = *(const double *)(ptrs[1] + k * strides[1]);
@@ -208,11 +202,11 @@ static void adamw_f64(int64_t n, char **ptrs, const int64_t *strides, void *ctx)
     }
 }
 
-void nsci_adamw_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
+nsci_adamw_scalars nsci_adamw_scalars_of(const nsc_optim *opt, int64_t i) {
     const nsc_adamw_config *c = &opt->adamw;
     double t = (double)opt->steps[i];
     double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
-    adamw_args args = {
+    return (nsci_adamw_scalars){
         .decay = 1.0 - opt->lr * c->weight_decay,
         .beta1 = c->beta1,
         .one_minus_beta1 = 1.0 - c->beta1,
@@ -223,9 +217,13 @@ void nsci_adamw_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
         .neg_step_size = -(opt->lr / bc1),
         .amsgrad = c->amsgrad,
     };
+}
+
+void nsci_adamw_update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
+    nsci_adamw_scalars args = nsci_adamw_scalars_of(opt, i);
     nsc_tensor *const *state = &opt->state[i * NSCI_OPTIM_MAX_STATE];
     nsc_tensor *ops[5] = { opt->params[i], grad, state[0], state[1], state[2] };
     nsci_iter it;
-    nsci_iter_init(&it, c->amsgrad ? 5 : 4, ops);
+    nsci_iter_init(&it, args.amsgrad ? 5 : 4, ops);
     nsci_iter_run(&it, opt->params[i]->dtype == NSC_F32 ? adamw_f32 : adamw_f64, &args, NSCI_GRAIN);
 }

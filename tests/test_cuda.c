@@ -5,6 +5,7 @@
 // trace with interventions, cached generation, steady-state allocation and
 // a program linked against libnsc.a. GPU tests skip when none is visible.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,38 +265,6 @@ Test(cuda_cases, gradients_match_the_cpu, .init = need_gpu) {
 
 // --- GPT-2 on CUDA ---
 
-// Moves every parameter and buffer of model to device (shared tensors once).
-static void model_to(nsc_module *model, nsc_device device) {
-    int64_t n = nsc_module_n_params(model) + nsc_module_n_buffers(model);
-    nsc_tensor **old = calloc((size_t)n + 1, sizeof *old), **moved = calloc((size_t)n + 1, 8);
-    for (int64_t i = 0, used = 0; i < n; i++) {
-        const char *path;
-        bool param = i < nsc_module_n_params(model);
-        int64_t k = param ? i : i - nsc_module_n_params(model);
-        nsc_tensor *t = param ? nsc_module_param_at(model, k, &path)
-                              : nsc_module_buffer_at(model, k, &path);
-        nsc_tensor *m = NULL;
-        for (int64_t j = 0; j < used && !m; j++) {
-            m = old[j] == t ? moved[j] : NULL;
-        }
-        if (!m) {
-            old[used] = t;
-            m = moved[used++] = nsc_to(t, device);
-        }
-        char owner[512];
-        snprintf(owner, sizeof owner, "%s", path);
-        char *dot = strrchr(owner, '.');
-        *dot = '\0';
-        cr_assert_eq(nsc_module_set_tensor(nsc_module_find(model, owner), dot + 1, m), NSC_OK,
-                     "%s: %s", path, nsc_last_error());
-    }
-    for (int64_t j = 0; j < n; j++) {
-        nsc_free(moved[j]);
-    }
-    free(old);
-    free(moved);
-}
-
 static nsc_module *g_cpu, *g_gpu;
 static nsc_tensor *g_ids, *g_ids_gpu;
 
@@ -304,7 +273,7 @@ static void gpt2_setup(void) {
     g_cpu = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
     g_gpu = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
     cr_assert(g_cpu && g_gpu, "%s", nsc_last_error());
-    model_to(g_gpu, NSC_CUDA);
+    cr_assert_eq(nsc_module_to(g_gpu, NSC_CUDA), NSC_OK, "%s", nsc_last_error());
     int64_t ids[24];
     for (int i = 0; i < 24; i++) {
         ids[i] = (i * 37 + 5) % 100; // the fixture's vocabulary has 100 tokens
@@ -372,6 +341,66 @@ Test(cuda_gpt2, backward_gives_the_cpu_gradients, .init = gpt2_setup, .fini = gp
     }
     nsc_free(a);
     nsc_free(b);
+}
+
+Test(cuda_gpt2, module_to_moves_every_tensor_and_keeps_ties, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    for (int64_t i = 0; i < nsc_module_n_params(g_gpu); i++) {
+        const char *path;
+        nsc_tensor *t = nsc_module_param_at(g_gpu, i, &path);
+        cr_expect_eq(nsc_tensor_device(t), NSC_CUDA, "%s", path);
+        cr_expect(nsc_tensor_is_leaf(t), "%s", path);
+    }
+    cr_expect_eq(nsc_module_find_tensor(g_gpu, "lm_head.weight"),
+                 nsc_module_find_tensor(g_gpu, "transformer.wte.weight"), "tied on the GPU");
+    cr_assert_eq(nsc_module_to(g_gpu, NSC_CPU), NSC_OK, "%s", nsc_last_error());
+    nsct_expect_close(nsc_module_find_tensor(g_gpu, "transformer.h.0.attn.c_attn.weight"),
+                      nsc_module_find_tensor(g_cpu, "transformer.h.0.attn.c_attn.weight"),
+                      TOL_EXACT, "a weight back on the CPU");
+}
+
+// Three AdamW steps with clipping on both devices: the CUDA parameters take
+// the tensor-op path (bit-identical to the fused loop on the CPU; here the
+// gradients already differ by summation order) and stay on the GPU. eps is
+// 1e-3, not 1e-8, so that an element whose gradient is near zero (where
+// m / sqrt(v) is a noisy sign) moves by at most lr * |dg| / eps; the steps
+// still move most weights by ~lr each, 3x the tolerance.
+Test(cuda_gpt2, adamw_steps_with_clipping_match_the_cpu, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    nsc_module *models[2] = { g_cpu, g_gpu };
+    nsc_tensor *ids[2] = { g_ids, g_ids_gpu };
+    nsc_optim *opts[2];
+    double norms[2];
+    for (int d = 0; d < 2; d++) {
+        nsc_module_requires_grad_(models[d], true);
+        opts[d] = nsc_optim_adamw_new_module(
+            models[d],
+            &(nsc_adamw_config){
+                .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-3, .weight_decay = 0.1 });
+        cr_assert(opts[d], "%s", nsc_last_error());
+    }
+    for (int step = 0; step < 3; step++) {
+        for (int d = 0; d < 2; d++) {
+            nsc_tensor *loss = lm_loss(models[d], ids[d]);
+            cr_assert(loss, "%s", nsc_last_error());
+            cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+            cr_assert_eq(nsc_optim_clip_grad_norm(opts[d], 0.5, &norms[d]), NSC_OK, "%s",
+                         nsc_last_error());
+            cr_assert_eq(nsc_optim_step(opts[d]), NSC_OK, "%s", nsc_last_error());
+            cr_assert_eq(nsc_optim_zero_grad(opts[d], true), NSC_OK);
+            nsc_free(loss);
+        }
+        cr_expect(fabs(norms[1] - norms[0]) <= 1e-3 * norms[0], "step %d: norm %g vs %g", step,
+                  norms[1], norms[0]);
+    }
+    for (int64_t i = 0; i < nsc_optim_n_params(opts[0]); i++) {
+        nsc_tensor *want = nsc_optim_param_at(opts[0], i), *got = nsc_optim_param_at(opts[1], i);
+        cr_expect_eq(nsc_tensor_device(got), NSC_CUDA);
+        cr_expect_eq(nsc_tensor_device(nsc_optim_get_state(opts[1], i, "exp_avg")), NSC_CUDA);
+        nsct_expect_close(got, want, TOL_GPT2, "a parameter after 3 steps");
+    }
+    nsc_optim_free(opts[0]);
+    nsc_optim_free(opts[1]);
 }
 
 // A trace on the CUDA model: read and edit a hook point; values stay on the GPU.

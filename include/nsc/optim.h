@@ -51,13 +51,16 @@ typedef struct nsc_adamw_config {
 nsc_adamw_config nsc_adamw_defaults(void);
 
 // --- creation ---
-// params: n_params float tensors (f32 or f64, CPU) that are leaves requiring
-// grad, with no duplicates and no overlapping elements; each is retained.
+// params: n_params float tensors (f32 or f64, on the CPU or CUDA) that are
+// leaves requiring grad, with no duplicates and no overlapping elements; each
+// is retained. CPU parameters are updated by one fused pass each; CUDA ones
+// by the same arithmetic as a sequence of tensor ops (torch's single-tensor
+// path), so their state stays on the GPU with them.
 // Returns a new optimizer (caller nsc_optim_free()s) or NULL with an error:
 // NSC_ERR_ARG for a NULL or empty list, a NULL entry, a duplicate, a bad
 // hyper-parameter (negative lr, beta outside [0, 1), ...); NSC_ERR_STATE for
 // a parameter that does not require grad or is not a leaf; NSC_ERR_DTYPE for
-// a non-float one; NSC_ERR_DEVICE for one that is not on the CPU.
+// a non-float one; NSC_ERR_DEVICE for a META tensor or a proxy.
 
 nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
                              const nsc_sgd_config *config);
@@ -80,8 +83,11 @@ void nsc_optim_free(nsc_optim *opt);
 // without a gradient are skipped and their step count does not advance (as
 // torch). State is created on a parameter's first step. Fails before
 // changing anything with NSC_ERR_SHAPE / NSC_ERR_DTYPE when a gradient's
-// shape or dtype differs from its parameter's, NSC_ERR_OOM when state cannot
-// be allocated.
+// shape, dtype or device differs from its parameter's, NSC_ERR_OOM when
+// state cannot be allocated. On a GPU an update can also fail part-way (the
+// device runs out of memory for its temporaries): the step then returns that
+// error with the parameters before the failing one stepped and the rest
+// unchanged; nsc_optim_get_step tells which.
 nsc_status nsc_optim_step(nsc_optim *opt);
 
 // Clears the gradients of the optimizer's parameters: set_to_none drops them
@@ -120,8 +126,9 @@ nsc_tensor *nsc_optim_get_state(const nsc_optim *opt, int64_t index, const char 
 // multiplied in place by max_norm / (norm + 1e-6). A NaN or infinite norm
 // scales every gradient to NaN (torch with error_if_nonfinite=False). The
 // sum of squares is accumulated in f64 over fixed blocks, so the result does
-// not depend on the thread count. NSC_ERR_ARG for a NULL list or entry or
-// max_norm < 0.
+// not depend on the thread count. CUDA gradients are summed on the GPU (in
+// f64) and only their total is copied back. NSC_ERR_ARG for a NULL list or
+// entry or max_norm < 0; NSC_ERR_DEVICE for a META gradient.
 nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, double max_norm,
                                double *total_norm);
 // The same over the optimizer's parameters.
