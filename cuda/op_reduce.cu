@@ -1,5 +1,6 @@
 // Reduction kernels: one generic launcher (a warp per output; sums and
-// statistics accumulate in double, as the CPU's var/std/logsumexp do), the
+// statistics accumulate in double, as the CPU's var/std/logsumexp do; float
+// sums over many elements into few outputs split across warps), the
 // softmax family and layer_norm (a warp per row, fused: two passes over the
 // row in registers' reach, no intermediate tensors), layer_norm's gradient
 // (rows, then column sums in fixed chunks), and the class losses.
@@ -198,6 +199,73 @@ template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
 
 int warp_blocks(int64_t n) {
     return (int)((n + WARPS - 1) / WARPS);
+}
+
+// --- split sums: few outputs over many elements ---
+// A warp per output leaves most of the GPU idle when there are few outputs
+// (a sum of all 38M elements of GPT-2's embedding gradient would run on one
+// warp). Float sums and means over at least 2 * SPLIT_CHUNK elements into
+// fewer than SPLIT_MAX_OUT outputs run in two launches instead: a warp per
+// (output, chunk of SPLIT_CHUNK elements) writes its partial sum, then a
+// warp per output adds its partials in chunk order. Both orders are fixed,
+// so the result does not depend on scheduling.
+
+const int64_t SPLIT_CHUNK = 16384;
+const int64_t SPLIT_MAX_OUT = 2048;
+
+__global__ void split_sum_kernel(nsci_cuda_red r, int64_t n_chunks, double *partial) {
+    int lane = threadIdx.x & 31;
+    int64_t w = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32;
+    if (w >= r.n_out * n_chunks) {
+        return; // the whole warp leaves together
+    }
+    int64_t o = w / n_chunks, lo = (w % n_chunks) * SPLIT_CHUNK;
+    int64_t hi = lo + SPLIT_CHUNK < r.n_red_elems ? lo + SPLIT_CHUNK : r.n_red_elems;
+    const int64_t base = nsci_cuda_unravel(r.n_kept, r.kept_shape, r.kept_stride, o);
+    double s = 0.0;
+    for (int64_t j = lo + lane; j < hi; j += 32) {
+        s += load_as<double>(r.x, r.x_dtype,
+                             base + nsci_cuda_unravel(r.n_red, r.red_shape, r.red_stride, j));
+    }
+    s = warp_sum(s);
+    if (lane == 0) {
+        partial[w] = s;
+    }
+}
+
+__global__ void split_finish_kernel(nsci_cuda_red r, int64_t n_chunks, const double *partial) {
+    int lane = threadIdx.x & 31;
+    int64_t o = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32;
+    if (o >= r.n_out) {
+        return;
+    }
+    double s = 0.0;
+    for (int64_t c = lane; c < n_chunks; c += 32) {
+        s += partial[o * n_chunks + c];
+    }
+    s = warp_sum(s);
+    if (lane == 0) {
+        double n = (double)r.n_red_elems;
+        store_as(r.out, r.out_dtype, o, r.kind == NSCI_RED_MEAN ? s * (1.0 / n) : s, 0, false);
+    }
+}
+
+bool wants_split(const nsci_cuda_red *r) {
+    bool floats = r->x_dtype == NSC_F32 || r->x_dtype == NSC_F64;
+    bool sum = r->kind == NSCI_RED_SUM || r->kind == NSCI_RED_MEAN;
+    return floats && sum && r->n_red_elems >= 2 * SPLIT_CHUNK && r->n_out < SPLIT_MAX_OUT;
+}
+
+nsc_status split_sum(const nsci_cuda_red *r) {
+    int64_t n_chunks = (r->n_red_elems + SPLIT_CHUNK - 1) / SPLIT_CHUNK;
+    double *partial = (double *)nsci_cuda_alloc((size_t)(r->n_out * n_chunks) * sizeof(double));
+    if (!partial) {
+        return NSC_ERR_OOM;
+    }
+    split_sum_kernel<<<warp_blocks(r->n_out * n_chunks), WARPS * 32>>>(*r, n_chunks, partial);
+    split_finish_kernel<<<warp_blocks(r->n_out), WARPS * 32>>>(*r, n_chunks, partial);
+    nsci_cuda_free(partial); // stream order: reused only by later launches
+    return nsci_cuda_check_launch("reduction (split)");
 }
 
 // --- softmax family: a warp per (outer, inner) row of k elements ---
@@ -469,6 +537,9 @@ extern "C" {
 nsc_status nsci_cuda_reduce(const nsci_cuda_red *r) {
     if (r->n_out == 0) {
         return NSC_OK;
+    }
+    if (wants_split(r)) {
+        return split_sum(r);
     }
     bool floats = r->x_dtype == NSC_F32 || r->x_dtype == NSC_F64;
     if (floats) {

@@ -263,6 +263,37 @@ Test(cuda_cases, gradients_match_the_cpu, .init = need_gpu) {
     cr_expect_eq(failures, 0, "%d cases' gradients differ on CUDA", failures);
 }
 
+// Float sums and means over many elements into few outputs take the split
+// path (cuda/op_reduce.cu): everything at once, and 3 outputs of 40000
+// elements each read at stride 3 (directly and through a transposed view).
+Test(cuda_reduce, sums_over_many_elements_match_the_cpu, .init = need_gpu) {
+    nsc_generator *gen = nsc_generator_new(3);
+    nsc_tensor *x = nsc_randn(gen, NSC_F32, NSC_SHAPE(4096, 1031));
+    nsc_tensor *y = nsc_randn(gen, NSC_F32, NSC_SHAPE(40000, 3));
+    nsc_tensor *xg = nsc_to(x, NSC_CUDA), *yg = nsc_to(y, NSC_CUDA);
+    nsc_tensor *yt = nsc_transpose(y, 0, 1), *ygt = nsc_transpose(yg, 0, 1);
+    int dim0 = 0, dim1 = 1;
+    nsc_tensor *pairs[][2] = {
+        { nsc_sum_all(x), nsc_sum_all(xg) },
+        { nsc_mean(x, 0, NULL, false), nsc_mean(xg, 0, NULL, false) },
+        { nsc_sum(y, 1, &dim0, false), nsc_sum(yg, 1, &dim0, false) },
+        { nsc_mean(y, 1, &dim0, true), nsc_mean(yg, 1, &dim0, true) },
+        { nsc_sum(yt, 1, &dim1, false), nsc_sum(ygt, 1, &dim1, false) },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        cr_assert(pairs[i][0] && pairs[i][1], "%s", nsc_last_error());
+        cr_expect_eq(nsc_tensor_device(pairs[i][1]), NSC_CUDA);
+        nsct_expect_close(pairs[i][1], pairs[i][0], TOL_CUDA_FLOOR, "a split sum");
+        nsc_free(pairs[i][0]);
+        nsc_free(pairs[i][1]);
+    }
+    nsc_tensor *temps[] = { x, y, xg, yg, yt, ygt };
+    for (int i = 0; i < 6; i++) {
+        nsc_free(temps[i]);
+    }
+    nsc_generator_free(gen);
+}
+
 // --- GPT-2 on CUDA ---
 
 static nsc_module *g_cpu, *g_gpu;
