@@ -7,7 +7,7 @@
 #   make bench      benchmarks (bench/), -march=native
 #   make lint       symbol prefixes, file sizes, include layering
 #   make BLAS=none  portable matmul instead of OpenBLAS
-#   make CUDA=1     adds cuda/ (nvcc) and links cuBLAS
+#   make CUDA=1     adds cuda/ (nvcc) and links cuBLAS; CUDA_ARCHS="80 90" by default
 #   make install PREFIX=/usr/local
 
 MODE ?= release
@@ -21,7 +21,11 @@ CC ?= cc
 NVCC ?= nvcc
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
 
-CONFIG := $(MODE)$(if $(filter none,$(BLAS)),-noblas)$(if $(filter 1,$(CUDA)),-cuda)
+# GPU architectures nvcc builds for (sm_XX). Another list gets its own build
+# folder: tools/gpu_check.sh builds sm_90 alone to carry less to the H200.
+CUDA_ARCHS ?= 80 90
+CUDA_ARCH_TAG := $(if $(filter-out 80 90,$(CUDA_ARCHS))$(filter-out $(CUDA_ARCHS),80 90),-sm$(subst $() ,-,$(strip $(CUDA_ARCHS))))
+CONFIG := $(MODE)$(if $(filter none,$(BLAS)),-noblas)$(if $(filter 1,$(CUDA)),-cuda$(CUDA_ARCH_TAG))
 BUILD := build/$(CONFIG)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wdouble-promotion
@@ -58,7 +62,7 @@ endif
 ifeq ($(CUDA),1)
 CFLAGS += -DNSC_HAVE_CUDA
 NVCCFLAGS := -O2 -g -std=c++17 -Iinclude -I. -DNSC_HAVE_CUDA -Xcompiler -fPIC,-Wall \
-    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+    $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
     --expt-relaxed-constexpr -MMD -MP
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif

@@ -1,25 +1,42 @@
 #!/bin/sh
 # The one GPU check of the CUDA backend (docs/CUDA.md): run `sh
-# tools/gpu_check.sh prepare` here (builds with make CUDA=1 and copies the
-# shared libraries the binaries need that a bare machine may lack into
-# build/release-cuda/libs), then on the borrowed GPU machine `sh
-# tools/gpu_check.sh` with build/release-cuda carried. Logs go to $OUT.
+# tools/gpu_check.sh prepare` here (builds what the check runs and packs it,
+# with the shared libraries a bare machine may lack, into build/gpu-carry),
+# then on the borrowed GPU machine `sh tools/gpu_check.sh` with
+# build/gpu-carry carried. Logs go to $OUT.
+#
+# What travels is limited to 64 MiB (the tracked tree, ~19 MiB, included),
+# so the carried build is lean: sm_90 code only (the H200; the default build
+# also has sm_80), the portable GEMM instead of OpenBLAS (36 MiB of library;
+# the CPU side of the CUDA tests only computes reference values), stripped
+# binaries, and libnsc.a without debug sections for the link test.
 set -u
 cd "$(dirname "$0")/.."
-B=build/release-cuda
+B=build/gpu-carry
+SRC=build/release-noblas-cuda-sm90
 
 if [ "${1:-run}" = prepare ]; then
-    make -j2 CUDA=1 WERROR=1 all test-bin bench-bins || exit 1
-    mkdir -p "$B/libs"
-    # Criterion, OpenBLAS and their dependencies; not libc, not the CUDA
-    # libraries (too large to carry: the GPU machine's own are used).
+    make -j2 CUDA=1 BLAS=none CUDA_ARCHS=90 WERROR=1 "$SRC/tests/nsc_tests" \
+        "$SRC/bench/bench_cuda" || exit 1
+    rm -rf "$B"
+    mkdir -p "$B/tests" "$B/bench" "$B/libs"
+    strip -o "$B/tests/nsc_tests" "$SRC/tests/nsc_tests" &&
+        strip -o "$B/bench/bench_cuda" "$SRC/bench/bench_cuda" &&
+        strip --strip-debug -o "$B/libnsc.a" "$SRC/libnsc.a" || exit 1
+    # Criterion and its dependencies; not libc, not the CUDA libraries (the
+    # GPU machine's own are used).
     for bin in "$B/tests/nsc_tests" "$B/bench/bench_cuda"; do
         ldd "$bin" | awk '/=> \// {print $3}' |
             grep -v -E 'lib(c|m|dl|pthread|rt|cuda|cudart|cublas|cublasLt)\.so|ld-linux' |
             while read -r lib; do cp -L "$lib" "$B/libs/"; done
     done
-    rm -f "$B/tests/"*.o "$B/bench/"*.o
-    du -sh "$B" "$B/libs"
+    carry=$(du -sb "$B" | cut -f1)
+    tree=$(git ls-files -z | du --files0-from=- -cb | tail -1 | cut -f1)
+    echo "gpu_check: carry $((carry >> 20)) MiB + tracked tree $((tree >> 20)) MiB (limit 64)"
+    if [ $((carry + tree)) -gt $((62 << 20)) ]; then
+        echo "gpu_check: too large to travel; carry less" >&2
+        exit 1
+    fi
     echo "prepared: carry $B (run: sh tools/gpu_check.sh)"
     exit 0
 fi
@@ -37,13 +54,19 @@ for lib in libcudart.so.13 libcublasLt.so.13; do
     [ -n "$f" ] && extra="$extra:$(dirname "$f")"
 done
 export LD_LIBRARY_PATH="$PWD/$B/libs:$extra:${LD_LIBRARY_PATH:-}"
+# cuda_link::a_program_linked_with_libnsc_runs_a_cuda_op links $B/libnsc.a
+# (built without OpenBLAS) with this machine's cc against its CUDA 13
+# libraries, named by version since a wheel ships no unversioned .so.
+ldirs=$(echo "$extra" | tr ':' '\n' | sed -n 's/^\(.\)/-L\1/p' | tr '\n' ' ')
+export NSC_LINK_FLAGS="-lm -pthread $ldirs -l:libcublas.so.13 -l:libcudart.so.13 -lstdc++"
 {
     date
     nvidia-smi || echo "nvidia-smi missing"
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-    ldd "$B/tests/nsc_tests" | grep -E 'not found|cuda|cublas|criterion|openblas'
+    echo "NSC_LINK_FLAGS=$NSC_LINK_FLAGS"
+    ldd "$B/tests/nsc_tests" | grep -E 'not found|cuda|cublas|criterion'
 } > "$OUT/env.txt" 2>&1
-# The CUDA suites first (they are what this machine is for), then the rest.
+# The CUDA suites (what this machine is for; the rest run in CI), then the benchmarks.
 timeout 300 "$B/tests/nsc_tests" --filter 'cuda*/*' --jobs 1 --verbose > "$OUT/test_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/test_cuda.log"
 timeout 180 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
@@ -51,4 +74,4 @@ echo "rc=$?" >> "$OUT/bench_cuda.log"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     timeout 120 python3 bench/compare_cuda.py > "$OUT/compare_cuda.log" 2>&1
 fi
-tail -3 "$OUT/test_cuda.log" "$OUT/bench_cuda.log"
+grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"; tail -n 6 "$OUT/bench_cuda.log"
