@@ -238,6 +238,9 @@ Test(module, to_keeps_what_is_there_and_refuses_what_it_cannot_reach) {
         cr_expect(strstr(nsc_last_error(), "device cuda is not available"), "%s", nsc_last_error());
     }
     cr_expect_eq(nsc_module_to(NULL, NSC_CPU), NSC_ERR_ARG);
+    nsc_mem_fail_after(1); // the plan's first allocation
+    cr_expect_eq(nsc_module_to(root, NSC_CPU), NSC_ERR_OOM);
+    nsc_mem_fail_after(0);
     nsc_clear_error();
     cr_expect_eq(nsct_live_blocks(), blocks, "a refused move left blocks behind");
     cr_assert_eq(nsc_module_n_params(root), 4);
