@@ -27,7 +27,7 @@ static const char *describe(char *buf, size_t bytes, int64_t i, const char *path
 
 // --- validation ---
 
-static nsc_status check_sgd(const nsc_sgd_config *c) {
+nsc_status nsci_optim_check_sgd(const nsc_sgd_config *c) {
     if (!c) {
         return nsci_fail(NSC_ERR_ARG, "sgd: config is NULL: expected an nsc_sgd_config");
     }
@@ -46,7 +46,7 @@ static nsc_status check_sgd(const nsc_sgd_config *c) {
     return NSC_OK;
 }
 
-static nsc_status check_adamw(const nsc_adamw_config *c) {
+nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c) {
     if (!c) {
         return nsci_fail(NSC_ERR_ARG, "adamw: config is NULL: expected an nsc_adamw_config");
     }
@@ -181,7 +181,7 @@ fail:
 
 nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
                              const nsc_sgd_config *config) {
-    if (check_sgd(config) != NSC_OK) {
+    if (nsci_optim_check_sgd(config) != NSC_OK) {
         return NULL;
     }
     nsc_optim *opt = optim_new(NSCI_OPTIM_SGD, n_params, params, NULL);
@@ -194,7 +194,7 @@ nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
 
 nsc_optim *nsc_optim_adamw_new(int64_t n_params, nsc_tensor *const *params,
                                const nsc_adamw_config *config) {
-    if (check_adamw(config) != NSC_OK) {
+    if (nsci_optim_check_adamw(config) != NSC_OK) {
         return NULL;
     }
     nsc_optim *opt = optim_new(NSCI_OPTIM_ADAMW, n_params, params, NULL);
@@ -247,7 +247,7 @@ static nsc_optim *optim_new_module(nsci_optim_kind kind, nsc_module *root) {
 }
 
 nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *config) {
-    if (check_sgd(config) != NSC_OK) {
+    if (nsci_optim_check_sgd(config) != NSC_OK) {
         return NULL;
     }
     nsc_optim *opt = optim_new_module(NSCI_OPTIM_SGD, root);
@@ -259,7 +259,7 @@ nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *conf
 }
 
 nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *config) {
-    if (check_adamw(config) != NSC_OK) {
+    if (nsci_optim_check_adamw(config) != NSC_OK) {
         return NULL;
     }
     nsc_optim *opt = optim_new_module(NSCI_OPTIM_ADAMW, root);

@@ -4,6 +4,7 @@
 #define NSC_NN_OPTIM_IMPL_H
 
 #include "nn/nn_impl.h"
+#include "nsc/io.h"
 #include "nsc/optim.h"
 
 typedef enum nsci_optim_kind {
@@ -29,6 +30,15 @@ struct nsc_optim {
     nsc_tensor **state;  // [n_params * NSCI_OPTIM_MAX_STATE], NULL until the first step
     bool ops_on_cpu;     // tests: take nn/optim_ops.c's path for CPU parameters too
 };
+
+// The constructors' checks of a configuration (NSC_ERR_ARG naming the bad
+// hyper-parameter); nn/optim_state.c runs them on loaded ones too.
+nsc_status nsci_optim_check_sgd(const nsc_sgd_config *c);
+nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c);
+
+// nsc_optim_load on an open file (path labels the errors); the fuzz target
+// feeds it files held in memory.
+nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path);
 
 // Number of state slots the optimizer keeps per parameter.
 int nsci_optim_n_state(const nsc_optim *opt);

@@ -118,6 +118,29 @@ int64_t nsc_optim_get_step(const nsc_optim *opt, int64_t index);
 // parameter has no such state yet or the name is unknown.
 nsc_tensor *nsc_optim_get_state(const nsc_optim *opt, int64_t index, const char *name);
 
+// --- saving and resuming (torch.save(optimizer.state_dict()), load_state_dict) ---
+
+// Writes the optimizer's state to a safetensors file at path: for each
+// parameter that has stepped (index i, in the optimizer's order)
+// "state.<i>.step" (0-dim i64) and its state tensors "state.<i>.exp_avg",
+// "state.<i>.exp_avg_sq", "state.<i>.max_exp_avg_sq" (amsgrad) or
+// "state.<i>.momentum_buffer"; metadata "optimizer" ("sgd"/"adamw"),
+// "n_params", the current "lr" and every hyper-parameter. The file is
+// written beside path and renamed, so a failure leaves path as it was.
+// NSC_ERR_ARG for NULL arguments, NSC_ERR_IO when the file cannot be written.
+nsc_status nsc_optim_save(const nsc_optim *opt, const char *path);
+
+// Loads a file written by nsc_optim_save into opt, an optimizer of the same
+// kind over the same number of parameters (build it as the saved one was,
+// then load: the state tensors take each parameter's dtype and device). The
+// step counts, state, lr and hyper-parameters become the file's; a
+// parameter the file holds no state for starts afresh. All or nothing: a
+// missing, mistyped or mis-shaped entry, another kind, parameter count,
+// momentum on/off or amsgrad setting fails with NSC_ERR_FORMAT naming the
+// file and the entry, and opt is unchanged; NSC_ERR_IO when the file cannot
+// be read.
+nsc_status nsc_optim_load(nsc_optim *opt, const char *path);
+
 // --- gradient clipping ---
 
 // torch.nn.utils.clip_grad_norm_ with norm_type 2: the L2 norm of all the

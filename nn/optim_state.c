@@ -1,0 +1,305 @@
+// Saving and resuming an optimizer (torch.save(optimizer.state_dict()) and
+// load_state_dict): per-parameter state and step counts as tensors of a
+// safetensors file, the kind and hyper-parameters as its metadata. Loading
+// checks the whole file against the optimizer before changing anything.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/optim_impl.h"
+#include "nsc/io.h"
+
+enum {
+    KEY_BYTES = 64,
+    N_HYPER = 6
+};
+
+static const char *slot_name(nsci_optim_kind kind, int slot) {
+    static const char *const sgd[] = { "momentum_buffer" };
+    static const char *const adamw[] = { "exp_avg", "exp_avg_sq", "max_exp_avg_sq" };
+    return kind == NSCI_OPTIM_SGD ? sgd[slot] : adamw[slot];
+}
+
+// The hyper-parameters as metadata keys and values (lr first: the current
+// learning rate, as torch's param_groups hold it).
+typedef struct hyper {
+    const char *key;
+    double value;
+} hyper;
+
+static int hypers_of(const nsc_optim *opt, hyper *h) {
+    h[0] = (hyper){ "lr", opt->lr };
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        const nsc_sgd_config *c = &opt->sgd;
+        h[1] = (hyper){ "momentum", c->momentum };
+        h[2] = (hyper){ "dampening", c->dampening };
+        h[3] = (hyper){ "weight_decay", c->weight_decay };
+        h[4] = (hyper){ "nesterov", c->nesterov ? 1.0 : 0.0 };
+        return 5;
+    }
+    const nsc_adamw_config *c = &opt->adamw;
+    h[1] = (hyper){ "beta1", c->beta1 };
+    h[2] = (hyper){ "beta2", c->beta2 };
+    h[3] = (hyper){ "eps", c->eps };
+    h[4] = (hyper){ "weight_decay", c->weight_decay };
+    h[5] = (hyper){ "amsgrad", c->amsgrad ? 1.0 : 0.0 };
+    return 6;
+}
+
+// --- saving ---
+
+nsc_status nsc_optim_save(const nsc_optim *opt, const char *path) {
+    if (!opt || !path) {
+        return nsci_fail(NSC_ERR_ARG, "optim save: %s is NULL", opt ? "path" : "optimizer");
+    }
+    int n_state = nsci_optim_n_state(opt);
+    int64_t cap = opt->n_params * (n_state + 1);
+    if (cap > 0x7fffffff) {
+        return nsci_fail(NSC_ERR_ARG, "optim save: %lld parameters: too many for one file",
+                         (long long)opt->n_params);
+    }
+    char(*names)[KEY_BYTES] = nsci_calloc((size_t)NSCI_MAX(cap, 1), sizeof *names);
+    const char **name_ptrs = nsci_calloc((size_t)NSCI_MAX(cap, 1), sizeof *name_ptrs);
+    nsc_tensor **tensors = nsci_calloc((size_t)NSCI_MAX(cap, 1), sizeof *tensors);
+    int n = 0;
+    nsc_status status = names && name_ptrs && tensors ? NSC_OK : NSC_ERR_OOM;
+    for (int64_t i = 0; status == NSC_OK && i < opt->n_params; i++) {
+        if (opt->steps[i] == 0) {
+            continue; // no state yet, as torch leaves it out of state_dict
+        }
+        snprintf(names[n], KEY_BYTES, "state.%lld.step", (long long)i);
+        tensors[n] = nsc_scalar(NSC_I64, (double)opt->steps[i]);
+        status = tensors[n] ? NSC_OK : nsc_last_status();
+        name_ptrs[n] = names[n];
+        n++;
+        for (int s = 0; status == NSC_OK && s < n_state; s++) {
+            snprintf(names[n], KEY_BYTES, "state.%lld.%s", (long long)i, slot_name(opt->kind, s));
+            name_ptrs[n] = names[n];
+            tensors[n++] = nsc_retain(opt->state[i * NSCI_OPTIM_MAX_STATE + s]);
+        }
+    }
+    hyper h[N_HYPER];
+    int n_hyper = hypers_of(opt, h);
+    char values[N_HYPER + 2][32];
+    const char *keys[N_HYPER + 2] = { "optimizer", "n_params" }, *vals[N_HYPER + 2];
+    snprintf(values[0], sizeof values[0], "%s", nsc_optim_name(opt));
+    snprintf(values[1], sizeof values[1], "%lld", (long long)opt->n_params);
+    for (int k = 0; k < n_hyper; k++) {
+        keys[k + 2] = h[k].key;
+        snprintf(values[k + 2], sizeof values[k + 2], "%.17g", h[k].value);
+    }
+    for (int k = 0; k < n_hyper + 2; k++) {
+        vals[k] = values[k];
+    }
+    if (status == NSC_OK) {
+        status = nsc_safetensors_save(path, n, name_ptrs, tensors, n_hyper + 2, keys, vals);
+    }
+    for (int k = 0; k < n; k++) {
+        nsc_free(tensors[k]);
+    }
+    nsci_free(names);
+    nsci_free(name_ptrs);
+    nsci_free(tensors);
+    return status;
+}
+
+// --- loading ---
+
+// A metadata number, or fails naming the key.
+static nsc_status meta_number(const nsc_safetensors *st, const char *path, const char *key,
+                              double *out) {
+    const char *text = nsc_safetensors_get_metadata(st, key);
+    char *end = NULL;
+    errno = 0;
+    double v = text ? strtod(text, &end) : 0.0;
+    if (!text || end == text || *end != '\0' || errno == ERANGE || isnan(v)) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "optim load: %s: metadata \"%s\" is %s%s%s: expected a number", path, key,
+                         text ? "\"" : "missing", text ? text : "", text ? "\"" : "");
+    }
+    *out = v;
+    return NSC_OK;
+}
+
+// What the file gives one parameter: its step count and state, converted to
+// the parameter's dtype and device (NULLs when the file has none for it).
+typedef struct loaded {
+    int64_t step;
+    nsc_tensor *state[NSCI_OPTIM_MAX_STATE];
+} loaded;
+
+static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, const char *path,
+                             int64_t i, loaded *out) {
+    char key[KEY_BYTES];
+    snprintf(key, sizeof key, "state.%lld.step", (long long)i);
+    if (!nsc_safetensors_has(st, key)) {
+        return NSC_OK; // this parameter has not stepped
+    }
+    nsc_tensor *step = nsc_safetensors_load(st, key);
+    if (!step) {
+        return nsc_last_status();
+    }
+    double v = nsc_tensor_numel(step) == 1 ? nsc_tensor_item(step) : -1;
+    nsc_free(step);
+    if (!(v >= 1 && v == floor(v))) {
+        return nsci_fail(NSC_ERR_FORMAT, "optim load: %s: %s: expected one step count >= 1", path,
+                         key);
+    }
+    out->step = (int64_t)v;
+    const nsc_tensor *p = opt->params[i];
+    for (int s = 0; s < nsci_optim_n_state(opt); s++) {
+        snprintf(key, sizeof key, "state.%lld.%s", (long long)i, slot_name(opt->kind, s));
+        bool present = nsc_safetensors_has(st, key);
+        nsc_tensor *raw = present ? nsc_safetensors_load(st, key) : NULL;
+        if (present && !raw) {
+            return nsc_last_status(); // out of memory, or a dtype nsc cannot read
+        }
+        if (!raw || raw->ndim != p->ndim ||
+            memcmp(raw->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0 ||
+            !nsci_is_float((nsc_dtype)raw->dtype)) {
+            char got[200] = "missing", want[160];
+            nsci_shape_str(want, sizeof want, p->ndim, p->shape);
+            if (raw) {
+                size_t used = strlen(nsci_shape_str(got, sizeof got, raw->ndim, raw->shape));
+                snprintf(got + used, sizeof got - used, " %s",
+                         nsc_dtype_name((nsc_dtype)raw->dtype));
+            }
+            nsc_free(raw);
+            return nsci_fail(NSC_ERR_FORMAT,
+                             "optim load: %s: %s is %s: expected a float tensor %s (parameter "
+                             "%lld%s%s)",
+                             path, key, got, want, (long long)i, opt->names ? " " : "",
+                             opt->names ? opt->names[i] : "");
+        }
+        nsc_tensor *cast = nsc_to_dtype(raw, (nsc_dtype)p->dtype);
+        nsc_tensor *moved = cast ? nsc_to(cast, (nsc_device)p->device) : NULL;
+        // a copy of its own: the state is written in place by every step
+        out->state[s] = moved ? nsc_clone(moved) : NULL;
+        nsc_free(raw);
+        nsc_free(cast);
+        nsc_free(moved);
+        if (!out->state[s]) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
+}
+
+static nsc_status check_header(const nsc_optim *opt, const nsc_safetensors *st, const char *path,
+                               hyper *h, int n_hyper) {
+    const char *kind = nsc_safetensors_get_metadata(st, "optimizer");
+    if (!kind || strcmp(kind, nsc_optim_name(opt)) != 0) {
+        return nsci_fail(
+            NSC_ERR_FORMAT, "optim load: %s: metadata \"optimizer\" is %s%s%s: expected \"%s\"",
+            path, kind ? "\"" : "missing", kind ? kind : "", kind ? "\"" : "", nsc_optim_name(opt));
+    }
+    double n_params = 0;
+    if (meta_number(st, path, "n_params", &n_params) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (n_params != (double)opt->n_params) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "optim load: %s: saved for %.0f parameters: this optimizer has %lld", path,
+                         n_params, (long long)opt->n_params);
+    }
+    for (int k = 0; k < n_hyper; k++) {
+        if (meta_number(st, path, h[k].key, &h[k].value) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
+}
+
+// The configuration a file gives, before it replaces the optimizer's.
+typedef struct hyper_config {
+    double lr;
+    nsc_sgd_config sgd;
+    nsc_adamw_config adamw;
+} hyper_config;
+
+// The loaded hyper-parameters, validated as the constructors validate
+// theirs; the kind of state kept (momentum or not, amsgrad or not) must
+// match the optimizer's.
+static nsc_status apply_hypers(const nsc_optim *opt, const char *path, const hyper *h,
+                               hyper_config *into) {
+    into->lr = h[0].value;
+    into->sgd = opt->sgd;
+    into->adamw = opt->adamw;
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        into->sgd = (nsc_sgd_config){ .lr = h[0].value,
+                                      .momentum = h[1].value,
+                                      .dampening = h[2].value,
+                                      .weight_decay = h[3].value,
+                                      .nesterov = h[4].value != 0 };
+        if ((h[1].value != 0) != (opt->sgd.momentum != 0)) {
+            return nsci_fail(NSC_ERR_FORMAT,
+                             "optim load: %s: momentum %g saved, %g here: the state kept differs",
+                             path, h[1].value, opt->sgd.momentum);
+        }
+        return nsci_optim_check_sgd(&into->sgd);
+    }
+    into->adamw = (nsc_adamw_config){ .lr = h[0].value,
+                                      .beta1 = h[1].value,
+                                      .beta2 = h[2].value,
+                                      .eps = h[3].value,
+                                      .weight_decay = h[4].value,
+                                      .amsgrad = h[5].value != 0 };
+    if (into->adamw.amsgrad != opt->adamw.amsgrad) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "optim load: %s: amsgrad %s saved, %s here: the state kept differs", path,
+                         into->adamw.amsgrad ? "on" : "off", opt->adamw.amsgrad ? "on" : "off");
+    }
+    return nsci_optim_check_adamw(&into->adamw);
+}
+
+nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path) {
+    hyper h[N_HYPER];
+    int n_hyper = hypers_of(opt, h);
+    hyper_config config;
+    loaded *got = nsci_calloc((size_t)opt->n_params, sizeof *got);
+    nsc_status status = got ? check_header(opt, st, path, h, n_hyper) : NSC_ERR_OOM;
+    if (status == NSC_OK) {
+        status = apply_hypers(opt, path, h, &config);
+    }
+    for (int64_t i = 0; status == NSC_OK && i < opt->n_params; i++) {
+        status = load_param(opt, st, path, i, &got[i]);
+    }
+    nsc_no_grad_begin();
+    for (int64_t i = 0; got && i < opt->n_params; i++) {
+        for (int s = 0; s < NSCI_OPTIM_MAX_STATE; s++) {
+            nsc_tensor **slot = &opt->state[i * NSCI_OPTIM_MAX_STATE + s];
+            if (status == NSC_OK) { // swap in; a parameter the file leaves out restarts
+                nsc_free(*slot);
+                *slot = got[i].state[s];
+            } else {
+                nsc_free(got[i].state[s]);
+            }
+        }
+        if (status == NSC_OK) {
+            opt->steps[i] = got[i].step;
+        }
+    }
+    nsc_no_grad_end();
+    if (status == NSC_OK) {
+        opt->lr = config.lr;
+        opt->sgd = config.sgd;
+        opt->adamw = config.adamw;
+    }
+    nsci_free(got);
+    return status;
+}
+
+nsc_status nsc_optim_load(nsc_optim *opt, const char *path) {
+    if (!opt || !path) {
+        return nsci_fail(NSC_ERR_ARG, "optim load: %s is NULL", opt ? "path" : "optimizer");
+    }
+    nsc_safetensors *st = nsc_safetensors_open(path);
+    if (!st) {
+        return nsc_last_status();
+    }
+    nsc_status status = nsci_optim_load_from(opt, st, path);
+    nsc_safetensors_free(st);
+    return status;
+}

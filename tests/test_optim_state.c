@@ -1,0 +1,294 @@
+// Saving and resuming optimizers (nn/optim_state.c): a run saved, loaded
+// into a fresh optimizer and continued gives the uninterrupted run's bits;
+// a bad file (another kind, count or setting, a missing or mis-shaped
+// entry, a bad number, out of memory) fails naming what is wrong and leaves
+// the optimizer unchanged.
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/expect.h"
+#include "tests/harness.h"
+
+enum {
+    N_PARAMS = 3
+};
+
+static const char *const STATE_NAMES[] = { "momentum_buffer", "exp_avg", "exp_avg_sq",
+                                           "max_exp_avg_sq" };
+
+static char g_dir[] = "/tmp/nsc_optim_state_XXXXXX";
+
+static void make_dir(void) {
+    cr_assert(mkdtemp(g_dir), "mkdtemp");
+}
+
+static void remove_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static const char *file(const char *name) {
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    return path;
+}
+
+// Parameters [5, 7], [7] and a transposed [4, 6] view with seeded values.
+static void make_params(uint64_t seed, nsc_tensor **params) {
+    nsc_generator *gen = nsc_generator_new(seed);
+    nsc_tensor *raw[N_PARAMS] = {
+        nsc_randn(gen, NSC_F32, NSC_SHAPE(5, 7)),
+        nsc_randn(gen, NSC_F32, NSC_SHAPE(7)),
+        nsc_randn(gen, NSC_F32, NSC_SHAPE(6, 4)),
+    };
+    for (int i = 0; i < N_PARAMS; i++) {
+        params[i] = i == 2 ? nsc_transpose(raw[i], 0, 1) : nsc_retain(raw[i]);
+        cr_assert(nsc_requires_grad_(params[i], true) == NSC_OK);
+        nsc_free(raw[i]);
+    }
+    nsc_generator_free(gen);
+}
+
+// Copies of params' current values (same layouts), as fresh leaves.
+static void copy_params(nsc_tensor **params, nsc_tensor **copies) {
+    nsc_no_grad_begin(); // the copies are leaves, not results of the originals
+    for (int i = 0; i < N_PARAMS; i++) {
+        nsc_tensor *base = i == 2 ? nsc_transpose(params[i], 0, 1) : nsc_retain(params[i]);
+        nsc_tensor *own = nsc_clone(base);
+        copies[i] = i == 2 ? nsc_transpose(own, 0, 1) : nsc_retain(own);
+        cr_assert(nsc_requires_grad_(copies[i], true) == NSC_OK, "%s", nsc_last_error());
+        nsc_free(base);
+        nsc_free(own);
+    }
+    nsc_no_grad_end();
+}
+
+// Step k's gradients; parameter 1 gets none before step 2.
+static void set_grads(nsc_tensor **params, int k) {
+    nsc_generator *gen = nsc_generator_new(50 + (uint64_t)k);
+    for (int i = 0; i < N_PARAMS; i++) {
+        nsc_tensor *p = params[i];
+        nsc_tensor *g = nsc_randn(gen, NSC_F32, nsc_tensor_ndim(p), nsc_tensor_shape(p));
+        cr_assert_eq(nsc_tensor_set_grad(p, i == 1 && k < 2 ? NULL : g), NSC_OK);
+        nsc_free(g);
+    }
+    nsc_generator_free(gen);
+}
+
+static void free_params(nsc_tensor **params) {
+    for (int i = 0; i < N_PARAMS; i++) {
+        nsc_free(params[i]);
+    }
+}
+
+static void expect_same(nsc_optim *a, nsc_optim *b, const char *what) {
+    cr_expect_eq(nsc_optim_get_lr(b), nsc_optim_get_lr(a), "%s: lr", what);
+    for (int64_t i = 0; i < N_PARAMS; i++) {
+        nsct_expect_close(nsc_optim_param_at(b, i), nsc_optim_param_at(a, i), TOL_EXACT, what);
+        cr_expect_eq(nsc_optim_get_step(b, i), nsc_optim_get_step(a, i), "%s: step %lld", what,
+                     (long long)i);
+        for (int s = 0; s < 4; s++) {
+            nsc_tensor *sa = nsc_optim_get_state(a, i, STATE_NAMES[s]);
+            nsc_tensor *sb = nsc_optim_get_state(b, i, STATE_NAMES[s]);
+            cr_expect_eq(sa == NULL, sb == NULL, "%s: %s of %lld", what, STATE_NAMES[s],
+                         (long long)i);
+            if (sa && sb) {
+                nsct_expect_close(sb, sa, TOL_EXACT, STATE_NAMES[s]);
+            }
+        }
+    }
+}
+
+typedef nsc_optim *(*make_fn)(nsc_tensor **params, double lr);
+
+static nsc_optim *make_adamw(nsc_tensor **params, double lr) {
+    nsc_adamw_config c = {
+        .lr = lr, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
+    };
+    return nsc_optim_adamw_new(N_PARAMS, params, &c);
+}
+
+static nsc_optim *make_sgd(nsc_tensor **params, double lr) {
+    nsc_sgd_config c = { .lr = lr, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01 };
+    return nsc_optim_sgd_new(N_PARAMS, params, &c);
+}
+
+// Three steps, save, load into a fresh optimizer (built with another lr)
+// over copies of the parameters, then three more steps on both.
+static void resume_case(make_fn make, const char *name) {
+    nsc_tensor *a_params[N_PARAMS], *b_params[N_PARAMS];
+    make_params(9, a_params);
+    nsc_optim *a = make(a_params, 0.02);
+    for (int k = 0; k < 3; k++) {
+        set_grads(a_params, k);
+        cr_assert_eq(nsc_optim_step(a), NSC_OK, "%s", nsc_last_error());
+    }
+    nsc_optim_set_lr(a, 0.015); // a schedule moved it: the file keeps the current lr
+    cr_assert_eq(nsc_optim_save(a, file(name)), NSC_OK, "%s", nsc_last_error());
+    copy_params(a_params, b_params);
+    nsc_optim *b = make(b_params, 0.5);
+    cr_assert_eq(nsc_optim_load(b, file(name)), NSC_OK, "%s", nsc_last_error());
+    expect_same(a, b, name);
+    for (int k = 3; k < 6; k++) {
+        set_grads(a_params, k);
+        set_grads(b_params, k);
+        cr_assert_eq(nsc_optim_step(a), NSC_OK);
+        cr_assert_eq(nsc_optim_step(b), NSC_OK);
+    }
+    expect_same(a, b, name);
+    nsc_optim_free(a);
+    nsc_optim_free(b);
+    free_params(a_params);
+    free_params(b_params);
+}
+
+Test(optim_state, a_resumed_run_gives_the_uninterrupted_bits, .init = make_dir,
+     .fini = remove_dir) {
+    resume_case(make_adamw, "adamw.safetensors");
+    resume_case(make_sgd, "sgd.safetensors");
+}
+
+// An optimizer that has not stepped saves no state: loading it restarts.
+Test(optim_state, a_fresh_optimizer_saves_no_state, .init = make_dir, .fini = remove_dir) {
+    nsc_tensor *params[N_PARAMS];
+    make_params(3, params);
+    nsc_optim *fresh = make_adamw(params, 0.01), *used = make_adamw(params, 0.01);
+    set_grads(params, 2);
+    cr_assert_eq(nsc_optim_step(used), NSC_OK);
+    cr_assert_eq(nsc_optim_save(fresh, file("fresh.safetensors")), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_optim_load(used, file("fresh.safetensors")), NSC_OK, "%s", nsc_last_error());
+    for (int64_t i = 0; i < N_PARAMS; i++) {
+        cr_expect_eq(nsc_optim_get_step(used, i), 0);
+        cr_expect_null(nsc_optim_get_state(used, i, "exp_avg"));
+    }
+    nsc_optim_free(fresh);
+    nsc_optim_free(used);
+    free_params(params);
+}
+
+// The optimizer b as it stands: its lr, steps and state tensors (pointers).
+typedef struct snapshot {
+    double lr;
+    int64_t steps[N_PARAMS];
+    nsc_tensor *state[N_PARAMS][4];
+} snapshot;
+
+static snapshot snap(nsc_optim *o) {
+    snapshot s = { .lr = nsc_optim_get_lr(o) };
+    for (int64_t i = 0; i < N_PARAMS; i++) {
+        s.steps[i] = nsc_optim_get_step(o, i);
+        for (int k = 0; k < 4; k++) {
+            s.state[i][k] = nsc_optim_get_state(o, i, STATE_NAMES[k]);
+        }
+    }
+    return s;
+}
+
+static void expect_refused(nsc_optim *o, const char *path, nsc_status want, const char *text) {
+    snapshot before = snap(o);
+    nsc_status got = nsc_optim_load(o, path);
+    cr_expect_eq(got, want, "%s: status %d: %s", text, got, nsc_last_error());
+    cr_expect(strstr(nsc_last_error(), text), "wanted \"%s\" in: %s", text, nsc_last_error());
+    snapshot after = snap(o);
+    cr_expect(memcmp(&before, &after, sizeof before) == 0, "%s: the optimizer changed", text);
+    nsc_clear_error();
+}
+
+// A hand-made file: one parameter's state with exp_avg of the given shape,
+// and metadata whose "lr" is lr_text.
+static void write_file(const char *path, int64_t rows, const char *lr_text) {
+    nsc_tensor *step = nsc_scalar(NSC_I64, 2);
+    nsc_tensor *m = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(rows, 7));
+    nsc_tensor *v = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(5, 7));
+    nsc_tensor *tensors[4] = { step, m, v, v };
+    const char *names[4] = { "state.0.step", "state.0.exp_avg", "state.0.exp_avg_sq",
+                             "state.0.max_exp_avg_sq" };
+    const char *keys[8] = { "optimizer", "n_params", "lr",           "beta1",
+                            "beta2",     "eps",      "weight_decay", "amsgrad" };
+    const char *vals[8] = { "adamw", "3", lr_text, "0.8", "0.95", "1e-06", "0.05", "1" };
+    cr_assert_eq(nsc_safetensors_save(path, 4, names, tensors, 8, keys, vals), NSC_OK);
+    nsc_free(step);
+    nsc_free(m);
+    nsc_free(v);
+}
+
+Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_dir) {
+    nsc_tensor *params[N_PARAMS];
+    make_params(4, params);
+    nsc_optim *adamw = make_adamw(params, 0.01), *sgd = make_sgd(params, 0.1);
+    set_grads(params, 2);
+    cr_assert_eq(nsc_optim_step(adamw), NSC_OK);
+    cr_assert_eq(nsc_optim_step(sgd), NSC_OK);
+    cr_assert_eq(nsc_optim_save(adamw, file("adamw.safetensors")), NSC_OK);
+    nsc_optim *two = nsc_optim_adamw_new(2, params, &(nsc_adamw_config){ .lr = 0.01 });
+    nsc_adamw_config plain = { .lr = 0.01, .beta1 = 0.8, .beta2 = 0.95 };
+    nsc_optim *no_ams = nsc_optim_adamw_new(N_PARAMS, params, &plain);
+
+    expect_refused(sgd, file("adamw.safetensors"), NSC_ERR_FORMAT,
+                   "metadata \"optimizer\" is \"adamw\": expected \"sgd\"");
+    expect_refused(two, file("adamw.safetensors"), NSC_ERR_FORMAT,
+                   "saved for 3 parameters: this optimizer has 2");
+    expect_refused(no_ams, file("adamw.safetensors"), NSC_ERR_FORMAT,
+                   "amsgrad on saved, off here: the state kept differs");
+    write_file(file("shape.safetensors"), 4, "0.01");
+    expect_refused(adamw, file("shape.safetensors"), NSC_ERR_FORMAT,
+                   "state.0.exp_avg is [4,7] f32: expected a float tensor [5,7] (parameter 0)");
+    write_file(file("lr.safetensors"), 5, "fast");
+    expect_refused(adamw, file("lr.safetensors"), NSC_ERR_FORMAT,
+                   "metadata \"lr\" is \"fast\": expected a number");
+    write_file(file("negative.safetensors"), 5, "-1");
+    expect_refused(adamw, file("negative.safetensors"), NSC_ERR_ARG, "adamw: lr -1");
+    expect_refused(adamw, file("missing.safetensors"), NSC_ERR_IO, "missing.safetensors");
+    write_file(file("good.safetensors"), 5, "0.25");
+    cr_expect_eq(nsc_optim_load(adamw, file("good.safetensors")), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_optim_get_lr(adamw), 0.25);
+    cr_expect_eq(nsc_optim_get_step(adamw, 0), 2);
+    cr_expect_eq(nsc_optim_get_step(adamw, 1), 0, "a parameter the file leaves out restarts");
+    cr_expect_eq(nsc_optim_save(NULL, file("x")), NSC_ERR_ARG);
+    cr_expect_eq(nsc_optim_load(adamw, NULL), NSC_ERR_ARG);
+    nsc_clear_error();
+    nsc_optim *opts[] = { adamw, sgd, two, no_ams };
+    for (int k = 0; k < 4; k++) {
+        nsc_optim_free(opts[k]);
+    }
+    free_params(params);
+}
+
+// Out of memory anywhere in a load: refused with nothing changed or leaked.
+Test(optim_state, out_of_memory_while_loading, .init = make_dir, .fini = remove_dir) {
+    nsc_tensor *params[N_PARAMS];
+    make_params(5, params);
+    nsc_optim *a = make_adamw(params, 0.01);
+    for (int k = 0; k < 3; k++) {
+        set_grads(params, k);
+        cr_assert_eq(nsc_optim_step(a), NSC_OK);
+    }
+    cr_assert_eq(nsc_optim_save(a, file("a.safetensors")), NSC_OK);
+    bool done = false;
+    for (int64_t n = 1; n < 200 && !done; n++) {
+        nsc_optim *b = make_adamw(params, 0.3);
+        set_grads(params, 0);
+        cr_assert_eq(nsc_optim_step(b), NSC_OK);
+        snapshot before = snap(b);
+        int64_t blocks = nsct_live_blocks();
+        nsc_mem_fail_after(n);
+        nsc_status status = nsc_optim_load(b, file("a.safetensors"));
+        nsc_mem_fail_after(0);
+        done = status == NSC_OK;
+        if (!done) {
+            snapshot after = snap(b);
+            cr_expect_eq(status, NSC_ERR_OOM, "n %lld: %s", (long long)n, nsc_last_error());
+            cr_expect(memcmp(&before, &after, sizeof before) == 0, "n %lld: changed", (long long)n);
+            cr_expect_eq(nsct_live_blocks(), blocks, "n %lld: leaked", (long long)n);
+        }
+        nsc_clear_error();
+        nsc_optim_free(b);
+    }
+    cr_expect(done, "never succeeded");
+    nsc_optim_free(a);
+    free_params(params);
+}
