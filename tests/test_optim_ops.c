@@ -11,14 +11,12 @@
 #include "nn/optim_impl.h"
 #include "tests/expect.h"
 #include "tests/harness.h"
+#include "tests/optim_util.h"
 
 enum {
-    N_PARAMS = 3,
+    N_PARAMS = NSCT_OPTIM_N_PARAMS,
     N_STEPS = 4
 };
-
-static const char *const STATE_NAMES[] = { "momentum_buffer", "exp_avg", "exp_avg_sq",
-                                           "max_exp_avg_sq" };
 
 typedef struct ops_case {
     const char *name;
@@ -32,68 +30,12 @@ static const nsc_adamw_config AMSGRAD = {
     .lr = 0.02, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
 };
 
-// Parameters [5, 7], [7] and a transposed [4, 6] view, from a seeded
-// generator: two calls with one seed give equal values.
-static void make_params(uint64_t seed, nsc_dtype dtype, nsc_tensor **params) {
-    nsc_generator *gen = nsc_generator_new(seed);
-    nsc_tensor *raw[N_PARAMS] = {
-        nsc_randn(gen, dtype, NSC_SHAPE(5, 7)),
-        nsc_randn(gen, dtype, NSC_SHAPE(7)),
-        nsc_randn(gen, dtype, NSC_SHAPE(6, 4)),
-    };
-    for (int i = 0; i < N_PARAMS; i++) {
-        params[i] = i == 2 ? nsc_transpose(raw[i], 0, 1) : nsc_retain(raw[i]);
-        cr_assert(params[i] && nsc_requires_grad_(params[i], true) == NSC_OK, "%s",
-                  nsc_last_error());
-        nsc_free(raw[i]);
-    }
-    cr_assert(!nsc_tensor_is_contiguous(params[2]));
-    nsc_generator_free(gen);
-}
-
-// Step k's gradients (seeded by k); parameter 1 gets none at step 2.
-static void set_grads(nsc_tensor **params, int k) {
-    nsc_generator *gen = nsc_generator_new(100 + (uint64_t)k);
-    for (int i = 0; i < N_PARAMS; i++) {
-        nsc_tensor *p = params[i];
-        nsc_tensor *g =
-            nsc_randn(gen, nsc_tensor_dtype(p), nsc_tensor_ndim(p), nsc_tensor_shape(p));
-        cr_assert_eq(nsc_tensor_set_grad(p, i == 1 && k == 2 ? NULL : g), NSC_OK);
-        nsc_free(g);
-    }
-    nsc_generator_free(gen);
-}
-
-static void free_params(nsc_tensor **params) {
-    for (int i = 0; i < N_PARAMS; i++) {
-        nsc_free(params[i]);
-    }
-}
-
 static nsc_optim *make_optim(const ops_case *c, nsc_tensor **params, bool ops) {
     nsc_optim *opt = c->adamw ? nsc_optim_adamw_new(N_PARAMS, params, &c->adamw_config)
                               : nsc_optim_sgd_new(N_PARAMS, params, &c->sgd);
     cr_assert(opt, "%s: %s", c->name, nsc_last_error());
     opt->ops_on_cpu = ops;
     return opt;
-}
-
-// Every parameter, step count and state tensor of b equals a's, bit for bit.
-static void expect_same_optim(nsc_optim *a, nsc_optim *b, const char *what) {
-    for (int64_t i = 0; i < nsc_optim_n_params(a); i++) {
-        char where[128];
-        snprintf(where, sizeof where, "%s parameter %lld", what, (long long)i);
-        nsct_expect_close(nsc_optim_param_at(b, i), nsc_optim_param_at(a, i), TOL_EXACT, where);
-        cr_expect_eq(nsc_optim_get_step(b, i), nsc_optim_get_step(a, i), "%s: steps", where);
-        for (int s = 0; s < 4; s++) {
-            nsc_tensor *sa = nsc_optim_get_state(a, i, STATE_NAMES[s]);
-            nsc_tensor *sb = nsc_optim_get_state(b, i, STATE_NAMES[s]);
-            cr_expect_eq(sa == NULL, sb == NULL, "%s: %s in one only", where, STATE_NAMES[s]);
-            if (sa && sb) {
-                nsct_expect_close(sb, sa, TOL_EXACT, STATE_NAMES[s]);
-            }
-        }
-    }
 }
 
 Test(optim_ops, the_tensor_op_path_gives_the_fused_bits) {
@@ -115,22 +57,22 @@ Test(optim_ops, the_tensor_op_path_gives_the_fused_bits) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         nsc_tensor *fused[N_PARAMS], *ops[N_PARAMS];
-        make_params(1, cases[c].dtype, fused);
-        make_params(1, cases[c].dtype, ops);
+        nsct_optim_params(1, cases[c].dtype, fused);
+        nsct_optim_params(1, cases[c].dtype, ops);
         nsc_optim *a = make_optim(&cases[c], fused, false), *b = make_optim(&cases[c], ops, true);
         for (int k = 0; k < N_STEPS; k++) {
-            set_grads(fused, k);
-            set_grads(ops, k);
+            nsct_optim_grads(fused, k, k != 2);
+            nsct_optim_grads(ops, k, k != 2);
             cr_assert_eq(nsc_optim_step(a), NSC_OK, "%s", nsc_last_error());
             cr_assert_eq(nsc_optim_step(b), NSC_OK, "%s", nsc_last_error());
             char what[96];
             snprintf(what, sizeof what, "%s step %d", cases[c].name, k);
-            expect_same_optim(a, b, what);
+            nsct_optim_expect_same(a, b, what);
         }
         nsc_optim_free(a);
         nsc_optim_free(b);
-        free_params(fused);
-        free_params(ops);
+        nsct_optim_free_params(fused);
+        nsct_optim_free_params(ops);
     }
 }
 
@@ -140,18 +82,18 @@ Test(optim_ops, the_tensor_op_path_gives_the_fused_bits) {
 Test(optim_ops, a_failed_update_leaves_its_parameter_as_it_was) {
     const ops_case c = { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD };
     nsc_tensor *want[N_PARAMS], *start[N_PARAMS];
-    make_params(2, NSC_F32, want);
-    make_params(2, NSC_F32, start);
+    nsct_optim_params(2, NSC_F32, want);
+    nsct_optim_params(2, NSC_F32, start);
     nsc_optim *fused = make_optim(&c, want, false);
-    set_grads(want, 0);
+    nsct_optim_grads(want, 0, true);
     cr_assert_eq(nsc_optim_step(fused), NSC_OK);
     bool done = false;
     int partial = 0; // failures after at least one parameter stepped
     for (int64_t n = 1; n < 400 && !done; n++) {
         int64_t blocks = nsct_live_blocks();
         nsc_tensor *params[N_PARAMS];
-        make_params(2, NSC_F32, params);
-        set_grads(params, 0);
+        nsct_optim_params(2, NSC_F32, params);
+        nsct_optim_grads(params, 0, true);
         nsc_optim *opt = make_optim(&c, params, true);
         nsc_mem_fail_after(n);
         nsc_status status = nsc_optim_step(opt);
@@ -165,15 +107,15 @@ Test(optim_ops, a_failed_update_leaves_its_parameter_as_it_was) {
                               steps ? "a stepped parameter" : "a parameter not stepped");
         }
         nsc_optim_free(opt);
-        free_params(params);
+        nsct_optim_free_params(params);
         cr_expect_eq(nsct_live_blocks(), blocks, "n %lld: live blocks", (long long)n);
         nsc_clear_error();
     }
     cr_expect(done, "never succeeded");
     cr_expect_gt(partial, 0, "no failure came after a stepped parameter");
     nsc_optim_free(fused);
-    free_params(want);
-    free_params(start);
+    nsct_optim_free_params(want);
+    nsct_optim_free_params(start);
 }
 
 // Clipping's op pieces give the CPU path's norm (up to summation order: the

@@ -11,9 +11,10 @@
 
 #include "tests/expect.h"
 #include "tests/harness.h"
+#include "tests/optim_util.h"
 
 enum {
-    N_PARAMS = 3
+    N_PARAMS = NSCT_OPTIM_N_PARAMS
 };
 
 static const char *const STATE_NAMES[] = { "momentum_buffer", "exp_avg", "exp_avg_sq",
@@ -37,22 +38,6 @@ static const char *file(const char *name) {
     return path;
 }
 
-// Parameters [5, 7], [7] and a transposed [4, 6] view with seeded values.
-static void make_params(uint64_t seed, nsc_tensor **params) {
-    nsc_generator *gen = nsc_generator_new(seed);
-    nsc_tensor *raw[N_PARAMS] = {
-        nsc_randn(gen, NSC_F32, NSC_SHAPE(5, 7)),
-        nsc_randn(gen, NSC_F32, NSC_SHAPE(7)),
-        nsc_randn(gen, NSC_F32, NSC_SHAPE(6, 4)),
-    };
-    for (int i = 0; i < N_PARAMS; i++) {
-        params[i] = i == 2 ? nsc_transpose(raw[i], 0, 1) : nsc_retain(raw[i]);
-        cr_assert(nsc_requires_grad_(params[i], true) == NSC_OK);
-        nsc_free(raw[i]);
-    }
-    nsc_generator_free(gen);
-}
-
 // Copies of params' current values (same layouts), as fresh leaves.
 static void copy_params(nsc_tensor **params, nsc_tensor **copies) {
     nsc_no_grad_begin(); // the copies are leaves, not results of the originals
@@ -65,42 +50,6 @@ static void copy_params(nsc_tensor **params, nsc_tensor **copies) {
         nsc_free(own);
     }
     nsc_no_grad_end();
-}
-
-// Step k's gradients; parameter 1 gets none before step 2.
-static void set_grads(nsc_tensor **params, int k) {
-    nsc_generator *gen = nsc_generator_new(50 + (uint64_t)k);
-    for (int i = 0; i < N_PARAMS; i++) {
-        nsc_tensor *p = params[i];
-        nsc_tensor *g = nsc_randn(gen, NSC_F32, nsc_tensor_ndim(p), nsc_tensor_shape(p));
-        cr_assert_eq(nsc_tensor_set_grad(p, i == 1 && k < 2 ? NULL : g), NSC_OK);
-        nsc_free(g);
-    }
-    nsc_generator_free(gen);
-}
-
-static void free_params(nsc_tensor **params) {
-    for (int i = 0; i < N_PARAMS; i++) {
-        nsc_free(params[i]);
-    }
-}
-
-static void expect_same(nsc_optim *a, nsc_optim *b, const char *what) {
-    cr_expect_eq(nsc_optim_get_lr(b), nsc_optim_get_lr(a), "%s: lr", what);
-    for (int64_t i = 0; i < N_PARAMS; i++) {
-        nsct_expect_close(nsc_optim_param_at(b, i), nsc_optim_param_at(a, i), TOL_EXACT, what);
-        cr_expect_eq(nsc_optim_get_step(b, i), nsc_optim_get_step(a, i), "%s: step %lld", what,
-                     (long long)i);
-        for (int s = 0; s < 4; s++) {
-            nsc_tensor *sa = nsc_optim_get_state(a, i, STATE_NAMES[s]);
-            nsc_tensor *sb = nsc_optim_get_state(b, i, STATE_NAMES[s]);
-            cr_expect_eq(sa == NULL, sb == NULL, "%s: %s of %lld", what, STATE_NAMES[s],
-                         (long long)i);
-            if (sa && sb) {
-                nsct_expect_close(sb, sa, TOL_EXACT, STATE_NAMES[s]);
-            }
-        }
-    }
 }
 
 typedef nsc_optim *(*make_fn)(nsc_tensor **params, double lr);
@@ -121,10 +70,10 @@ static nsc_optim *make_sgd(nsc_tensor **params, double lr) {
 // over copies of the parameters, then three more steps on both.
 static void resume_case(make_fn make, const char *name) {
     nsc_tensor *a_params[N_PARAMS], *b_params[N_PARAMS];
-    make_params(9, a_params);
+    nsct_optim_params(9, NSC_F32, a_params);
     nsc_optim *a = make(a_params, 0.02);
     for (int k = 0; k < 3; k++) {
-        set_grads(a_params, k);
+        nsct_optim_grads(a_params, k, k >= 2);
         cr_assert_eq(nsc_optim_step(a), NSC_OK, "%s", nsc_last_error());
     }
     nsc_optim_set_lr(a, 0.015); // a schedule moved it: the file keeps the current lr
@@ -132,18 +81,18 @@ static void resume_case(make_fn make, const char *name) {
     copy_params(a_params, b_params);
     nsc_optim *b = make(b_params, 0.5);
     cr_assert_eq(nsc_optim_load(b, file(name)), NSC_OK, "%s", nsc_last_error());
-    expect_same(a, b, name);
+    nsct_optim_expect_same(a, b, name);
     for (int k = 3; k < 6; k++) {
-        set_grads(a_params, k);
-        set_grads(b_params, k);
+        nsct_optim_grads(a_params, k, k >= 2);
+        nsct_optim_grads(b_params, k, k >= 2);
         cr_assert_eq(nsc_optim_step(a), NSC_OK);
         cr_assert_eq(nsc_optim_step(b), NSC_OK);
     }
-    expect_same(a, b, name);
+    nsct_optim_expect_same(a, b, name);
     nsc_optim_free(a);
     nsc_optim_free(b);
-    free_params(a_params);
-    free_params(b_params);
+    nsct_optim_free_params(a_params);
+    nsct_optim_free_params(b_params);
 }
 
 Test(optim_state, a_resumed_run_gives_the_uninterrupted_bits, .init = make_dir,
@@ -155,9 +104,9 @@ Test(optim_state, a_resumed_run_gives_the_uninterrupted_bits, .init = make_dir,
 // An optimizer that has not stepped saves no state: loading it restarts.
 Test(optim_state, a_fresh_optimizer_saves_no_state, .init = make_dir, .fini = remove_dir) {
     nsc_tensor *params[N_PARAMS];
-    make_params(3, params);
+    nsct_optim_params(3, NSC_F32, params);
     nsc_optim *fresh = make_adamw(params, 0.01), *used = make_adamw(params, 0.01);
-    set_grads(params, 2);
+    nsct_optim_grads(params, 2, true);
     cr_assert_eq(nsc_optim_step(used), NSC_OK);
     cr_assert_eq(nsc_optim_save(fresh, file("fresh.safetensors")), NSC_OK, "%s", nsc_last_error());
     cr_assert_eq(nsc_optim_load(used, file("fresh.safetensors")), NSC_OK, "%s", nsc_last_error());
@@ -167,7 +116,7 @@ Test(optim_state, a_fresh_optimizer_saves_no_state, .init = make_dir, .fini = re
     }
     nsc_optim_free(fresh);
     nsc_optim_free(used);
-    free_params(params);
+    nsct_optim_free_params(params);
 }
 
 // The optimizer b as it stands: its lr, steps and state tensors (pointers).
@@ -218,9 +167,9 @@ static void write_file(const char *path, int64_t rows, const char *lr_text) {
 
 Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_dir) {
     nsc_tensor *params[N_PARAMS];
-    make_params(4, params);
+    nsct_optim_params(4, NSC_F32, params);
     nsc_optim *adamw = make_adamw(params, 0.01), *sgd = make_sgd(params, 0.1);
-    set_grads(params, 2);
+    nsct_optim_grads(params, 2, true);
     cr_assert_eq(nsc_optim_step(adamw), NSC_OK);
     cr_assert_eq(nsc_optim_step(sgd), NSC_OK);
     cr_assert_eq(nsc_optim_save(adamw, file("adamw.safetensors")), NSC_OK);
@@ -255,23 +204,23 @@ Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_d
     for (int k = 0; k < 4; k++) {
         nsc_optim_free(opts[k]);
     }
-    free_params(params);
+    nsct_optim_free_params(params);
 }
 
 // Out of memory anywhere in a load: refused with nothing changed or leaked.
 Test(optim_state, out_of_memory_while_loading, .init = make_dir, .fini = remove_dir) {
     nsc_tensor *params[N_PARAMS];
-    make_params(5, params);
+    nsct_optim_params(5, NSC_F32, params);
     nsc_optim *a = make_adamw(params, 0.01);
     for (int k = 0; k < 3; k++) {
-        set_grads(params, k);
+        nsct_optim_grads(params, k, k >= 2);
         cr_assert_eq(nsc_optim_step(a), NSC_OK);
     }
     cr_assert_eq(nsc_optim_save(a, file("a.safetensors")), NSC_OK);
     bool done = false;
     for (int64_t n = 1; n < 200 && !done; n++) {
         nsc_optim *b = make_adamw(params, 0.3);
-        set_grads(params, 0);
+        nsct_optim_grads(params, 0, false);
         cr_assert_eq(nsc_optim_step(b), NSC_OK);
         snapshot before = snap(b);
         int64_t blocks = nsct_live_blocks();
@@ -290,5 +239,5 @@ Test(optim_state, out_of_memory_while_loading, .init = make_dir, .fini = remove_
     }
     cr_expect(done, "never succeeded");
     nsc_optim_free(a);
-    free_params(params);
+    nsct_optim_free_params(params);
 }
