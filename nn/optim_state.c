@@ -141,11 +141,14 @@ static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, co
     if (!step) {
         return nsc_last_status();
     }
+    // torch keeps step as a float tensor, nsc as i64: either is read as a
+    // double, which holds every count up to 2^53 exactly.
     double v = nsc_tensor_numel(step) == 1 ? nsc_tensor_item(step) : -1;
     nsc_free(step);
-    if (!(v >= 1 && v == floor(v))) {
-        return nsci_fail(NSC_ERR_FORMAT, "optim load: %s: %s: expected one step count >= 1", path,
-                         key);
+    if (!(v >= 1 && v <= 9007199254740992.0 && v == floor(v))) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "optim load: %s: %s is %g: expected one whole step count in [1, 2^53]",
+                         path, key, v);
     }
     out->step = (int64_t)v;
     const nsc_tensor *p = opt->params[i];

@@ -147,10 +147,10 @@ static void expect_refused(nsc_optim *o, const char *path, nsc_status want, cons
     nsc_clear_error();
 }
 
-// A hand-made file: one parameter's state with exp_avg of the given shape,
-// and metadata whose "lr" is lr_text.
-static void write_file(const char *path, int64_t rows, const char *lr_text) {
-    nsc_tensor *step = nsc_scalar(NSC_I64, 2);
+// A hand-made file: one parameter's step (f64, as torch keeps it) and state
+// with exp_avg of the given shape, and metadata whose "lr" is lr_text.
+static void write_file(const char *path, double step_count, int64_t rows, const char *lr_text) {
+    nsc_tensor *step = nsc_scalar(NSC_F64, step_count);
     nsc_tensor *m = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(rows, 7));
     nsc_tensor *v = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(5, 7));
     nsc_tensor *tensors[4] = { step, m, v, v };
@@ -183,16 +183,22 @@ Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_d
                    "saved for 3 parameters: this optimizer has 2");
     expect_refused(no_ams, file("adamw.safetensors"), NSC_ERR_FORMAT,
                    "amsgrad on saved, off here: the state kept differs");
-    write_file(file("shape.safetensors"), 4, "0.01");
+    write_file(file("shape.safetensors"), 2, 4, "0.01");
     expect_refused(adamw, file("shape.safetensors"), NSC_ERR_FORMAT,
                    "state.0.exp_avg is [4,7] f32: expected a float tensor [5,7] (parameter 0)");
-    write_file(file("lr.safetensors"), 5, "fast");
+    write_file(file("lr.safetensors"), 2, 5, "fast");
     expect_refused(adamw, file("lr.safetensors"), NSC_ERR_FORMAT,
                    "metadata \"lr\" is \"fast\": expected a number");
-    write_file(file("negative.safetensors"), 5, "-1");
+    write_file(file("negative.safetensors"), 2, 5, "-1");
     expect_refused(adamw, file("negative.safetensors"), NSC_ERR_ARG, "adamw: lr -1");
     expect_refused(adamw, file("missing.safetensors"), NSC_ERR_IO, "missing.safetensors");
-    write_file(file("good.safetensors"), 5, "0.25");
+    // found by fuzz_optim_state: a count past int64 was converted anyway (UB)
+    write_file(file("huge.safetensors"), 1e30, 5, "0.01");
+    expect_refused(adamw, file("huge.safetensors"), NSC_ERR_FORMAT,
+                   "state.0.step is 1e+30: expected one whole step count in [1, 2^53]");
+    write_file(file("half.safetensors"), 2.5, 5, "0.01");
+    expect_refused(adamw, file("half.safetensors"), NSC_ERR_FORMAT, "state.0.step is 2.5");
+    write_file(file("good.safetensors"), 2, 5, "0.25");
     cr_expect_eq(nsc_optim_load(adamw, file("good.safetensors")), NSC_OK, "%s", nsc_last_error());
     cr_expect_eq(nsc_optim_get_lr(adamw), 0.25);
     cr_expect_eq(nsc_optim_get_step(adamw, 0), 2);
