@@ -269,7 +269,6 @@ nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const
     for (int64_t i = 0; status == NSC_OK && i < opt->n_params; i++) {
         status = load_param(opt, st, path, i, &got[i]);
     }
-    nsc_no_grad_begin();
     for (int64_t i = 0; got && i < opt->n_params; i++) {
         for (int s = 0; s < NSCI_OPTIM_MAX_STATE; s++) {
             nsc_tensor **slot = &opt->state[i * NSCI_OPTIM_MAX_STATE + s];
@@ -284,7 +283,6 @@ nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const
             opt->steps[i] = got[i].step;
         }
     }
-    nsc_no_grad_end();
     if (status == NSC_OK) {
         opt->lr = config.lr;
         opt->sgd = config.sgd;

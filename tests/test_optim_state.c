@@ -20,9 +20,11 @@ enum {
 static const char *const STATE_NAMES[] = { "momentum_buffer", "exp_avg", "exp_avg_sq",
                                            "max_exp_avg_sq" };
 
-static char g_dir[] = "/tmp/nsc_optim_state_XXXXXX";
+static char g_dir[64];
 
 static void make_dir(void) {
+    // mkdtemp fills in the template: set it again for every test
+    snprintf(g_dir, sizeof g_dir, "/tmp/nsc_optim_state_XXXXXX");
     cr_assert(mkdtemp(g_dir), "mkdtemp");
 }
 
