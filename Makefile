@@ -8,6 +8,7 @@
 #   make lint       symbol prefixes, file sizes, include layering
 #   make BLAS=none  portable matmul instead of OpenBLAS
 #   make CUDA=1     adds cuda/ (nvcc) and links cuBLAS; CUDA_ARCHS="80 90" by default
+#   make CUDA=emu   cuda/ compiled as C++ and run on the CPU by cuda/emu (no GPU, no nvcc)
 #   make install PREFIX=/usr/local
 
 MODE ?= release
@@ -25,7 +26,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
 # folder: tools/gpu_check.sh builds sm_90 alone to carry less to the H200.
 CUDA_ARCHS ?= 80 90
 CUDA_ARCH_TAG := $(if $(filter-out 80 90,$(CUDA_ARCHS))$(filter-out $(CUDA_ARCHS),80 90),-sm$(subst $() ,-,$(strip $(CUDA_ARCHS))))
-CONFIG := $(MODE)$(if $(filter none,$(BLAS)),-noblas)$(if $(filter 1,$(CUDA)),-cuda$(CUDA_ARCH_TAG))
+CONFIG := $(MODE)$(if $(filter none,$(BLAS)),-noblas)$(if $(filter 1,$(CUDA)),-cuda$(CUDA_ARCH_TAG))$(if $(filter emu,$(CUDA)),-cudaemu)
 BUILD := build/$(CONFIG)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wdouble-promotion
@@ -66,6 +67,14 @@ NVCCFLAGS := -O2 -g -std=c++17 -Iinclude -I. -DNSC_HAVE_CUDA -Xcompiler -fPIC,-W
     --expt-relaxed-constexpr -MMD -MP
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
+# The emulator: the same kernels as C++, each GPU thread a fiber (docs/CUDA.md).
+ifeq ($(CUDA),emu)
+CFLAGS += -DNSC_HAVE_CUDA
+EMU_CXXFLAGS := -std=c++17 -g -fPIC -pthread -Iinclude -I. -MMD -MP -DNSC_HAVE_CUDA -DNSCI_CUDA_EMU \
+    -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-parameter -Wno-sign-compare $(if $(filter 1,$(WERROR)),-Werror) \
+    $(filter -O% -fsanitize% -fno-omit-frame-pointer -fno-sanitize-recover% -DNSC_DEBUG,$(OPT))
+LDLIBS += -lstdc++
+endif
 
 LIB_DIRS := util tensor autograd nn graph protocols
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
@@ -73,6 +82,9 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
 CU_SRCS := $(wildcard cuda/*.cu)
 LIB_OBJS += $(CU_SRCS:%.cu=$(BUILD)/%.cu.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard cuda/*.c))
+else ifeq ($(CUDA),emu)
+LIB_OBJS += $(patsubst %.cu,$(BUILD)/%.emu.o,$(wildcard cuda/*.cu)) \
+    $(patsubst %.c,$(BUILD)/%.o,$(wildcard cuda/*.c)) $(patsubst %.cc,$(BUILD)/%.o,$(wildcard cuda/emu/*.cc))
 else
 LIB_OBJS += $(patsubst %.c,$(BUILD)/%.o,$(wildcard cuda/*.c))
 endif
@@ -116,6 +128,14 @@ $(BUILD)/%.o: %.c
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/%.emu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
 $(CLI): $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -18,7 +18,18 @@
 #ifdef __CUDACC__
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#define NSCI_HD __host__ __device__
+#define NSCI_HD           __host__ __device__
+#define NSCI_UNPAREN(...) __VA_ARGS__
+// Launches spelled so that make CUDA=emu can run them on the CPU
+// (cuda/emu/cuda_emu.h): kernel<<<grid, block, smem>>>(args...) is
+// NSCI_LAUNCH((kernel), grid, block, smem, args...); the parentheses keep a
+// template's commas (attention_kernel<T, 1>) in one macro argument.
+#define NSCI_LAUNCH(kernel, grid, block, smem, ...)                                                \
+    NSCI_UNPAREN kernel<<<grid, block, smem>>>(__VA_ARGS__)
+#define NSCI_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#elif defined(NSCI_CUDA_EMU) && defined(__cplusplus)
+#include "cuda/emu/cuda_emu.h"
+#define NSCI_HD
 #else
 #define NSCI_HD
 #endif
@@ -122,7 +133,6 @@ static inline NSCI_HD int64_t nsci_cuda_ew_offset(const nsci_cuda_ew *e, int k, 
 
 // Records "<call>: <what> (<file>:<line>)" as NSC_ERR_DEVICE and returns it.
 nsc_status nsci_cuda_error(const char *call, const char *what, const char *file, int line);
-
 
 // --- runtime (cuda/runtime.cu) ---
 
@@ -334,7 +344,7 @@ void nsci_cuda_fill_kernels(nsci_kernel_fn *table);
 }
 #endif
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || (defined(NSCI_CUDA_EMU) && defined(__cplusplus))
 // util/util_impl.h's recorder (that header is C only).
 extern "C" nsc_status nsci_fail(nsc_status status, const char *fmt, ...);
 // The handle made by nsci_cuda_runtime_init (cuda/runtime.cu).

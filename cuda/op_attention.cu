@@ -30,7 +30,7 @@ template <typename T> __device__ T warp_sum(T v) {
 
 // NV: output dims per lane (Dv <= 32 NV).
 template <typename T, int NV> __global__ void attention_kernel(nsci_cuda_attention a) {
-    extern __shared__ unsigned char smem[];
+    NSCI_DYNAMIC_SHARED(unsigned char, smem);
     int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     int64_t row = (int64_t)blockIdx.x * WARPS + warp;
     if (row >= a.b * a.h * a.t) {
@@ -116,13 +116,13 @@ template <typename T> nsc_status launch(const nsci_cuda_attention *a) {
     unsigned blocks = (unsigned)((rows + WARPS - 1) / WARPS);
     size_t smem = (size_t)WARPS * (size_t)a->d * sizeof(T);
     if (a->dv <= 32) {
-        attention_kernel<T, 1><<<blocks, WARPS * 32, smem>>>(*a);
+        NSCI_LAUNCH((attention_kernel<T, 1>), blocks, WARPS * 32, smem, *a);
     } else if (a->dv <= 64) {
-        attention_kernel<T, 2><<<blocks, WARPS * 32, smem>>>(*a);
+        NSCI_LAUNCH((attention_kernel<T, 2>), blocks, WARPS * 32, smem, *a);
     } else if (a->dv <= 128) {
-        attention_kernel<T, 4><<<blocks, WARPS * 32, smem>>>(*a);
+        NSCI_LAUNCH((attention_kernel<T, 4>), blocks, WARPS * 32, smem, *a);
     } else {
-        attention_kernel<T, 8><<<blocks, WARPS * 32, smem>>>(*a);
+        NSCI_LAUNCH((attention_kernel<T, 8>), blocks, WARPS * 32, smem, *a);
     }
     return nsci_cuda_check_launch("attention");
 }

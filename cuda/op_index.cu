@@ -245,8 +245,8 @@ nsc_status nsci_cuda_index_check(const int64_t *idx, int64_t n, int64_t size, bo
         return NSC_ERR_OOM;
     }
     unsigned long long host[2];
-    check_init<<<1, 1>>>(res);
-    check_kernel<<<blocks_for(n), THREADS>>>(idx, n, size, has_ignore, ignore, res);
+    NSCI_LAUNCH((check_init), 1, 1, 0, res);
+    NSCI_LAUNCH((check_kernel), blocks_for(n), THREADS, 0, idx, n, size, has_ignore, ignore, res);
     nsc_status s = nsci_cuda_check_launch("index check");
     if (s == NSC_OK) {
         s = nsci_cuda_read(host, res, sizeof host);
@@ -267,14 +267,14 @@ nsc_status nsci_cuda_take(const void *x, const int64_t *idx, void *out, int64_t 
         return NSC_OK;
     }
     if (elem == 1) {
-        take_kernel<<<blocks_for(n), THREADS>>>((const uint8_t *)x, idx, (uint8_t *)out, outer,
-                                                 size, inner, n_idx);
+        NSCI_LAUNCH((take_kernel), blocks_for(n), THREADS, 0, (const uint8_t *)x, idx,
+                    (uint8_t *)out, outer, size, inner, n_idx);
     } else if (elem == 4) {
-        take_kernel<<<blocks_for(n), THREADS>>>((const uint32_t *)x, idx, (uint32_t *)out, outer,
-                                                 size, inner, n_idx);
+        NSCI_LAUNCH((take_kernel), blocks_for(n), THREADS, 0, (const uint32_t *)x, idx,
+                    (uint32_t *)out, outer, size, inner, n_idx);
     } else {
-        take_kernel<<<blocks_for(n), THREADS>>>((const uint64_t *)x, idx, (uint64_t *)out, outer,
-                                                 size, inner, n_idx);
+        NSCI_LAUNCH((take_kernel), blocks_for(n), THREADS, 0, (const uint64_t *)x, idx,
+                    (uint64_t *)out, outer, size, inner, n_idx);
     }
     return nsci_cuda_check_launch("take rows");
 }
@@ -288,20 +288,20 @@ nsc_status nsci_cuda_index_add(nsc_dtype dtype, void *out, const int64_t *idx, c
     int b = blocks_for(n);
     switch (dtype) {
         case NSC_F32:
-            index_add_kernel<<<b, THREADS>>>((float *)out, idx, (const float *)src, outer, size,
-                                             inner, n_idx);
+            NSCI_LAUNCH((index_add_kernel), b, THREADS, 0, (float *)out, idx, (const float *)src,
+                        outer, size, inner, n_idx);
             break;
         case NSC_F64:
-            index_add_kernel<<<b, THREADS>>>((double *)out, idx, (const double *)src, outer, size,
-                                             inner, n_idx);
+            NSCI_LAUNCH((index_add_kernel), b, THREADS, 0, (double *)out, idx, (const double *)src,
+                        outer, size, inner, n_idx);
             break;
         case NSC_I64:
-            index_add_kernel<<<b, THREADS>>>((int64_t *)out, idx, (const int64_t *)src, outer,
-                                             size, inner, n_idx);
+            NSCI_LAUNCH((index_add_kernel), b, THREADS, 0, (int64_t *)out, idx,
+                        (const int64_t *)src, outer, size, inner, n_idx);
             break;
         default:
-            index_add_kernel<<<b, THREADS>>>((uint8_t *)out, idx, (const uint8_t *)src, outer,
-                                             size, inner, n_idx);
+            NSCI_LAUNCH((index_add_kernel), b, THREADS, 0, (uint8_t *)out, idx,
+                        (const uint8_t *)src, outer, size, inner, n_idx);
     }
     return nsci_cuda_check_launch("index_add");
 }
@@ -314,16 +314,16 @@ nsc_status nsci_cuda_gather(bool scatter, nsc_dtype dtype, const nsci_cuda_ew *e
     int b = blocks_for(e->numel);
     switch (dtype) {
         case NSC_F32:
-            gather_kernel<float><<<b, THREADS>>>(scatter, *e, idx, dim);
+            NSCI_LAUNCH((gather_kernel<float>), b, THREADS, 0, scatter, *e, idx, dim);
             break;
         case NSC_F64:
-            gather_kernel<double><<<b, THREADS>>>(scatter, *e, idx, dim);
+            NSCI_LAUNCH((gather_kernel<double>), b, THREADS, 0, scatter, *e, idx, dim);
             break;
         case NSC_I64:
-            gather_kernel<int64_t><<<b, THREADS>>>(scatter, *e, idx, dim);
+            NSCI_LAUNCH((gather_kernel<int64_t>), b, THREADS, 0, scatter, *e, idx, dim);
             break;
         default:
-            gather_kernel<uint8_t><<<b, THREADS>>>(scatter, *e, idx, dim);
+            NSCI_LAUNCH((gather_kernel<uint8_t>), b, THREADS, 0, scatter, *e, idx, dim);
     }
     return nsci_cuda_check_launch(scatter ? "scatter_add" : "gather");
 }
@@ -335,14 +335,14 @@ nsc_status nsci_cuda_topk(nsc_dtype dtype, const void *x, void *values, int64_t 
         return NSC_OK;
     }
     if (dtype == NSC_F32) {
-        topk_kernel<float><<<(unsigned)lines, THREADS>>>((const float *)x, (float *)values,
-                                                         indices, n, inner, k, largest);
+        NSCI_LAUNCH((topk_kernel<float>), (unsigned)lines, THREADS, 0, (const float *)x,
+                    (float *)values, indices, n, inner, k, largest);
     } else if (dtype == NSC_F64) {
-        topk_kernel<double><<<(unsigned)lines, THREADS>>>((const double *)x, (double *)values,
-                                                          indices, n, inner, k, largest);
+        NSCI_LAUNCH((topk_kernel<double>), (unsigned)lines, THREADS, 0, (const double *)x,
+                    (double *)values, indices, n, inner, k, largest);
     } else {
-        topk_kernel<int64_t><<<(unsigned)lines, THREADS>>>((const int64_t *)x, (int64_t *)values,
-                                                           indices, n, inner, k, largest);
+        NSCI_LAUNCH((topk_kernel<int64_t>), (unsigned)lines, THREADS, 0, (const int64_t *)x,
+                    (int64_t *)values, indices, n, inner, k, largest);
     }
     return nsci_cuda_check_launch("topk");
 }
@@ -356,7 +356,7 @@ nsc_status nsci_cuda_nonzero(const nsci_cuda_ew *e, int ndim, const int64_t *sha
     for (int d = 0; d < ndim; d++) {
         coords.shape[d] = shape[d];
     }
-    nonzero_kernel<<<1, 1024>>>(*e, ndim, coords, out);
+    NSCI_LAUNCH((nonzero_kernel), 1, 1024, 0, *e, ndim, coords, out);
     return nsci_cuda_check_launch("nonzero");
 }
 
@@ -364,7 +364,7 @@ nsc_status nsci_cuda_one_hot(const int64_t *ids, int64_t n, int64_t classes, int
     if (n * classes == 0) {
         return NSC_OK;
     }
-    one_hot_kernel<<<blocks_for(n * classes), THREADS>>>(ids, n, classes, out);
+    NSCI_LAUNCH((one_hot_kernel), blocks_for(n * classes), THREADS, 0, ids, n, classes, out);
     return nsci_cuda_check_launch("one_hot");
 }
 

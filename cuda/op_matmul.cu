@@ -147,7 +147,7 @@ template <typename T> __global__ void gemm_plain(nsci_cuda_gemm g) {
 template <typename T> nsc_status plain_run(const nsci_cuda_gemm *g) {
     int64_t total = g->n_batch * g->m * g->n;
     int64_t blocks = (total + 255) / 256;
-    gemm_plain<T><<<(int)(blocks < (1 << 20) ? blocks : (1 << 20)), 256>>>(*g);
+    NSCI_LAUNCH((gemm_plain<T>), (int)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, *g);
     return nsci_cuda_check_launch("matmul (plain kernel)");
 }
 

@@ -283,9 +283,9 @@ template <typename T, typename F> nsc_status launch(const nsci_cuda_ew &e, F f) 
         same = same && e.dtype[k] == dtype_of<T>();
     }
     if (same && nsci_cuda_ew_flat(&e)) {
-        ew_flat<T><<<blocks_for(e.numel), THREADS>>>(e, f);
+        NSCI_LAUNCH((ew_flat<T>), blocks_for(e.numel), THREADS, 0, e, f);
     } else {
-        ew_strided<T><<<blocks_for(e.numel), THREADS>>>(e, f);
+        NSCI_LAUNCH((ew_strided<T>), blocks_for(e.numel), THREADS, 0, e, f);
     }
     return nsci_cuda_check_launch("elementwise kernel");
 }
@@ -498,11 +498,11 @@ nsc_status nsci_cuda_dropout(const nsci_cuda_ew *e, uint8_t *mask, uint64_t seed
         return NSC_OK;
     }
     if (e->dtype[0] == NSC_F64) {
-        dropout_kernel<double>
-            <<<blocks_for(e->numel), THREADS>>>(*e, mask, seed, threshold, scale, keep_all);
+        NSCI_LAUNCH((dropout_kernel<double>), blocks_for(e->numel), THREADS, 0, *e, mask, seed,
+                    threshold, scale, keep_all);
     } else {
-        dropout_kernel<float>
-            <<<blocks_for(e->numel), THREADS>>>(*e, mask, seed, threshold, (float)scale, keep_all);
+        NSCI_LAUNCH((dropout_kernel<float>), blocks_for(e->numel), THREADS, 0, *e, mask, seed,
+                    threshold, (float)scale, keep_all);
     }
     return nsci_cuda_check_launch("dropout");
 }
@@ -515,11 +515,11 @@ nsc_status nsci_cuda_tri(const nsci_cuda_ew *e, int64_t rows, int64_t cols, int6
     size_t elem = nsc_dtype_size((nsc_dtype)e->dtype[0]);
     int blocks = blocks_for(e->numel);
     if (elem == 1) {
-        tri_kernel<uint8_t><<<blocks, THREADS>>>(*e, rows, cols, diagonal, lower);
+        NSCI_LAUNCH((tri_kernel<uint8_t>), blocks, THREADS, 0, *e, rows, cols, diagonal, lower);
     } else if (elem == 4) {
-        tri_kernel<uint32_t><<<blocks, THREADS>>>(*e, rows, cols, diagonal, lower);
+        NSCI_LAUNCH((tri_kernel<uint32_t>), blocks, THREADS, 0, *e, rows, cols, diagonal, lower);
     } else {
-        tri_kernel<uint64_t><<<blocks, THREADS>>>(*e, rows, cols, diagonal, lower);
+        NSCI_LAUNCH((tri_kernel<uint64_t>), blocks, THREADS, 0, *e, rows, cols, diagonal, lower);
     }
     return nsci_cuda_check_launch("tril/triu");
 }

@@ -262,8 +262,9 @@ nsc_status split_sum(const nsci_cuda_red *r) {
     if (!partial) {
         return NSC_ERR_OOM;
     }
-    split_sum_kernel<<<warp_blocks(r->n_out * n_chunks), WARPS * 32>>>(*r, n_chunks, partial);
-    split_finish_kernel<<<warp_blocks(r->n_out), WARPS * 32>>>(*r, n_chunks, partial);
+    NSCI_LAUNCH((split_sum_kernel), warp_blocks(r->n_out * n_chunks), WARPS * 32, 0, *r, n_chunks,
+                partial);
+    NSCI_LAUNCH((split_finish_kernel), warp_blocks(r->n_out), WARPS * 32, 0, *r, n_chunks, partial);
     nsci_cuda_free(partial); // stream order: reused only by later launches
     return nsci_cuda_check_launch("reduction (split)");
 }
@@ -510,8 +511,8 @@ template <typename T>
 nsc_status ln_grad(const T *dy, const T *x, const T *mean, const T *rstd, const T *w, T *dx,
                           T *dw, T *db, int64_t rows, int64_t n) {
     if (rows > 0 && n > 0) {
-        layer_norm_dx_kernel<T><<<warp_blocks(rows), WARPS * 32>>>(dy, x, mean, rstd, w, dx, rows,
-                                                                   n);
+        NSCI_LAUNCH((layer_norm_dx_kernel<T>), warp_blocks(rows), WARPS * 32, 0, dy, x, mean, rstd,
+                    w, dx, rows, n);
     }
     if (n == 0) {
         return nsci_cuda_check_launch("layer_norm_backward");
@@ -523,9 +524,10 @@ nsc_status ln_grad(const T *dy, const T *x, const T *mean, const T *rstd, const 
     }
     dim3 grid((unsigned)((n + 255) / 256), (unsigned)n_chunks);
     if (n_chunks > 0) {
-        layer_norm_cols_kernel<T><<<grid, 256>>>(dy, x, mean, rstd, partial, rows, n);
+        NSCI_LAUNCH((layer_norm_cols_kernel<T>), grid, 256, 0, dy, x, mean, rstd, partial, rows, n);
     }
-    layer_norm_sum_kernel<T><<<(unsigned)((n + 255) / 256), 256>>>(partial, n_chunks, n, dw, db);
+    NSCI_LAUNCH((layer_norm_sum_kernel<T>), (unsigned)((n + 255) / 256), 256, 0, partial, n_chunks,
+                n, dw, db);
     nsci_cuda_free(partial); // stream order: reused only by later launches
     return nsci_cuda_check_launch("layer_norm_backward");
 }
@@ -543,9 +545,9 @@ nsc_status nsci_cuda_reduce(const nsci_cuda_red *r) {
     }
     bool floats = r->x_dtype == NSC_F32 || r->x_dtype == NSC_F64;
     if (floats) {
-        reduce_kernel<double><<<warp_blocks(r->n_out), WARPS * 32>>>(*r);
+        NSCI_LAUNCH((reduce_kernel<double>), warp_blocks(r->n_out), WARPS * 32, 0, *r);
     } else {
-        reduce_kernel<int64_t><<<warp_blocks(r->n_out), WARPS * 32>>>(*r);
+        NSCI_LAUNCH((reduce_kernel<int64_t>), warp_blocks(r->n_out), WARPS * 32, 0, *r);
     }
     return nsci_cuda_check_launch("reduction");
 }
@@ -554,11 +556,11 @@ nsc_status nsci_cuda_softmax(int kind, nsc_dtype dtype, const void *a, const voi
                              int64_t outer, int64_t k, int64_t inner) {
     int blocks = warp_blocks(outer * inner);
     if (dtype == NSC_F64) {
-        softmax_kernel<double><<<blocks, WARPS * 32>>>(kind, (const double *)a, (const double *)b,
-                                                      (double *)out, outer, k, inner);
+        NSCI_LAUNCH((softmax_kernel<double>), blocks, WARPS * 32, 0, kind, (const double *)a,
+                    (const double *)b, (double *)out, outer, k, inner);
     } else {
-        softmax_kernel<float><<<blocks, WARPS * 32>>>(kind, (const float *)a, (const float *)b,
-                                                     (float *)out, outer, k, inner);
+        NSCI_LAUNCH((softmax_kernel<float>), blocks, WARPS * 32, 0, kind, (const float *)a,
+                    (const float *)b, (float *)out, outer, k, inner);
     }
     return nsci_cuda_check_launch("softmax");
 }
@@ -570,13 +572,13 @@ nsc_status nsci_cuda_layer_norm(nsc_dtype dtype, const void *x, const void *w, c
         return NSC_OK;
     }
     if (dtype == NSC_F64) {
-        layer_norm_kernel<double><<<warp_blocks(rows), WARPS * 32>>>(
-            (const double *)x, (const double *)w, (const double *)b, (double *)y, (double *)mean,
-            (double *)rstd, rows, n, eps);
+        NSCI_LAUNCH((layer_norm_kernel<double>), warp_blocks(rows), WARPS * 32, 0,
+                    (const double *)x, (const double *)w, (const double *)b, (double *)y,
+                    (double *)mean, (double *)rstd, rows, n, eps);
     } else {
-        layer_norm_kernel<float><<<warp_blocks(rows), WARPS * 32>>>(
-            (const float *)x, (const float *)w, (const float *)b, (float *)y, (float *)mean,
-            (float *)rstd, rows, n, eps);
+        NSCI_LAUNCH((layer_norm_kernel<float>), warp_blocks(rows), WARPS * 32, 0, (const float *)x,
+                    (const float *)w, (const float *)b, (float *)y, (float *)mean, (float *)rstd,
+                    rows, n, eps);
     }
     return nsci_cuda_check_launch("layer_norm");
 }
@@ -600,11 +602,11 @@ nsc_status nsci_cuda_class_loss(bool cross_entropy, nsc_dtype dtype, const void 
         return NSC_OK;
     }
     if (dtype == NSC_F64) {
-        class_loss_kernel<double><<<warp_blocks(n), WARPS * 32>>>(
-            cross_entropy, (const double *)scores, target, n, classes, ignore_index, rows_out);
+        NSCI_LAUNCH((class_loss_kernel<double>), warp_blocks(n), WARPS * 32, 0, cross_entropy,
+                    (const double *)scores, target, n, classes, ignore_index, rows_out);
     } else {
-        class_loss_kernel<float><<<warp_blocks(n), WARPS * 32>>>(
-            cross_entropy, (const float *)scores, target, n, classes, ignore_index, rows_out);
+        NSCI_LAUNCH((class_loss_kernel<float>), warp_blocks(n), WARPS * 32, 0, cross_entropy,
+                    (const float *)scores, target, n, classes, ignore_index, rows_out);
     }
     return nsci_cuda_check_launch("class loss");
 }
@@ -617,15 +619,15 @@ nsc_status nsci_cuda_rows_store(const double *rows, int64_t n, double scale, boo
     unsigned blocks = (unsigned)((n + 255) / 256);
     if (dtype == NSC_F64) {
         if (none) {
-            rows_none_kernel<double><<<blocks, 256>>>(rows, n, (double *)out);
+            NSCI_LAUNCH((rows_none_kernel<double>), blocks, 256, 0, rows, n, (double *)out);
         } else {
-            rows_sum_kernel<double><<<1, 32>>>(rows, n, scale, (double *)out);
+            NSCI_LAUNCH((rows_sum_kernel<double>), 1, 32, 0, rows, n, scale, (double *)out);
         }
     } else {
         if (none) {
-            rows_none_kernel<float><<<blocks, 256>>>(rows, n, (float *)out);
+            NSCI_LAUNCH((rows_none_kernel<float>), blocks, 256, 0, rows, n, (float *)out);
         } else {
-            rows_sum_kernel<float><<<1, 32>>>(rows, n, scale, (float *)out);
+            NSCI_LAUNCH((rows_sum_kernel<float>), 1, 32, 0, rows, n, scale, (float *)out);
         }
     }
     return nsci_cuda_check_launch("loss reduction");
@@ -639,13 +641,13 @@ nsc_status nsci_cuda_cross_entropy_grad(nsc_dtype dtype, const void *grad, nsc_d
         return NSC_OK;
     }
     if (dtype == NSC_F64) {
-        ce_grad_kernel<double><<<warp_blocks(n), WARPS * 32>>>(
-            (const char *)grad, grad_dtype, per_row, divisor, (const double *)logits, target, n,
-            classes, ignore_index, (double *)out);
+        NSCI_LAUNCH((ce_grad_kernel<double>), warp_blocks(n), WARPS * 32, 0, (const char *)grad,
+                    grad_dtype, per_row, divisor, (const double *)logits, target, n, classes,
+                    ignore_index, (double *)out);
     } else {
-        ce_grad_kernel<float><<<warp_blocks(n), WARPS * 32>>>(
-            (const char *)grad, grad_dtype, per_row, divisor, (const float *)logits, target, n,
-            classes, ignore_index, (float *)out);
+        NSCI_LAUNCH((ce_grad_kernel<float>), warp_blocks(n), WARPS * 32, 0, (const char *)grad,
+                    grad_dtype, per_row, divisor, (const float *)logits, target, n, classes,
+                    ignore_index, (float *)out);
     }
     return nsci_cuda_check_launch("cross_entropy_backward");
 }
