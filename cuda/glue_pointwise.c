@@ -25,6 +25,17 @@ static nsc_status copy_cuda(nsci_call *c) {
     return nsci_cuda_copy_into(c->out[0], c->in[0]);
 }
 
+// reshape's and flatten's copy path: out (contiguous) receives x in
+// row-major order, so out is written through x's shape (as reshape_cpu).
+static nsc_status reshape_copy_cuda(nsci_call *c) {
+    nsc_tensor *x = c->in[0];
+    nsc_tensor as_x = *c->out[0];
+    as_x.ndim = x->ndim;
+    memcpy(as_x.shape, x->shape, sizeof x->shape);
+    nsci_contiguous_strides(x->ndim, x->shape, as_x.stride);
+    return nsci_cuda_copy_into(&as_x, x);
+}
+
 // Host <-> device: the host side is made contiguous first (no dispatch).
 static nsc_status to_device_cuda(nsci_call *c) {
     nsc_tensor *x = c->in[0], *out = c->out[0];
@@ -232,7 +243,8 @@ static nsc_status mse_cuda(nsci_call *c) {
 }
 
 void nsci_cuda_fill_pointwise(nsci_kernel_fn *t) {
-    t[NSC_OP_reshape] = t[NSC_OP_flatten] = t[NSC_OP_contiguous] = copy_cuda;
+    t[NSC_OP_reshape] = t[NSC_OP_flatten] = reshape_copy_cuda;
+    t[NSC_OP_contiguous] = copy_cuda;
     t[NSC_OP_clone] = t[NSC_OP_to_dtype] = copy_cuda;
     t[NSC_OP_to_device] = to_device_cuda;
     t[NSC_OP_copy_] = copy__cuda;

@@ -186,8 +186,10 @@ Test(cuda_cases, every_row_matches_the_cpu_without_transfers, .init = need_gpu) 
         const nsct_case *c = &nsct_all_cases[i];
         char why[1200];
         int64_t transfers = 0;
-        // nonzero and one_hot(-1) read values to learn their shape, as torch syncs.
-        bool reads_values = c->op == NSC_OP_nonzero || c->op == NSC_OP_one_hot;
+        // nonzero and one_hot(-1) read values to learn their shape, as torch
+        // syncs; to_device is the explicit copy.
+        bool reads_values =
+            c->op == NSC_OP_nonzero || c->op == NSC_OP_one_hot || c->op == NSC_OP_to_device;
         if (!case_on_cuda(c, why, sizeof why, &transfers)) {
             cr_log_error("case %s: %s", c->name, why);
             failures++;
