@@ -33,6 +33,7 @@ typedef struct run {
     double *probs;  // [V]: sampling scratch
     nsc_generator *gen;
     nsc_kv_cache *cache;
+    nsc_device device; // input_ids' device: each step's inputs and the result go there
 } run;
 
 static nsc_status check_args(nsc_module *model, nsc_tensor *ids, nsc_tensor *mask,
@@ -144,6 +145,16 @@ static nsc_tensor *columns(const run *r, const int64_t *buf, int64_t from, int64
     return x;
 }
 
+// x moved to the run's device (x itself on the CPU); consumes x.
+static nsc_tensor *on_device(const run *r, nsc_tensor *x) {
+    if (!x || r->device == NSC_CPU) {
+        return x;
+    }
+    nsc_tensor *moved = nsc_to(x, r->device);
+    nsc_free(x);
+    return moved;
+}
+
 // Runs the model on the tokens of this step (the new ones with a cache, all
 // without) and copies the last position's logits to r->logits.
 static nsc_status forward_step(run *r, int64_t len, int64_t step) {
@@ -152,8 +163,13 @@ static nsc_status forward_step(run *r, int64_t len, int64_t step) {
     nsc_tensor *mask = r->has_mask ? columns(r, r->mask, 0, len) : NULL;
     nsc_tensor *all_pos = mask ? nsc_gpt2_position_ids(mask) : NULL;
     nsc_tensor *pos = all_pos ? nsc_narrow(all_pos, 1, from, len - from) : NULL;
+    // Tokens are chosen on the host; a GPU model gets this step's inputs
+    // uploaded (B x new tokens ids, the mask and positions: bytes, not logits).
+    ids = on_device(r, ids);
+    mask = on_device(r, mask);
+    pos = on_device(r, pos);
     nsc_tensor *logits = NULL;
-    if (ids && (!r->has_mask || pos)) {
+    if (ids && (!r->has_mask || (mask && pos))) {
         nsc_tensor *in[3] = { ids, mask, pos };
         logits = nsc_module_call(r->model, 3, in);
     }
@@ -280,14 +296,15 @@ nsc_status nsc_generate(nsc_module *model, nsc_tensor *input_ids, nsc_tensor *at
               .b = input_ids->shape[0],
               .t = input_ids->shape[1],
               .v = g->config.vocab_size,
-              .has_mask = attention_mask != NULL };
+              .has_mask = attention_mask != NULL,
+              .device = nsc_tensor_device(input_ids) };
     r.total = r.t + options->max_new_tokens;
     nsc_module_reset_calls(model);
     nsc_no_grad_begin();
     int64_t len = r.t;
     nsc_status s = run_init(&r, input_ids, attention_mask);
     s = s == NSC_OK ? generate_steps(&r, &len) : s;
-    nsc_tensor *tokens = s == NSC_OK ? columns(&r, r.tokens, 0, len) : NULL;
+    nsc_tensor *tokens = s == NSC_OK ? on_device(&r, columns(&r, r.tokens, 0, len)) : NULL;
     if (s == NSC_OK && tokens) {
         *tokens_out = nsc_module_call(nsci_child(model, NSCI_ROOT_GENERATOR), 1, &tokens);
     }

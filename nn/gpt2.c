@@ -87,22 +87,37 @@ static nsc_status check_inputs(const nsc_module *m, const nsci_gpt2 *g, nsc_tens
     return NSC_OK;
 }
 
-// past + arange(T) for every row ([B, T]; META zeros when ids are META).
+// start + arange(n) made on device itself by doubling (t, then cat(t, t +
+// len)): exact in i64, log2(n) small ops, and no host copy, which a GPU
+// forward must not make (torch.arange(device=) runs a kernel too).
+static nsc_tensor *arange_on(nsc_device device, int64_t start, int64_t n) {
+    nsc_tensor *t = nsc_full(NSC_I64, device, NSC_SHAPE(1), (double)start);
+    for (int64_t len = 1; t && len < n; len *= 2) {
+        nsc_tensor *upper = nsc_add_scalar(t, (double)len);
+        nsc_tensor *both[2] = { t, upper };
+        nsc_tensor *next = upper ? nsc_cat(2, both, 0) : NULL;
+        nsc_free(upper);
+        nsc_free(t);
+        t = next;
+    }
+    nsc_tensor *out = t ? nsc_narrow(t, 0, 0, n) : NULL;
+    nsc_free(t);
+    return out;
+}
+
+// past + arange(T) for every row ([B, T] on ids' device; META zeros when ids
+// are META).
 static nsc_tensor *default_positions(nsc_tensor *ids, int64_t past) {
     int64_t b = ids->shape[0], t = ids->shape[1];
     if (nsc_tensor_device(ids) == NSC_META) {
         return nsc_zeros(NSC_I64, NSC_META, NSC_SHAPE(b, t));
     }
-    nsc_tensor *row = nsc_arange((double)past, (double)(past + t), 1, NSC_I64);
-    nsc_tensor *row2 = nsc_view(row, NSC_SHAPE(1, t));
-    nsc_tensor *all = nsc_expand(row2, NSC_SHAPE(b, t));
-    nsc_tensor *on = nsc_tensor_target_device(ids) != NSC_CPU && all
-                         ? nsc_to(all, nsc_tensor_target_device(ids))
-                         : nsc_retain(all);
+    nsc_tensor *row = arange_on(nsc_tensor_target_device(ids), past, t);
+    nsc_tensor *row2 = row ? nsc_view(row, NSC_SHAPE(1, t)) : NULL;
+    nsc_tensor *all = row2 ? nsc_expand(row2, NSC_SHAPE(b, t)) : NULL;
     nsc_free(row);
     nsc_free(row2);
-    nsc_free(all);
-    return on;
+    return all;
 }
 
 // Calls child on h (consumed) and returns its output, or NULL.
@@ -334,5 +349,10 @@ nsc_tensor *nsc_gpt2_position_ids(nsc_tensor *mask) {
     nsc_free(m);
     nsc_free(mc);
     nsc_free(host);
+    if (out && nsc_tensor_device(mask) != NSC_CPU) { // on the mask's device, as torch's cumsum
+        nsc_tensor *moved = nsc_to(out, nsc_tensor_device(mask));
+        nsc_free(out);
+        out = moved;
+    }
     return out;
 }

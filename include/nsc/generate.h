@@ -69,6 +69,9 @@ nsc_generate_options nsc_generate_options_default(void);
 // once with the tokens [B, T + n], and what it returns is written to
 // *tokens_out (caller frees). Runs without grad recording. Returns NSC_OK,
 // an error, or NSC_STOPPED (a hook stopped a step: *tokens_out is NULL).
+// input_ids on the model's device (torch's rule): tokens are chosen on the
+// host, each step's inputs are uploaded to input_ids' device, and the tokens
+// are returned there.
 nsc_status nsc_generate(nsc_module *model, nsc_tensor *input_ids, nsc_tensor *attention_mask,
                         const nsc_generate_options *options, nsc_tensor **tokens_out);
 

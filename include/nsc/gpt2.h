@@ -71,7 +71,8 @@ nsc_status nsc_gpt2_get_config(const nsc_module *model, nsc_gpt2_config *config)
 
 // HF's position ids for a left-padded batch: cumsum(mask, -1) - 1, with 1
 // where mask is 0 (transformers 4.x; transformers 5 writes 0 there; either
-// only changes the padded rows). mask: [B, S], any dtype, CPU or META.
+// only changes the padded rows). mask: [B, S], any dtype, any device (the
+// result is on the mask's device; a GPU mask is read on the host).
 // Returns [B, S] i64 (caller frees) or NULL.
 nsc_tensor *nsc_gpt2_position_ids(nsc_tensor *attention_mask);
 
