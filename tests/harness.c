@@ -157,17 +157,19 @@ static nsc_tensor *meta_twin(nsc_tensor *t) {
 
 nsc_tensor *nsct_make_input(const nsct_case *c, int i, nsc_dtype dtype, nsc_device device) {
     nsc_tensor *leaf = nsct_make_leaf(c, i, dtype);
+    // On a GPU the leaf moves and the layout is taken there, so the kernels
+    // see the transposed, stepped and expanded strides themselves.
+    if (leaf && device != NSC_CPU && device != NSC_META) {
+        nsc_tensor *moved = nsc_to(leaf, device);
+        nsc_free(leaf);
+        leaf = moved;
+    }
     nsc_tensor *t = leaf ? nsct_layout_view(c, i, leaf) : NULL;
     nsc_free(leaf);
     if (t && device == NSC_META) {
         nsc_tensor *m = meta_twin(t);
         nsc_free(t);
         return m;
-    }
-    if (t && device != NSC_CPU) {
-        nsc_tensor *moved = nsc_to(t, device);
-        nsc_free(t);
-        return moved;
     }
     return t;
 }
