@@ -244,7 +244,7 @@ nsc_status nsci_cuda_index_check(const int64_t *idx, int64_t n, int64_t size, bo
     if (!res) {
         return NSC_ERR_OOM;
     }
-    unsigned long long host[2];
+    unsigned long long host[2] = { 0, 0 };
     NSCI_LAUNCH((check_init), 1, 1, 0, res);
     NSCI_LAUNCH((check_kernel), blocks_for(n), THREADS, 0, idx, n, size, has_ignore, ignore, res);
     nsc_status s = nsci_cuda_check_launch("index check");

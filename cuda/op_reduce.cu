@@ -207,8 +207,8 @@ int warp_blocks(int64_t n) {
 // warp). Float sums and means over at least 2 * SPLIT_CHUNK elements into
 // fewer than SPLIT_MAX_OUT outputs run in two launches instead: a warp per
 // (output, chunk of SPLIT_CHUNK elements) writes its partial sum, then a
-// warp per output adds its partials in chunk order. Both orders are fixed,
-// so the result does not depend on scheduling.
+// warp per output adds its partials (lane-strided, then a shuffle tree).
+// Both orders are fixed, so the result does not depend on scheduling.
 
 const int64_t SPLIT_CHUNK = 16384;
 const int64_t SPLIT_MAX_OUT = 2048;
@@ -386,19 +386,22 @@ template <typename T>
 __global__ void layer_norm_cols_kernel(const T *dy, const T *x, const T *mean, const T *rstd,
                                        double *partial, int64_t rows, int64_t n) {
     int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t c = blockIdx.y;
     if (q >= n) {
         return;
     }
-    double gw = 0.0, gb = 0.0;
-    int64_t end = (c + 1) * LN_CHUNK < rows ? (c + 1) * LN_CHUNK : rows;
-    for (int64_t r = c * LN_CHUNK; r < end; r++) {
-        double g = (double)dy[r * n + q];
-        gw += g * (((double)x[r * n + q] - (double)mean[r]) * (double)rstd[r]);
-        gb += g;
+    int64_t n_chunks = (rows + LN_CHUNK - 1) / LN_CHUNK;
+    // gridDim.y is at most 65535: more chunks than that loop.
+    for (int64_t c = blockIdx.y; c < n_chunks; c += gridDim.y) {
+        double gw = 0.0, gb = 0.0;
+        int64_t end = (c + 1) * LN_CHUNK < rows ? (c + 1) * LN_CHUNK : rows;
+        for (int64_t r = c * LN_CHUNK; r < end; r++) {
+            double g = (double)dy[r * n + q];
+            gw += g * (((double)x[r * n + q] - (double)mean[r]) * (double)rstd[r]);
+            gb += g;
+        }
+        partial[(c * 2) * n + q] = gw;
+        partial[(c * 2 + 1) * n + q] = gb;
     }
-    partial[(c * 2) * n + q] = gw;
-    partial[(c * 2 + 1) * n + q] = gb;
 }
 
 template <typename T>
@@ -522,7 +525,7 @@ nsc_status ln_grad(const T *dy, const T *x, const T *mean, const T *rstd, const 
     if (!partial) {
         return NSC_ERR_OOM;
     }
-    dim3 grid((unsigned)((n + 255) / 256), (unsigned)n_chunks);
+    dim3 grid((unsigned)((n + 255) / 256), (unsigned)(n_chunks < 65535 ? n_chunks : 65535));
     if (n_chunks > 0) {
         NSCI_LAUNCH((layer_norm_cols_kernel<T>), grid, 256, 0, dy, x, mean, rstd, partial, rows, n);
     }

@@ -89,14 +89,17 @@ void *nsci_cuda_alloc(size_t bytes) {
         g_alloc.cached_bytes -= (int64_t)b;
     } else {
         cudaError_t e = cudaMalloc(&p, b);
-        if (e != cudaSuccess) { // full: give the cache back and try once more
+        if (e == cudaErrorMemoryAllocation) { // full: give the cache back and try once more
             cudaGetLastError();
             release_cache_locked();
             e = cudaMalloc(&p, b);
         }
         if (e != cudaSuccess) {
+            // Anything but a full device (an earlier kernel's fault is sticky) is not OOM.
+            bool full = e == cudaErrorMemoryAllocation;
             cudaGetLastError();
-            nsci_fail(NSC_ERR_OOM, "cuda: out of device memory allocating %zu bytes (%s)", bytes,
+            nsci_fail(full ? NSC_ERR_OOM : NSC_ERR_DEVICE, "cuda: %s allocating %zu bytes (%s)",
+                      full ? "out of device memory" : "cudaMalloc failed", bytes,
                       cudaGetErrorString(e));
             return nullptr;
         }
