@@ -99,6 +99,8 @@ EXAMPLE_SRCS := $(filter-out $(EXAMPLE_SHARED_SRCS),$(wildcard examples/*.c))
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_BIN := $(BUILD)/tests/nsc_tests
+# The emulator's own tests (C++), in the CUDA=emu build only.
+TEST_EMU_OBJS := $(if $(filter emu,$(CUDA)),$(patsubst %.cc,$(BUILD)/%.o,$(wildcard tests/emu/*.cc)))
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
@@ -146,7 +148,7 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EXAMPLE_SHARED_OBJS) $(LIB)
 # Reached only through the pattern rule above, they would count as intermediate and be deleted.
 .SECONDARY: $(EXAMPLE_SHARED_OBJS)
 
-$(TEST_BIN): $(TEST_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+$(TEST_BIN): $(TEST_SRCS:%.c=$(BUILD)/%.o) $(TEST_EMU_OBJS) $(LIB)
 	$(CC) $(CFLAGS) $(SAN_LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
 
 # Tests may drop -Wmissing-prototypes: Criterion's macros define functions.

@@ -16,7 +16,7 @@ else
 fi
 
 # 2. Sizes: .c/.cu <= 800 lines, headers <= 400 lines.
-for f in $(git ls-files '*.c' '*.cu' | grep -v '^tests/fixtures/'); do
+for f in $(git ls-files '*.c' '*.cu' '*.cc' | grep -v '^tests/fixtures/'); do
     n=$(wc -l < "$f"); [ "$n" -gt 800 ] && fail "$f has $n lines (limit 800)"
 done
 for f in $(git ls-files '*.h' '*.cuh'); do
@@ -36,7 +36,7 @@ allowed() {
         *) echo "ANY" ;;
     esac
 }
-for f in $(git ls-files '*.c' '*.h' '*.cu' | grep -E '^(util|tensor|cuda|autograd|nn|graph|protocols)/'); do
+for f in $(git ls-files '*.c' '*.h' '*.cu' '*.cc' | grep -E '^(util|tensor|cuda|autograd|nn|graph|protocols)/'); do
     dir=${f%%/*}
     rules=$(allowed "$dir")
     [ "$rules" = ANY ] && continue

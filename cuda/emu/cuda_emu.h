@@ -123,6 +123,9 @@ uint64_t collective(collective_op op, unsigned mask, uint64_t value, int arg, in
 void block_barrier();
 // The launch's dynamic shared memory (the smem argument's bytes).
 void *dynamic_shared();
+// Why the last failed launch or call failed (kernel, block, lanes), as
+// printed on stderr; "" when none has.
+const char *last_error_detail();
 
 // Runs body(ctx) once per thread of grid x block; on a bad configuration or
 // a kernel fault, sets the error cudaGetLastError returns.

@@ -378,24 +378,27 @@ void *dynamic_shared() {
     return g_run.shared.data();
 }
 
-void run_grid(const char *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *),
+void run_grid(const char *kernel_expr, dim3 grid, dim3 block, size_t smem, void (*body)(void *),
               void *ctx) {
     std::lock_guard<std::mutex> guard(g_launch_lock);
+    std::string kernel = kernel_expr; // "(name<T>)": NSCI_LAUNCH's parentheses
+    if (kernel.size() > 1 && kernel.front() == '(' && kernel.back() == ')') {
+        kernel = kernel.substr(1, kernel.size() - 2);
+    }
     uint64_t threads = (uint64_t)block.x * block.y * block.z;
     bool bad_config = grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu ||
                       grid.y > 65535 || grid.z > 65535 || threads == 0 || threads > MAX_THREADS ||
                       block.x > 1024 || block.y > 1024 || block.z > 64;
     if (bad_config) {
         emu_set_error(cudaErrorInvalidConfiguration,
-                      std::string(kernel) + ": grid (" + std::to_string(grid.x) + ", " +
-                          std::to_string(grid.y) + ", " + std::to_string(grid.z) + "), block (" +
-                          std::to_string(block.x) + ", " + std::to_string(block.y) + ", " +
-                          std::to_string(block.z) + ")");
+                      kernel + ": grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) +
+                          ", " + std::to_string(grid.z) + "), block (" + std::to_string(block.x) +
+                          ", " + std::to_string(block.y) + ", " + std::to_string(block.z) + ")");
         return;
     }
     if (smem > MAX_DYNAMIC_SHARED) {
-        emu_set_error(cudaErrorInvalidValue, std::string(kernel) + ": " + std::to_string(smem) +
-                                                 " bytes of dynamic shared memory");
+        emu_set_error(cudaErrorInvalidValue,
+                      kernel + ": " + std::to_string(smem) + " bytes of dynamic shared memory");
         return;
     }
     if (!map_stacks()) {
@@ -413,10 +416,10 @@ void run_grid(const char *kernel, dim3 grid, dim3 block, size_t smem, void (*bod
             for (unsigned x = 0; x < grid.x; x++) {
                 g_block_idx = dim3(x, y, z);
                 if (!run_block((unsigned)threads)) {
-                    emu_set_error(cudaErrorLaunchFailure,
-                                  std::string(kernel) + ", block (" + std::to_string(x) + ", " +
-                                      std::to_string(y) + ", " + std::to_string(z) +
-                                      "): " + g_run.fault);
+                    emu_set_error(cudaErrorLaunchFailure, kernel + ", block (" + std::to_string(x) +
+                                                              ", " + std::to_string(y) + ", " +
+                                                              std::to_string(z) +
+                                                              "): " + g_run.fault);
                     return;
                 }
             }

@@ -16,6 +16,7 @@ namespace nsci_emu {
 namespace {
 std::mutex g_error_lock;
 cudaError_t g_last_error = cudaSuccess;
+std::string g_last_detail;
 struct nsci_emu_blas_handle {
     int unused;
 } g_blas_handle;
@@ -25,6 +26,12 @@ void emu_set_error(cudaError_t e, const std::string &why) {
     fprintf(stderr, "cuda emulator: %s: %s\n", cudaGetErrorString(e), why.c_str());
     std::lock_guard<std::mutex> guard(g_error_lock);
     g_last_error = e;
+    g_last_detail = why;
+}
+
+const char *last_error_detail() {
+    std::lock_guard<std::mutex> guard(g_error_lock);
+    return g_last_detail.c_str();
 }
 
 } // namespace nsci_emu
