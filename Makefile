@@ -167,11 +167,14 @@ test: deps
 	@NSC_NO_DEPS=1 MODE=$(MODE) BLAS=$(BLAS) sh tools/check_install.sh
 	@NSC_LDLIBS="$(LDLIBS)" sh tools/check_readme.sh $(BUILD)
 
+# The asan build of this configuration (BLAS=none, CUDA=emu keep their suffixes).
+ASAN_BUILD := build/asan$(patsubst $(MODE)%,%,$(CONFIG))
+
 asan: deps
 	@$(MAKE) --no-print-directory MODE=asan test-bin
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    NSC_BUILD=build/asan$(if $(filter none,$(BLAS)),-noblas) NSC_LINK_FLAGS="-fsanitize=address,undefined $(LDLIBS)" \
-	    build/asan$(if $(filter none,$(BLAS)),-noblas)/tests/nsc_tests --jobs $(TEST_JOBS) $(TEST_ARGS)
+	    NSC_BUILD=$(ASAN_BUILD) NSC_LINK_FLAGS="-fsanitize=address,undefined $(LDLIBS)" \
+	    $(ASAN_BUILD)/tests/nsc_tests --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 valgrind: deps
 	@$(MAKE) --no-print-directory MODE=debug test-bin

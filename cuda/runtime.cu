@@ -9,6 +9,24 @@
 
 #include "cuda/cuda_impl.h"
 
+// On the emulator under ASan (make MODE=asan CUDA=emu) device memory is host
+// memory ASan watches: a block's bytes past the request and a cached block
+// are poisoned, so a kernel that reads past its tensor or a freed one is
+// reported. Poison starts at an 8-byte boundary: the bool index_add's
+// 32-bit atomicOr may touch the rest of the word holding its last byte.
+#if defined(NSCI_CUDA_EMU) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void poison_block(void *p, size_t from, size_t to) {
+    from = (from + 7) / 8 * 8;
+    ASAN_UNPOISON_MEMORY_REGION(p, to);
+    if (from < to) {
+        ASAN_POISON_MEMORY_REGION((char *)p + from, to - from);
+    }
+}
+#else
+static void poison_block(void *, size_t, size_t) {}
+#endif
+
 namespace {
 
 // Size buckets: 512-byte granules up to 1 MiB, then powers of two split in
@@ -40,12 +58,15 @@ struct allocator {
     int64_t transfers = 0, transfer_bytes = 0;
 };
 
-allocator g_alloc;      // guarded by g_alloc.lock
+// Never destroyed: exit must not free the map under blocks still cached
+// (and on the emulator, LeakSanitizer runs after static destructors).
+allocator &g_alloc = *new allocator; // guarded by g_alloc.lock
 cublasHandle_t g_blas;  // set once by nsci_cuda_runtime_init
 
 void release_cache_locked() {
     for (auto &kv : g_alloc.cache) {
         for (void *p : kv.second) {
+            poison_block(p, kv.first, kv.first); // back to cudaFree whole
             cudaFree(p);
         }
         g_alloc.cached_bytes -= (int64_t)(kv.first * kv.second.size());
@@ -107,6 +128,7 @@ void *nsci_cuda_alloc(size_t bytes) {
     }
     g_alloc.live[p] = b;
     g_alloc.live_bytes += (int64_t)b;
+    poison_block(p, bytes, b);
     return p;
 }
 
@@ -124,6 +146,7 @@ void nsci_cuda_free(void *ptr) {
     g_alloc.live_bytes -= (int64_t)b;
     g_alloc.cache[b].push_back(ptr);
     g_alloc.cached_bytes += (int64_t)b;
+    poison_block(ptr, 0, b);
 }
 
 static void count_transfer(size_t bytes) {

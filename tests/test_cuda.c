@@ -446,8 +446,8 @@ static nsc_tensor *traced(nsc_module *m, nsc_tensor *ids, nsc_tensor **saved) {
     nsc_invoke_set_output(inv, "transformer.h.1.mlp", 0, half);
     nsc_tensor *out = nsc_save(nsc_invoke_output(inv, "", 0));
     cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
-    *saved = nsc_retain(nsc_trace_get(tr, h0));
-    nsc_tensor *logits = nsc_retain(nsc_trace_get(tr, out));
+    *saved = nsc_trace_get(tr, h0); // new references
+    nsc_tensor *logits = nsc_trace_get(tr, out);
     nsc_trace_free(tr);
     return logits;
 }
@@ -488,8 +488,12 @@ static const char *const LINK_PROGRAM =
     "    if (nsc_cuda_init() != NSC_OK) { printf(\"skip: %s\\n\", nsc_last_error()); return 0; }\n"
     "    nsc_tensor *a = nsc_ones(NSC_F32, NSC_CUDA, NSC_SHAPE(4, 4));\n"
     "    nsc_tensor *b = nsc_matmul(a, a);\n"
-    "    double v = nsc_tensor_item(nsc_sum_all(b));\n"
+    "    nsc_tensor *s = nsc_sum_all(b);\n"
+    "    double v = nsc_tensor_item(s);\n"
     "    printf(\"sum %g\\n\", v);\n"
+    "    nsc_free(a);\n"
+    "    nsc_free(b);\n"
+    "    nsc_free(s);\n"
     "    return v == 64.0 ? 0 : 1;\n"
     "}\n";
 

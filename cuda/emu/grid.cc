@@ -21,6 +21,16 @@
 #error "the CUDA emulator's fiber switch is written for x86-64"
 #endif
 
+// Under AddressSanitizer (make MODE=asan CUDA=emu) every stack switch is
+// announced, so ASan checks the kernels' memory accesses on fiber stacks too.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define NSCI_EMU_ASAN 1
+#else
+#define NSCI_EMU_ASAN 0
+#endif
+
 // Saves the callee-saved registers on the current stack, stores its pointer
 // in *save_sp, and resumes the stack new_sp (which was saved the same way or
 // made by new_stack below).
@@ -68,6 +78,7 @@ enum fiber_state {
 
 struct fiber {
     void *sp;
+    void *fake_stack; // ASan's record while switched out
     dim3 tid;
     fiber_state state;
     collective_op op;
@@ -79,6 +90,9 @@ struct fiber {
 struct block_run {
     std::vector<fiber> fibers;
     void *scheduler_sp = nullptr;
+    void *scheduler_fake_stack = nullptr;
+    const void *scheduler_bottom = nullptr; // the launching thread's stack (ASan)
+    size_t scheduler_size = 0;
     fiber *current = nullptr;
     void (*body)(void *) = nullptr;
     void *ctx = nullptr;
@@ -98,10 +112,44 @@ const char *op_name(collective_op op) {
     return names[op];
 }
 
+char *stack_bottom(unsigned i) {
+    return g_stacks + (size_t)i * (STACK_BYTES + GUARD_BYTES) + GUARD_BYTES;
+}
+
+// The switches, announced to ASan when it is on: fake_stack is where ASan
+// keeps the leaving side's record (NULL: that side never resumes).
+void switch_to_fiber(fiber &f, unsigned i) {
+#if NSCI_EMU_ASAN
+    __sanitizer_start_switch_fiber(&g_run.scheduler_fake_stack, stack_bottom(i), STACK_BYTES);
+#else
+    (void)i;
+#endif
+    nsci_emu_switch(&g_run.scheduler_sp, f.sp);
+#if NSCI_EMU_ASAN
+    __sanitizer_finish_switch_fiber(g_run.scheduler_fake_stack, nullptr, nullptr);
+#endif
+}
+
+void switch_to_scheduler(fiber &f, bool finished) {
+#if NSCI_EMU_ASAN
+    __sanitizer_start_switch_fiber(finished ? nullptr : &f.fake_stack, g_run.scheduler_bottom,
+                                   g_run.scheduler_size);
+#else
+    (void)finished;
+#endif
+    nsci_emu_switch(&f.sp, g_run.scheduler_sp);
+#if NSCI_EMU_ASAN
+    __sanitizer_finish_switch_fiber(f.fake_stack, nullptr, nullptr);
+#endif
+}
+
 void fiber_main() {
+#if NSCI_EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &g_run.scheduler_bottom, &g_run.scheduler_size);
+#endif
     g_run.body(g_run.ctx);
     g_run.current->state = DONE;
-    nsci_emu_switch(&g_run.current->sp, g_run.scheduler_sp);
+    switch_to_scheduler(*g_run.current, true);
     __builtin_unreachable();
 }
 
@@ -124,6 +172,10 @@ bool map_stacks() {
 
 void *new_stack(unsigned i) {
     char *top = g_stacks + (size_t)(i + 1) * (STACK_BYTES + GUARD_BYTES);
+#if NSCI_EMU_ASAN
+    // A fiber abandoned by a fault left its frames' redzones behind.
+    ASAN_UNPOISON_MEMORY_REGION(stack_bottom(i), STACK_BYTES);
+#endif
     void **sp = (void **)((uintptr_t)top & ~(uintptr_t)15);
     *--sp = nullptr;            // fiber_main's return address: it never returns
     *--sp = (void *)fiber_main; // where nsci_emu_switch's ret goes
@@ -136,7 +188,7 @@ void *new_stack(unsigned i) {
 void wait_here(fiber_state why) {
     fiber *f = g_run.current;
     f->state = why;
-    nsci_emu_switch(&f->sp, g_run.scheduler_sp);
+    switch_to_scheduler(*f, false);
 }
 
 void fail(const std::string &why) {
@@ -316,7 +368,7 @@ bool run_block(unsigned n) {
             }
             g_run.current = &f;
             g_thread_idx = f.tid;
-            nsci_emu_switch(&g_run.scheduler_sp, f.sp);
+            switch_to_fiber(f, i);
             if (!g_run.fault.empty()) {
                 return false;
             }
