@@ -8,96 +8,9 @@
 // op_norm.c, op_loss.c).
 #include <math.h>
 
-#include "cuda/cuda_impl.h"
+#include "cuda/reduce_device.cuh"
 
 namespace {
-
-const int WARPS = 8; // warps per block: one output (row) each
-
-__device__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    }
-    return v;
-}
-__device__ int64_t warp_sum_i(int64_t v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        v = (int64_t)((uint64_t)v + (uint64_t)__shfl_xor_sync(0xffffffffu, v, o));
-    }
-    return v;
-}
-// Max where NaN wins (as the CPU's logsumexp max).
-__device__ double warp_max_nan(double v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        double w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = (isnan(v) || v >= w) ? v : w;
-        v = isnan(w) ? w : v;
-    }
-    return v;
-}
-template <typename T> __device__ T warp_max(T v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        T w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = w > v ? w : v;
-    }
-    return v;
-}
-
-template <typename T> __device__ T load_as(const char *p, int dtype, int64_t off) {
-    switch (dtype) {
-        case NSC_F32:
-            return (T)((const float *)p)[off];
-        case NSC_F64:
-            return (T)((const double *)p)[off];
-        case NSC_I64:
-            return (T)((const int64_t *)p)[off];
-        default:
-            return (T)(((const uint8_t *)p)[off] != 0);
-    }
-}
-
-__device__ void store_as(char *p, int dtype, int64_t off, double v, int64_t iv, bool integer) {
-    switch (dtype) {
-        case NSC_F32:
-            ((float *)p)[off] = integer ? (float)iv : (float)v;
-            break;
-        case NSC_F64:
-            ((double *)p)[off] = integer ? (double)iv : v;
-            break;
-        case NSC_I64:
-            ((int64_t *)p)[off] = integer ? iv : (int64_t)v;
-            break;
-        default:
-            ((uint8_t *)p)[off] = integer ? iv != 0 : v != 0;
-    }
-}
-
-template <typename T> __device__ bool is_nan(T v) {
-    return v != v;
-}
-
-// (value, position) pairs of max/min: NaN first, then the better value,
-// then the lower position; pos < 0 is "none yet".
-template <typename T> struct pick {
-    T v;
-    int64_t i;
-};
-template <typename T> __device__ bool takes(pick<T> a, pick<T> b, bool max) {
-    if (a.i < 0) {
-        return false;
-    }
-    if (b.i < 0) {
-        return true;
-    }
-    bool an = is_nan(a.v), bn = is_nan(b.v);
-    if (an != bn) {
-        return an;
-    }
-    if (an || a.v == b.v) {
-        return a.i < b.i;
-    }
-    return max ? a.v > b.v : a.v < b.v;
-}
 
 // One warp per output; T is double for float inputs, int64_t otherwise.
 template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
@@ -195,78 +108,6 @@ template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
     if (lane == 0) {
         store_as(r.out, r.out_dtype, o, result, 0, false);
     }
-}
-
-int warp_blocks(int64_t n) {
-    return (int)((n + WARPS - 1) / WARPS);
-}
-
-// --- split sums: few outputs over many elements ---
-// A warp per output leaves most of the GPU idle when there are few outputs
-// (a sum of all 38M elements of GPT-2's embedding gradient would run on one
-// warp). Float sums and means over at least 2 * SPLIT_CHUNK elements into
-// fewer than SPLIT_MAX_OUT outputs run in two launches instead: a warp per
-// (output, chunk of SPLIT_CHUNK elements) writes its partial sum, then a
-// warp per output adds its partials (lane-strided, then a shuffle tree).
-// Both orders are fixed, so the result does not depend on scheduling.
-
-const int64_t SPLIT_CHUNK = 16384;
-const int64_t SPLIT_MAX_OUT = 2048;
-
-__global__ void split_sum_kernel(nsci_cuda_red r, int64_t n_chunks, double *partial) {
-    int lane = threadIdx.x & 31;
-    int64_t w = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32;
-    if (w >= r.n_out * n_chunks) {
-        return; // the whole warp leaves together
-    }
-    int64_t o = w / n_chunks, lo = (w % n_chunks) * SPLIT_CHUNK;
-    int64_t hi = lo + SPLIT_CHUNK < r.n_red_elems ? lo + SPLIT_CHUNK : r.n_red_elems;
-    const int64_t base = nsci_cuda_unravel(r.n_kept, r.kept_shape, r.kept_stride, o);
-    double s = 0.0;
-    for (int64_t j = lo + lane; j < hi; j += 32) {
-        s += load_as<double>(r.x, r.x_dtype,
-                             base + nsci_cuda_unravel(r.n_red, r.red_shape, r.red_stride, j));
-    }
-    s = warp_sum(s);
-    if (lane == 0) {
-        partial[w] = s;
-    }
-}
-
-__global__ void split_finish_kernel(nsci_cuda_red r, int64_t n_chunks, const double *partial) {
-    int lane = threadIdx.x & 31;
-    int64_t o = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32;
-    if (o >= r.n_out) {
-        return;
-    }
-    double s = 0.0;
-    for (int64_t c = lane; c < n_chunks; c += 32) {
-        s += partial[o * n_chunks + c];
-    }
-    s = warp_sum(s);
-    if (lane == 0) {
-        double n = (double)r.n_red_elems;
-        store_as(r.out, r.out_dtype, o, r.kind == NSCI_RED_MEAN ? s * (1.0 / n) : s, 0, false);
-    }
-}
-
-bool wants_split(const nsci_cuda_red *r) {
-    bool floats = r->x_dtype == NSC_F32 || r->x_dtype == NSC_F64;
-    bool sum = r->kind == NSCI_RED_SUM || r->kind == NSCI_RED_MEAN;
-    return floats && sum && r->n_red_elems >= 2 * SPLIT_CHUNK && r->n_out < SPLIT_MAX_OUT;
-}
-
-nsc_status split_sum(const nsci_cuda_red *r) {
-    int64_t n_chunks = (r->n_red_elems + SPLIT_CHUNK - 1) / SPLIT_CHUNK;
-    double *partial = (double *)nsci_cuda_alloc((size_t)(r->n_out * n_chunks) * sizeof(double));
-    if (!partial) {
-        return NSC_ERR_OOM;
-    }
-    NSCI_LAUNCH((split_sum_kernel), warp_blocks(r->n_out * n_chunks), WARPS * 32, 0, *r, n_chunks,
-                partial);
-    NSCI_LAUNCH((split_finish_kernel), warp_blocks(r->n_out), WARPS * 32, 0, *r, n_chunks, partial);
-    nsci_cuda_free(partial); // stream order: reused only by later launches
-    return nsci_cuda_check_launch("reduction (split)");
 }
 
 // --- softmax family: a warp per (outer, inner) row of k elements ---
@@ -543,8 +384,8 @@ nsc_status nsci_cuda_reduce(const nsci_cuda_red *r) {
     if (r->n_out == 0) {
         return NSC_OK;
     }
-    if (wants_split(r)) {
-        return split_sum(r);
+    if (nsci_cuda_wants_split(r)) {
+        return nsci_cuda_reduce_split(r);
     }
     bool floats = r->x_dtype == NSC_F32 || r->x_dtype == NSC_F64;
     if (floats) {

@@ -296,6 +296,60 @@ Test(cuda_reduce, sums_over_many_elements_match_the_cpu, .init = need_gpu) {
     nsc_generator_free(gen);
 }
 
+// Every other kind over many elements into few outputs takes the split path
+// too: max/min with positions (a NaN and a tie planted), argmax, all/any,
+// logsumexp (one row all -inf but one element), var/std, and an i64 sum.
+Test(cuda_reduce, every_kind_over_many_elements_matches_the_cpu, .init = need_gpu) {
+    nsc_generator *gen = nsc_generator_new(4);
+    nsc_tensor *x = nsc_randn(gen, NSC_F32, NSC_SHAPE(3, 40000));
+    float *p = nsc_tensor_data(x);
+    p[0 * 40000 + 39000] = NAN;                       // row 0: NaN wins max and min
+    p[1 * 40000 + 123] = p[1 * 40000 + 35000] = 9.0f; // row 1: a tie, the first wins
+    for (int j = 0; j < 40000; j++) {
+        p[2 * 40000 + j] = j == 20000 ? 1.5f : -INFINITY; // row 2: logsumexp 1.5
+    }
+    nsc_tensor *bits = nsc_gt_scalar(x, 2.5); // bool: rows with and without a true
+    nsc_tensor *scaled = nsc_mul_scalar(x, 100.0);
+    nsc_tensor *ints = nsc_to_dtype(scaled, NSC_I64);
+    nsc_tensor *xg = nsc_to(x, NSC_CUDA), *bg = nsc_to(bits, NSC_CUDA),
+               *ig = nsc_to(ints, NSC_CUDA);
+    int dim1 = 1;
+    nsc_tensor *vals[2] = { 0 }, *idx[2] = { 0 }, *mvals[2] = { 0 }, *midx[2] = { 0 };
+    cr_assert_eq(nsc_max_dim(x, 1, false, &vals[0], &idx[0]), NSC_OK);
+    cr_assert_eq(nsc_max_dim(xg, 1, false, &vals[1], &idx[1]), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_min_dim(x, 1, false, &mvals[0], &midx[0]), NSC_OK);
+    cr_assert_eq(nsc_min_dim(xg, 1, false, &mvals[1], &midx[1]), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *finite = nsc_slice(x, 0, 1, 2, 1), *finite_g = nsc_slice(xg, 0, 1, 2, 1);
+    nsc_tensor *pairs[][2] = {
+        { vals[0], vals[1] },
+        { idx[0], idx[1] },
+        { mvals[0], mvals[1] },
+        { midx[0], midx[1] },
+        { nsc_argmax_all(finite), nsc_argmax_all(finite_g) },
+        { nsc_all(bits, 1, &dim1, false), nsc_all(bg, 1, &dim1, false) },
+        { nsc_any(bits, 1, &dim1, false), nsc_any(bg, 1, &dim1, false) },
+        { nsc_logsumexp(x, 1, &dim1, false), nsc_logsumexp(xg, 1, &dim1, false) },
+        { nsc_var(finite, 0, NULL, true, false), nsc_var(finite_g, 0, NULL, true, false) },
+        { nsc_std(finite, 1, &dim1, false, true), nsc_std(finite_g, 1, &dim1, false, true) },
+        { nsc_sum(ints, 1, &dim1, false), nsc_sum(ig, 1, &dim1, false) },
+        { nsc_max(ints), nsc_max(ig) },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        cr_assert(pairs[i][0] && pairs[i][1], "pair %zu: %s", i, nsc_last_error());
+        cr_expect_eq(nsc_tensor_device(pairs[i][1]), NSC_CUDA);
+        char what[32];
+        snprintf(what, sizeof what, "split reduction %zu", i);
+        nsct_expect_close(pairs[i][1], pairs[i][0], TOL_CUDA_FLOOR, what);
+        nsc_free(pairs[i][0]);
+        nsc_free(pairs[i][1]);
+    }
+    nsc_tensor *temps[] = { x, bits, scaled, ints, xg, bg, ig, finite, finite_g };
+    for (int i = 0; i < 9; i++) {
+        nsc_free(temps[i]);
+    }
+    nsc_generator_free(gen);
+}
+
 // --- GPT-2 on CUDA ---
 
 static nsc_module *g_cpu, *g_gpu;

@@ -112,7 +112,7 @@ const char *op_name(collective_op op) {
     return names[op];
 }
 
-char *stack_bottom(unsigned i) {
+[[maybe_unused]] char *stack_bottom(unsigned i) {
     return g_stacks + (size_t)i * (STACK_BYTES + GUARD_BYTES) + GUARD_BYTES;
 }
 
