@@ -34,6 +34,7 @@ typedef struct cli_args {
     int64_t top_k;
     uint64_t seed;
     int64_t stop_token; // -1: none
+    nsc_device device;  // --device cpu|cuda: where run and generate compute
     bool help;
 } cli_args;
 
@@ -52,10 +53,14 @@ int cli_fail_nsc(const char *command, const char *what);
 const char *cli_model_dir(const cli_args *a);
 // Loads dir's GPT-2 (and, when want_tokenizer, its vocab.json [+ merges.txt]).
 nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer);
-// The prompt ids [1, T] from --prompt (tokenizer) or --tokens, or NULL:
-// then *given is false when neither was given (an error is recorded otherwise).
+// Moves the model to a->device (torch's model.to("cuda")) after starting
+// CUDA; CLI_OK, or CLI_FAILED after printing why (no GPU, a CPU-only build).
+int cli_to_device(const cli_args *a, nsc_module *model);
+// The prompt ids [1, T] (on a->device) from --prompt (tokenizer) or --tokens,
+// or NULL: then *given is false when neither was given (an error is recorded
+// otherwise).
 nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given);
-// Named tensors for a graph: "prompt" and the --tensors file's.
+// Named tensors for a graph: "prompt" and the --tensors file's, on a->device.
 nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt);
 
 // Reads a->graph against model with "prompt" (may be NULL) and the

@@ -11,7 +11,9 @@ int cli_run(const cli_args *a) {
     const char *dir = cli_model_dir(a);
     nsc_tokenizer *tok = NULL;
     nsc_module *model = cli_load_model(dir, &tok, a->prompt != NULL);
-    if (!model) {
+    if (!model || cli_to_device(a, model) != CLI_OK) {
+        nsc_tokenizer_free(tok);
+        nsc_module_free(model);
         return CLI_FAILED;
     }
     bool given;
@@ -27,6 +29,9 @@ int cli_run(const cli_args *a) {
     } else if (g) {
         double ms = 1e3 * (cli_now() - start);
         printf("ran %s on %s", a->graph, dir);
+        if (a->device != NSC_CPU) {
+            printf(" (%s)", nsc_device_name(a->device));
+        }
         if (prompt) {
             printf(" (prompt of %lld tokens)", (long long)nsc_tensor_size(prompt, 1));
         }

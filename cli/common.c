@@ -90,6 +90,29 @@ nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_token
     return model;
 }
 
+int cli_to_device(const cli_args *a, nsc_module *model) {
+    if (a->device == NSC_CPU) {
+        return CLI_OK;
+    }
+    if (nsc_cuda_init() != NSC_OK || nsc_module_to(model, a->device) != NSC_OK) {
+        return cli_fail_nsc(a->command, "--device cuda");
+    }
+    return CLI_OK;
+}
+
+// t on a->device (t itself on the CPU); consumes t.
+static nsc_tensor *on_device(const cli_args *a, nsc_tensor *t) {
+    if (!t || a->device == NSC_CPU) {
+        return t;
+    }
+    nsc_tensor *moved = nsc_to(t, a->device);
+    if (!moved) {
+        fprintf(stderr, "nsc %s: --device: %s\n", a->command, nsc_last_error());
+    }
+    nsc_free(t);
+    return moved;
+}
+
 static nsc_tensor *parse_tokens(const char *s) {
     int64_t n = 1;
     for (const char *p = s; *p; p++) {
@@ -121,7 +144,7 @@ nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given)
         return NULL;
     }
     if (a->tokens) {
-        return parse_tokens(a->tokens);
+        return on_device(a, parse_tokens(a->tokens));
     }
     if (!a->prompt) {
         return NULL;
@@ -135,7 +158,7 @@ nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given)
     }
     nsc_tensor *row = nsc_reshape(ids, NSC_SHAPE(1, nsc_tensor_numel(ids)));
     nsc_free(ids);
-    return row;
+    return on_device(a, row);
 }
 
 nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt) {
@@ -143,6 +166,15 @@ nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt) {
     if (!set) {
         fprintf(stderr, "nsc %s: --tensors %s: %s\n", a->command, a->tensors, nsc_last_error());
         return NULL;
+    }
+    for (int64_t i = 0; a->device != NSC_CPU && i < nsc_tensor_set_count(set); i++) {
+        nsc_tensor *moved = on_device(a, nsc_retain(nsc_tensor_set_at(set, i)));
+        if (!moved || nsc_tensor_set_put(set, nsc_tensor_set_name(set, i), moved) != NSC_OK) {
+            nsc_free(moved);
+            nsc_tensor_set_free(set);
+            return NULL;
+        }
+        nsc_free(moved);
     }
     if (prompt && nsc_tensor_set_put(set, "prompt", prompt) != NSC_OK) {
         nsc_tensor_set_free(set);
@@ -188,9 +220,11 @@ nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prom
     if (!tensors) {
         return NULL;
     }
-    nsc_graph_load_options o = {
-        .n_models = 1, .models = &model, .tensors = tensors, .generate = generate
-    };
+    nsc_graph_load_options o = { .n_models = 1,
+                                 .models = &model,
+                                 .tensors = tensors,
+                                 .generate = generate,
+                                 .device = a->device };
     nsc_graph *g = nsc_graph_load(a->graph, &o);
     if (!g) {
         cli_fail_nsc(a->command, NULL);

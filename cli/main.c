@@ -15,10 +15,10 @@ static const char *const USAGE =
     "\n"
     "  info [MODEL] [--length N]              module tree, hook-point shapes, parameters\n"
     "  run [MODEL] --graph G.json (--prompt TEXT | --tokens 1,2,3) [--save OUT.safetensors]\n"
-    "                                         run an intervention graph, print its saved values\n"
+    "      [--device cpu|cuda]                run an intervention graph, print its saved values\n"
     "  generate [MODEL] --prompt TEXT [--graph G.json] [--max-new-tokens N]\n"
     "           [--temperature T] [--top-k K] [--seed S] [--stop-token ID]\n"
-    "                                         generate text, optionally with a graph\n"
+    "           [--device cpu|cuda]           generate text, optionally with a graph\n"
     "  scan [MODEL] --graph G.json [--prompt TEXT | --tokens ... | --length N]\n"
     "                                         validate a graph and print every node's shape\n"
     "  dot G.json [--model MODEL] [-o OUT.dot] the graph in Graphviz DOT\n"
@@ -35,18 +35,22 @@ static const char *const HELP[][2] = {
               "of N tokens (default 8), learned by a forward on META tensors (no compute).\n" },
     { "run", "usage: nsc run [MODEL] --graph G.json (--prompt TEXT | --tokens 1,2,3)\n"
              "               [--tensors IN.safetensors] [--save OUT.safetensors]\n"
+             "               [--device cpu|cuda]\n"
              "Builds the graph text against the model (every node validated), runs it once and\n"
              "prints every saved value by name; --save writes them as safetensors (PyTorch and\n"
              "numpy read it). The prompt's ids [1, T] are the tensor named \"prompt\"; --tensors\n"
-             "adds the named tensors of a safetensors file.\n" },
+             "adds the named tensors of a safetensors file. --device cuda moves the model, the\n"
+             "prompt and the tensors to the GPU first (saved values are read back to print).\n" },
     { "generate",
       "usage: nsc generate [MODEL] --prompt TEXT [--graph G.json] [--max-new-tokens N]\n"
       "                    [--temperature T] [--top-k K] [--seed S] [--stop-token ID]\n"
+      "                    [--device cpu|cuda]\n"
       "Generates N tokens (default 20) after the prompt and prints the text. Greedy unless\n"
       "--temperature or --top-k is given (then sampled, seeded by --seed). With --graph the\n"
       "graph runs as a generation trace (call index k is step k; \"every\" calls steer every\n"
       "step) and its saved values are printed after the text. A progress line with tokens/s\n"
-      "goes to stderr for runs longer than a second.\n" },
+      "goes to stderr for runs longer than a second. --device cuda runs the model on the\n"
+      "GPU (tokens are chosen on the host, as with the CPU).\n" },
     { "scan",
       "usage: nsc scan [MODEL] --graph G.json [--prompt TEXT | --tokens 1,2,3 | --length N]\n"
       "Builds the graph without running the model: every node is checked by its shape\n"
@@ -121,6 +125,11 @@ static int option(int argc, char **argv, int *i, cli_args *a) {
         a->seed = (uint64_t)n;
         return r;
     }
+    if ((r = take("--device", argc, argv, i, &v)) == 1) {
+        bool cuda = strcmp(v, "cuda") == 0;
+        a->device = cuda ? NSC_CUDA : NSC_CPU;
+        return cuda || strcmp(v, "cpu") == 0 ? 1 : -1;
+    }
     if ((r = take("--temperature", argc, argv, i, &v)) == 1) {
         char *end;
         a->temperature = strtod(v, &end);
@@ -130,7 +139,9 @@ static int option(int argc, char **argv, int *i, cli_args *a) {
 }
 
 int cli_parse(int argc, char **argv, cli_args *a) {
-    *a = (cli_args){ .command = argv[1], .length = 8, .max_new_tokens = 20, .stop_token = -1 };
+    *a = (cli_args){
+        .command = argv[1], .length = 8, .max_new_tokens = 20, .stop_token = -1, .device = NSC_CPU
+    };
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             a->help = true;
@@ -155,6 +166,12 @@ int cli_parse(int argc, char **argv, cli_args *a) {
                             argv[i], a->command);
         }
         *slot = argv[i];
+    }
+    bool computes = strcmp(a->command, "run") == 0 || strcmp(a->command, "generate") == 0;
+    if (a->device != NSC_CPU && !computes) {
+        return cli_fail(a->command, CLI_USAGE,
+                        "--device: only run and generate compute (nsc %s works on META)",
+                        a->command);
     }
     return CLI_OK;
 }

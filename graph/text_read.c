@@ -4,6 +4,7 @@
 // accessors. Untrusted input: JSON limits, checked types and ranges, errors
 // with line and column.
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "graph/text_impl.h"
@@ -143,7 +144,19 @@ nsc_tensor *nsci_text_read_tensor(nsci_text_reader *r, const nsci_json *v, const
         }
         return nsc_retain(e->out[0]);
     }
-    return nsci_text_read_literal(r->what, v, MAX_LITERAL);
+    nsc_tensor *t = nsci_text_read_literal(r->what, v, MAX_LITERAL);
+    nsc_device device = r->options->device;
+    if (t && device != NSC_CPU && nsc_tensor_device(t) == NSC_CPU) {
+        nsc_tensor *moved = nsc_to(t, device);
+        nsc_free(t);
+        t = moved;
+        if (!moved) {
+            char why[512]; // the error record is about to be rewritten
+            snprintf(why, sizeof why, "%s", nsc_last_error());
+            nsci_text_fail(r->what, v, "a literal tensor to %s: %s", nsc_device_name(device), why);
+        }
+    }
+    return t;
 }
 
 // --- traces ---

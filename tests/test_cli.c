@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 
 // A command's exit status and its stdout / stderr (caller frees).
@@ -261,6 +262,79 @@ Test(cli, every_example_graph_scans_and_runs) {
                      "\"op\": \"matmul\", \"args\": [0, 0]}");
     snprintf(args, sizeof args, "scan %s/model --graph %s --length 3", g_dir, bad);
     expect_fail(args, 1, "shape.json:4:1: matmul");
+}
+
+// The values two --save files hold agree within tol, name by name.
+static void expect_same_values(const char *a_path, const char *b_path, const char *what) {
+    nsc_tensor_set *a = nsc_tensor_set_load(a_path), *b = nsc_tensor_set_load(b_path);
+    cr_assert(a && b, "%s: %s", what, nsc_last_error());
+    cr_expect_eq(nsc_tensor_set_count(a), nsc_tensor_set_count(b), "%s: value counts", what);
+    for (int64_t i = 0; i < nsc_tensor_set_count(a); i++) {
+        const char *name = nsc_tensor_set_name(a, i);
+        nsc_tensor *other = nsc_tensor_set_get(b, name);
+        cr_expect(other, "%s: %s missing", what, name);
+        if (other) {
+            char label[256];
+            snprintf(label, sizeof label, "%s: %s", what, name);
+            nsct_expect_close(other, nsc_tensor_set_at(a, i),
+                              (nsct_tol){ 1e-3, 1e-3, "cuda vs cpu: a whole f32 run" }, label);
+        }
+    }
+    nsc_tensor_set_free(a);
+    nsc_tensor_set_free(b);
+}
+
+// --device cuda: with a GPU (or the CUDA emulator) every example graph saves
+// what the CPU saves (within 1e-3) and steered generation gives the same
+// text; without one, one line saying why. META commands refuse the option.
+Test(cli, device_cuda_gives_the_cpu_output_or_says_why_not) {
+    char args[640];
+    bool gpu = nsc_cuda_available();
+    const char *graphs[] = { "patching", "attribution_patching", "head_ablation", "logit_lens" };
+    for (int i = 0; i < 4; i++) {
+        const char *where[2] = { "cpu", "cuda" };
+        char saved[2][160];
+        for (int d = 0; d < 2; d++) {
+            snprintf(saved[d], sizeof saved[d], "%s/%s.%s.safetensors", g_dir, graphs[i], where[d]);
+            snprintf(args, sizeof args,
+                     "run %s/model --graph examples/graphs/%s.json --prompt 'qzkfebmw|qz' "
+                     "--save %s --device %s",
+                     g_dir, graphs[i], saved[d], where[d]);
+            if (d == 1 && !gpu) {
+                expect_fail(args, 1, "--device cuda");
+                break;
+            }
+            run_result r = run(args);
+            cr_expect_eq(r.code, 0, "%s on %s: %s", graphs[i], where[d], r.err);
+            cr_expect(d == 0 || strstr(r.out, "(cuda)"), "%s: ran on the GPU: %s", graphs[i],
+                      r.out);
+            result_free(&r);
+        }
+        if (gpu) {
+            expect_same_values(saved[0], saved[1], graphs[i]);
+        }
+    }
+    snprintf(args, sizeof args,
+             "generate %s/model --prompt 'ab|' --max-new-tokens 5 --graph "
+             "examples/graphs/steering.json",
+             g_dir);
+    run_result cpu = run(args);
+    strncat(args, " --device cuda", sizeof args - strlen(args) - 1);
+    if (gpu) {
+        run_result on_gpu = run(args);
+        cr_expect_eq(on_gpu.code, 0, "%s", on_gpu.err);
+        cr_expect_str_eq(on_gpu.out, cpu.out, "steered generation on cuda");
+        result_free(&on_gpu);
+    } else {
+        expect_fail(args, 1, "--device cuda");
+    }
+    result_free(&cpu);
+    snprintf(args, sizeof args, "run %s/model --graph examples/graphs/patching.json --device tpu",
+             g_dir);
+    expect_fail(args, 2, "--device tpu: not a valid value");
+    snprintf(args, sizeof args, "scan %s/model --graph examples/graphs/patching.json --device cuda",
+             g_dir);
+    expect_fail(args, 2, "only run and generate compute");
 }
 
 Test(cli, generate_greedy_sampled_and_steered) {

@@ -103,6 +103,9 @@ typedef struct nsc_graph_load_options {
     size_t max_bytes;  // text size limit (0: 64 MiB)
     int max_depth;     // JSON nesting limit (0: 32)
     int64_t max_nodes; // nodes per trace (0: 1 << 20)
+    // Where the text's literal tensors ({"dtype", "shape", "data"}) are made:
+    // the models' device (0 is NSC_CPU). Named tensors are used as given.
+    nsc_device device;
 } nsc_graph_load_options;
 
 // Parses text (len bytes, not necessarily NUL-terminated; name labels
