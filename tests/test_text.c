@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "graph/text_impl.h"
+#include "tests/expect.h"
 #include "tests/graph_builders.h"
 #include "tests/graph_models.h"
 #include "tests/harness.h"
@@ -222,6 +223,51 @@ static void hand_finish(hand_env *e) {
     nsc_tensor_set_free(e->tensors);
     nsc_free(e->x);
     nsc_module_free(e->model);
+}
+
+// The same graph with x written inline, loaded for a model on the GPU: the
+// inline tensor is made there (nsc_graph_load_options.device). Without a GPU
+// the load fails naming the tensor's place in the text.
+static const char *INLINE_X =
+    "{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\n"
+    "  \"invokes\": [{\"inputs\": [{\"dtype\": \"f32\", \"shape\": [2, 4], \"data\": "
+    "[0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]}]}],\n"
+    "  \"nodes\": [\n"
+    "    {\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"h.0\", \"invoke\": 0},\n"
+    "    {\"id\": 1, \"protocol\": \"Lock\", \"name\": \"y\", \"args\": [0]}\n"
+    "  ]}}\n";
+
+Test(text, inline_tensors_are_made_on_the_models_device) {
+    int64_t start = nsct_live_blocks();
+    hand_env e;
+    hand_start(&e);
+    nsc_tensor *want = nsc_module_forward(nsc_module_find(e.model, "h.0"), 1, &e.x);
+    e.options.device = NSC_CUDA;
+    if (!nsc_cuda_available()) {
+        cr_expect_null(nsc_graph_parse(INLINE_X, strlen(INLINE_X), "inline.json", &e.options));
+        cr_expect(strstr(nsc_last_error(), "inline.json: line 2") &&
+                      strstr(nsc_last_error(), "a literal tensor to cuda"),
+                  "%s", nsc_last_error());
+    } else {
+        cr_assert_eq(nsc_cuda_init(), NSC_OK, "%s", nsc_last_error());
+        cr_assert_eq(nsc_module_to(e.model, NSC_CUDA), NSC_OK, "%s", nsc_last_error());
+        nsc_graph *g = nsc_graph_parse(INLINE_X, strlen(INLINE_X), "inline.json", &e.options);
+        cr_assert(g, "%s", nsc_last_error());
+        cr_assert_eq(nsc_graph_run(g), NSC_OK, "%s", nsc_last_error());
+        nsc_tensor_set *results = nsc_graph_results(g);
+        nsc_tensor *y = nsc_tensor_set_get(results, "y");
+        cr_assert(y);
+        cr_expect_eq(nsc_tensor_device(y), NSC_CUDA, "the hook value stays on the GPU");
+        nsct_expect_close(y, want, TOL_F32_MATMUL, "h.0 of the inline x on cuda");
+        nsc_tensor_set_free(results);
+        nsc_graph_free(g);
+    }
+    nsc_clear_error();
+    nsc_free(want);
+    hand_finish(&e);
+    if (!nsc_cuda_available()) {
+        cr_expect_eq(nsct_live_blocks(), start, "everything is released");
+    }
 }
 
 Test(text, a_hand_written_text_runs_and_writes_canonically) {
