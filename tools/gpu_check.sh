@@ -9,7 +9,8 @@
 # so the carried build is lean: sm_90 code only (the H200; the default build
 # also has sm_80), the portable GEMM instead of OpenBLAS (36 MiB of library;
 # the CPU side of the CUDA tests only computes reference values), stripped
-# binaries, and libnsc.a without debug sections for the link test.
+# binaries, libnsc.a without debug sections for the link test, all in one
+# gzip'd tar unpacked on arrival.
 set -u
 cd "$(dirname "$0")/.."
 B=build/gpu-carry
@@ -17,19 +18,24 @@ SRC=build/release-noblas-cuda-sm90
 
 if [ "${1:-run}" = prepare ]; then
     make -j2 CUDA=1 BLAS=none CUDA_ARCHS=90 WERROR=1 "$SRC/tests/nsc_tests" \
-        "$SRC/bench/bench_cuda" || exit 1
+        "$SRC/bench/bench_cuda" "$SRC/nsc" || exit 1
     rm -rf "$B"
-    mkdir -p "$B/tests" "$B/bench" "$B/libs"
-    strip -o "$B/tests/nsc_tests" "$SRC/tests/nsc_tests" &&
-        strip -o "$B/bench/bench_cuda" "$SRC/bench/bench_cuda" &&
-        strip --strip-debug -o "$B/libnsc.a" "$SRC/libnsc.a" || exit 1
+    P=build/gpu-pack
+    rm -rf "$P"
+    mkdir -p "$P/tests" "$P/bench" "$P/libs" "$B"
+    strip -o "$P/tests/nsc_tests" "$SRC/tests/nsc_tests" &&
+        strip -o "$P/bench/bench_cuda" "$SRC/bench/bench_cuda" &&
+        strip -o "$P/nsc" "$SRC/nsc" &&
+        strip --strip-debug -o "$P/libnsc.a" "$SRC/libnsc.a" || exit 1
     # Criterion and its dependencies; not libc, not the CUDA libraries (the
     # GPU machine's own are used).
-    for bin in "$B/tests/nsc_tests" "$B/bench/bench_cuda"; do
+    for bin in "$P/tests/nsc_tests" "$P/bench/bench_cuda" "$P/nsc"; do
         ldd "$bin" | awk '/=> \// {print $3}' |
             grep -v -E 'lib(c|m|dl|pthread|rt|cuda|cudart|cublas|cublasLt)\.so|ld-linux' |
-            while read -r lib; do cp -L "$lib" "$B/libs/"; done
+            while read -r lib; do cp -L "$lib" "$P/libs/"; done
     done
+    tar -C "$P" -czf "$B/carry.tar.gz" . || exit 1
+    rm -rf "$P"
     carry=$(du -sb "$B" | cut -f1)
     tree=$(git ls-files -z | du --files0-from=- -cb | tail -1 | cut -f1)
     echo "gpu_check: carry $((carry >> 20)) MiB + tracked tree $((tree >> 20)) MiB (limit 64)"
@@ -43,6 +49,10 @@ fi
 
 OUT=${OUT:-/tmp/nsc_gpu_check}
 mkdir -p "$OUT"
+if [ -f "$B/carry.tar.gz" ] && ! tar -C "$B" -xzf "$B/carry.tar.gz"; then
+    echo "gpu_check: cannot unpack $B/carry.tar.gz" | tee "$OUT/env.txt"
+    exit 1
+fi
 export NSC_NO_DEPS=1 NSC_BUILD="$B"
 # The CUDA 13 runtime and cuBLAS: the toolkit's, or a PyTorch wheel's.
 cudalibs=$(find /usr/local/cuda*/lib64 /usr/lib /opt /usr/local/lib /root \
@@ -66,9 +76,15 @@ export NSC_LINK_FLAGS="-lm -pthread $ldirs -l:libcublas.so.13 -l:libcudart.so.13
     echo "NSC_LINK_FLAGS=$NSC_LINK_FLAGS"
     ldd "$B/tests/nsc_tests" | grep -E 'not found|cuda|cublas|criterion'
 } > "$OUT/env.txt" 2>&1
-# The CUDA suites (what this machine is for; the rest run in CI), then the benchmarks.
+# The CUDA suites (what this machine is for; the rest run in CI; every one
+# of them has passed on the CUDA emulator), the tool and graph texts on the
+# GPU, then the benchmarks.
 timeout 300 "$B/tests/nsc_tests" --filter 'cuda*/*' --jobs 1 --verbose > "$OUT/test_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/test_cuda.log"
+for f in 'cli/device*' 'text/inline*'; do
+    timeout 120 "$B/tests/nsc_tests" --filter "$f" --jobs 1 --verbose >> "$OUT/test_cuda.log" 2>&1
+    echo "rc=$? ($f)" >> "$OUT/test_cuda.log"
+done
 timeout 180 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/bench_cuda.log"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
