@@ -219,45 +219,34 @@ inline int __popcll(unsigned long long v) {
 
 // Fibers switch only at collectives and barriers, so a plain
 // read-modify-write is atomic here.
-inline float atomicAdd(float *p, float v) {
-    float old = *p;
-    *p = old + v;
+template <typename T, typename F> inline T nsci_emu_rmw(T *p, F next) {
+    T old = *p;
+    *p = next(old);
     return old;
+}
+inline float atomicAdd(float *p, float v) {
+    return nsci_emu_rmw(p, [v](float o) { return o + v; });
 }
 inline double atomicAdd(double *p, double v) {
-    double old = *p;
-    *p = old + v;
-    return old;
+    return nsci_emu_rmw(p, [v](double o) { return o + v; });
 }
 inline int atomicAdd(int *p, int v) {
-    int old = *p;
-    *p = old + v;
-    return old;
+    return nsci_emu_rmw(p, [v](int o) { return o + v; });
 }
 inline unsigned atomicAdd(unsigned *p, unsigned v) {
-    unsigned old = *p;
-    *p = old + v;
-    return old;
+    return nsci_emu_rmw(p, [v](unsigned o) { return o + v; });
 }
 inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
-    unsigned long long old = *p;
-    *p = old + v;
-    return old;
+    return nsci_emu_rmw(p, [v](unsigned long long o) { return o + v; });
 }
 inline unsigned atomicOr(unsigned *p, unsigned v) {
-    unsigned old = *p;
-    *p = old | v;
-    return old;
+    return nsci_emu_rmw(p, [v](unsigned o) { return o | v; });
 }
 inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) {
-    unsigned long long old = *p;
-    *p = v < old ? v : old;
-    return old;
+    return nsci_emu_rmw(p, [v](unsigned long long o) { return v < o ? v : o; });
 }
 inline unsigned long long atomicMax(unsigned long long *p, unsigned long long v) {
-    unsigned long long old = *p;
-    *p = v > old ? v : old;
-    return old;
+    return nsci_emu_rmw(p, [v](unsigned long long o) { return v > o ? v : o; });
 }
 
 #endif
