@@ -23,8 +23,11 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-// Blocks run one at a time, so one static instance per kernel is the block's.
-#define __shared__ static
+// Blocks run one at a time, so one static instance per kernel is the
+// block's. They live in one section, which each block starts by filling with
+// garbage (as a GPU's shared memory holds): a kernel that reads shared
+// memory it did not write in this block gets wrong results here too.
+#define __shared__ static __attribute__((section("nsci_emu_shared")))
 
 struct dim3 {
     unsigned x, y, z;

@@ -58,6 +58,11 @@ nsci_emu_switch:
     .size nsci_emu_switch, .-nsci_emu_switch
 )");
 
+// The linker's bounds of the __shared__ variables' section (cuda_emu.h);
+// weak: a program may have none.
+extern "C" char __start_nsci_emu_shared[] __attribute__((weak));
+extern "C" char __stop_nsci_emu_shared[] __attribute__((weak));
+
 namespace nsci_emu {
 
 dim3 g_thread_idx, g_block_idx, g_block_dim, g_grid_dim;
@@ -342,8 +347,19 @@ uint64_t next_random() {
     return g_run.rng;
 }
 
+// What a GPU block finds in its shared memory: garbage. (Under ASan the
+// section holds redzones between the variables, so it is left alone.)
+void scribble_shared() {
+    if (!NSCI_EMU_ASAN && __start_nsci_emu_shared && __stop_nsci_emu_shared) {
+        memset(__start_nsci_emu_shared, 0xCD,
+               (size_t)(__stop_nsci_emu_shared - __start_nsci_emu_shared));
+    }
+    memset(g_run.shared.data(), 0xCD, g_run.shared.size());
+}
+
 // Runs one block to completion; false on a fault (recorded).
 bool run_block(unsigned n) {
+    scribble_shared();
     g_run.fibers.assign(n, fiber{});
     for (unsigned i = 0; i < n; i++) {
         fiber &f = g_run.fibers[i];
@@ -462,7 +478,7 @@ void run_grid(const char *kernel_expr, dim3 grid, dim3 block, size_t smem, void 
     g_run.body = body;
     g_run.ctx = ctx;
     g_run.fault.clear();
-    g_run.shared.assign(smem, 0xCD); // garbage, as a GPU's would be
+    g_run.shared.assign(smem, 0xCD);
     for (unsigned z = 0; z < grid.z; z++) {
         for (unsigned y = 0; y < grid.y; y++) {
             for (unsigned x = 0; x < grid.x; x++) {

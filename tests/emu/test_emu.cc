@@ -69,6 +69,15 @@ __global__ void neighbour(int *out, bool with_barrier) {
     slot[threadIdx.x] = 0;
 }
 
+// Reads what this block finds in shared memory before writing it.
+__global__ void stale_shared(int *out) {
+    __shared__ int s;
+    if (threadIdx.x == 0) {
+        out[blockIdx.x] = s;
+        s = 7;
+    }
+}
+
 __global__ void shuffle_after_half_returned(int *out) {
     if ((threadIdx.x & 31) >= 16) {
         return;
@@ -159,6 +168,20 @@ Test(cuda_emu, a_missing_barrier_shows_as_a_wrong_result) {
     }
     cr_expect_eq(wrong_with, 0);
     cr_expect_gt(wrong_without, 0, "every read saw its neighbour's write without a barrier");
+}
+
+// Every block starts with garbage in its shared memory, static and dynamic,
+// as on a GPU: nothing is zero, and nothing is left from the block before.
+Test(cuda_emu, shared_memory_starts_as_garbage_in_every_block) {
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("under ASan the __shared__ section holds redzones and is not scribbled");
+#endif
+    device_buf<int> out(2);
+    NSCI_LAUNCH((stale_shared), 2, 32, 0, out.p);
+    cr_assert_eq(cudaGetLastError(), cudaSuccess);
+    for (int b = 0; b < 2; b++) {
+        cr_expect_eq((unsigned)out.p[b], 0xCDCDCDCDu, "block %d found %d", b, out.p[b]);
+    }
 }
 
 Test(cuda_emu, collective_misuse_fails_the_launch_naming_the_lanes) {
