@@ -354,7 +354,9 @@ void scribble_shared() {
         memset(__start_nsci_emu_shared, 0xCD,
                (size_t)(__stop_nsci_emu_shared - __start_nsci_emu_shared));
     }
-    memset(g_run.shared.data(), 0xCD, g_run.shared.size());
+    if (!g_run.shared.empty()) {
+        memset(g_run.shared.data(), 0xCD, g_run.shared.size());
+    }
 }
 
 // Runs one block to completion; false on a fault (recorded).
