@@ -99,8 +99,11 @@ static lse_acc lse_combine(lse_acc a, lse_acc b) {
         max = b.max;
     }
     double shift = lse_shift(max);
-    double sum = a.sum * exp(lse_shift(a.max) - shift) + b.sum * exp(lse_shift(b.max) - shift);
-    return (lse_acc){ max, sum };
+    // A side of only -inf has sum 0 and adds nothing: 0 * exp(0 - shift) is
+    // NaN when the other side's max is below about -709.
+    double sa = a.sum == 0 ? 0.0 : a.sum * exp(lse_shift(a.max) - shift);
+    double sb = b.sum == 0 ? 0.0 : b.sum * exp(lse_shift(b.max) - shift);
+    return (lse_acc){ max, sa + sb };
 }
 
 typedef enum stat_kind {

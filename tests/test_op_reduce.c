@@ -198,6 +198,16 @@ Test(reduce, infinities_and_degenerate_counts) {
     cr_expect_eq(nsct_item_free(nsc_logsumexp(ninf, 0, NULL, false)), -INFINITY, "not NaN");
     cr_expect_eq(nsct_item_free(nsc_logsumexp(pinf, 0, NULL, false)), INFINITY);
     cr_expect_eq(nsct_item_free(nsc_logsumexp(mixed, 0, NULL, false)), 0.0);
+    // A long run split into chunks: the all -inf chunks add nothing to chunks
+    // whose max is below -709 (0 * exp(709+) was NaN): log(60000) - 1000.
+    nsc_tensor *deep = nsc_full(NSC_F64, NSC_CPU, NSC_SHAPE(100000), -1000.0);
+    double *dp = nsc_tensor_data(deep);
+    for (int i = 0; i < 40000; i++) {
+        dp[i] = -INFINITY;
+    }
+    double lse = nsct_item_free(nsc_logsumexp(deep, 0, NULL, false));
+    cr_expect(fabs(lse - (log(60000.0) - 1000.0)) < 1e-9, "logsumexp across -inf chunks: %g", lse);
+    nsc_free(deep);
     nsc_tensor *soft = nsc_softmax(mixed, 0), *log_soft = nsc_log_softmax(mixed, 0);
     double *sm = nsct_values_of(soft), *lsm = nsct_values_of(log_soft);
     cr_expect(sm[0] == 0.0 && sm[1] == 1.0 && lsm[0] == -(double)INFINITY && lsm[1] == 0.0);
