@@ -72,7 +72,7 @@ namespace {
 const size_t STACK_BYTES = 256 * 1024;
 const size_t GUARD_BYTES = 4096;
 const unsigned MAX_THREADS = 1024;
-const size_t MAX_DYNAMIC_SHARED = 48 * 1024; // without cudaFuncSetAttribute
+const size_t MAX_SHARED = 48 * 1024; // a block's, without cudaFuncSetAttribute
 
 enum fiber_state {
     READY,
@@ -103,6 +103,7 @@ struct block_run {
     void *ctx = nullptr;
     std::vector<unsigned char> shared;
     std::string fault;
+    std::string undefined_read; // the launch's first shuffle of a lane not taking part
     uint64_t rng = 0x9E3779B97F4A7C15ull;
 };
 
@@ -224,14 +225,11 @@ bool release_group(size_t lo, size_t hi, unsigned mask, collective_op op) {
             fail(lane_name(i) + " calls " + op_name(f.op) + " with a mask that leaves it out");
             return false;
         }
-        if (named && f.state == AT_COLLECTIVE && !here) {
-            fail(lane_name(i) + " is at " + op_name(f.op) + " with mask " + std::to_string(f.mask) +
-                 " while lanes that name it wait at " + op_name(op) + " with mask " +
-                 std::to_string(mask));
+        // A named lane elsewhere (another collective: since sm_70 it may
+        // finish that group first, READY, or at the barrier) is not there
+        // yet: a hang if nothing else can move, which run_block reports.
+        if (named && !here && f.state != DONE) {
             return false;
-        }
-        if (named && (f.state == READY || f.state == AT_BARRIER)) {
-            return false; // not there yet (a hang if nothing else can move)
         }
     }
     uint64_t ballot = 0;
@@ -255,14 +253,17 @@ bool release_group(size_t lo, size_t hi, unsigned mask, collective_op op) {
             case SHFL_IDX:
                 src = seg + (f.arg & (width - 1));
                 break;
+            // The lane operands count in their low 5 bits, as PTX's shfl; xor
+            // may reach earlier groups of width lanes, never later ones.
             case SHFL_XOR:
-                src = lane ^ f.arg;
+                src = lane ^ (f.arg & 31);
+                src = src < seg + width ? src : lane;
                 break;
             case SHFL_DOWN:
-                src = lane + f.arg < seg + width ? lane + f.arg : lane;
+                src = lane + (f.arg & 31) < seg + width ? lane + (f.arg & 31) : lane;
                 break;
             case SHFL_UP:
-                src = lane - f.arg >= seg ? lane - f.arg : lane;
+                src = lane - (f.arg & 31) >= seg ? lane - (f.arg & 31) : lane;
                 break;
             case BALLOT:
                 f.result = ballot;
@@ -278,16 +279,22 @@ bool release_group(size_t lo, size_t hi, unsigned mask, collective_op op) {
                 break;
         }
         if (f.op <= SHFL_UP) {
+            // A lane outside the group (exited, left out of the mask, past
+            // the block's end) gives an undefined value on a GPU: garbage
+            // here, and a note on stderr, once per launch.
             size_t s = lo + (size_t)src;
             bool exists = src >= 0 && src < 32 && s < hi;
-            if (!exists || g_run.fibers[s].state != AT_COLLECTIVE || g_run.fibers[s].mask != mask) {
-                fail(lane_name(i) + " reads lane " + std::to_string(src) + " with " +
-                     op_name(f.op) + ", which " +
-                     (exists ? "is not taking part (exited, or left out of the mask)"
-                             : "does not exist in this block"));
-                return false;
+            bool taking_part =
+                exists && g_run.fibers[s].state == AT_COLLECTIVE && g_run.fibers[s].mask == mask;
+            f.result = taking_part ? g_run.fibers[s].value : 0xCDCDCDCDCDCDCDCDull;
+            if (!taking_part && g_run.undefined_read.empty()) {
+                g_run.undefined_read = lane_name(i) + " reads lane " + std::to_string(src) +
+                                       " with " + op_name(f.op) + ", which " +
+                                       (exists ? "is not taking part (exited, or left out of "
+                                                 "the mask)"
+                                               : "does not exist in this block") +
+                                       ": an undefined value";
             }
-            f.result = g_run.fibers[s].value;
         }
     }
     for (size_t i = lo; i < hi; i++) {
@@ -466,9 +473,16 @@ void run_grid(const char *kernel_expr, dim3 grid, dim3 block, size_t smem, void 
                           ", " + std::to_string(block.y) + ", " + std::to_string(block.z) + ")");
         return;
     }
-    if (smem > MAX_DYNAMIC_SHARED) {
-        emu_set_error(cudaErrorInvalidValue,
-                      kernel + ": " + std::to_string(smem) + " bytes of dynamic shared memory");
+    // Every kernel's static __shared__ variables share one section: its size
+    // bounds this kernel's from above.
+    size_t static_shared = __start_nsci_emu_shared && __stop_nsci_emu_shared
+                               ? (size_t)(__stop_nsci_emu_shared - __start_nsci_emu_shared)
+                               : 0;
+    if (smem + static_shared > MAX_SHARED) {
+        emu_set_error(cudaErrorInvalidValue, kernel + ": " + std::to_string(smem) +
+                                                 " bytes of dynamic shared memory (and at most " +
+                                                 std::to_string(static_shared) +
+                                                 " static): over 48 KiB");
         return;
     }
     if (!map_stacks()) {
@@ -480,6 +494,7 @@ void run_grid(const char *kernel_expr, dim3 grid, dim3 block, size_t smem, void 
     g_run.body = body;
     g_run.ctx = ctx;
     g_run.fault.clear();
+    g_run.undefined_read.clear();
     g_run.shared.assign(smem, 0xCD);
     for (unsigned z = 0; z < grid.z; z++) {
         for (unsigned y = 0; y < grid.y; y++) {
@@ -494,6 +509,9 @@ void run_grid(const char *kernel_expr, dim3 grid, dim3 block, size_t smem, void 
                 }
             }
         }
+    }
+    if (!g_run.undefined_read.empty()) {
+        emu_note(kernel + ": " + g_run.undefined_read);
     }
 }
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <mutex>
 #include <string>
 
 #include "cuda/emu/cuda_emu.h"
@@ -14,9 +13,9 @@
 namespace nsci_emu {
 
 namespace {
-std::mutex g_error_lock;
-cudaError_t g_last_error = cudaSuccess;
-std::string g_last_detail;
+// Per host thread, as the CUDA runtime keeps it.
+thread_local cudaError_t g_last_error = cudaSuccess;
+thread_local std::string g_last_detail;
 struct nsci_emu_blas_handle {
     int unused;
 } g_blas_handle;
@@ -24,13 +23,16 @@ struct nsci_emu_blas_handle {
 
 void emu_set_error(cudaError_t e, const std::string &why) {
     fprintf(stderr, "cuda emulator: %s: %s\n", cudaGetErrorString(e), why.c_str());
-    std::lock_guard<std::mutex> guard(g_error_lock);
     g_last_error = e;
     g_last_detail = why;
 }
 
+void emu_note(const std::string &what) {
+    fprintf(stderr, "cuda emulator: note: %s\n", what.c_str());
+    g_last_detail = what;
+}
+
 const char *last_error_detail() {
-    std::lock_guard<std::mutex> guard(g_error_lock);
     return g_last_detail.c_str();
 }
 
@@ -78,7 +80,6 @@ cudaError_t cudaDeviceSynchronize(void) {
 }
 
 cudaError_t cudaGetLastError(void) {
-    std::lock_guard<std::mutex> guard(nsci_emu::g_error_lock);
     cudaError_t e = nsci_emu::g_last_error;
     nsci_emu::g_last_error = cudaSuccess;
     return e;
@@ -137,6 +138,9 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
     if (!h) {
         return CUBLAS_STATUS_NOT_INITIALIZED;
     }
+    // OP_C is OP_T for real types.
+    ta = ta == CUBLAS_OP_C ? CUBLAS_OP_T : ta;
+    tb = tb == CUBLAS_OP_C ? CUBLAS_OP_T : tb;
     int a_rows = ta == CUBLAS_OP_N ? m : k, b_rows = tb == CUBLAS_OP_N ? k : n;
     bool ok = m >= 0 && n >= 0 && k >= 0 && count >= 0 && lda >= (a_rows > 1 ? a_rows : 1) &&
               ldb >= (b_rows > 1 ? b_rows : 1) && ldc >= (m > 1 ? m : 1) &&
@@ -152,7 +156,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
         for (int j = 0; j < n; j++) {
             for (int i = 0; i < m; i++) {
                 T acc = T(0);
-                for (int p = 0; p < k; p++) {
+                for (int p = 0; *alpha != T(0) && p < k; p++) { // alpha 0 reads no A, B
                     T av =
                         ta == CUBLAS_OP_N ? aq[i + (long long)p * lda] : aq[p + (long long)i * lda];
                     T bv =

@@ -3,6 +3,7 @@
 // on a GPU fail the launch with a message naming the lanes. cuBLAS's
 // argument checks and products. docs/CUDA.md.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <string.h>
 
 #include <vector>
@@ -83,6 +84,19 @@ __global__ void shuffle_after_half_returned(int *out) {
         return;
     }
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 16);
+}
+
+// Legal since sm_70: the upper half shuffles among itself first, then the
+// whole warp; and the lane operands' edge cases.
+__global__ void half_then_whole(int *out) {
+    int lane = threadIdx.x & 31, v = lane;
+    if (lane >= 16) {
+        v = __shfl_sync(0xffff0000u, v, 16);
+    }
+    out[threadIdx.x * 4] = __shfl_sync(0xffffffffu, v, 20);
+    out[threadIdx.x * 4 + 1] = __shfl_xor_sync(0xffffffffu, lane, 16, 16); // a later group: own
+    out[threadIdx.x * 4 + 2] = __shfl_xor_sync(0xffffffffu, lane, 32);     // low 5 bits: 0
+    out[threadIdx.x * 4 + 3] = __shfl_down_sync(0xffffffffu, lane, 33);    // low 5 bits: 1
 }
 
 __global__ void barrier_in_one_thread(int *out) {
@@ -184,11 +198,34 @@ Test(cuda_emu, shared_memory_starts_as_garbage_in_every_block) {
     }
 }
 
+Test(cuda_emu, lanes_follow_the_ptx_rules) {
+    device_buf<int> out(32 * 4);
+    NSCI_LAUNCH((half_then_whole), 1, 32, 0, out.p);
+    cr_assert_eq(cudaGetLastError(), cudaSuccess, "%s", nsci_emu::last_error_detail());
+    for (int t = 0; t < 32; t++) {
+        const int *o = out.p + t * 4;
+        cr_expect_eq(o[0], 16, "thread %d: lane 20 holds lane 16's value, got %d", t, o[0]);
+        cr_expect_eq(o[1], t < 16 ? t : t ^ 16, "thread %d: xor 16 in groups of 16: %d", t, o[1]);
+        cr_expect_eq(o[2], t, "thread %d: xor 32 is xor 0: %d", t, o[2]);
+        cr_expect_eq(o[3], t < 31 ? t + 1 : t, "thread %d: down 33 is down 1: %d", t, o[3]);
+    }
+}
+
+// A lane that exited gives an undefined value (garbage here, and a note).
+Test(cuda_emu, reading_an_exited_lane_gives_garbage_and_a_note) {
+    device_buf<int> out(32);
+    NSCI_LAUNCH((shuffle_after_half_returned), 1, 32, 0, out.p);
+    cr_assert_eq(cudaGetLastError(), cudaSuccess);
+    for (int t = 0; t < 16; t++) {
+        cr_expect_eq((unsigned)out.p[t], 0xCDCDCDCDu, "thread %d read %d", t, out.p[t]);
+    }
+    cr_expect(strstr(nsci_emu::last_error_detail(),
+                     "reads lane 16 with __shfl_xor_sync, which is not taking part"),
+              "%s", nsci_emu::last_error_detail());
+}
+
 Test(cuda_emu, collective_misuse_fails_the_launch_naming_the_lanes) {
     device_buf<int> out(64);
-    NSCI_LAUNCH((shuffle_after_half_returned), 1, 32, 0, out.p);
-    expect_failure("a shuffle reading an exited lane", cudaErrorLaunchFailure,
-                   "reads lane 16 with __shfl_xor_sync, which is not taking part");
     NSCI_LAUNCH((barrier_in_one_thread), 1, 64, 0, out.p);
     expect_failure("__syncthreads in one thread", cudaErrorLaunchFailure, "cannot go on");
     NSCI_LAUNCH((different_collectives), 1, 32, 0, out.p);
@@ -207,6 +244,8 @@ Test(cuda_emu, bad_launch_configurations_fail_as_on_a_gpu) {
     expect_failure("gridDim.y 70000", cudaErrorInvalidConfiguration, "grid (1, 70000, 1)");
     NSCI_LAUNCH((nothing), 1, 32, 64 * 1024, out.p);
     expect_failure("64 KiB of dynamic shared memory", cudaErrorInvalidValue, "65536 bytes");
+    NSCI_LAUNCH((nothing), 1, 32, 48 * 1024, out.p);
+    expect_failure("48 KiB dynamic beside static", cudaErrorInvalidValue, "over 48 KiB");
     cr_expect_eq(out.p[0], 0, "no bad launch ran");
 }
 
@@ -234,6 +273,16 @@ Test(cuda_emu, gemm_checks_leading_dimensions_and_multiplies) {
             }
             cr_expect_float_eq(c[i + j * ldc], want, 1e-5, "C[%d, %d]", i, j);
         }
+    }
+    // alpha 0 reads neither A nor B (a NaN there does not reach C), as BLAS.
+    std::vector<float> before = c;
+    a[0] = NAN;
+    const float zero = 0.0f;
+    cr_assert_eq(cublasSgemmStridedBatched(h, CUBLAS_OP_C, CUBLAS_OP_N, m, n, k, &zero, a.data(),
+                                           lda, 0, b.data(), ldb, 0, &one, c.data(), ldc, 0, 1),
+                 CUBLAS_STATUS_SUCCESS, "OP_C is OP_T for real types");
+    for (size_t i = 0; i < c.size(); i++) {
+        cr_expect_eq(c[i], before[i], "C[%zu] changed under alpha 0", i);
     }
     // op(A) = A^T reads A as k x m: lda must be at least k.
     cr_expect_eq(cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, a.data(),
