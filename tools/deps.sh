@@ -2,7 +2,7 @@
 # Installs (with apt-get) the Debian packages the build and tests need, only
 # those missing; silent when everything is there. NSC_NO_DEPS=1 skips it.
 [ "${NSC_NO_DEPS:-0}" = 1 ] && exit 0
-want="libopenblas-dev libcriterion-dev pkg-config graphviz valgrind clang libclang-rt-14-dev"
+want="libopenblas-dev libcriterion-dev pkg-config graphviz valgrind clang libclang-rt-14-dev g++"
 missing=""
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
