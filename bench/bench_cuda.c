@@ -8,7 +8,8 @@
 // Run: make CUDA=1 bench-bins && build/release-cuda/bench/bench_cuda
 // NSC_BENCH_SMOKE=1: a 2-layer, 64-wide model on 2 x 64 tokens, to check the
 // program end to end where timing means nothing (the CUDA emulator in CI).
-// Exit status 1 when a measurement failed.
+// Exit status 1 when a measurement failed or a timed run copied between
+// host and device.
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ static bool measure(const char *name, nsc_module *model, nsc_tensor *ids, int tr
         printf("%-28s failed: %s\n", name, nsc_last_error());
         return false;
     }
+    nsc_cuda_stats before = nsc_cuda_stats_get();
     for (int r = 0; r < runs; r++) {
         ms[r] = run_once(model, ids, train, opt);
         if (ms[r] < 0) {
@@ -86,9 +88,15 @@ static bool measure(const char *name, nsc_module *model, nsc_tensor *ids, int tr
             return false;
         }
     }
+    nsc_cuda_stats after = nsc_cuda_stats_get();
     qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
     printf("%-28s %-22s %d %10.3f %8s %6s\n", name, g_shape, 1, ms[runs / 2], "-", "-");
-    return true;
+    // A step that copies to or from the host waits for it: a bug, not a cost.
+    long long copies = (long long)(after.transfers - before.transfers);
+    long long mallocs = (long long)(after.device_mallocs - before.device_mallocs);
+    printf("# %s: %lld host<->device copies, %lld cudaMalloc calls in the timed runs\n", name,
+           copies, mallocs);
+    return copies == 0;
 }
 
 int main(void) {
