@@ -3,7 +3,7 @@
 // and leading dimension when it has a unit-stride dim; batch dims become
 // one strided batch (stride 0 for a broadcast operand) or a host loop over
 // the outer ones. i64, operands without a unit-stride dim, k = 0 and sizes
-// beyond cuBLAS's int arguments take a plain kernel. Full f32 math (no TF32).
+// beyond cuBLAS's int arguments take a tiled kernel. Full f32 math (no TF32).
 #include <limits.h>
 
 #include "cuda/cuda_impl.h"
@@ -124,31 +124,47 @@ __device__ double mul_acc(double acc, double a, double b) {
     return acc + a * b;
 }
 
-// One thread per element of C over every batch; any strides.
-template <typename T> __global__ void gemm_plain(nsci_cuda_gemm g) {
-    int64_t total = g.n_batch * g.m * g.n;
-    for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < total;
-         p += (int64_t)gridDim.x * blockDim.x) {
-        int64_t j = p % g.n, i = (p / g.n) % g.m, bi = p / (g.n * g.m);
-        const T *a = (const T *)g.a + nsci_cuda_unravel(g.n_batch_dims, g.batch_shape,
-                                                        g.a_bstride, bi);
-        const T *b = (const T *)g.b + nsci_cuda_unravel(g.n_batch_dims, g.batch_shape,
-                                                        g.b_bstride, bi);
+// C in 16 x 16 tiles (a block each, looping over tiles and batches): A's
+// and B's tiles pass through shared memory, so each element is read once
+// per tile instead of once per product; any strides. The sum runs over k in
+// order, as the untiled loop did (padding adds exact zeros).
+const int TILE = 16;
+
+template <typename T> __global__ void gemm_tiled(nsci_cuda_gemm g) {
+    __shared__ T as[TILE][TILE + 1];
+    __shared__ T bs[TILE][TILE + 1];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int64_t tiles_m = (g.m + TILE - 1) / TILE, tiles_n = (g.n + TILE - 1) / TILE;
+    for (int64_t t = blockIdx.x; t < g.n_batch * tiles_m * tiles_n; t += gridDim.x) {
+        int64_t tn = t % tiles_n, tm = (t / tiles_n) % tiles_m, bi = t / (tiles_n * tiles_m);
+        const T *a =
+            (const T *)g.a + nsci_cuda_unravel(g.n_batch_dims, g.batch_shape, g.a_bstride, bi);
+        const T *b =
+            (const T *)g.b + nsci_cuda_unravel(g.n_batch_dims, g.batch_shape, g.b_bstride, bi);
         T *c = (T *)g.c + nsci_cuda_unravel(g.n_batch_dims, g.batch_shape, g.c_bstride, bi);
+        int64_t i = tm * TILE + ty, j = tn * TILE + tx;
         T acc = T(0);
-        for (int64_t q = 0; q < g.k; q++) {
-            acc = mul_acc(acc, a[i * g.a_rs + q * g.a_cs], b[q * g.b_rs + j * g.b_cs]);
+        for (int64_t k0 = 0; k0 < g.k; k0 += TILE) {
+            as[ty][tx] = i < g.m && k0 + tx < g.k ? a[i * g.a_rs + (k0 + tx) * g.a_cs] : T(0);
+            bs[ty][tx] = k0 + ty < g.k && j < g.n ? b[(k0 + ty) * g.b_rs + j * g.b_cs] : T(0);
+            __syncthreads();
+            for (int q = 0; q < TILE && k0 + q < g.k; q++) {
+                acc = mul_acc(acc, as[ty][q], bs[q][tx]);
+            }
+            __syncthreads(); // the next tile overwrites what others still read
         }
-        T *dst = c + i * g.c_rs + j;
-        *dst = g.beta != 0.0 ? mul_acc(acc, *dst, T(1)) : acc;
+        if (i < g.m && j < g.n) {
+            T *dst = c + i * g.c_rs + j;
+            *dst = g.beta != 0.0 ? mul_acc(acc, *dst, T(1)) : acc;
+        }
     }
 }
 
-template <typename T> nsc_status plain_run(const nsci_cuda_gemm *g) {
-    int64_t total = g->n_batch * g->m * g->n;
-    int64_t blocks = (total + 255) / 256;
-    NSCI_LAUNCH((gemm_plain<T>), (int)(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, *g);
-    return nsci_cuda_check_launch("matmul (plain kernel)");
+template <typename T> nsc_status tiled_run(const nsci_cuda_gemm *g) {
+    int64_t tiles = g->n_batch * ((g->m + TILE - 1) / TILE) * ((g->n + TILE - 1) / TILE);
+    NSCI_LAUNCH((gemm_tiled<T>), (unsigned)(tiles < (1 << 20) ? tiles : (1 << 20)),
+                dim3(TILE, TILE), 0, *g);
+    return nsci_cuda_check_launch("matmul (tiled kernel)");
 }
 
 } // namespace
@@ -168,10 +184,10 @@ extern "C" nsc_status nsci_cuda_gemm_run(const nsci_cuda_gemm *g) {
     }
     switch (g->dtype) {
         case NSC_F32:
-            return plain_run<float>(g);
+            return tiled_run<float>(g);
         case NSC_F64:
-            return plain_run<double>(g);
+            return tiled_run<double>(g);
         default:
-            return plain_run<int64_t>(g);
+            return tiled_run<int64_t>(g);
     }
 }

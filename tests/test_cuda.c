@@ -350,6 +350,56 @@ Test(cuda_reduce, every_kind_over_many_elements_matches_the_cpu, .init = need_gp
     nsc_generator_free(gen);
 }
 
+// Products cuBLAS cannot take run tiled (16 x 16, k in tiles of 16): i64
+// over several k tiles and ragged m, n, batched with a broadcast operand,
+// and f32 operands with no unit-stride dim (every other column).
+Test(cuda_matmul, the_tiled_kernel_matches_the_cpu, .init = need_gpu) {
+    nsc_generator *gen = nsc_generator_new(5);
+    nsc_tensor *fa = nsc_randn(gen, NSC_F32, NSC_SHAPE(3, 37, 41));
+    nsc_tensor *fb = nsc_randn(gen, NSC_F32, NSC_SHAPE(41, 58));
+    nsc_tensor *sa = nsc_mul_scalar(fa, 50.0), *sb = nsc_mul_scalar(fb, 50.0);
+    nsc_tensor *ia = nsc_to_dtype(sa, NSC_I64), *ib = nsc_to_dtype(sb, NSC_I64);
+    nsc_tensor *ib_cols = nsc_slice(ib, 1, 0, NSC_END, 2); // [41, 29], stride (58, 2)
+    nsc_tensor *fb_cols = nsc_slice(fb, 1, 0, NSC_END, 2);
+    nsc_tensor *fa_rows = nsc_slice(fa, 2, 1, NSC_END, 2); // [3, 37, 20], stride 2
+    nsc_tensor *fb_rows = nsc_slice(fb_cols, 0, 0, 20, 1); // [20, 29]
+    nsc_tensor *cpu[] = { ia, ib_cols, fa_rows, fb_rows };
+    nsc_tensor *gpu[4];
+    for (int i = 0; i < 4; i++) {
+        nsc_tensor *base = i == 0 ? ia : i == 1 ? ib : i == 2 ? fa : fb;
+        nsc_tensor *moved = nsc_to(base, NSC_CUDA);
+        gpu[i] = i == 0   ? nsc_retain(moved)
+                 : i == 1 ? nsc_slice(moved, 1, 0, NSC_END, 2)
+                 : i == 2 ? nsc_slice(moved, 2, 1, NSC_END, 2)
+                          : NULL;
+        if (i == 3) {
+            nsc_tensor *cols = nsc_slice(moved, 1, 0, NSC_END, 2);
+            gpu[i] = nsc_slice(cols, 0, 0, 20, 1);
+            nsc_free(cols);
+        }
+        nsc_free(moved);
+    }
+    nsc_tensor *pairs[][2] = {
+        { nsc_matmul(cpu[0], cpu[1]), nsc_matmul(gpu[0], gpu[1]) },
+        { nsc_matmul(cpu[2], cpu[3]), nsc_matmul(gpu[2], gpu[3]) },
+    };
+    nsct_tol tols[] = { TOL_EXACT, TOL_CUDA_FLOOR };
+    for (int i = 0; i < 2; i++) {
+        cr_assert(pairs[i][0] && pairs[i][1], "%s", nsc_last_error());
+        nsct_expect_close(pairs[i][1], pairs[i][0], tols[i], i ? "f32, strided" : "i64");
+        nsc_free(pairs[i][0]);
+        nsc_free(pairs[i][1]);
+    }
+    nsc_tensor *temps[] = { fa, fb, sa, sb, ia, ib, ib_cols, fb_cols, fa_rows, fb_rows };
+    for (int i = 0; i < 10; i++) {
+        nsc_free(temps[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        nsc_free(gpu[i]);
+    }
+    nsc_generator_free(gen);
+}
+
 // --- GPT-2 on CUDA ---
 
 static nsc_module *g_cpu, *g_gpu;
