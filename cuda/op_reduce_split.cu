@@ -111,6 +111,9 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
             partial<T> e = { ELEM(j), 0.0, 0.0, j };
             p = combine(r.kind, p, e);
         }
+        for (int s = 16; s > 0; s >>= 1) {
+            p = combine(r.kind, p, shuffle(p, s));
+        }
     } else if (r.kind == NSCI_RED_ALL || r.kind == NSCI_RED_ANY) {
         bool all = r.kind == NSCI_RED_ALL, acc = all;
         for (int64_t j = lo + lane; j < hi; j += 32) {
@@ -118,14 +121,12 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
             acc = all ? (acc && v) : (acc || v);
         }
         p.a = (all ? __all_sync(0xffffffffu, acc) : __any_sync(0xffffffffu, acc)) ? 1.0 : 0.0;
-        return p;
     } else if (r.kind == NSCI_RED_SUM && integer) {
         int64_t acc = 0;
         for (int64_t j = lo + lane; j < hi; j += 32) {
             acc = (int64_t)((uint64_t)acc + (uint64_t)(int64_t)ELEM(j));
         }
         p.i = warp_sum_i(acc);
-        return p;
     } else if (r.kind == NSCI_RED_LSE) {
         double m = -INFINITY, s = 0.0;
         for (int64_t j = lo + lane; j < hi; j += 32) {
@@ -140,7 +141,6 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
         p.a = m;
         p.b = warp_sum(s);
         p.i = hi - lo;
-        return p;
     } else if (r.kind == NSCI_RED_VAR || r.kind == NSCI_RED_STD) {
         double s = 0.0, m2 = 0.0;
         for (int64_t j = lo + lane; j < hi; j += 32) {
@@ -154,19 +154,14 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
         p.a = mean;
         p.b = warp_sum(m2);
         p.i = hi - lo;
-        return p;
     } else { // float sum, mean
         double s = 0.0;
         for (int64_t j = lo + lane; j < hi; j += 32) {
             s += (double)ELEM(j);
         }
         p.a = warp_sum(s);
-        return p;
     }
 #undef ELEM
-    for (int s = 16; s > 0; s >>= 1) { // max, min
-        p = combine(r.kind, p, shuffle(p, s));
-    }
     return p;
 }
 
