@@ -66,7 +66,7 @@ static inline NSCI_HD int64_t nsci_cuda_unravel32(int ndim, const int64_t *shape
     return off;
 }
 
-enum { NSCI_CUDA_MAX_OPERANDS = 4 };
+enum { NSCI_CUDA_MAX_OPERANDS = 5 }; // AdamW with amsgrad: param, grad and three states
 
 // An elementwise launch: operand 0 is the output, the others are read and
 // broadcast to its shape (stride 0). Each operand has its own dtype; the
@@ -317,6 +317,15 @@ typedef struct nsci_cuda_attention {
 
 nsc_status nsci_cuda_attention_run(const nsci_cuda_attention *a);
 
+// --- optimizer updates (cuda/op_optim.cu) ---
+
+// One fused step over e's operands, all of the parameter's float dtype and
+// shape (param, grad, state...: tensor/op_optim.c's input order), in place.
+struct fused_sgd_params;
+struct nsci_adamw_scalars;
+nsc_status nsci_cuda_fused_sgd(const nsci_cuda_ew *e, const struct fused_sgd_params *p);
+nsc_status nsci_cuda_fused_adamw(const nsci_cuda_ew *e, const struct nsci_adamw_scalars *a);
+
 // --- the op glue (cuda/*.c only: C11, sees tensor_impl.h) ---
 
 #ifndef __cplusplus
@@ -335,6 +344,7 @@ void nsci_cuda_fill_pointwise(nsci_kernel_fn *table);
 void nsci_cuda_fill_reduce(nsci_kernel_fn *table);
 void nsci_cuda_fill_index(nsci_kernel_fn *table);
 void nsci_cuda_fill_products(nsci_kernel_fn *table);
+void nsci_cuda_fill_optim(nsci_kernel_fn *table);
 // Every CUDA kernel into table: what nsc_cuda_init installs (tests read it
 // without a GPU to check that every op with a CPU kernel has one).
 void nsci_cuda_fill_kernels(nsci_kernel_fn *table);

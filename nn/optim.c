@@ -1,10 +1,11 @@
 // Optimizers: construction and validation, the step driver shared by SGD and
-// AdamW (checks, state allocation, then the update kernels of
-// nn/optim_update.c), zero_grad, learning rate and state accessors.
+// AdamW (checks, state allocation, then one fused update op per parameter,
+// tensor/op_optim.c), zero_grad, learning rate and state accessors.
 #include <math.h>
 #include <string.h>
 
 #include "nn/optim_impl.h"
+#include "tensor/op_params.h"
 
 static const char *kind_name(nsci_optim_kind kind) {
     return kind == NSCI_OPTIM_SGD ? "sgd" : "adamw";
@@ -28,36 +29,23 @@ static const char *describe(char *buf, size_t bytes, int64_t i, const char *path
 // --- validation ---
 
 nsc_status nsci_optim_check_sgd(const nsc_sgd_config *c) {
+    char why[256];
     if (!c) {
         return nsci_fail(NSC_ERR_ARG, "sgd: config is NULL: expected an nsc_sgd_config");
     }
-    if (!(c->lr >= 0) || !(c->momentum >= 0) || !(c->weight_decay >= 0) || isnan(c->dampening)) {
-        return nsci_fail(NSC_ERR_ARG,
-                         "sgd: lr %g, momentum %g, dampening %g, weight_decay %g: expected lr, "
-                         "momentum and weight_decay >= 0",
-                         c->lr, c->momentum, c->dampening, c->weight_decay);
-    }
-    if (c->nesterov && (c->momentum <= 0 || c->dampening != 0)) {
-        return nsci_fail(NSC_ERR_ARG,
-                         "sgd: nesterov with momentum %g and dampening %g: nesterov momentum "
-                         "requires momentum > 0 and zero dampening",
-                         c->momentum, c->dampening);
+    if (nsci_sgd_config_problem(c, why, sizeof why)) {
+        return nsci_fail(NSC_ERR_ARG, "sgd: %s", why);
     }
     return NSC_OK;
 }
 
 nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c) {
+    char why[256];
     if (!c) {
         return nsci_fail(NSC_ERR_ARG, "adamw: config is NULL: expected an nsc_adamw_config");
     }
-    if (!(c->lr >= 0) || !(c->eps >= 0) || !(c->weight_decay >= 0)) {
-        return nsci_fail(NSC_ERR_ARG,
-                         "adamw: lr %g, eps %g, weight_decay %g: expected all three >= 0", c->lr,
-                         c->eps, c->weight_decay);
-    }
-    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1)) {
-        return nsci_fail(NSC_ERR_ARG, "adamw: betas (%g, %g): expected each in [0, 1)", c->beta1,
-                         c->beta2);
+    if (nsci_adamw_config_problem(c, why, sizeof why)) {
+        return nsci_fail(NSC_ERR_ARG, "adamw: %s", why);
     }
     return NSC_OK;
 }
@@ -325,6 +313,21 @@ static nsc_status alloc_state(nsc_optim *opt) {
     return NSC_OK;
 }
 
+// Parameter i's update, its step count already advanced: one fused op on
+// the parameter's device. It allocates nothing, so on the CPU it cannot fail
+// once check_grad has passed; on a GPU only a device fault stops it.
+static nsc_status update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
+    nsc_tensor *const *state = &opt->state[i * NSCI_OPTIM_MAX_STATE];
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        nsc_sgd_config c = opt->sgd;
+        c.lr = opt->lr;
+        return nsc_fused_sgd_(opt->params[i], grad, state[0], &c, opt->steps[i] == 1);
+    }
+    nsc_adamw_config c = opt->adamw;
+    c.lr = opt->lr;
+    return nsc_fused_adamw_(opt->params[i], grad, state[0], state[1], state[2], &c, opt->steps[i]);
+}
+
 nsc_status nsc_optim_step(nsc_optim *opt) {
     if (!opt) {
         return nsci_fail(NSC_ERR_ARG, "optim step: optimizer is NULL");
@@ -346,23 +349,11 @@ nsc_status nsc_optim_step(nsc_optim *opt) {
             continue;
         }
         opt->steps[i]++;
-        if (p->device != NSC_CPU || opt->ops_on_cpu) {
-            nsc_status status = opt->kind == NSCI_OPTIM_SGD
-                                    ? nsci_sgd_update_ops(opt, i, g, opt->steps[i] == 1)
-                                    : nsci_adamw_update_ops(opt, i, g);
-            if (status != NSC_OK) {
-                opt->steps[i]--;
-                nsc_no_grad_end();
-                return status;
-            }
-            continue; // nsc_copy_ bumped the versions
+        if (update(opt, i, g) != NSC_OK) {
+            opt->steps[i]--;
+            nsc_no_grad_end();
+            return nsc_last_status();
         }
-        if (opt->kind == NSCI_OPTIM_SGD) {
-            nsci_sgd_update(opt, i, g, opt->steps[i] == 1);
-        } else {
-            nsci_adamw_update(opt, i, g);
-        }
-        atomic_fetch_add(&p->storage->version, 1); // an in-place write, as torch's
     }
     nsc_no_grad_end();
     return NSC_OK;

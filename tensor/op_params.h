@@ -7,8 +7,10 @@
 #define NSC_TENSOR_OP_PARAMS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "nsc/ops_optim.h"
 #include "nsc/tensor.h"
 
 #ifdef __cplusplus
@@ -119,6 +121,38 @@ typedef struct sum_to_size_params {
     int ndim;
     int64_t shape[NSC_MAX_DIMS];
 } sum_to_size_params;
+
+// --- optimizer updates (op_optim.c) ---
+
+// fused_sgd_: inputs (param, grad[, momentum_buffer]).
+typedef struct fused_sgd_params {
+    nsc_sgd_config config;
+    bool first_step;
+} fused_sgd_params;
+
+// fused_adamw_: inputs (param, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq]).
+typedef struct fused_adamw_params {
+    nsc_adamw_config config;
+    int64_t step;
+} fused_adamw_params;
+
+// AdamW's per-step scalars, computed once in double on the host and rounded
+// to the parameter's dtype by each kernel (as torch rounds a Python float):
+// p = p * decay; m = m * beta1 + one_minus_beta1 * g;
+// v = v * beta2 + one_minus_beta2 * g * g;
+// p += neg_step_size * m / (sqrt(vhat) / bc2_sqrt + eps).
+typedef struct nsci_adamw_scalars {
+    double decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
+    double bc2_sqrt, eps, neg_step_size;
+    bool amsgrad;
+} nsci_adamw_scalars;
+nsci_adamw_scalars nsci_adamw_scalars_of(const fused_adamw_params *p);
+
+// True, with why filled (a sentence without the op's name), when c cannot
+// configure an update: a negative or NaN rate, betas outside [0, 1), nesterov
+// without momentum or with dampening. nn/optim.c's constructors use them too.
+bool nsci_sgd_config_problem(const nsc_sgd_config *c, char *why, size_t why_bytes);
+bool nsci_adamw_config_problem(const nsc_adamw_config *c, char *why, size_t why_bytes);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include "tests/cases/loss.def"
 #include "tests/cases/matmul.def"
 #include "tests/cases/attention.def"
+#include "tests/cases/optim.def"
 #undef CASE
 
 const nsct_case nsct_all_cases[] = {
@@ -39,6 +40,7 @@ const nsct_case nsct_all_cases[] = {
 #include "tests/cases/loss.def"
 #include "tests/cases/matmul.def"
 #include "tests/cases/attention.def"
+#include "tests/cases/optim.def"
 #undef CASE
 };
 

@@ -1,5 +1,5 @@
-// Helpers shared by the optimizer suites that compare two optimizers bit
-// for bit (tests/test_optim_ops.c, tests/test_optim_state.c).
+// Helpers for the optimizer suite that compares two optimizers bit for bit
+// (tests/test_optim_state.c: a resumed run against an uninterrupted one).
 #ifndef NSC_TESTS_OPTIM_UTIL_H
 #define NSC_TESTS_OPTIM_UTIL_H
 

@@ -497,7 +497,7 @@ Test(cuda_gpt2, module_to_moves_every_tensor_and_keeps_ties, .init = gpt2_setup,
 }
 
 // Three AdamW steps with clipping on both devices: the CUDA parameters take
-// the tensor-op path (bit-identical to the fused loop on the CPU; here the
+// the fused kernel (bit-identical to the CPU loop for equal inputs; here the
 // gradients already differ by summation order) and stay on the GPU. eps is
 // 1e-3, not 1e-8, so that an element whose gradient is near zero (where
 // m / sqrt(v) is a noisy sign) moves by at most lr * |dg| / eps; the steps

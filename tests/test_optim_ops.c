@@ -1,121 +1,420 @@
-// The optimizers' tensor-op path (nn/optim_ops.c), which CUDA parameters
-// take, forced on CPU parameters: the same bits as the fused loops for every
-// SGD and AdamW variant, f32 and f64, contiguous and transposed parameters,
-// a skipped gradient; a step that fails part-way leaves each parameter
-// either stepped or untouched, without leaks; and clipping's pieces. The
-// fused loops themselves are checked against torch.optim in test_optim.c.
+// The fused optimizer ops (tensor/op_optim.c, cuda/op_optim.cu): each gives
+// the bits of the tensor-op sequence torch.optim's single-tensor path runs
+// (written out here with nsc ops) for every SGD and AdamW variant, f32 and
+// f64, contiguous, transposed, stepped and long operands; on a GPU they give
+// the CPU's bits; bad operands are refused naming what is wrong and change
+// nothing; every written tensor's version advances. The values against
+// torch.optim itself: the case rows (tests/cases/optim.def) and test_optim.c.
+// Clipping's device pieces (nn/optim_clip_device.c) are checked at the end.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "nn/optim_impl.h"
+#include "tensor/op_params.h"
 #include "tests/expect.h"
 #include "tests/harness.h"
-#include "tests/optim_util.h"
 
 enum {
-    N_PARAMS = NSCT_OPTIM_N_PARAMS,
-    N_STEPS = 4
+    N_STEPS = 3,
+    MAX_OPERANDS = 5
 };
 
-typedef struct ops_case {
+typedef struct variant {
     const char *name;
     nsc_dtype dtype;
     bool adamw;
     nsc_sgd_config sgd;
     nsc_adamw_config adamw_config;
-} ops_case;
+} variant;
 
+static const nsc_sgd_config MOMENTUM = {
+    .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01
+};
+static const nsc_adamw_config ADAMW = {
+    .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1
+};
 static const nsc_adamw_config AMSGRAD = {
     .lr = 0.02, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
 };
 
-static nsc_optim *make_optim(const ops_case *c, nsc_tensor **params, bool ops) {
-    nsc_optim *opt = c->adamw ? nsc_optim_adamw_new(N_PARAMS, params, &c->adamw_config)
-                              : nsc_optim_sgd_new(N_PARAMS, params, &c->sgd);
-    cr_assert(opt, "%s: %s", c->name, nsc_last_error());
-    opt->ops_on_cpu = ops;
-    return opt;
-}
+static const variant VARIANTS[] = {
+    { "sgd", NSC_F32, false, .sgd = { .lr = 0.1 } },
+    { "sgd_momentum", NSC_F32, false, .sgd = MOMENTUM },
+    { "sgd_f64", NSC_F64, false, .sgd = MOMENTUM },
+    { "sgd_nesterov", NSC_F32, false,
+      .sgd = { .lr = 0.05, .momentum = 0.8, .nesterov = true, .weight_decay = 0.05 } },
+    { "adamw", NSC_F32, true, .adamw_config = ADAMW },
+    { "adamw_f64", NSC_F64, true, .adamw_config = ADAMW },
+    { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD },
+};
 
-Test(optim_ops, the_tensor_op_path_gives_the_fused_bits) {
-    const nsc_sgd_config momentum = {
-        .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01
-    };
-    const nsc_adamw_config adamw = {
-        .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1
-    };
-    const ops_case cases[] = {
-        { "sgd", NSC_F32, false, .sgd = { .lr = 0.1 } },
-        { "sgd_momentum", NSC_F32, false, .sgd = momentum },
-        { "sgd_f64", NSC_F64, false, .sgd = momentum },
-        { "sgd_nesterov", NSC_F32, false,
-          .sgd = { .lr = 0.05, .momentum = 0.8, .nesterov = true, .weight_decay = 0.05 } },
-        { "adamw", NSC_F32, true, .adamw_config = adamw },
-        { "adamw_f64", NSC_F64, true, .adamw_config = adamw },
-        { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD },
-    };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        nsc_tensor *fused[N_PARAMS], *ops[N_PARAMS];
-        nsct_optim_params(1, cases[c].dtype, fused);
-        nsct_optim_params(1, cases[c].dtype, ops);
-        nsc_optim *a = make_optim(&cases[c], fused, false), *b = make_optim(&cases[c], ops, true);
-        for (int k = 0; k < N_STEPS; k++) {
-            nsct_optim_grads(fused, k, k != 2);
-            nsct_optim_grads(ops, k, k != 2);
-            cr_assert_eq(nsc_optim_step(a), NSC_OK, "%s", nsc_last_error());
-            cr_assert_eq(nsc_optim_step(b), NSC_OK, "%s", nsc_last_error());
-            char what[96];
-            snprintf(what, sizeof what, "%s step %d", cases[c].name, k);
-            nsct_optim_expect_same(a, b, what);
-        }
-        nsc_optim_free(a);
-        nsc_optim_free(b);
-        nsct_optim_free_params(fused);
-        nsct_optim_free_params(ops);
+// Operand layouts: the tensors are views of a contiguous base.
+typedef enum layout {
+    CONTIGUOUS, // [5, 7]
+    TRANSPOSED, // [6, 4] transposed to [4, 6]
+    STEPPED,    // every other column of [3, 10]
+    LONG,       // [70003]: several thread-pool tasks, vector lanes and a ragged tail
+    N_LAYOUTS
+} layout;
+
+static const char *const LAYOUT_NAMES[] = { "contiguous", "transposed", "stepped", "long" };
+
+static nsc_tensor *base_of(layout l, nsc_generator *gen, nsc_dtype dtype) {
+    switch (l) {
+        case CONTIGUOUS:
+            return nsc_randn(gen, dtype, NSC_SHAPE(5, 7));
+        case TRANSPOSED:
+            return nsc_randn(gen, dtype, NSC_SHAPE(6, 4));
+        case STEPPED:
+            return nsc_randn(gen, dtype, NSC_SHAPE(3, 10));
+        default:
+            return nsc_randn(gen, dtype, NSC_SHAPE(70003));
     }
 }
 
-// A step that runs out of memory part-way: the parameters before the failing
-// one have stepped (their step count says so) and equal the fused result,
-// the others are untouched, and nothing leaks.
-Test(optim_ops, a_failed_update_leaves_its_parameter_as_it_was) {
-    const ops_case c = { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD };
-    nsc_tensor *want[N_PARAMS], *start[N_PARAMS];
-    nsct_optim_params(2, NSC_F32, want);
-    nsct_optim_params(2, NSC_F32, start);
-    nsc_optim *fused = make_optim(&c, want, false);
-    nsct_optim_grads(want, 0, true);
-    cr_assert_eq(nsc_optim_step(fused), NSC_OK);
-    bool done = false;
-    int partial = 0; // failures after at least one parameter stepped
-    for (int64_t n = 1; n < 400 && !done; n++) {
-        int64_t blocks = nsct_live_blocks();
-        nsc_tensor *params[N_PARAMS];
-        nsct_optim_params(2, NSC_F32, params);
-        nsct_optim_grads(params, 0, true);
-        nsc_optim *opt = make_optim(&c, params, true);
-        nsc_mem_fail_after(n);
-        nsc_status status = nsc_optim_step(opt);
-        nsc_mem_fail_after(0);
-        done = status == NSC_OK;
-        cr_expect(done || status == NSC_ERR_OOM, "n %lld: %s", (long long)n, nsc_last_error());
-        for (int i = 0; i < N_PARAMS; i++) {
-            int64_t steps = nsc_optim_get_step(opt, i);
-            partial += !done && i == 0 && steps == 1;
-            nsct_expect_close(params[i], steps ? want[i] : start[i], TOL_EXACT,
-                              steps ? "a stepped parameter" : "a parameter not stepped");
+// The layout's view of base moved to device (the view is taken there, so
+// the device kernel sees the strides).
+static nsc_tensor *view_on(nsc_tensor *base, layout l, nsc_device device) {
+    nsc_tensor *moved = nsc_to(base, device);
+    nsc_tensor *v = l == TRANSPOSED ? nsc_transpose(moved, 0, 1)
+                    : l == STEPPED  ? nsc_slice(moved, 1, 0, 10, 2)
+                                    : nsc_retain(moved);
+    nsc_free(moved);
+    cr_assert(v, "%s", nsc_last_error());
+    return v;
+}
+
+// One update's operands on one device: param, then the state in the op's
+// order (exp_avg_sq and max_exp_avg_sq non-negative).
+typedef struct operands {
+    nsc_tensor *t[MAX_OPERANDS]; // [1] is the gradient, replaced each step
+    int n;
+} operands;
+
+static int n_operands(const variant *v) {
+    return v->adamw ? (v->adamw_config.amsgrad ? 5 : 4) : (v->sgd.momentum != 0 ? 3 : 2);
+}
+
+static void make_operands(const variant *v, layout l, uint64_t seed, nsc_device device,
+                          operands *o) {
+    nsc_generator *gen = nsc_generator_new(seed);
+    o->n = n_operands(v);
+    for (int i = 0; i < o->n; i++) {
+        nsc_tensor *base = base_of(l, gen, v->dtype);
+        if (i >= 3) { // second moments
+            nsc_tensor *sq = nsc_mul(base, base);
+            nsc_free(base);
+            base = sq;
         }
-        nsc_optim_free(opt);
-        nsct_optim_free_params(params);
-        cr_expect_eq(nsct_live_blocks(), blocks, "n %lld: live blocks", (long long)n);
+        o->t[i] = i == 1 ? NULL : view_on(base, l, device);
+        nsc_free(base);
+    }
+    nsc_generator_free(gen);
+}
+
+static void set_grad(const variant *v, layout l, int step, nsc_device device, operands *o) {
+    nsc_generator *gen = nsc_generator_new(1000 + (uint64_t)step);
+    nsc_tensor *base = base_of(l, gen, v->dtype);
+    nsc_free(o->t[1]);
+    o->t[1] = view_on(base, l, device);
+    nsc_free(base);
+    nsc_generator_free(gen);
+}
+
+static void free_operands(operands *o) {
+    for (int i = 0; i < o->n; i++) {
+        nsc_free(o->t[i]);
+        o->t[i] = NULL;
+    }
+}
+
+static nsc_status fused_step(const variant *v, operands *o, int64_t step) {
+    nsc_tensor **t = o->t;
+    if (v->adamw) {
+        return nsc_fused_adamw_(t[0], t[1], t[2], t[3], o->n == 5 ? t[4] : NULL, &v->adamw_config,
+                                step);
+    }
+    return nsc_fused_sgd_(t[0], t[1], o->n == 3 ? t[2] : NULL, &v->sgd, step == 1);
+}
+
+// --- the op sequence torch.optim's single-tensor path runs (torch 1.13) ---
+// Each scalar is rounded to the dtype by nsc_*_scalar, as torch rounds a
+// Python float; results go into the operands with copy_ at the end.
+
+static nsc_tensor *keep(nsc_tensor **temps, int *n, nsc_tensor *t) {
+    cr_assert(t, "%s", nsc_last_error());
+    temps[(*n)++] = t;
+    return t;
+}
+
+static void sgd_sequence(const nsc_sgd_config *c, bool first, operands *o) {
+    nsc_tensor *tmp[16], *p = o->t[0], *g = o->t[1];
+    int n = 0;
+    nsc_tensor *d = g;
+    if (c->weight_decay != 0) {
+        d = keep(tmp, &n, nsc_add(g, keep(tmp, &n, nsc_mul_scalar(p, c->weight_decay))));
+    }
+    if (c->momentum != 0) {
+        nsc_tensor *buf = o->t[2];
+        nsc_tensor *new_buf =
+            first ? d
+                  : keep(tmp, &n,
+                         nsc_add(keep(tmp, &n, nsc_mul_scalar(buf, c->momentum)),
+                                 keep(tmp, &n, nsc_mul_scalar(d, 1.0 - c->dampening))));
+        cr_assert_eq(nsc_copy_(buf, new_buf), NSC_OK);
+        d = c->nesterov ? keep(tmp, &n, nsc_add(d, keep(tmp, &n, nsc_mul_scalar(buf, c->momentum))))
+                        : buf;
+    }
+    nsc_tensor *new_p = keep(tmp, &n, nsc_add(p, keep(tmp, &n, nsc_mul_scalar(d, -c->lr))));
+    cr_assert_eq(nsc_copy_(p, new_p), NSC_OK);
+    for (int i = 0; i < n; i++) {
+        nsc_free(tmp[i]);
+    }
+}
+
+static void adamw_sequence(const nsc_adamw_config *c, int64_t step, operands *o) {
+    fused_adamw_params params = { *c, step };
+    const nsci_adamw_scalars s = nsci_adamw_scalars_of(&params);
+    nsc_tensor *tmp[24], *p = o->t[0], *g = o->t[1], *m = o->t[2], *v = o->t[3];
+    int n = 0;
+    nsc_tensor *decayed = keep(tmp, &n, nsc_mul_scalar(p, s.decay));
+    nsc_tensor *new_m = keep(tmp, &n,
+                             nsc_add(keep(tmp, &n, nsc_mul_scalar(m, s.beta1)),
+                                     keep(tmp, &n, nsc_mul_scalar(g, s.one_minus_beta1))));
+    nsc_tensor *g2 = keep(tmp, &n, nsc_mul(keep(tmp, &n, nsc_mul_scalar(g, s.one_minus_beta2)), g));
+    nsc_tensor *new_v = keep(tmp, &n, nsc_add(keep(tmp, &n, nsc_mul_scalar(v, s.beta2)), g2));
+    nsc_tensor *vhat = c->amsgrad ? keep(tmp, &n, nsc_maximum(o->t[4], new_v)) : new_v;
+    nsc_tensor *denom =
+        keep(tmp, &n,
+             nsc_add_scalar(
+                 keep(tmp, &n, nsc_div_scalar(keep(tmp, &n, nsc_sqrt(vhat)), s.bc2_sqrt)), s.eps));
+    nsc_tensor *update =
+        keep(tmp, &n, nsc_div(keep(tmp, &n, nsc_mul_scalar(new_m, s.neg_step_size)), denom));
+    nsc_tensor *new_p = keep(tmp, &n, nsc_add(decayed, update));
+    cr_assert_eq(nsc_copy_(p, new_p), NSC_OK);
+    cr_assert_eq(nsc_copy_(m, new_m), NSC_OK);
+    cr_assert_eq(nsc_copy_(v, new_v), NSC_OK);
+    if (c->amsgrad) {
+        cr_assert_eq(nsc_copy_(o->t[4], vhat), NSC_OK);
+    }
+    for (int i = 0; i < n; i++) {
+        nsc_free(tmp[i]);
+    }
+}
+
+static void expect_same_operands(const operands *got, const operands *want, const char *what) {
+    for (int i = 0; i < got->n; i++) {
+        if (i == 1) {
+            continue;
+        }
+        char where[160];
+        snprintf(where, sizeof where, "%s operand %d", what, i);
+        nsct_expect_close(got->t[i], want->t[i], TOL_EXACT, where);
+    }
+}
+
+Test(optim_ops, the_fused_ops_give_the_bits_of_the_op_sequence) {
+    nsc_no_grad_begin();
+    for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
+        const variant *v = &VARIANTS[vi];
+        for (int l = 0; l < N_LAYOUTS; l++) {
+            operands fused, seq;
+            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &fused);
+            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &seq);
+            for (int step = 1; step <= N_STEPS; step++) {
+                set_grad(v, (layout)l, step, NSC_CPU, &fused);
+                set_grad(v, (layout)l, step, NSC_CPU, &seq);
+                cr_assert_eq(fused_step(v, &fused, step), NSC_OK, "%s", nsc_last_error());
+                if (v->adamw) {
+                    adamw_sequence(&v->adamw_config, step, &seq);
+                } else {
+                    sgd_sequence(&v->sgd, step == 1, &seq);
+                }
+                char what[128];
+                snprintf(what, sizeof what, "%s %s step %d", v->name, LAYOUT_NAMES[l], step);
+                expect_same_operands(&fused, &seq, what);
+            }
+            free_operands(&fused);
+            free_operands(&seq);
+        }
+    }
+    nsc_no_grad_end();
+}
+
+// The GPU kernel rounds each product and sum on its own (no FMA
+// contraction) and divides and takes square roots correctly rounded, as the
+// CPU loops do: the same bits.
+Test(optim_ops, on_a_gpu_the_fused_ops_give_the_cpu_bits) {
+    if (nsc_cuda_init() != NSC_OK) {
+        char why[1100];
+        snprintf(why, sizeof why, "no GPU: %s", nsc_last_error());
         nsc_clear_error();
+        cr_skip_test("%s", why);
     }
-    cr_expect(done, "never succeeded");
-    cr_expect_gt(partial, 0, "no failure came after a stepped parameter");
-    nsc_optim_free(fused);
-    nsct_optim_free_params(want);
-    nsct_optim_free_params(start);
+    nsc_no_grad_begin();
+    for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
+        const variant *v = &VARIANTS[vi];
+        for (int l = 0; l < N_LAYOUTS; l++) {
+            operands cpu, gpu;
+            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &cpu);
+            make_operands(v, (layout)l, 7 + vi, NSC_CUDA, &gpu);
+            for (int step = 1; step <= N_STEPS; step++) {
+                set_grad(v, (layout)l, step, NSC_CPU, &cpu);
+                set_grad(v, (layout)l, step, NSC_CUDA, &gpu);
+                cr_assert_eq(fused_step(v, &cpu, step), NSC_OK, "%s", nsc_last_error());
+                int64_t transfers = nsc_cuda_stats_get().transfers;
+                int64_t kernels = nsci_kernel_count();
+                cr_assert_eq(fused_step(v, &gpu, step), NSC_OK, "%s", nsc_last_error());
+                cr_expect_eq(nsci_kernel_count() - kernels, 1, "one kernel per update");
+                cr_expect_eq(nsc_cuda_stats_get().transfers, transfers, "a step copied");
+                char what[128];
+                snprintf(what, sizeof what, "cuda %s %s step %d", v->name, LAYOUT_NAMES[l], step);
+                expect_same_operands(&gpu, &cpu, what);
+            }
+            free_operands(&cpu);
+            free_operands(&gpu);
+        }
+    }
+    nsc_no_grad_end();
+}
+
+// An optimizer step is one kernel per parameter with a gradient (torch's
+// single-tensor AdamW path: 17 kernels and 14 temporaries each) and
+// allocates nothing once the state exists.
+Test(optim_ops, a_step_runs_one_kernel_per_parameter_and_allocates_nothing) {
+    nsc_generator *gen = nsc_generator_new(3);
+    nsc_tensor *params[3];
+    for (int i = 0; i < 3; i++) {
+        params[i] = nsc_randn(gen, NSC_F32, NSC_SHAPE(4, 3 + i));
+        cr_assert_eq(nsc_requires_grad_(params[i], true), NSC_OK);
+    }
+    nsc_adamw_config amsgrad = AMSGRAD;
+    nsc_optim *opt = nsc_optim_adamw_new(3, params, &amsgrad);
+    cr_assert(opt, "%s", nsc_last_error());
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 3; i++) {
+            nsc_tensor *g =
+                i == 1 && step == 2 ? NULL : nsc_randn(gen, NSC_F32, NSC_SHAPE(4, 3 + i));
+            cr_assert_eq(nsc_tensor_set_grad(params[i], g), NSC_OK);
+            nsc_free(g);
+        }
+        int64_t kernels = nsci_kernel_count(), blocks = nsct_live_blocks();
+        cr_assert_eq(nsc_optim_step(opt), NSC_OK, "%s", nsc_last_error());
+        if (step > 0) { // step 0 also makes the state (zeros)
+            cr_expect_eq(nsci_kernel_count() - kernels, step == 2 ? 2 : 3, "step %d", step);
+            cr_expect_eq(nsct_live_blocks(), blocks, "step %d allocated", step);
+        }
+    }
+    nsc_optim_free(opt);
+    for (int i = 0; i < 3; i++) {
+        nsc_free(params[i]);
+    }
+    nsc_generator_free(gen);
+}
+
+// --- refusals ---
+
+typedef struct refusal {
+    const char *what;
+    nsc_status status;
+    const char *message; // a substring of the error
+} refusal;
+
+static nsc_tensor *f32(int64_t rows, int64_t cols, double value) {
+    nsc_tensor *t = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(rows, cols), value);
+    cr_assert(t, "%s", nsc_last_error());
+    return t;
+}
+
+static void expect_refused(nsc_status got, const refusal *r, nsc_tensor *const *unchanged,
+                           const double *values, int n) {
+    cr_expect_eq(got, r->status, "%s: status %d (%s)", r->what, got, nsc_last_error());
+    cr_expect(strstr(nsc_last_error(), r->message), "%s: error \"%s\" lacks \"%s\"", r->what,
+              nsc_last_error(), r->message);
+    for (int i = 0; i < n; i++) {
+        nsc_tensor *want = nsc_full_like(unchanged[i], values[i]);
+        nsct_expect_close(unchanged[i], want, TOL_EXACT, r->what);
+        nsc_free(want);
+    }
+    nsc_clear_error();
+}
+
+Test(optim_ops, bad_operands_are_refused_and_change_nothing) {
+    nsc_no_grad_begin();
+    nsc_tensor *p = f32(2, 3, 1), *g = f32(2, 3, 0.5), *m = f32(2, 3, 0.25), *v = f32(2, 3, 4);
+    nsc_tensor *vmax = f32(2, 3, 9), *wide = f32(3, 3, 0), *row = f32(1, 3, 0);
+    nsc_tensor *as_f64 = nsc_to_dtype(m, NSC_F64), *ints = nsc_to_dtype(p, NSC_I64);
+    nsc_tensor *expanded = nsc_expand(row, NSC_SHAPE(2, 3));
+    nsc_tensor *m_view = nsc_reshape(m, NSC_SHAPE(2, 3));
+    nsc_tensor *all[5] = { p, g, m, v, vmax };
+    const double values[5] = { 1, 0.5, 0.25, 4, 9 };
+    nsc_adamw_config adamw = ADAMW, amsgrad = AMSGRAD, bad_beta = ADAMW;
+    bad_beta.beta2 = 1.0;
+    nsc_sgd_config momentum = MOMENTUM, plain = { .lr = 0.1 };
+
+    const refusal r[] = {
+        { "wrong shape", NSC_ERR_SHAPE, "exp_avg has shape [3,3]: expected param's shape [2,3]" },
+        { "wrong dtype", NSC_ERR_DTYPE, "exp_avg_sq is f64: expected param's dtype f32" },
+        { "integer param", NSC_ERR_DTYPE, "param is i64: expected f32 or f64" },
+        { "missing buffer", NSC_ERR_ARG, "momentum needs a buffer" },
+        { "buffer without momentum", NSC_ERR_ARG, "expected param, grad (2 tensors)" },
+        { "missing max_exp_avg_sq", NSC_ERR_ARG, "amsgrad needs it" },
+        { "max_exp_avg_sq without amsgrad", NSC_ERR_ARG, "amsgrad false and 5 tensors" },
+        { "step 0", NSC_ERR_ARG, "step 0: expected the step count this update makes" },
+        { "beta2 1", NSC_ERR_ARG, "betas (0.9, 1): expected each in [0, 1)" },
+        { "shared state", NSC_ERR_ARG, "exp_avg and exp_avg_sq share memory" },
+        { "expanded state", NSC_ERR_ARG, "dim 0 of exp_avg repeats one memory location" },
+        { "NULL config", NSC_ERR_ARG, "config is NULL" },
+    };
+    expect_refused(nsc_fused_adamw_(p, g, wide, v, NULL, &adamw, 1), &r[0], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, as_f64, NULL, &adamw, 1), &r[1], all, values, 5);
+    expect_refused(nsc_fused_sgd_(ints, g, NULL, &plain, true), &r[2], all, values, 5);
+    expect_refused(nsc_fused_sgd_(p, g, NULL, &momentum, true), &r[3], all, values, 5);
+    expect_refused(nsc_fused_sgd_(p, g, m, &plain, true), &r[4], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, &amsgrad, 1), &r[5], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, v, vmax, &adamw, 1), &r[6], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, &adamw, 0), &r[7], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, &bad_beta, 1), &r[8], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, m_view, NULL, &adamw, 1), &r[9], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, expanded, v, NULL, &adamw, 1), &r[10], all, values, 5);
+    expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, NULL, 1), &r[11], all, values, 5);
+    nsc_no_grad_end();
+
+    // A leaf that requires grad is written only under no_grad, as in torch.
+    cr_assert_eq(nsc_requires_grad_(p, true), NSC_OK);
+    const refusal leaf = { "a leaf outside no_grad", NSC_ERR_STATE, "a leaf that requires grad" };
+    expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, &adamw, 1), &leaf, all, values, 5);
+
+    nsc_tensor *frees[] = { p, g, m, v, vmax, wide, row, as_f64, ints, expanded, m_view };
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        nsc_free(frees[i]);
+    }
+}
+
+static int64_t version_of(const nsc_tensor *t) {
+    return (int64_t)atomic_load(&t->storage->version);
+}
+
+// Every written tensor's version advances, so autograd refuses a backward
+// through a value saved before the update; the gradient's does not.
+Test(optim_ops, every_written_tensor_advances_its_version) {
+    nsc_tensor *t[5];
+    for (int i = 0; i < 5; i++) {
+        t[i] = f32(2, 2, i == 1 ? 0.5 : 1);
+    }
+    int64_t before[5];
+    for (int i = 0; i < 5; i++) {
+        before[i] = version_of(t[i]);
+    }
+    nsc_adamw_config amsgrad = AMSGRAD;
+    cr_assert_eq(nsc_fused_adamw_(t[0], t[1], t[2], t[3], t[4], &amsgrad, 1), NSC_OK, "%s",
+                 nsc_last_error());
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(version_of(t[i]), before[i] + (i != 1), "operand %d", i);
+        nsc_free(t[i]);
+    }
 }
 
 // Clipping's op pieces give the CPU path's norm (up to summation order: the

@@ -14,6 +14,7 @@
 #include "nsc/ops_index.h"
 #include "nsc/ops_linalg.h"
 #include "nsc/ops_loss.h"
+#include "nsc/ops_optim.h"
 #include "nsc/ops_pointwise.h"
 #include "nsc/ops_reduce.h"
 #include "nsc/ops_view.h"

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "nsc/module.h"
+#include "nsc/ops_optim.h"
 #include "nsc/tensor.h"
 
 #ifdef __cplusplus
@@ -19,33 +20,8 @@ extern "C" {
 typedef struct nsc_optim nsc_optim;
 
 // --- configurations ---
-
-// torch.optim.SGD. Per parameter p with gradient g, on each step:
-//   d = g + weight_decay * p
-//   buf = d on the first step, else momentum * buf + (1 - dampening) * d
-//   d = nesterov ? d + momentum * buf : buf        (when momentum != 0)
-//   p = p - lr * d
-// nesterov needs momentum > 0 and dampening == 0, as in torch.
-typedef struct nsc_sgd_config {
-    double lr;
-    double momentum;
-    double dampening;
-    double weight_decay;
-    bool nesterov;
-} nsc_sgd_config;
-
-// torch.optim.AdamW (decoupled weight decay). Per parameter, with t its step count:
-//   p = p * (1 - lr * weight_decay)
-//   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
-//   vhat = amsgrad ? (vmax = max(vmax, v)) : v
-//   p = p - lr / (1 - beta1^t) * m / (sqrt(vhat) / sqrt(1 - beta2^t) + eps)
-typedef struct nsc_adamw_config {
-    double lr;
-    double beta1, beta2;
-    double eps;
-    double weight_decay;
-    bool amsgrad;
-} nsc_adamw_config;
+// nsc_sgd_config and nsc_adamw_config (the update each step makes) are in
+// nsc/ops_optim.h, with the fused update ops that apply them to one tensor.
 
 // torch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2.
 nsc_adamw_config nsc_adamw_defaults(void);
@@ -53,9 +29,9 @@ nsc_adamw_config nsc_adamw_defaults(void);
 // --- creation ---
 // params: n_params float tensors (f32 or f64, on the CPU or CUDA) that are
 // leaves requiring grad, with no duplicates and no overlapping elements; each
-// is retained. CPU parameters are updated by one fused pass each; CUDA ones
-// by the same arithmetic as a sequence of tensor ops (torch's single-tensor
-// path), so their state stays on the GPU with them.
+// is retained. Each parameter is updated by one fused op on its device
+// (nsc_fused_sgd_ / nsc_fused_adamw_), so a CUDA parameter's state stays on
+// the GPU with it.
 // Returns a new optimizer (caller nsc_optim_free()s) or NULL with an error:
 // NSC_ERR_ARG for a NULL or empty list, a NULL entry, a duplicate, a bad
 // hyper-parameter (negative lr, beta outside [0, 1), ...); NSC_ERR_STATE for

@@ -3,11 +3,13 @@
 //   CASE(name, op, tol, "torch expression", body, inputs...)
 // - name: unique C identifier; op: the ops.def name the row covers;
 // - tol: a TOL_* constant from tests/harness.h;
-// - torch expression: Python over x0, x1, ... (torch tensors), `torch` and
-//   `F` (torch.nn.functional); a tensor or a tuple of tensors;
+// - torch expression: Python over x0, x1, ... (torch tensors), `torch`, `F`
+//   (torch.nn.functional) and make_fixtures.py's sgd_step and adamw_step
+//   (one torch.optim step); a tensor or a tuple of tensors;
 // - body: OUT(expr) for one output, OUTS(n, status_call) for calls that write
 //   out[0..n) (e.g. nsc_max_dim(x[0], 1, false, &out[0], &out[1])), or
-//   INPLACE(status_call) whose output is x[0] after the call;
+//   INPLACE(status_call) whose output is x[0] after the call, or
+//   WRITES(status_call, i, j, ...) whose outputs are x[i], x[j], ... after it;
 // - inputs (x[0], x[1], ...):
 //     IN(dtype, dims...)             values uniform in [-2, 2) (i64: [0, 5))
 //     INR(dtype, lo, hi, dims...)    values in [lo, hi)
@@ -56,6 +58,17 @@
     }                                                                                              \
     out[0] = nsc_retain(x[0]);                                                                     \
     return 1;
+// In-place calls that write several inputs (the optimizer updates): the
+// outputs are the inputs at the listed positions after the call.
+#define WRITES(call, ...)                                                                          \
+    if ((call) != NSC_OK) {                                                                        \
+        return -1;                                                                                 \
+    }                                                                                              \
+    static const int written_[] = { __VA_ARGS__ };                                                \
+    for (size_t k = 0; k < sizeof written_ / sizeof written_[0]; k++) {                            \
+        out[k] = nsc_retain(x[written_[k]]);                                                       \
+    }                                                                                              \
+    return (int)(sizeof written_ / sizeof written_[0]);
 
 // First pass over a .def file: one run function per row.
 #define NSCT_DEFINE_RUNS                                                                           \

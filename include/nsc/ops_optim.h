@@ -1,0 +1,69 @@
+// The optimizer updates as in-place ops on one parameter: one pass over the
+// parameter, its gradient and its state (torch._fused_sgd_ and
+// torch._fused_adamw_ for a single tensor). nsc_optim_step (nsc/optim.h) runs
+// them for every parameter on every device; call them directly to drive an
+// update loop of your own. See nsc/ops.h for the rules every op follows.
+#ifndef NSC_OPS_OPTIM_H
+#define NSC_OPS_OPTIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsc/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// torch.optim.SGD. Per parameter p with gradient g, on each step:
+//   d = g + weight_decay * p
+//   buf = d on the first step, else momentum * buf + (1 - dampening) * d
+//   d = nesterov ? d + momentum * buf : buf        (when momentum != 0)
+//   p = p - lr * d
+// nesterov needs momentum > 0 and dampening == 0, as in torch.
+typedef struct nsc_sgd_config {
+    double lr;
+    double momentum;
+    double dampening;
+    double weight_decay;
+    bool nesterov;
+} nsc_sgd_config;
+
+// torch.optim.AdamW (decoupled weight decay). Per parameter, with t its step count:
+//   p = p * (1 - lr * weight_decay)
+//   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
+//   vhat = amsgrad ? (vmax = max(vmax, v)) : v
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(vhat) / sqrt(1 - beta2^t) + eps)
+typedef struct nsc_adamw_config {
+    double lr;
+    double beta1, beta2;
+    double eps;
+    double weight_decay;
+    bool amsgrad;
+} nsc_adamw_config;
+
+// One SGD step of param (f32 or f64) from grad, in place. momentum_buffer
+// is written too; it is required when config->momentum != 0 and must be NULL
+// otherwise. first_step: the buffer holds nothing yet and takes d (torch's
+// momentum_buffer is None). grad, momentum_buffer: param's shape, dtype and
+// device; grad may have any layout, the written tensors may not repeat an
+// element (stride 0) or share memory with another operand. Every element
+// repeats the op sequence above with torch's roundings (each scalar rounded to
+// the dtype first), so it gives the bits torch.optim.SGD's single-tensor path
+// gives. A leaf that requires grad is refused outside no_grad, as torch does.
+nsc_status nsc_fused_sgd_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *momentum_buffer,
+                          const nsc_sgd_config *config, bool first_step);
+
+// One AdamW step of param from grad, in place, writing exp_avg, exp_avg_sq
+// and (config->amsgrad only; NULL otherwise) max_exp_avg_sq. step: t, the
+// step count this update makes (torch's state['step'] after it), >= 1. The
+// same rules as nsc_fused_sgd_ for shapes, dtypes, layouts and roundings.
+nsc_status nsc_fused_adamw_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *exp_avg,
+                            nsc_tensor *exp_avg_sq, nsc_tensor *max_exp_avg_sq,
+                            const nsc_adamw_config *config, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
