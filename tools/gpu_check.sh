@@ -77,11 +77,11 @@ export NSC_LINK_FLAGS="-lm -pthread $ldirs -l:libcublas.so.13 -l:libcudart.so.13
     ldd "$B/tests/nsc_tests" | grep -E 'not found|cuda|cublas|criterion'
 } > "$OUT/env.txt" 2>&1
 # The CUDA suites (what this machine is for; the rest run in CI; every one
-# of them has passed on the CUDA emulator), the tool and graph texts on the
-# GPU, then the benchmarks.
+# of them has passed on the CUDA emulator), the tool and graph texts and the
+# fused optimizer kernel (the CPU's bits) on the GPU, then the benchmarks.
 timeout 300 "$B/tests/nsc_tests" --filter 'cuda*/*' --jobs 1 --verbose > "$OUT/test_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/test_cuda.log"
-for f in 'cli/device*' 'text/inline*'; do
+for f in 'cli/device*' 'text/inline*' 'optim_ops/on_a_gpu*'; do
     timeout 120 "$B/tests/nsc_tests" --filter "$f" --jobs 1 --verbose >> "$OUT/test_cuda.log" 2>&1
     echo "rc=$? ($f)" >> "$OUT/test_cuda.log"
 done
