@@ -169,7 +169,11 @@ template <typename T> __device__ bool nonzero_at(const nsci_cuda_ew &e, int64_t 
     return ((const T *)e.data[0])[nsci_cuda_ew_offset(&e, 0, i)] != T(0);
 }
 
-__global__ void nonzero_kernel(nsci_cuda_ew e, int ndim, nsci_cuda_ew coords, int64_t *out) {
+// The launch bound makes ptxas keep the kernel within 64 registers a thread,
+// so that its 1024-thread block fits a multiprocessor's 64K registers (a
+// launch over the limit fails only on a GPU, never on the emulator).
+__global__ void __launch_bounds__(1024)
+    nonzero_kernel(nsci_cuda_ew e, int ndim, nsci_cuda_ew coords, int64_t *out) {
     __shared__ int warp_counts[32];
     __shared__ int64_t base;
     int lane = threadIdx.x & 31, warp = threadIdx.x / 32;

@@ -22,6 +22,7 @@
 #define __global__
 #define __device__
 #define __host__
+#define __launch_bounds__(...)
 #define __forceinline__ inline
 // Blocks run one at a time, so one static instance per kernel is the
 // block's. They live in one section, which each block starts by filling with
