@@ -112,8 +112,8 @@ __device__ inline int64_t row_last(const nsci_cuda_attention &a, int lane, int64
 }
 
 template <typename T, int NV>
-__device__ void row_store(const nsci_cuda_attention &a, int lane, int64_t bi, int64_t hi,
-                          int64_t i, const row_state<T, NV> &st) {
+__device__ void row_store(const nsci_cuda_attention &a, int lane, int64_t bi, int64_t hi, int64_t i,
+                          const row_state<T, NV> &st) {
     T *o = (T *)a.out + bi * a.out_stride[0] + i * a.out_stride[1] + hi * a.out_stride[2];
 #pragma unroll
     for (int u = 0; u < NV; u++) {
