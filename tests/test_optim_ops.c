@@ -14,6 +14,7 @@
 #include "nn/optim_impl.h"
 #include "tensor/op_params.h"
 #include "tests/expect.h"
+#include "tests/graph_models.h"
 #include "tests/harness.h"
 
 enum {
@@ -391,6 +392,33 @@ Test(optim_ops, bad_operands_are_refused_and_change_nothing) {
     for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
         nsc_free(frees[i]);
     }
+}
+
+// A graph tracks writes into an op's first input only, so an update whose
+// state would be written behind it is not recorded: a proxy operand is
+// refused when the trace is built, naming it, and the trace reports it.
+Test(optim_ops, an_update_of_a_proxy_is_refused_while_the_trace_is_built) {
+    nsc_module *model = nsct_chain_model(1, 4);
+    nsc_tensor *x = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4));
+    nsc_tensor *g = f32(2, 4, 0.5), *m = f32(2, 4, 0), *v = f32(2, 4, 0);
+    nsc_trace *tr = nsc_trace_new(model);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
+    nsc_tensor *h = nsc_invoke_output(inv, "h.0", 0);
+    cr_assert(h, "%s", nsc_last_error());
+    nsc_adamw_config adamw = ADAMW;
+    const refusal proxy_param = { "a proxy param", NSC_ERR_UNSUPPORTED,
+                                  "param is a proxy: an optimizer update is not recorded" };
+    nsc_tensor *state[2] = { m, v };
+    const double zeros[2] = { 0, 0 };
+    expect_refused(nsc_fused_adamw_(h, g, m, v, NULL, &adamw, 1), &proxy_param, state, zeros, 2);
+    const refusal proxy_state = { "a proxy state", NSC_ERR_UNSUPPORTED, "exp_avg is a proxy" };
+    expect_refused(nsc_fused_adamw_(g, v, h, m, NULL, &adamw, 1), &proxy_state, state, zeros, 2);
+    nsc_trace_free(tr);
+    nsc_tensor *frees[] = { x, g, m, v };
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        nsc_free(frees[i]);
+    }
+    nsc_module_free(model);
 }
 
 static int64_t version_of(const nsc_tensor *t) {

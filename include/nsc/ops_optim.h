@@ -51,6 +51,9 @@ typedef struct nsc_adamw_config {
 // repeats the op sequence above with torch's roundings (each scalar rounded to
 // the dtype first), so it gives the bits torch.optim.SGD's single-tensor path
 // gives. A leaf that requires grad is refused outside no_grad, as torch does.
+// Not recorded in intervention graphs (a graph tracks writes into an op's
+// first input only): a proxy operand fails with NSC_ERR_UNSUPPORTED; step
+// from a registered function (nsc_function_register) or after the trace.
 nsc_status nsc_fused_sgd_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *momentum_buffer,
                           const nsc_sgd_config *config, bool first_step);
 
