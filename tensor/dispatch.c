@@ -230,6 +230,16 @@ nsc_status nsci_dispatch(nsci_call *c) {
     if (status == NSC_OK) {
         status = check_output_sizes(c);
     }
+    if (status == NSC_OK && any_proxy && def->no_graph) {
+        int i = 0;
+        while (!c->in[i]->proxy) {
+            i++;
+        }
+        status = nsci_call_fail(c, NSC_ERR_UNSUPPORTED,
+                                "input %d is a proxy, and this op cannot be recorded in an "
+                                "intervention graph: %s",
+                                i, def->no_graph);
+    }
     if (status != NSC_OK) {
         if (any_proxy && nsci_hook_table.proxy_error) {
             nsci_hook_table.proxy_error(c);

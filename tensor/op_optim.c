@@ -275,22 +275,11 @@ static bool shares_storage(const nsc_tensor *a, const nsc_tensor *b) {
     return a->storage && a->storage == b->storage;
 }
 
-// No operand is a proxy. Every operand has param's float dtype and exact shape (nothing broadcasts:
+// Every operand has param's float dtype and exact shape (nothing broadcasts:
 // the state is per element); the written ones (all but grad, input 1) repeat
 // no element and share memory with no other operand. A gradient that shares
 // param's memory is read from a copy by dispatch, as for any in-place op.
 static nsc_status check_operands(nsci_call *c, const char *const *names) {
-    for (int i = 0; i < c->n_in; i++) {
-        if (c->in[i]->proxy) {
-            return nsci_call_fail(c, NSC_ERR_UNSUPPORTED,
-                                  "%s is a proxy: an optimizer update is not recorded in an "
-                                  "intervention graph (a graph tracks writes into the first "
-                                  "input only, and the state would be written behind it); step "
-                                  "from a registered function (nsc_function_register) or after "
-                                  "the trace",
-                                  names[i]);
-        }
-    }
     const nsc_tensor *p = c->in[0];
     if (p->dtype != NSC_F32 && p->dtype != NSC_F64) {
         return nsci_call_fail(c, NSC_ERR_DTYPE, "param is %s: expected f32 or f64",
@@ -399,6 +388,9 @@ static const nsci_param_desc fused_adamw_desc[] = {
 };
 
 static const char no_grad_reason[] = "an optimizer update: torch runs it under no_grad";
+static const char no_graph_reason[] =
+    "a graph tracks writes into an op's first input only, and an optimizer update also writes "
+    "its state; step from a registered function (nsc_function_register) or after the trace";
 
 const nsci_op_def nsci_op_fused_sgd_ = {
     .name = "fused_sgd_",
@@ -409,6 +401,7 @@ const nsci_op_def nsci_op_fused_sgd_ = {
     .infer = fused_sgd_infer,
     .cpu = fused_sgd_cpu,
     .no_grad = no_grad_reason,
+    .no_graph = no_graph_reason,
     .flags = NSCI_OP_INPLACE,
 };
 
@@ -421,6 +414,7 @@ const nsci_op_def nsci_op_fused_adamw_ = {
     .infer = fused_adamw_infer,
     .cpu = fused_adamw_cpu,
     .no_grad = no_grad_reason,
+    .no_graph = no_graph_reason,
     .flags = NSCI_OP_INPLACE,
 };
 

@@ -206,6 +206,9 @@ struct nsci_op_def {
     // Why the output's shape depends on the input's values (nonzero): such an
     // op fails on META inputs with NSC_ERR_UNSUPPORTED; NULL for other ops.
     const char *data_dependent_shape;
+    // Why the op cannot be a node of an intervention graph (the optimizer
+    // updates); it fails on proxy inputs with NSC_ERR_UNSUPPORTED. NULL: it can.
+    const char *no_graph;
 };
 
 #define NSC_OP(name) extern const nsci_op_def nsci_op_##name;
