@@ -60,10 +60,10 @@ void nsc_optim_free(nsc_optim *opt);
 // torch). State is created on a parameter's first step. Fails before
 // changing anything with NSC_ERR_SHAPE / NSC_ERR_DTYPE when a gradient's
 // shape, dtype or device differs from its parameter's, NSC_ERR_OOM when
-// state cannot be allocated. On a GPU an update can also fail part-way (the
-// device runs out of memory for its temporaries): the step then returns that
-// error with the parameters before the failing one stepped and the rest
-// unchanged; nsc_optim_get_step tells which.
+// state cannot be allocated. Each update is one fused op that allocates
+// nothing (nsc/ops_optim.h); only a device fault can stop a step part-way:
+// the step then returns NSC_ERR_DEVICE with the parameters before the
+// failing one stepped and the rest unchanged; nsc_optim_get_step tells which.
 nsc_status nsc_optim_step(nsc_optim *opt);
 
 // Clears the gradients of the optimizer's parameters: set_to_none drops them
