@@ -127,19 +127,20 @@ __device__ void row_store(const nsci_cuda_attention &a, int lane, int64_t bi, in
 // Rows of one (batch, head) share their keys: a block of TILE_WARPS warps
 // takes TILE_WARPS consecutive query rows and stages each chunk of 32 key
 // and value rows in shared memory once for all of them (coalesced loads;
-// key rows padded to D + 1 so that the 32 lanes' reads of one dim hit 32
-// banks). Used when the tiles fit in 48 KiB (f32 D up to ~150 with Dv = D).
+// key rows padded to an odd stride, D | 1, so that the 32 lanes' reads of one
+// dim hit 32 banks). Used when the tiles fit in 48 KiB: f32 up to
+// D = Dv = 170, f64 up to 85.
 const int TILE_WARPS = 8;
 
 template <typename T> size_t tiled_smem_bytes(const nsci_cuda_attention *a) {
-    size_t elems = (size_t)TILE_WARPS * a->d + 32 * (size_t)(a->d + 1) + 32 * (size_t)a->dv;
+    size_t elems = (size_t)TILE_WARPS * a->d + 32 * (size_t)(a->d | 1) + 32 * (size_t)a->dv;
     return (elems * sizeof(T) + 7) / 8 * 8 + TILE_WARPS * sizeof(int64_t);
 }
 
 template <typename T, int NV> __global__ void attention_tiled_kernel(nsci_cuda_attention a) {
     NSCI_DYNAMIC_SHARED(unsigned char, smem);
     int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    int d = (int)a.d, dv = (int)a.dv, d1 = d + 1;
+    int d = (int)a.d, dv = (int)a.dv, d1 = d | 1;
     int64_t row_tiles = (a.t + TILE_WARPS - 1) / TILE_WARPS;
     int64_t bh = blockIdx.x / row_tiles, hi = bh % a.h, bi = bh / a.h;
     int64_t i = (blockIdx.x % row_tiles) * TILE_WARPS + warp;

@@ -1,9 +1,10 @@
 // The optimizer updates as in-place ops (torch._fused_sgd_ and
 // torch._fused_adamw_ for one tensor): one pass over parameter, gradient and
 // state, where torch's single-tensor path runs one kernel per op. Each
-// element repeats torch.optim's op sequence (1.13, single-tensor path) with
-// the same roundings: scalars are rounded to the parameter's dtype first, as
-// torch does when it multiplies a tensor by a Python float. The CPU loops
+// element repeats torch.optim's op sequence (1.13, single-tensor path) in its
+// order: scalars are rounded to the parameter's dtype first, as torch does
+// when it multiplies a tensor by a Python float, and every product and sum is
+// rounded on its own (torch fuses some multiply-adds: within 2 ulp). The CPU loops
 // split across the thread pool by nsci_iter, which also walks non-contiguous
 // operands; cuda/op_optim.cu runs the same sequence on the GPU.
 #include <math.h>
@@ -277,8 +278,9 @@ static bool shares_storage(const nsc_tensor *a, const nsc_tensor *b) {
 
 // Every operand has param's float dtype and exact shape (nothing broadcasts:
 // the state is per element); the written ones (all but grad, input 1) repeat
-// no element and share memory with no other operand. A gradient that shares
-// param's memory is read from a copy by dispatch, as for any in-place op.
+// no element; no two operands share memory (a gradient overlapping what is
+// written would give a result that depends on the order elements are
+// visited in, and a race on a GPU); state tensors do not require grad.
 static nsc_status check_operands(nsci_call *c, const char *const *names) {
     const nsc_tensor *p = c->in[0];
     if (p->dtype != NSC_F32 && p->dtype != NSC_F64) {
@@ -300,11 +302,8 @@ static nsc_status check_operands(nsci_call *c, const char *const *names) {
         }
     }
     for (int i = 0; i < c->n_in; i++) {
-        if (i == 1) {
-            continue;
-        }
         const nsc_tensor *t = c->in[i];
-        for (int d = 0; d < t->ndim; d++) {
+        for (int d = 0; i != 1 && d < t->ndim; d++) {
             if (t->stride[d] == 0 && t->shape[d] > 1) {
                 return nsci_call_fail(c, NSC_ERR_ARG,
                                       "dim %d of %s repeats one memory location (stride 0): it "
@@ -312,11 +311,17 @@ static nsc_status check_operands(nsci_call *c, const char *const *names) {
                                       d, names[i]);
             }
         }
+        if (i >= 2 && t->requires_grad) {
+            return nsci_call_fail(c, NSC_ERR_ARG,
+                                  "%s requires grad: optimizer state is never differentiated",
+                                  names[i]);
+        }
         for (int k = i + 1; k < c->n_in; k++) {
-            if (!(i == 0 && k == 1) && shares_storage(t, c->in[k])) {
+            if (shares_storage(t, c->in[k])) {
+                int written = i == 1 ? k : i;
                 return nsci_call_fail(c, NSC_ERR_ARG,
                                       "%s and %s share memory: %s is written in place", names[i],
-                                      names[k], names[i]);
+                                      names[k], names[written]);
             }
         }
     }

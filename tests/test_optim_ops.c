@@ -368,6 +368,11 @@ Test(optim_ops, bad_operands_are_refused_and_change_nothing) {
         { "shared state", NSC_ERR_ARG, "exp_avg and exp_avg_sq share memory" },
         { "expanded state", NSC_ERR_ARG, "dim 0 of exp_avg repeats one memory location" },
         { "NULL config", NSC_ERR_ARG, "config is NULL" },
+        { "grad overlapping a state", NSC_ERR_ARG,
+          "grad and exp_avg share memory: exp_avg is written in place" },
+        { "grad sharing param", NSC_ERR_ARG, "param and grad share memory: param is written" },
+        { "state requiring grad", NSC_ERR_ARG,
+          "exp_avg_sq requires grad: optimizer state is never differentiated" },
     };
     expect_refused(nsc_fused_adamw_(p, g, wide, v, NULL, &adamw, 1), &r[0], all, values, 5);
     expect_refused(nsc_fused_adamw_(p, g, m, as_f64, NULL, &adamw, 1), &r[1], all, values, 5);
@@ -381,6 +386,19 @@ Test(optim_ops, bad_operands_are_refused_and_change_nothing) {
     expect_refused(nsc_fused_adamw_(p, g, m, m_view, NULL, &adamw, 1), &r[9], all, values, 5);
     expect_refused(nsc_fused_adamw_(p, g, expanded, v, NULL, &adamw, 1), &r[10], all, values, 5);
     expect_refused(nsc_fused_adamw_(p, g, m, v, NULL, NULL, 1), &r[11], all, values, 5);
+    nsc_tensor *long_m = f32(1, 8, 0.25), *grad_in_m = nsc_slice(long_m, 1, 2, 8, 1);
+    nsc_tensor *m_head = nsc_slice(long_m, 1, 0, 6, 1);
+    nsc_tensor *g6 = nsc_reshape(grad_in_m, NSC_SHAPE(2, 3)),
+               *m6 = nsc_reshape(m_head, NSC_SHAPE(2, 3));
+    expect_refused(nsc_fused_adamw_(p, g6, m6, v, NULL, &adamw, 1), &r[12], all, values, 5);
+    expect_refused(nsc_fused_sgd_(p, p, NULL, &plain, true), &r[13], all, values, 5);
+    nsc_tensor *v_grad = f32(2, 3, 4);
+    cr_assert_eq(nsc_requires_grad_(v_grad, true), NSC_OK);
+    expect_refused(nsc_fused_adamw_(p, g, m, v_grad, NULL, &adamw, 1), &r[14], all, values, 5);
+    nsc_tensor *more[] = { long_m, grad_in_m, m_head, g6, m6, v_grad };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        nsc_free(more[i]);
+    }
     nsc_no_grad_end();
 
     // A leaf that requires grad is written only under no_grad, as in torch.

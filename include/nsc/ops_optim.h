@@ -47,10 +47,13 @@ typedef struct nsc_adamw_config {
 // otherwise. first_step: the buffer holds nothing yet and takes d (torch's
 // momentum_buffer is None). grad, momentum_buffer: param's shape, dtype and
 // device; grad may have any layout, the written tensors may not repeat an
-// element (stride 0) or share memory with another operand. Every element
-// repeats the op sequence above with torch's roundings (each scalar rounded to
-// the dtype first), so it gives the bits torch.optim.SGD's single-tensor path
-// gives. A leaf that requires grad is refused outside no_grad, as torch does.
+// element (stride 0), no two operands may share memory, and the state may
+// not require grad. Every element repeats torch.optim's op sequence above in
+// its order, each scalar rounded to the dtype first as torch rounds a Python
+// float, and each product and sum rounded on its own (torch's CPU kernels
+// fuse some multiply-adds: results agree within 2 ulp, docs/TRAINING.md);
+// the CPU and the GPU give the same bits. A leaf that requires grad is
+// refused outside no_grad, as torch does.
 // Not recorded in intervention graphs (a graph tracks writes into an op's
 // first input only): a proxy operand fails with NSC_ERR_UNSUPPORTED; step
 // from a registered function (nsc_function_register) or after the trace.
