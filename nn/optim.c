@@ -115,6 +115,7 @@ void nsc_optim_free(nsc_optim *opt) {
     }
     nsci_free(opt->params);
     nsci_free(opt->names);
+    nsci_free(opt->groups);
     nsci_free(opt->steps);
     nsci_free(opt->state);
     nsci_free(opt);
@@ -139,11 +140,12 @@ static nsc_optim *optim_new(nsci_optim_kind kind, int64_t n_params, nsc_tensor *
         return NULL;
     }
     opt->kind = kind;
+    opt->groups = nsci_calloc(1, sizeof *opt->groups);
     opt->params = nsci_calloc(n, sizeof *opt->params);
     opt->steps = nsci_calloc(n, sizeof *opt->steps);
     opt->state = nsci_calloc(n * NSCI_OPTIM_MAX_STATE, sizeof *opt->state);
     opt->names = names ? nsci_calloc(n, sizeof *opt->names) : NULL;
-    if (!opt->params || !opt->steps || !opt->state || (names && !opt->names)) {
+    if (!opt->groups || !opt->params || !opt->steps || !opt->state || (names && !opt->names)) {
         goto fail;
     }
     for (int64_t i = 0; i < n_params; i++) {
@@ -155,6 +157,8 @@ static nsc_optim *optim_new(nsci_optim_kind kind, int64_t n_params, nsc_tensor *
         opt->params[i] = nsc_retain(params[i]);
     }
     opt->n_params = n_params;
+    opt->n_groups = 1;
+    opt->groups[0] = (nsci_optim_group){ .first = 0, .count = n_params };
     return opt;
 fail:
     if (opt->names) {
@@ -174,8 +178,7 @@ nsc_optim *nsc_optim_sgd_new(int64_t n_params, nsc_tensor *const *params,
     }
     nsc_optim *opt = optim_new(NSCI_OPTIM_SGD, n_params, params, NULL);
     if (opt) {
-        opt->sgd = *config;
-        opt->lr = config->lr;
+        opt->groups[0].sgd = *config;
     }
     return opt;
 }
@@ -187,10 +190,134 @@ nsc_optim *nsc_optim_adamw_new(int64_t n_params, nsc_tensor *const *params,
     }
     nsc_optim *opt = optim_new(NSCI_OPTIM_ADAMW, n_params, params, NULL);
     if (opt) {
-        opt->adamw = *config;
-        opt->lr = config->lr;
+        opt->groups[0].adamw = *config;
     }
     return opt;
+}
+
+// --- parameter groups ---
+
+// The arrays of an optimizer grown by a group of n parameters; all made or
+// none (then NSC_ERR_OOM and the optimizer untouched).
+typedef struct grown {
+    nsc_tensor **params;
+    char **names;
+    int64_t *steps;
+    nsc_tensor **state;
+    nsci_optim_group *groups;
+} grown;
+
+static void grown_free(grown *g, int64_t first_new, int64_t total) {
+    for (int64_t i = first_new; g->names && i < total; i++) {
+        nsci_free(g->names[i]);
+    }
+    nsci_free(g->params);
+    nsci_free(g->names);
+    nsci_free(g->steps);
+    nsci_free(g->state);
+    nsci_free(g->groups);
+}
+
+static nsc_status grow(const nsc_optim *opt, int64_t n, grown *g) {
+    size_t old = (size_t)opt->n_params, total = old + (size_t)n;
+    *g = (grown){
+        .params = nsci_calloc(total, sizeof *g->params),
+        .names = opt->names ? nsci_calloc(total, sizeof *g->names) : NULL,
+        .steps = nsci_calloc(total, sizeof *g->steps),
+        .state = nsci_calloc(total * NSCI_OPTIM_MAX_STATE, sizeof *g->state),
+        .groups = nsci_calloc((size_t)opt->n_groups + 1, sizeof *g->groups),
+    };
+    bool ok = g->params && g->steps && g->state && g->groups && (!opt->names || g->names);
+    for (size_t i = old; ok && opt->names && i < total; i++) {
+        ok = (g->names[i] = nsci_strdup("")) != NULL; // no path given for these
+    }
+    if (!ok) {
+        grown_free(g, opt->n_params, (int64_t)total);
+        return NSC_ERR_OOM;
+    }
+    memcpy(g->params, opt->params, old * sizeof *g->params);
+    memcpy(g->steps, opt->steps, old * sizeof *g->steps);
+    memcpy(g->state, opt->state, old * NSCI_OPTIM_MAX_STATE * sizeof *g->state);
+    memcpy(g->groups, opt->groups, (size_t)opt->n_groups * sizeof *g->groups);
+    if (opt->names) {
+        memcpy(g->names, opt->names, old * sizeof *g->names);
+    }
+    return NSC_OK;
+}
+
+// torch's add_param_group: params (checked as a constructor checks its
+// list, and against every group's) become group opt->n_groups.
+static nsc_status add_group(nsc_optim *opt, nsci_optim_kind kind, int64_t n,
+                            nsc_tensor *const *params, nsci_optim_group *group) {
+    const char *op = kind_name(kind);
+    if (!opt) {
+        return nsci_fail(NSC_ERR_ARG, "%s add_param_group: optimizer is NULL", op);
+    }
+    if (opt->kind != kind) {
+        return nsci_fail(NSC_ERR_ARG, "%s add_param_group: the optimizer is %s: give an %s config",
+                         op, kind_name(opt->kind), kind_name(opt->kind));
+    }
+    if (!params || n <= 0) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "%s add_param_group: %lld parameters%s: expected a non-empty list", op,
+                         (long long)n, params ? "" : " (NULL list)");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (check_param(op, params, i, NULL) != NSC_OK) {
+            return nsc_last_status();
+        }
+        for (int64_t k = 0; k < opt->n_params; k++) {
+            if (opt->params[k] == params[i]) {
+                return nsci_fail(NSC_ERR_ARG,
+                                 "%s add_param_group: parameter %lld is parameter %lld of group "
+                                 "%d: expected each parameter in one group",
+                                 op, (long long)i, (long long)k,
+                                 (int)(nsci_optim_group_of(opt, k) - opt->groups));
+            }
+        }
+    }
+    grown g;
+    if (grow(opt, n, &g) != NSC_OK) {
+        return nsci_fail(NSC_ERR_OOM, "%s add_param_group: out of memory", op);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        g.params[opt->n_params + i] = nsc_retain(params[i]);
+    }
+    group->first = opt->n_params;
+    group->count = n;
+    g.groups[opt->n_groups] = *group;
+    nsci_free(opt->params);
+    nsci_free(opt->names);
+    nsci_free(opt->steps);
+    nsci_free(opt->state);
+    nsci_free(opt->groups);
+    opt->params = g.params;
+    opt->names = g.names;
+    opt->steps = g.steps;
+    opt->state = g.state;
+    opt->groups = g.groups;
+    opt->n_params += n;
+    opt->n_groups++;
+    return NSC_OK;
+}
+
+nsc_status nsc_optim_add_param_group_sgd(nsc_optim *opt, int64_t n_params,
+                                         nsc_tensor *const *params, const nsc_sgd_config *config) {
+    if (nsci_optim_check_sgd(config) != NSC_OK) {
+        return nsc_last_status();
+    }
+    nsci_optim_group group = { .sgd = *config };
+    return add_group(opt, NSCI_OPTIM_SGD, n_params, params, &group);
+}
+
+nsc_status nsc_optim_add_param_group_adamw(nsc_optim *opt, int64_t n_params,
+                                           nsc_tensor *const *params,
+                                           const nsc_adamw_config *config) {
+    if (nsci_optim_check_adamw(config) != NSC_OK) {
+        return nsc_last_status();
+    }
+    nsci_optim_group group = { .adamw = *config };
+    return add_group(opt, NSCI_OPTIM_ADAMW, n_params, params, &group);
 }
 
 nsc_adamw_config nsc_adamw_defaults(void) {
@@ -240,8 +367,7 @@ nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *conf
     }
     nsc_optim *opt = optim_new_module(NSCI_OPTIM_SGD, root);
     if (opt) {
-        opt->sgd = *config;
-        opt->lr = config->lr;
+        opt->groups[0].sgd = *config;
     }
     return opt;
 }
@@ -252,19 +378,26 @@ nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *
     }
     nsc_optim *opt = optim_new_module(NSCI_OPTIM_ADAMW, root);
     if (opt) {
-        opt->adamw = *config;
-        opt->lr = config->lr;
+        opt->groups[0].adamw = *config;
     }
     return opt;
 }
 
 // --- the step ---
 
-int nsci_optim_n_state(const nsc_optim *opt) {
-    if (opt->kind == NSCI_OPTIM_SGD) {
-        return opt->sgd.momentum != 0 ? 1 : 0;
+const nsci_optim_group *nsci_optim_group_of(const nsc_optim *opt, int64_t i) {
+    int g = opt->n_groups - 1;
+    while (g > 0 && i < opt->groups[g].first) {
+        g--;
     }
-    return opt->adamw.amsgrad ? 3 : 2;
+    return &opt->groups[g];
+}
+
+int nsci_optim_n_state(const nsc_optim *opt, const nsci_optim_group *g) {
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        return g->sgd.momentum != 0 ? 1 : 0;
+    }
+    return g->adamw.amsgrad ? 3 : 2;
 }
 
 static nsc_status check_grad(const nsc_optim *opt, int64_t i, const nsc_tensor *g) {
@@ -296,11 +429,11 @@ static void drop_new_state(nsc_optim *opt) {
 }
 
 static nsc_status alloc_state(nsc_optim *opt) {
-    int n_state = nsci_optim_n_state(opt);
     for (int64_t i = 0; i < opt->n_params; i++) {
         if (!nsc_tensor_get_grad(opt->params[i])) {
             continue;
         }
+        int n_state = nsci_optim_n_state(opt, nsci_optim_group_of(opt, i));
         for (int s = 0; s < n_state; s++) {
             nsc_tensor **slot = &opt->state[i * NSCI_OPTIM_MAX_STATE + s];
             if (!*slot && !(*slot = nsc_zeros_like(opt->params[i]))) {
@@ -318,14 +451,12 @@ static nsc_status alloc_state(nsc_optim *opt) {
 // once check_grad has passed; on a GPU only a device fault stops it.
 static nsc_status update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
     nsc_tensor *const *state = &opt->state[i * NSCI_OPTIM_MAX_STATE];
+    const nsci_optim_group *g = nsci_optim_group_of(opt, i);
     if (opt->kind == NSCI_OPTIM_SGD) {
-        nsc_sgd_config c = opt->sgd;
-        c.lr = opt->lr;
-        return nsc_fused_sgd_(opt->params[i], grad, state[0], &c, opt->steps[i] == 1);
+        return nsc_fused_sgd_(opt->params[i], grad, state[0], &g->sgd, opt->steps[i] == 1);
     }
-    nsc_adamw_config c = opt->adamw;
-    c.lr = opt->lr;
-    return nsc_fused_adamw_(opt->params[i], grad, state[0], state[1], state[2], &c, opt->steps[i]);
+    return nsc_fused_adamw_(opt->params[i], grad, state[0], state[1], state[2], &g->adamw,
+                            opt->steps[i]);
 }
 
 nsc_status nsc_optim_step(nsc_optim *opt) {
@@ -378,8 +509,12 @@ nsc_status nsc_optim_zero_grad(nsc_optim *opt, bool set_to_none) {
 
 // --- learning rate and state ---
 
+static double *group_lr(nsc_optim *opt, int g) {
+    return opt->kind == NSCI_OPTIM_SGD ? &opt->groups[g].sgd.lr : &opt->groups[g].adamw.lr;
+}
+
 double nsc_optim_get_lr(const nsc_optim *opt) {
-    return opt ? opt->lr : (double)NAN;
+    return nsc_optim_group_get_lr(opt, 0);
 }
 
 nsc_status nsc_optim_set_lr(nsc_optim *opt, double lr) {
@@ -387,7 +522,38 @@ nsc_status nsc_optim_set_lr(nsc_optim *opt, double lr) {
         return nsci_fail(NSC_ERR_ARG, "optim set_lr: lr %g%s: expected lr >= 0", lr,
                          opt ? "" : " on a NULL optimizer");
     }
-    opt->lr = lr;
+    for (int g = 0; g < opt->n_groups; g++) {
+        *group_lr(opt, g) = lr;
+    }
+    return NSC_OK;
+}
+
+int nsc_optim_n_groups(const nsc_optim *opt) {
+    return opt ? opt->n_groups : 0;
+}
+
+int nsc_optim_group_of(const nsc_optim *opt, int64_t index) {
+    if (!opt || index < 0 || index >= opt->n_params) {
+        return -1;
+    }
+    return (int)(nsci_optim_group_of(opt, index) - opt->groups);
+}
+
+double nsc_optim_group_get_lr(const nsc_optim *opt, int group) {
+    if (!opt || group < 0 || group >= opt->n_groups) {
+        return (double)NAN;
+    }
+    return *group_lr((nsc_optim *)opt, group);
+}
+
+nsc_status nsc_optim_group_set_lr(nsc_optim *opt, int group, double lr) {
+    if (!opt || group < 0 || group >= opt->n_groups || !(lr >= 0)) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "optim group_set_lr: group %d, lr %g: expected a group in [0, %d) and "
+                         "lr >= 0",
+                         group, lr, opt ? opt->n_groups : 0);
+    }
+    *group_lr(opt, group) = lr;
     return NSC_OK;
 }
 

@@ -18,14 +18,22 @@ enum {
     NSCI_OPTIM_MAX_STATE = 3
 };
 
-struct nsc_optim {
-    nsci_optim_kind kind;
-    double lr;
+// A parameter group (torch's param_groups entry): a run of the parameter
+// list and its hyper-parameters. Only the config of the optimizer's kind is
+// used; its lr is the group's current learning rate.
+typedef struct nsci_optim_group {
+    int64_t first, count; // params[first, first + count)
     nsc_sgd_config sgd;
     nsc_adamw_config adamw;
+} nsci_optim_group;
+
+struct nsc_optim {
+    nsci_optim_kind kind;
+    int n_groups;
+    nsci_optim_group *groups; // in the order added; group 0 is the constructor's
     int64_t n_params;
     nsc_tensor **params; // retained
-    char **names;        // parameter paths (module constructors) or NULL
+    char **names;        // parameter paths ("" where none was given) or NULL
     int64_t *steps;      // per parameter
     nsc_tensor **state;  // [n_params * NSCI_OPTIM_MAX_STATE], NULL until the first step
 };
@@ -39,8 +47,11 @@ nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c);
 // feeds it files held in memory.
 nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path);
 
-// Number of state slots the optimizer keeps per parameter.
-int nsci_optim_n_state(const nsc_optim *opt);
+// The group parameter i belongs to (i in range).
+const nsci_optim_group *nsci_optim_group_of(const nsc_optim *opt, int64_t i);
+
+// Number of state slots a group's parameters keep (its momentum or amsgrad).
+int nsci_optim_n_state(const nsc_optim *opt, const nsci_optim_group *g);
 
 // Gradient clipping's pieces as tensor ops (nn/optim_clip_device.c): the sum of squares of grad
 // accumulated in f64 (read back to the host), and grad *= coef in place.

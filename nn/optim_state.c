@@ -22,30 +22,38 @@ static const char *slot_name(nsci_optim_kind kind, int slot) {
     return kind == NSCI_OPTIM_SGD ? sgd[slot] : adamw[slot];
 }
 
-// The hyper-parameters as metadata keys and values (lr first: the current
-// learning rate, as torch's param_groups hold it).
+// A group's hyper-parameters as metadata keys and values (lr first: the
+// current learning rate, as torch's param_groups hold it). Group 0's keys are
+// bare ("lr", as files written before groups existed), group g's are
+// "group.<g>.lr".
 typedef struct hyper {
-    const char *key;
+    char key[KEY_BYTES];
     double value;
 } hyper;
 
-static int hypers_of(const nsc_optim *opt, hyper *h) {
-    h[0] = (hyper){ "lr", opt->lr };
-    if (opt->kind == NSCI_OPTIM_SGD) {
-        const nsc_sgd_config *c = &opt->sgd;
-        h[1] = (hyper){ "momentum", c->momentum };
-        h[2] = (hyper){ "dampening", c->dampening };
-        h[3] = (hyper){ "weight_decay", c->weight_decay };
-        h[4] = (hyper){ "nesterov", c->nesterov ? 1.0 : 0.0 };
-        return 5;
+static int hypers_of(nsci_optim_kind kind, int g, const nsci_optim_group *group, hyper *h) {
+    static const char *const sgd_keys[] = { "lr", "momentum", "dampening", "weight_decay",
+                                            "nesterov" };
+    static const char *const adamw_keys[] = { "lr",  "beta1",        "beta2",
+                                              "eps", "weight_decay", "amsgrad" };
+    const nsc_sgd_config *s = &group->sgd;
+    const nsc_adamw_config *a = &group->adamw;
+    double sgd_values[] = { s->lr, s->momentum, s->dampening, s->weight_decay,
+                            s->nesterov ? 1.0 : 0.0 };
+    double adamw_values[] = { a->lr,  a->beta1,        a->beta2,
+                              a->eps, a->weight_decay, a->amsgrad ? 1.0 : 0.0 };
+    bool sgd = kind == NSCI_OPTIM_SGD;
+    int n = sgd ? 5 : 6;
+    for (int k = 0; k < n; k++) {
+        const char *key = sgd ? sgd_keys[k] : adamw_keys[k];
+        if (g == 0) {
+            snprintf(h[k].key, KEY_BYTES, "%s", key);
+        } else {
+            snprintf(h[k].key, KEY_BYTES, "group.%d.%s", g, key);
+        }
+        h[k].value = sgd ? sgd_values[k] : adamw_values[k];
     }
-    const nsc_adamw_config *c = &opt->adamw;
-    h[1] = (hyper){ "beta1", c->beta1 };
-    h[2] = (hyper){ "beta2", c->beta2 };
-    h[3] = (hyper){ "eps", c->eps };
-    h[4] = (hyper){ "weight_decay", c->weight_decay };
-    h[5] = (hyper){ "amsgrad", c->amsgrad ? 1.0 : 0.0 };
-    return 6;
+    return n;
 }
 
 // --- saving ---
@@ -54,8 +62,7 @@ nsc_status nsc_optim_save(const nsc_optim *opt, const char *path) {
     if (!opt || !path) {
         return nsci_fail(NSC_ERR_ARG, "optim save: %s is NULL", opt ? "path" : "optimizer");
     }
-    int n_state = nsci_optim_n_state(opt);
-    int64_t cap = opt->n_params * (n_state + 1);
+    int64_t cap = opt->n_params * (NSCI_OPTIM_MAX_STATE + 1);
     if (cap > 0x7fffffff) {
         return nsci_fail(NSC_ERR_ARG, "optim save: %lld parameters: too many for one file",
                          (long long)opt->n_params);
@@ -74,28 +81,53 @@ nsc_status nsc_optim_save(const nsc_optim *opt, const char *path) {
         status = tensors[n] ? NSC_OK : nsc_last_status();
         name_ptrs[n] = names[n];
         n++;
+        int n_state = nsci_optim_n_state(opt, nsci_optim_group_of(opt, i));
         for (int s = 0; status == NSC_OK && s < n_state; s++) {
             snprintf(names[n], KEY_BYTES, "state.%lld.%s", (long long)i, slot_name(opt->kind, s));
             name_ptrs[n] = names[n];
             tensors[n++] = nsc_retain(opt->state[i * NSCI_OPTIM_MAX_STATE + s]);
         }
     }
-    hyper h[N_HYPER];
-    int n_hyper = hypers_of(opt, h);
-    char values[N_HYPER + 2][32];
-    const char *keys[N_HYPER + 2] = { "optimizer", "n_params" }, *vals[N_HYPER + 2];
-    snprintf(values[0], sizeof values[0], "%s", nsc_optim_name(opt));
-    snprintf(values[1], sizeof values[1], "%lld", (long long)opt->n_params);
-    for (int k = 0; k < n_hyper; k++) {
-        keys[k + 2] = h[k].key;
-        snprintf(values[k + 2], sizeof values[k + 2], "%.17g", h[k].value);
+    // "optimizer", "n_params", "n_groups", then per group its parameter
+    // count and hyper-parameters.
+    int n_meta = 3 + opt->n_groups * (N_HYPER + 1);
+    hyper *meta = nsci_calloc((size_t)n_meta, sizeof *meta);
+    char(*values)[32] = nsci_calloc((size_t)n_meta, sizeof *values);
+    const char **keys = nsci_calloc((size_t)n_meta, sizeof *keys);
+    const char **vals = nsci_calloc((size_t)n_meta, sizeof *vals);
+    if (status == NSC_OK && !(meta && values && keys && vals)) {
+        status = nsci_fail(NSC_ERR_OOM, "optim save: out of memory");
     }
-    for (int k = 0; k < n_hyper + 2; k++) {
-        vals[k] = values[k];
+    int m = 0;
+    if (status == NSC_OK) {
+        snprintf(meta[m].key, KEY_BYTES, "optimizer");
+        snprintf(values[m++], sizeof values[0], "%s", nsc_optim_name(opt));
+        snprintf(meta[m].key, KEY_BYTES, "n_params");
+        snprintf(values[m++], sizeof values[0], "%lld", (long long)opt->n_params);
+        snprintf(meta[m].key, KEY_BYTES, "n_groups");
+        snprintf(values[m++], sizeof values[0], "%d", opt->n_groups);
+        for (int g = 0; g < opt->n_groups; g++) {
+            snprintf(meta[m].key, KEY_BYTES, "group.%d.n_params", g);
+            snprintf(values[m++], sizeof values[0], "%lld", (long long)opt->groups[g].count);
+            hyper h[N_HYPER];
+            int n_hyper = hypers_of(opt->kind, g, &opt->groups[g], h);
+            for (int k = 0; k < n_hyper; k++) {
+                meta[m] = h[k];
+                snprintf(values[m++], sizeof values[0], "%.17g", h[k].value);
+            }
+        }
+        for (int k = 0; k < m; k++) {
+            keys[k] = meta[k].key;
+            vals[k] = values[k];
+        }
     }
     if (status == NSC_OK) {
-        status = nsc_safetensors_save(path, n, name_ptrs, tensors, n_hyper + 2, keys, vals);
+        status = nsc_safetensors_save(path, n, name_ptrs, tensors, m, keys, vals);
     }
+    nsci_free(meta);
+    nsci_free(values);
+    nsci_free(keys);
+    nsci_free(vals);
     for (int k = 0; k < n; k++) {
         nsc_free(tensors[k]);
     }
@@ -152,7 +184,7 @@ static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, co
     }
     out->step = (int64_t)v;
     const nsc_tensor *p = opt->params[i];
-    for (int s = 0; s < nsci_optim_n_state(opt); s++) {
+    for (int s = 0; s < nsci_optim_n_state(opt, nsci_optim_group_of(opt, i)); s++) {
         snprintf(key, sizeof key, "state.%lld.%s", (long long)i, slot_name(opt->kind, s));
         bool present = nsc_safetensors_has(st, key);
         nsc_tensor *raw = present ? nsc_safetensors_load(st, key) : NULL;
@@ -190,15 +222,16 @@ static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, co
     return NSC_OK;
 }
 
-static nsc_status check_header(const nsc_optim *opt, const nsc_safetensors *st, const char *path,
-                               hyper *h, int n_hyper) {
+// The kind, the parameter count and the group structure must be opt's. A
+// file without "n_groups" (written before groups existed) has one group.
+static nsc_status check_header(const nsc_optim *opt, const nsc_safetensors *st, const char *path) {
     const char *kind = nsc_safetensors_get_metadata(st, "optimizer");
     if (!kind || strcmp(kind, nsc_optim_name(opt)) != 0) {
         return nsci_fail(
             NSC_ERR_FORMAT, "optim load: %s: metadata \"optimizer\" is %s%s%s: expected \"%s\"",
             path, kind ? "\"" : "missing", kind ? kind : "", kind ? "\"" : "", nsc_optim_name(opt));
     }
-    double n_params = 0;
+    double n_params = 0, n_groups = 1;
     if (meta_number(st, path, "n_params", &n_params) != NSC_OK) {
         return nsc_last_status();
     }
@@ -207,39 +240,58 @@ static nsc_status check_header(const nsc_optim *opt, const nsc_safetensors *st, 
                          "optim load: %s: saved for %.0f parameters: this optimizer has %lld", path,
                          n_params, (long long)opt->n_params);
     }
-    for (int k = 0; k < n_hyper; k++) {
-        if (meta_number(st, path, h[k].key, &h[k].value) != NSC_OK) {
+    bool grouped = nsc_safetensors_get_metadata(st, "n_groups") != NULL;
+    if (grouped && meta_number(st, path, "n_groups", &n_groups) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (n_groups != (double)opt->n_groups) {
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "optim load: %s: saved with %.0f parameter groups: this optimizer has %d "
+                         "(add the same groups before loading)",
+                         path, n_groups, opt->n_groups);
+    }
+    for (int g = 0; grouped && g < opt->n_groups; g++) {
+        char key[KEY_BYTES];
+        double count = 0;
+        snprintf(key, sizeof key, "group.%d.n_params", g);
+        if (meta_number(st, path, key, &count) != NSC_OK) {
             return nsc_last_status();
+        }
+        if (count != (double)opt->groups[g].count) {
+            return nsci_fail(NSC_ERR_FORMAT,
+                             "optim load: %s: group %d saved with %.0f parameters: here it has "
+                             "%lld",
+                             path, g, count, (long long)opt->groups[g].count);
         }
     }
     return NSC_OK;
 }
 
-// The configuration a file gives, before it replaces the optimizer's.
-typedef struct hyper_config {
-    double lr;
-    nsc_sgd_config sgd;
-    nsc_adamw_config adamw;
-} hyper_config;
-
-// The loaded hyper-parameters, validated as the constructors validate
-// theirs; the kind of state kept (momentum or not, amsgrad or not) must
-// match the optimizer's.
-static nsc_status apply_hypers(const nsc_optim *opt, const char *path, const hyper *h,
-                               hyper_config *into) {
-    into->lr = h[0].value;
-    into->sgd = opt->sgd;
-    into->adamw = opt->adamw;
+// Group g's hyper-parameters from the file into *into, validated as the
+// constructors validate theirs; the kind of state kept (momentum or not,
+// amsgrad or not) must match the group's.
+static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, const char *path,
+                             int g, nsci_optim_group *into) {
+    const nsci_optim_group *have = &opt->groups[g];
+    hyper h[N_HYPER];
+    int n_hyper = hypers_of(opt->kind, g, have, h);
+    for (int k = 0; k < n_hyper; k++) {
+        if (meta_number(st, path, h[k].key, &h[k].value) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    *into = *have;
     if (opt->kind == NSCI_OPTIM_SGD) {
         into->sgd = (nsc_sgd_config){ .lr = h[0].value,
                                       .momentum = h[1].value,
                                       .dampening = h[2].value,
                                       .weight_decay = h[3].value,
                                       .nesterov = h[4].value != 0 };
-        if ((h[1].value != 0) != (opt->sgd.momentum != 0)) {
+        if ((h[1].value != 0) != (have->sgd.momentum != 0)) {
             return nsci_fail(NSC_ERR_FORMAT,
-                             "optim load: %s: momentum %g saved, %g here: the state kept differs",
-                             path, h[1].value, opt->sgd.momentum);
+                             "optim load: %s: group %d: momentum %g saved, %g here: the state "
+                             "kept differs",
+                             path, g, h[1].value, have->sgd.momentum);
         }
         return nsci_optim_check_sgd(&into->sgd);
     }
@@ -249,22 +301,22 @@ static nsc_status apply_hypers(const nsc_optim *opt, const char *path, const hyp
                                       .eps = h[3].value,
                                       .weight_decay = h[4].value,
                                       .amsgrad = h[5].value != 0 };
-    if (into->adamw.amsgrad != opt->adamw.amsgrad) {
+    if (into->adamw.amsgrad != have->adamw.amsgrad) {
         return nsci_fail(NSC_ERR_FORMAT,
-                         "optim load: %s: amsgrad %s saved, %s here: the state kept differs", path,
-                         into->adamw.amsgrad ? "on" : "off", opt->adamw.amsgrad ? "on" : "off");
+                         "optim load: %s: group %d: amsgrad %s saved, %s here: the state kept "
+                         "differs",
+                         path, g, into->adamw.amsgrad ? "on" : "off",
+                         have->adamw.amsgrad ? "on" : "off");
     }
     return nsci_optim_check_adamw(&into->adamw);
 }
 
 nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path) {
-    hyper h[N_HYPER];
-    int n_hyper = hypers_of(opt, h);
-    hyper_config config;
     loaded *got = nsci_calloc((size_t)opt->n_params, sizeof *got);
-    nsc_status status = got ? check_header(opt, st, path, h, n_hyper) : NSC_ERR_OOM;
-    if (status == NSC_OK) {
-        status = apply_hypers(opt, path, h, &config);
+    nsci_optim_group *groups = nsci_calloc((size_t)opt->n_groups, sizeof *groups);
+    nsc_status status = got && groups ? check_header(opt, st, path) : NSC_ERR_OOM;
+    for (int g = 0; status == NSC_OK && g < opt->n_groups; g++) {
+        status = load_group(opt, st, path, g, &groups[g]);
     }
     for (int64_t i = 0; status == NSC_OK && i < opt->n_params; i++) {
         status = load_param(opt, st, path, i, &got[i]);
@@ -284,11 +336,10 @@ nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const
         }
     }
     if (status == NSC_OK) {
-        opt->lr = config.lr;
-        opt->sgd = config.sgd;
-        opt->adamw = config.adamw;
+        memcpy(opt->groups, groups, (size_t)opt->n_groups * sizeof *groups);
     }
     nsci_free(got);
+    nsci_free(groups);
     return status;
 }
 

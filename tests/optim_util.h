@@ -1,5 +1,6 @@
-// Helpers for the optimizer suite that compares two optimizers bit for bit
-// (tests/test_optim_state.c: a resumed run against an uninterrupted one).
+// Helpers for the optimizer suites: parameters and gradients from seeds,
+// and a bit-for-bit comparison of two optimizers (tests/test_optim_state.c:
+// a resumed run against an uninterrupted one; tests/test_optim_groups.c).
 #ifndef NSC_TESTS_OPTIM_UTIL_H
 #define NSC_TESTS_OPTIM_UTIL_H
 

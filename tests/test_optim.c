@@ -118,14 +118,29 @@ typedef struct optim_case {
     nsc_sgd_config sgd;
     nsc_adamw_config adamw_config;
     const nsc_lr_schedule *schedule; // drives lr before each step when set
+    int64_t group0;                  // > 0: params [group0, N_PARAMS) form group 1 with
+    nsc_sgd_config sgd1;             // these hyper-parameters
+    nsc_adamw_config adamw1;
 } optim_case;
 
 static void run_case(const optim_case *c) {
     nsct_tol tol = c->dtype == NSC_F32 ? TOL_OPTIM_F32 : TOL_OPTIM_F64;
     nsc_tensor *params[N_PARAMS];
     make_params(c->dtype, params);
-    nsc_optim *opt = c->adamw ? nsc_optim_adamw_new(N_PARAMS, params, &c->adamw_config)
-                              : nsc_optim_sgd_new(N_PARAMS, params, &c->sgd);
+    int64_t n0 = c->group0 > 0 ? c->group0 : N_PARAMS;
+    nsc_optim *opt = c->adamw ? nsc_optim_adamw_new(n0, params, &c->adamw_config)
+                              : nsc_optim_sgd_new(n0, params, &c->sgd);
+    if (c->group0 > 0) {
+        cr_assert(opt, "%s: %s", c->name, nsc_last_error());
+        nsc_status added =
+            c->adamw ? nsc_optim_add_param_group_adamw(opt, N_PARAMS - c->group0,
+                                                       params + c->group0, &c->adamw1)
+                     : nsc_optim_add_param_group_sgd(opt, N_PARAMS - c->group0, params + c->group0,
+                                                     &c->sgd1);
+        cr_assert_eq(added, NSC_OK, "%s: %s", c->name, nsc_last_error());
+        cr_assert_eq(nsc_optim_n_groups(opt), 2);
+        cr_assert_eq(nsc_optim_group_of(opt, N_PARAMS - 1), 1);
+    }
     cr_assert(opt, "%s: %s", c->name, nsc_last_error());
     nsc_tensor *lrs = fixture("%s.lr", c->name);
     cr_assert(lrs, "%s: no fixture", c->name);
@@ -181,6 +196,15 @@ Test(optim, adamw_matches_torch) {
                                               .eps = 1e-6,
                                               .weight_decay = 0.05,
                                               .amsgrad = true } });
+}
+
+// Group 0: parameters 0 and 1 with the optimizer's config; group 1:
+// parameter 2 with its own (torch's param_groups, make_optim_fixture.py).
+Test(optim, parameter_groups_match_torch) {
+    run_case(&(optim_case){ "adamw_groups", NSC_F32, true, .adamw_config = ADAMW, .group0 = 2,
+                            .adamw1 = { .lr = 0.02, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6 } });
+    run_case(&(optim_case){ "sgd_groups", NSC_F32, false, .sgd = SGD_MOMENTUM, .group0 = 1,
+                            .sgd1 = { .lr = 0.1 } });
 }
 
 Test(optim, a_schedule_drives_adamw_as_lambda_lr) {

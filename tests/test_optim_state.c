@@ -97,10 +97,49 @@ static void resume_case(make_fn make, const char *name) {
     nsct_optim_free_params(b_params);
 }
 
+// Groups: parameters 0 and 1 with the maker's config, parameter 2 in a
+// group of its own that keeps other state (no amsgrad, no momentum).
+static nsc_optim *make_adamw_groups(nsc_tensor **params, double lr) {
+    nsc_adamw_config c = {
+        .lr = lr, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
+    };
+    nsc_optim *opt = nsc_optim_adamw_new(2, params, &c);
+    nsc_adamw_config other = { .lr = 2 * lr, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8 };
+    cr_assert_eq(nsc_optim_add_param_group_adamw(opt, 1, params + 2, &other), NSC_OK, "%s",
+                 nsc_last_error());
+    return opt;
+}
+
+static nsc_optim *make_sgd_groups(nsc_tensor **params, double lr) {
+    nsc_sgd_config c = { .lr = lr, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01 };
+    nsc_optim *opt = nsc_optim_sgd_new(1, params, &c);
+    nsc_sgd_config other = { .lr = 3 * lr };
+    cr_assert_eq(nsc_optim_add_param_group_sgd(opt, 2, params + 1, &other), NSC_OK, "%s",
+                 nsc_last_error());
+    return opt;
+}
+
 Test(optim_state, a_resumed_run_gives_the_uninterrupted_bits, .init = make_dir,
      .fini = remove_dir) {
     resume_case(make_adamw, "adamw.safetensors");
     resume_case(make_sgd, "sgd.safetensors");
+    resume_case(make_adamw_groups, "adamw_groups.safetensors");
+    resume_case(make_sgd_groups, "sgd_groups.safetensors");
+}
+
+// Each group's learning rate and hyper-parameters come back with the file.
+Test(optim_state, groups_keep_their_own_learning_rates, .init = make_dir, .fini = remove_dir) {
+    nsc_tensor *params[N_PARAMS];
+    nsct_optim_params(6, NSC_F32, params);
+    nsc_optim *a = make_adamw_groups(params, 0.01), *b = make_adamw_groups(params, 0.5);
+    cr_assert_eq(nsc_optim_group_set_lr(a, 1, 0.125), NSC_OK);
+    cr_assert_eq(nsc_optim_save(a, file("groups.safetensors")), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_optim_load(b, file("groups.safetensors")), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_optim_group_get_lr(b, 0), 0.01);
+    cr_expect_eq(nsc_optim_group_get_lr(b, 1), 0.125);
+    nsc_optim_free(a);
+    nsc_optim_free(b);
+    nsct_optim_free_params(params);
 }
 
 // An optimizer that has not stepped saves no state: loading it restarts.
@@ -185,6 +224,25 @@ Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_d
                    "saved for 3 parameters: this optimizer has 2");
     expect_refused(no_ams, file("adamw.safetensors"), NSC_ERR_FORMAT,
                    "amsgrad on saved, off here: the state kept differs");
+    nsc_optim *grouped = make_adamw_groups(params, 0.01);
+    cr_assert_eq(nsc_optim_save(grouped, file("grouped.safetensors")), NSC_OK);
+    expect_refused(adamw, file("grouped.safetensors"), NSC_ERR_FORMAT,
+                   "saved with 2 parameter groups: this optimizer has 1 (add the same groups");
+    expect_refused(grouped, file("adamw.safetensors"), NSC_ERR_FORMAT,
+                   "saved with 1 parameter groups: this optimizer has 2");
+    nsc_optim *split = nsc_optim_adamw_new(1, params, &(nsc_adamw_config){ .amsgrad = true });
+    cr_assert_eq(nsc_optim_add_param_group_adamw(split, 2, params + 1, &plain), NSC_OK);
+    expect_refused(split, file("grouped.safetensors"), NSC_ERR_FORMAT,
+                   "group 0 saved with 2 parameters: here it has 1");
+    nsc_optim *ams1 = nsc_optim_adamw_new(2, params, &(nsc_adamw_config){ .amsgrad = true });
+    cr_assert_eq(nsc_optim_add_param_group_adamw(
+                     ams1, 1, params + 2, &(nsc_adamw_config){ .beta1 = 0.5, .amsgrad = true }),
+                 NSC_OK);
+    expect_refused(ams1, file("grouped.safetensors"), NSC_ERR_FORMAT,
+                   "group 1: amsgrad off saved, on here: the state kept differs");
+    nsc_optim_free(grouped);
+    nsc_optim_free(split);
+    nsc_optim_free(ams1);
     write_file(file("shape.safetensors"), 2, 4, "0.01");
     expect_refused(adamw, file("shape.safetensors"), NSC_ERR_FORMAT,
                    "state.0.exp_avg is [4,7] f32: expected a float tensor [5,7] (parameter 0)");

@@ -48,6 +48,37 @@ nsc_optim *nsc_optim_adamw_new(int64_t n_params, nsc_tensor *const *params,
 nsc_optim *nsc_optim_sgd_new_module(nsc_module *root, const nsc_sgd_config *config);
 nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *config);
 
+// --- parameter groups (torch's param_groups) ---
+
+// Appends n_params parameters (checked as a constructor checks its list;
+// none may already belong to a group) as a new group with its own
+// hyper-parameters, as torch's optimizer.add_param_group: group 0 is the
+// constructor's list, later groups are numbered in the order added, and the
+// parameter indices continue across groups (nsc_optim_param_at, state and
+// saved files use them). The config must be the optimizer's kind. The usual
+// use is AdamW without weight decay for biases and LayerNorm weights:
+//   decay = params with 2 or more dims, other = the rest;
+//   opt = nsc_optim_adamw_new(n_decay, decay, &c);        // weight_decay 0.1
+//   c.weight_decay = 0; nsc_optim_add_param_group_adamw(opt, n_other, other, &c);
+// NSC_ERR_ARG for a bad list, a duplicate, a bad hyper-parameter or another
+// kind's config (the optimizer is unchanged), NSC_ERR_OOM.
+nsc_status nsc_optim_add_param_group_sgd(nsc_optim *opt, int64_t n_params,
+                                         nsc_tensor *const *params, const nsc_sgd_config *config);
+nsc_status nsc_optim_add_param_group_adamw(nsc_optim *opt, int64_t n_params,
+                                           nsc_tensor *const *params,
+                                           const nsc_adamw_config *config);
+
+// Number of groups (1 after construction), and the group parameter index
+// belongs to (-1 out of range).
+int nsc_optim_n_groups(const nsc_optim *opt);
+int nsc_optim_group_of(const nsc_optim *opt, int64_t index);
+
+// A group's learning rate (NaN for a bad group), and setting it: how a
+// schedule drives groups whose rates differ (torch's LambdaLR scales each
+// group's initial lr). NSC_ERR_ARG for a bad group or lr < 0.
+double nsc_optim_group_get_lr(const nsc_optim *opt, int group);
+nsc_status nsc_optim_group_set_lr(nsc_optim *opt, int group, double lr);
+
 // Releases the optimizer, its state and its references to the parameters.
 // Accepts NULL.
 void nsc_optim_free(nsc_optim *opt);
@@ -73,8 +104,9 @@ nsc_status nsc_optim_zero_grad(nsc_optim *opt, bool set_to_none);
 
 // --- learning rate and state ---
 
-// The learning rate the next step uses; setting it is how a schedule drives
-// the optimizer (lr >= 0, else NSC_ERR_ARG).
+// The learning rate the next step uses (group 0's); setting it sets every
+// group's, which is how a schedule drives the optimizer (lr >= 0, else
+// NSC_ERR_ARG).
 double nsc_optim_get_lr(const nsc_optim *opt);
 nsc_status nsc_optim_set_lr(nsc_optim *opt, double lr);
 
@@ -101,20 +133,22 @@ nsc_tensor *nsc_optim_get_state(const nsc_optim *opt, int64_t index, const char 
 // "state.<i>.step" (0-dim i64) and its state tensors "state.<i>.exp_avg",
 // "state.<i>.exp_avg_sq", "state.<i>.max_exp_avg_sq" (amsgrad) or
 // "state.<i>.momentum_buffer"; metadata "optimizer" ("sgd"/"adamw"),
-// "n_params", the current "lr" and every hyper-parameter. The file is
+// "n_params", group 0's current "lr" and every hyper-parameter, "n_groups",
+// each group's "group.<g>.n_params", and groups 1.. as "group.<g>.lr" and so
+// on. The file is
 // written beside path and renamed, so a failure leaves path as it was.
 // NSC_ERR_ARG for NULL arguments, NSC_ERR_IO when the file cannot be written.
 nsc_status nsc_optim_save(const nsc_optim *opt, const char *path);
 
 // Loads a file written by nsc_optim_save into opt, an optimizer of the same
-// kind over the same number of parameters (build it as the saved one was,
-// then load: the state tensors take each parameter's dtype and device). The
-// step counts, state, lr and hyper-parameters become the file's; a
-// parameter the file holds no state for starts afresh. All or nothing: a
-// missing, mistyped or mis-shaped entry, another kind, parameter count,
-// momentum on/off or amsgrad setting fails with NSC_ERR_FORMAT naming the
-// file and the entry, and opt is unchanged; NSC_ERR_IO when the file cannot
-// be read.
+// kind over the same number of parameters in the same groups (build it as
+// the saved one was, then load: the state tensors take each parameter's
+// dtype and device). The step counts, state, each group's lr and
+// hyper-parameters become the file's; a parameter the file holds no state
+// for starts afresh. All or nothing: a missing, mistyped or mis-shaped
+// entry, another kind, parameter count, group structure, momentum on/off or
+// amsgrad setting fails with NSC_ERR_FORMAT naming the file and the entry,
+// and opt is unchanged; NSC_ERR_IO when the file cannot be read.
 nsc_status nsc_optim_load(nsc_optim *opt, const char *path);
 
 // --- gradient clipping ---
@@ -154,7 +188,7 @@ typedef struct nsc_lr_schedule {
 // a negative lr or count, warmup_steps > total_steps).
 double nsc_lr_schedule_at(const nsc_lr_schedule *schedule, int64_t step);
 
-// Sets opt's learning rate to nsc_lr_schedule_at(schedule, step).
+// Sets opt's learning rate (every group's) to nsc_lr_schedule_at(schedule, step).
 nsc_status nsc_lr_schedule_apply(const nsc_lr_schedule *schedule, int64_t step, nsc_optim *opt);
 
 #ifdef __cplusplus
