@@ -207,10 +207,7 @@ typedef struct grown {
     nsci_optim_group *groups;
 } grown;
 
-static void grown_free(grown *g, int64_t first_new, int64_t total) {
-    for (int64_t i = first_new; g->names && i < total; i++) {
-        nsci_free(g->names[i]);
-    }
+static void grown_free(grown *g) {
     nsci_free(g->params);
     nsci_free(g->names);
     nsci_free(g->steps);
@@ -227,12 +224,9 @@ static nsc_status grow(const nsc_optim *opt, int64_t n, grown *g) {
         .state = nsci_calloc(total * NSCI_OPTIM_MAX_STATE, sizeof *g->state),
         .groups = nsci_calloc((size_t)opt->n_groups + 1, sizeof *g->groups),
     };
-    bool ok = g->params && g->steps && g->state && g->groups && (!opt->names || g->names);
-    for (size_t i = old; ok && opt->names && i < total; i++) {
-        ok = (g->names[i] = nsci_strdup("")) != NULL; // no path given for these
-    }
-    if (!ok) {
-        grown_free(g, opt->n_params, (int64_t)total);
+    // the added parameters' names stay NULL: no path was given for them
+    if (!g->params || !g->steps || !g->state || !g->groups || (opt->names && !g->names)) {
+        grown_free(g);
         return NSC_ERR_OOM;
     }
     memcpy(g->params, opt->params, old * sizeof *g->params);

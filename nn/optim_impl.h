@@ -33,7 +33,7 @@ struct nsc_optim {
     nsci_optim_group *groups; // in the order added; group 0 is the constructor's
     int64_t n_params;
     nsc_tensor **params; // retained
-    char **names;        // parameter paths ("" where none was given) or NULL
+    char **names;        // parameter paths (NULL where none was given) or NULL
     int64_t *steps;      // per parameter
     nsc_tensor **state;  // [n_params * NSCI_OPTIM_MAX_STATE], NULL until the first step
 };

@@ -205,8 +205,9 @@ static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, co
             return nsci_fail(NSC_ERR_FORMAT,
                              "optim load: %s: %s is %s: expected a float tensor %s (parameter "
                              "%lld%s%s)",
-                             path, key, got, want, (long long)i, opt->names ? " " : "",
-                             opt->names ? opt->names[i] : "");
+                             path, key, got, want, (long long)i,
+                             opt->names && opt->names[i] ? " " : "",
+                             opt->names && opt->names[i] ? opt->names[i] : "");
         }
         nsc_tensor *cast = nsc_to_dtype(raw, (nsc_dtype)p->dtype);
         nsc_tensor *moved = cast ? nsc_to(cast, (nsc_device)p->device) : NULL;
@@ -267,6 +268,17 @@ static nsc_status check_header(const nsc_optim *opt, const nsc_safetensors *st, 
     return NSC_OK;
 }
 
+// A constructor's refusal of loaded hyper-parameters, as a format error of
+// the file naming it and the group.
+static nsc_status bad_hypers(nsc_status status, const char *path, int g) {
+    if (status == NSC_OK) {
+        return NSC_OK;
+    }
+    char why[512];
+    snprintf(why, sizeof why, "%s", nsc_last_error());
+    return nsci_fail(NSC_ERR_FORMAT, "optim load: %s: group %d: %s", path, g, why);
+}
+
 // Group g's hyper-parameters from the file into *into, validated as the
 // constructors validate theirs; the kind of state kept (momentum or not,
 // amsgrad or not) must match the group's.
@@ -293,7 +305,7 @@ static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, co
                              "kept differs",
                              path, g, h[1].value, have->sgd.momentum);
         }
-        return nsci_optim_check_sgd(&into->sgd);
+        return bad_hypers(nsci_optim_check_sgd(&into->sgd), path, g);
     }
     into->adamw = (nsc_adamw_config){ .lr = h[0].value,
                                       .beta1 = h[1].value,
@@ -308,7 +320,7 @@ static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, co
                          path, g, into->adamw.amsgrad ? "on" : "off",
                          have->adamw.amsgrad ? "on" : "off");
     }
-    return nsci_optim_check_adamw(&into->adamw);
+    return bad_hypers(nsci_optim_check_adamw(&into->adamw), path, g);
 }
 
 nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path) {

@@ -1,6 +1,7 @@
-// Helpers for the optimizer suites: parameters and gradients from seeds,
-// and a bit-for-bit comparison of two optimizers (tests/test_optim_state.c:
-// a resumed run against an uninterrupted one; tests/test_optim_groups.c).
+// Helpers for the optimizer suites: parameters and gradients from seeds
+// (tests/test_optim_groups.c, tests/test_optim_state.c), and a bit-for-bit
+// comparison of two optimizers (test_optim_state.c: a resumed run against
+// an uninterrupted one).
 #ifndef NSC_TESTS_OPTIM_UTIL_H
 #define NSC_TESTS_OPTIM_UTIL_H
 

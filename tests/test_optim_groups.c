@@ -1,11 +1,13 @@
 // Parameter groups' API (nn/optim.c): add_param_group's refusals and its
 // out-of-memory sweep, each leaving the optimizer as it was, and the group
-// learning rates. The groups' steps against torch are in test_optim.c
-// (optim::parameter_groups_match_torch), their saving in test_optim_state.c.
+// learning rates; docs/TRAINING.md's decay recipe. The groups' steps against torch are in
+// test_optim.c (optim::parameter_groups_match_torch), their saving in test_optim_state.c.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "tests/expect.h"
 #include "tests/harness.h"
 #include "tests/optim_util.h"
 
@@ -72,4 +74,57 @@ Test(optim_errors, add_param_group_refuses_and_changes_nothing) {
     cr_expect_eq(nsc_optim_group_get_lr(opt, 1), 0.25);
     nsc_optim_free(opt);
     nsct_optim_free_params(params);
+}
+
+// docs/TRAINING.md's recipe, as written there, on the tiny GPT-2 (whose
+// lm_head is tied to wte): matrices decay, vectors do not, each tensor once;
+// one step leaves a zero-gradient matrix decayed and a zero-gradient
+// vector where it was.
+Test(optim_groups, the_documented_decay_recipe_runs_on_gpt2) {
+    nsc_module *model = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    cr_assert(model, "%s", nsc_last_error());
+    nsc_module_requires_grad_(model, true);
+    int64_t n = nsc_module_n_params(model), n_decay = 0, n_other = 0;
+    nsc_tensor **decay = calloc(n, sizeof *decay), **other = calloc(n, sizeof *other);
+    for (int64_t i = 0; i < n; i++) {
+        nsc_tensor *p = nsc_module_param_at(model, i, NULL);
+        bool seen = false;
+        for (int64_t k = 0; k < n_decay; k++) {
+            seen |= decay[k] == p;
+        }
+        for (int64_t k = 0; k < n_other; k++) {
+            seen |= other[k] == p;
+        }
+        if (!seen && nsc_tensor_ndim(p) >= 2) {
+            decay[n_decay++] = p;
+        } else if (!seen) {
+            other[n_other++] = p;
+        }
+    }
+    nsc_adamw_config c = nsc_adamw_defaults();
+    c.weight_decay = 0.1;
+    nsc_optim *opt = nsc_optim_adamw_new(n_decay, decay, &c);
+    c.weight_decay = 0;
+    cr_assert(opt, "%s", nsc_last_error());
+    cr_assert_eq(nsc_optim_add_param_group_adamw(opt, n_other, other, &c), NSC_OK, "%s",
+                 nsc_last_error());
+    cr_expect_eq(nsc_optim_n_params(opt), n_decay + n_other);
+    cr_expect_lt(n_decay + n_other, n, "the tied tensor is listed twice by the module, kept once");
+    nsc_tensor *m = decay[0], *v = other[0];
+    nsc_tensor *m0 = nsc_clone(m), *v0 = nsc_clone(v);
+    nsc_tensor *gm = nsc_zeros_like(m), *gv = nsc_zeros_like(v);
+    nsc_tensor_set_grad(m, gm);
+    nsc_tensor_set_grad(v, gv);
+    cr_assert_eq(nsc_optim_step(opt), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *decayed = nsc_mul_scalar(m0, 1.0 - 1e-3 * 0.1);
+    nsct_expect_close(m, decayed, TOL_EXACT, "a matrix without gradient only decays");
+    nsct_expect_close(v, v0, TOL_EXACT, "a vector without gradient stays");
+    nsc_tensor *frees[] = { m0, v0, gm, gv, decayed };
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        nsc_free(frees[i]);
+    }
+    nsc_optim_free(opt);
+    free(decay);
+    free(other);
+    nsc_module_free(model);
 }

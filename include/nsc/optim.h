@@ -60,8 +60,10 @@ nsc_optim *nsc_optim_adamw_new_module(nsc_module *root, const nsc_adamw_config *
 //   decay = params with 2 or more dims, other = the rest;
 //   opt = nsc_optim_adamw_new(n_decay, decay, &c);        // weight_decay 0.1
 //   c.weight_decay = 0; nsc_optim_add_param_group_adamw(opt, n_other, other, &c);
-// NSC_ERR_ARG for a bad list, a duplicate, a bad hyper-parameter or another
-// kind's config (the optimizer is unchanged), NSC_ERR_OOM.
+// Refusals leave the optimizer unchanged: NSC_ERR_ARG for a bad list, a
+// duplicate, a bad hyper-parameter or another kind's config, and as the
+// constructors NSC_ERR_STATE, NSC_ERR_DTYPE or NSC_ERR_DEVICE for a bad
+// parameter; NSC_ERR_OOM.
 nsc_status nsc_optim_add_param_group_sgd(nsc_optim *opt, int64_t n_params,
                                          nsc_tensor *const *params, const nsc_sgd_config *config);
 nsc_status nsc_optim_add_param_group_adamw(nsc_optim *opt, int64_t n_params,
