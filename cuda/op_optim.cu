@@ -46,7 +46,7 @@ template <typename T> __device__ inline T *at(const nsci_cuda_ew &e, int k, int6
 
 template <typename T> struct sgd_k {
     T wd, mom, keep, neg_lr;
-    bool decay, has_buf, first, nesterov;
+    bool decay, has_buf, first, nesterov, maximize;
 };
 
 // Operands: 0 param, 1 grad, 2 momentum_buffer (has_buf only).
@@ -55,6 +55,9 @@ template <typename T> __global__ void sgd_kernel(nsci_cuda_ew e, sgd_k<T> k, boo
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < e.numel; i += step) {
         T *p = at<T>(e, 0, i, flat);
         T d = *at<T>(e, 1, i, flat);
+        if (k.maximize) {
+            d = -d;
+        }
         if (k.decay) {
             d = add(d, mul(k.wd, *p));
         }
@@ -101,8 +104,9 @@ int blocks_for(int64_t n) {
 
 template <typename T> nsc_status sgd_launch(const nsci_cuda_ew &e, const fused_sgd_params &p) {
     const nsc_sgd_config &a = p.config;
-    sgd_k<T> k = { (T)a.weight_decay,   (T)a.momentum,     (T)(1.0 - a.dampening), (T)(-a.lr),
-                   a.weight_decay != 0, e.n_operands == 3, p.first_step,           a.nesterov };
+    sgd_k<T> k = { (T)a.weight_decay, (T)a.momentum,       (T)(1.0 - a.dampening),
+                   (T)(-a.lr),        a.weight_decay != 0, e.n_operands == 3,
+                   p.first_step,      a.nesterov,          a.maximize };
     NSCI_LAUNCH((sgd_kernel<T>), blocks_for(e.numel), THREADS, 0, e, k, nsci_cuda_ew_flat(&e));
     return nsci_cuda_check_launch("fused_sgd_");
 }

@@ -13,7 +13,7 @@
 
 enum {
     KEY_BYTES = 64,
-    N_HYPER = 6
+    N_HYPER = 7
 };
 
 static const char *slot_name(nsci_optim_kind kind, int slot) {
@@ -32,18 +32,27 @@ typedef struct hyper {
 } hyper;
 
 static int hypers_of(nsci_optim_kind kind, int g, const nsci_optim_group *group, hyper *h) {
-    static const char *const sgd_keys[] = { "lr", "momentum", "dampening", "weight_decay",
-                                            "nesterov" };
-    static const char *const adamw_keys[] = { "lr",  "beta1",        "beta2",
-                                              "eps", "weight_decay", "amsgrad" };
+    static const char *const sgd_keys[] = { "lr",           "momentum", "dampening",
+                                            "weight_decay", "nesterov", "maximize" };
+    static const char *const adamw_keys[] = { "lr",           "beta1",   "beta2",   "eps",
+                                              "weight_decay", "amsgrad", "maximize" };
     const nsc_sgd_config *s = &group->sgd;
     const nsc_adamw_config *a = &group->adamw;
-    double sgd_values[] = { s->lr, s->momentum, s->dampening, s->weight_decay,
-                            s->nesterov ? 1.0 : 0.0 };
-    double adamw_values[] = { a->lr,  a->beta1,        a->beta2,
-                              a->eps, a->weight_decay, a->amsgrad ? 1.0 : 0.0 };
+    double sgd_values[] = { s->lr,
+                            s->momentum,
+                            s->dampening,
+                            s->weight_decay,
+                            s->nesterov ? 1.0 : 0.0,
+                            s->maximize ? 1.0 : 0.0 };
+    double adamw_values[] = { a->lr,
+                              a->beta1,
+                              a->beta2,
+                              a->eps,
+                              a->weight_decay,
+                              a->amsgrad ? 1.0 : 0.0,
+                              a->maximize ? 1.0 : 0.0 };
     bool sgd = kind == NSCI_OPTIM_SGD;
-    int n = sgd ? 5 : 6;
+    int n = sgd ? 6 : 7;
     for (int k = 0; k < n; k++) {
         const char *key = sgd ? sgd_keys[k] : adamw_keys[k];
         if (g == 0) {
@@ -288,7 +297,10 @@ static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, co
     hyper h[N_HYPER];
     int n_hyper = hypers_of(opt->kind, g, have, h);
     for (int k = 0; k < n_hyper; k++) {
-        if (meta_number(st, path, h[k].key, &h[k].value) != NSC_OK) {
+        bool last = k == n_hyper - 1; // maximize: absent from files written before it existed
+        if (last && !nsc_safetensors_get_metadata(st, h[k].key)) {
+            h[k].value = 0;
+        } else if (meta_number(st, path, h[k].key, &h[k].value) != NSC_OK) {
             return nsc_last_status();
         }
     }
@@ -298,7 +310,8 @@ static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, co
                                       .momentum = h[1].value,
                                       .dampening = h[2].value,
                                       .weight_decay = h[3].value,
-                                      .nesterov = h[4].value != 0 };
+                                      .nesterov = h[4].value != 0,
+                                      .maximize = h[5].value != 0 };
         if ((h[1].value != 0) != (have->sgd.momentum != 0)) {
             return nsci_fail(NSC_ERR_FORMAT,
                              "optim load: %s: group %d: momentum %g saved, %g here: the state "
@@ -312,7 +325,8 @@ static nsc_status load_group(const nsc_optim *opt, const nsc_safetensors *st, co
                                       .beta2 = h[2].value,
                                       .eps = h[3].value,
                                       .weight_decay = h[4].value,
-                                      .amsgrad = h[5].value != 0 };
+                                      .amsgrad = h[5].value != 0,
+                                      .maximize = h[6].value != 0 };
     if (into->adamw.amsgrad != have->adamw.amsgrad) {
         return nsci_fail(NSC_ERR_FORMAT,
                          "optim load: %s: group %d: amsgrad %s saved, %s here: the state kept "

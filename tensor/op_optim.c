@@ -20,12 +20,13 @@
 
 // --- SGD ---
 // Per element (n: elements of this chunk):
-//   d = g + wd * p;  buf = first ? d : momentum * buf + (1 - dampening) * d
+//   d = maximize ? -g : g;  d = d + wd * p
+//   buf = first ? d : momentum * buf + (1 - dampening) * d
 //   d = nesterov ? d + momentum * buf : buf;  p = p + (-lr) * d
 
 typedef struct sgd_args {
     double lr, momentum, dampening, weight_decay;
-    bool nesterov, has_buf, first;
+    bool nesterov, has_buf, first, maximize;
 } sgd_args;
 
 #define SGD_INNER(NAME, T)                                                                         \
@@ -36,6 +37,9 @@ typedef struct sgd_args {
         for (int64_t k = 0; k < n; k++) {                                                          \
             T *p = (T *)(ptrs[0] + k * strides[0]);                                                \
             T d = *(const T *)(ptrs[1] + k * strides[1]);                                          \
+            if (a->maximize) {                                                                     \
+                d = -d;                                                                            \
+            }                                                                                      \
             if (a->weight_decay != 0) {                                                            \
                 d = d + wd * *p;                                                                   \
             }                                                                                      \
@@ -61,6 +65,7 @@ static nsc_status fused_sgd_cpu(nsci_call *c) {
         .nesterov = p->config.nesterov,
         .has_buf = c->n_in == 3,
         .first = p->first_step,
+        .maximize = p->config.maximize,
     };
     nsci_iter it;
     nsci_iter_init(&it, c->n_in, c->in);
@@ -215,7 +220,7 @@ nsci_adamw_scalars nsci_adamw_scalars_of(const fused_adamw_params *p) {
     return (nsci_adamw_scalars){
         .decay = 1.0 - c->lr * c->weight_decay,
         .beta1 = c->beta1,
-        .one_minus_beta1 = 1.0 - c->beta1,
+        .one_minus_beta1 = c->maximize ? -(1.0 - c->beta1) : 1.0 - c->beta1,
         .beta2 = c->beta2,
         .one_minus_beta2 = 1.0 - c->beta2,
         .bc2_sqrt = sqrt(bc2),
@@ -377,6 +382,7 @@ static const nsci_param_desc fused_sgd_desc[] = {
     { "dampening", NSCI_PARAM_F64, offsetof(fused_sgd_params, config.dampening), 0 },
     { "weight_decay", NSCI_PARAM_F64, offsetof(fused_sgd_params, config.weight_decay), 0 },
     { "nesterov", NSCI_PARAM_BOOL, offsetof(fused_sgd_params, config.nesterov), 0 },
+    { "maximize", NSCI_PARAM_BOOL, offsetof(fused_sgd_params, config.maximize), 0 },
     { "is_first_step", NSCI_PARAM_BOOL, offsetof(fused_sgd_params, first_step), 0 },
     { NULL, NSCI_PARAM_END, 0, 0 },
 };
@@ -388,6 +394,7 @@ static const nsci_param_desc fused_adamw_desc[] = {
     { "eps", NSCI_PARAM_F64, offsetof(fused_adamw_params, config.eps), 0 },
     { "weight_decay", NSCI_PARAM_F64, offsetof(fused_adamw_params, config.weight_decay), 0 },
     { "amsgrad", NSCI_PARAM_BOOL, offsetof(fused_adamw_params, config.amsgrad), 0 },
+    { "maximize", NSCI_PARAM_BOOL, offsetof(fused_adamw_params, config.maximize), 0 },
     { "step", NSCI_PARAM_I64, offsetof(fused_adamw_params, step), 0 },
     { NULL, NSCI_PARAM_END, 0, 0 },
 };

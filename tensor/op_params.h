@@ -141,6 +141,8 @@ typedef struct fused_adamw_params {
 // p = p * decay; m = m * beta1 + one_minus_beta1 * g;
 // v = v * beta2 + one_minus_beta2 * g * g;
 // p += neg_step_size * m / (sqrt(vhat) / bc2_sqrt + eps).
+// maximize (g -> -g) is one_minus_beta1's sign flipped: (1 - b1) * (-g) is
+// exactly -(1 - b1) * g, and v's (1 - b2) * g * g does not see the sign.
 typedef struct nsci_adamw_scalars {
     double decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
     double bc2_sqrt, eps, neg_step_size;

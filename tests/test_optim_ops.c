@@ -49,6 +49,16 @@ static const variant VARIANTS[] = {
     { "adamw", NSC_F32, true, .adamw_config = ADAMW },
     { "adamw_f64", NSC_F64, true, .adamw_config = ADAMW },
     { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD },
+    { "sgd_maximize", NSC_F32, false,
+      .sgd = { .lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .maximize = true } },
+    { "adamw_maximize", NSC_F32, true,
+      .adamw_config = { .lr = 0.02,
+                        .beta1 = 0.8,
+                        .beta2 = 0.95,
+                        .eps = 1e-6,
+                        .weight_decay = 0.05,
+                        .amsgrad = true,
+                        .maximize = true } },
 };
 
 // Operand layouts: the tensors are views of a contiguous base.
@@ -153,6 +163,9 @@ static nsc_tensor *keep(nsc_tensor **temps, int *n, nsc_tensor *t) {
 static void sgd_sequence(const nsc_sgd_config *c, bool first, operands *o) {
     nsc_tensor *tmp[16], *p = o->t[0], *g = o->t[1];
     int n = 0;
+    if (c->maximize) {
+        g = keep(tmp, &n, nsc_neg(g));
+    }
     nsc_tensor *d = g;
     if (c->weight_decay != 0) {
         d = keep(tmp, &n, nsc_add(g, keep(tmp, &n, nsc_mul_scalar(p, c->weight_decay))));
@@ -175,11 +188,17 @@ static void sgd_sequence(const nsc_sgd_config *c, bool first, operands *o) {
     }
 }
 
+// maximize as torch writes it: the gradient negated first (the fused loops
+// fold the sign into one scalar instead).
 static void adamw_sequence(const nsc_adamw_config *c, int64_t step, operands *o) {
     fused_adamw_params params = { *c, step };
+    params.config.maximize = false;
     const nsci_adamw_scalars s = nsci_adamw_scalars_of(&params);
     nsc_tensor *tmp[24], *p = o->t[0], *g = o->t[1], *m = o->t[2], *v = o->t[3];
     int n = 0;
+    if (c->maximize) {
+        g = keep(tmp, &n, nsc_neg(g));
+    }
     nsc_tensor *decayed = keep(tmp, &n, nsc_mul_scalar(p, s.decay));
     nsc_tensor *new_m = keep(tmp, &n,
                              nsc_add(keep(tmp, &n, nsc_mul_scalar(m, s.beta1)),

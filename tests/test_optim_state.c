@@ -104,7 +104,9 @@ static nsc_optim *make_adamw_groups(nsc_tensor **params, double lr) {
         .lr = lr, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
     };
     nsc_optim *opt = nsc_optim_adamw_new(2, params, &c);
-    nsc_adamw_config other = { .lr = 2 * lr, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8 };
+    nsc_adamw_config other = {
+        .lr = 2 * lr, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .maximize = true
+    };
     cr_assert_eq(nsc_optim_add_param_group_adamw(opt, 1, params + 2, &other), NSC_OK, "%s",
                  nsc_last_error());
     return opt;

@@ -15,7 +15,8 @@
 extern "C" {
 #endif
 
-// torch.optim.SGD. Per parameter p with gradient g, on each step:
+// torch.optim.SGD. Per parameter p with gradient g (-g when maximize), on
+// each step:
 //   d = g + weight_decay * p
 //   buf = d on the first step, else momentum * buf + (1 - dampening) * d
 //   d = nesterov ? d + momentum * buf : buf        (when momentum != 0)
@@ -27,9 +28,11 @@ typedef struct nsc_sgd_config {
     double dampening;
     double weight_decay;
     bool nesterov;
+    bool maximize; // ascend the objective (torch's maximize): the gradient's sign flips
 } nsc_sgd_config;
 
-// torch.optim.AdamW (decoupled weight decay). Per parameter, with t its step count:
+// torch.optim.AdamW (decoupled weight decay). Per parameter, with t its step
+// count and g its gradient (-g when maximize):
 //   p = p * (1 - lr * weight_decay)
 //   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
 //   vhat = amsgrad ? (vmax = max(vmax, v)) : v
@@ -40,6 +43,7 @@ typedef struct nsc_adamw_config {
     double eps;
     double weight_decay;
     bool amsgrad;
+    bool maximize; // ascend the objective (torch's maximize): the gradient's sign flips
 } nsc_adamw_config;
 
 // One SGD step of param (f32 or f64) from grad, in place. momentum_buffer
