@@ -136,8 +136,10 @@ nsc_status nsci_cuda_error(const char *call, const char *what, const char *file,
 
 // --- runtime (cuda/runtime.cu) ---
 
-// Device count (0 on any error); selects device 0 and creates cuBLAS.
-int nsci_cuda_count_devices(void);
+// Device count (0 on any error); why (may be NULL) receives the runtime's
+// reason when there is none (a driver older than the runtime, no device...).
+int nsci_cuda_count_devices(const char **why);
+// Selects device 0 and creates cuBLAS.
 nsc_status nsci_cuda_runtime_init(void);
 // The caching allocator (size buckets; cudaMalloc only on a miss): NULL
 // with NSC_ERR_OOM when the device is full even after emptying the cache.

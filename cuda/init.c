@@ -29,9 +29,13 @@ nsc_status nsc_cuda_init(void) {
     pthread_mutex_lock(&g_lock);
     nsc_status status = NSC_OK;
     if (!atomic_load(&g_ready)) {
-        if (nsci_cuda_count_devices() == 0) {
-            status = nsci_fail(NSC_ERR_DEVICE, "cuda_init: no CUDA device is visible (no GPU, no "
-                                               "driver, or CUDA_VISIBLE_DEVICES hides them)");
+        const char *why = NULL;
+        if (nsci_cuda_count_devices(&why) == 0) {
+            status = nsci_fail(NSC_ERR_DEVICE,
+                               "cuda_init: no CUDA device is visible: cudaGetDeviceCount says "
+                               "\"%s\" (no GPU, no driver, a driver older than this CUDA "
+                               "runtime, or CUDA_VISIBLE_DEVICES hides them)",
+                               why ? why : "no device");
         } else {
             status = nsci_cuda_runtime_init();
         }
@@ -50,11 +54,11 @@ nsc_status nsc_cuda_init(void) {
 }
 
 bool nsc_cuda_available(void) {
-    return atomic_load(&g_ready) || nsci_cuda_count_devices() > 0;
+    return atomic_load(&g_ready) || nsci_cuda_count_devices(NULL) > 0;
 }
 
 int nsc_cuda_device_count(void) {
-    return nsci_cuda_count_devices();
+    return nsci_cuda_count_devices(NULL);
 }
 
 nsc_status nsc_cuda_synchronize(void) {

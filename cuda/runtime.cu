@@ -82,11 +82,18 @@ cublasHandle_t nsci_cuda_blas(void) {
 
 extern "C" {
 
-int nsci_cuda_count_devices(void) {
+int nsci_cuda_count_devices(const char **why) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaError_t status = cudaGetDeviceCount(&n);
+    if (status != cudaSuccess) {
         cudaGetLastError(); // clear the sticky "no device" error
+        if (why) {
+            *why = cudaGetErrorString(status);
+        }
         return 0;
+    }
+    if (why) {
+        *why = n == 0 ? "no device" : NULL;
     }
     return n;
 }
