@@ -3,9 +3,11 @@
 8 x 1024 tokens without grad, forward + cross_entropy + backward, and the
 training step (that, then torch.optim.AdamW's step, lr 1e-4, and
 zero_grad); the median of 5 runs after one warm-up, synchronized, TF32 off
-(as nsc's cuBLAS calls). AdamW runs twice: foreach=False is the
-single-tensor path nsc's tensor-op update follows; the default (foreach,
-fewer kernel launches) is what a torch user gets. Prints the same line format as bench_cuda.
+(as nsc's cuBLAS calls). AdamW runs three ways: foreach=False (the
+single-tensor path, one kernel per op), the default (foreach: fewer
+launches, what a torch user gets) and fused=True (one kernel per parameter
+list, the closest to nsc's fused_adamw_, one kernel per parameter). Prints
+the same line format as bench_cuda.
 Run: python3 bench/compare_cuda.py (on a machine with a GPU and torch)."""
 import statistics
 import time
@@ -63,8 +65,15 @@ def main():
     single = torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=False)
     measure("gpt2_small.train_step.torch", train_step(single))
     del single
-    fused = torch.optim.AdamW(m.parameters(), lr=1e-4)
-    measure("gpt2_small.train_step.foreach", train_step(fused))
+    foreach = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    measure("gpt2_small.train_step.foreach", train_step(foreach))
+    del foreach
+    try:
+        fused = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+    except (TypeError, RuntimeError) as e:  # torch before 2.0 has no fused AdamW
+        print(f"# fused AdamW unavailable: {e}")
+        return
+    measure("gpt2_small.train_step.fused", train_step(fused))
 
 
 if __name__ == "__main__":

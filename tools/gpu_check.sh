@@ -89,5 +89,13 @@ timeout 180 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/bench_cuda.log"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     timeout 120 python3 bench/compare_cuda.py > "$OUT/compare_cuda.log" 2>&1
+    # nsc's median over torch eager's, case by case (the issue's ratio).
+    awk '$4 ~ /^[0-9.]+$/ { split($1, p, "."); t[p[2] "." p[3]] = $4 }
+         END { for (c in t) { split(c, q, "."); if (q[2] == "cuda") {
+                   for (d in t) { split(d, r, "."); if (r[1] == q[1] && r[2] != "cuda")
+                       printf "ratio %s nsc/%s %.3f\n", q[1], r[2] == "torch" ? "eager" : r[2],
+                              t[c] / t[d] } } } }' \
+        "$OUT/bench_cuda.log" "$OUT/compare_cuda.log" | sort > "$OUT/ratios.txt"
 fi
 grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"; tail -n 6 "$OUT/bench_cuda.log"
+if [ -f "$OUT/ratios.txt" ]; then cat "$OUT/ratios.txt"; fi
