@@ -128,3 +128,28 @@ Test(optim_groups, the_documented_decay_recipe_runs_on_gpt2) {
     free(other);
     nsc_module_free(model);
 }
+
+// A module-built optimizer names its parameters by path; one added later
+// has none, and its errors say so cleanly.
+Test(optim_groups, an_added_parameter_of_a_module_optimizer_has_no_path) {
+    nsc_module *model = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    cr_assert(model, "%s", nsc_last_error());
+    nsc_module_requires_grad_(model, true);
+    nsc_optim *opt = nsc_optim_adamw_new_module(model, &ADAMW);
+    cr_assert(opt, "%s", nsc_last_error());
+    int64_t n = nsc_optim_n_params(opt);
+    nsc_tensor *extra = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 2));
+    cr_assert_eq(nsc_requires_grad_(extra, true), NSC_OK);
+    cr_assert_eq(nsc_optim_add_param_group_adamw(opt, 1, &extra, &ADAMW), NSC_OK, "%s",
+                 nsc_last_error());
+    nsc_tensor *bad = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(2, 2));
+    cr_assert_eq(nsc_tensor_set_grad(extra, bad), NSC_OK);
+    char want[96];
+    snprintf(want, sizeof want,
+             "expected the shape, dtype and device of parameter %lld ([2,2] f32)", (long long)n);
+    expect_status(nsc_optim_step(opt), NSC_ERR_DTYPE, want);
+    nsc_free(bad);
+    nsc_free(extra);
+    nsc_optim_free(opt);
+    nsc_module_free(model);
+}
