@@ -1,7 +1,9 @@
 // Parameter groups' API (nn/optim.c): add_param_group's refusals and its
-// out-of-memory sweep, each leaving the optimizer as it was, and the group
-// learning rates; docs/TRAINING.md's decay recipe. The groups' steps against torch are in
-// test_optim.c (optim::parameter_groups_match_torch), their saving in test_optim_state.c.
+// out-of-memory sweep, each leaving the optimizer as it was; the group
+// learning rates; docs/TRAINING.md's decay recipe; an added parameter of a
+// module-built optimizer. The groups' steps against torch are in
+// test_optim.c (optim::parameter_groups_match_torch), their saving in
+// test_optim_state.c.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
