@@ -384,6 +384,9 @@ nsc_status nsci_cuda_reduce(const nsci_cuda_red *r) {
     if (r->n_out == 0) {
         return NSC_OK;
     }
+    if (nsci_cuda_wants_columns(r)) {
+        return nsci_cuda_reduce_columns(r);
+    }
     if (nsci_cuda_wants_split(r)) {
         return nsci_cuda_reduce_split(r);
     }

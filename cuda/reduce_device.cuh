@@ -1,7 +1,7 @@
 // Device helpers the reduction kernels share (cuda/op_reduce.cu, the
 // warp-per-output and fused kernels; cuda/op_reduce_split.cu, few outputs
-// over many elements): warp sums and maxima, loads and stores in any dtype,
-// and max/min's (value, position) order. .cu files only.
+// over many elements; cuda/op_reduce_cols.cu, sums down columns): warp sums and maxima, loads and
+// stores in any dtype, and max/min's (value, position) order. .cu files only.
 #ifndef NSC_CUDA_REDUCE_DEVICE_CUH
 #define NSC_CUDA_REDUCE_DEVICE_CUH
 
@@ -13,20 +13,20 @@ namespace {
 
 const int WARPS = 8; // warps per block: one output (row) each
 
-__device__ double warp_sum(double v) {
+__device__ inline double warp_sum(double v) {
     for (int o = 16; o > 0; o >>= 1) {
         v += __shfl_xor_sync(0xffffffffu, v, o);
     }
     return v;
 }
-__device__ int64_t warp_sum_i(int64_t v) {
+__device__ inline int64_t warp_sum_i(int64_t v) {
     for (int o = 16; o > 0; o >>= 1) {
         v = (int64_t)((uint64_t)v + (uint64_t)__shfl_xor_sync(0xffffffffu, v, o));
     }
     return v;
 }
 // Max where NaN wins (as the CPU's logsumexp max).
-__device__ double warp_max_nan(double v) {
+__device__ inline double warp_max_nan(double v) {
     for (int o = 16; o > 0; o >>= 1) {
         double w = __shfl_xor_sync(0xffffffffu, v, o);
         v = (isnan(v) || v >= w) ? v : w;
@@ -55,7 +55,8 @@ template <typename T> __device__ T load_as(const char *p, int dtype, int64_t off
     }
 }
 
-__device__ void store_as(char *p, int dtype, int64_t off, double v, int64_t iv, bool integer) {
+__device__ inline void store_as(char *p, int dtype, int64_t off, double v, int64_t iv,
+                                bool integer) {
     switch (dtype) {
         case NSC_F32:
             ((float *)p)[off] = integer ? (float)iv : (float)v;
@@ -98,7 +99,7 @@ template <typename T> __device__ bool takes(pick<T> a, pick<T> b, bool max) {
     return max ? a.v > b.v : a.v < b.v;
 }
 
-int warp_blocks(int64_t n) {
+inline int warp_blocks(int64_t n) {
     return (int)((n + WARPS - 1) / WARPS);
 }
 
@@ -108,5 +109,10 @@ int warp_blocks(int64_t n) {
 // (cuda/op_reduce_split.cu); false from wants_split leaves r to a warp per output.
 bool nsci_cuda_wants_split(const nsci_cuda_red *r);
 nsc_status nsci_cuda_reduce_split(const nsci_cuda_red *r);
+
+// Float sums and means down columns (outputs adjacent in memory, reduced
+// dims strided), coalesced (cuda/op_reduce_cols.cu); checked before split.
+bool nsci_cuda_wants_columns(const nsci_cuda_red *r);
+nsc_status nsci_cuda_reduce_columns(const nsci_cuda_red *r);
 
 #endif

@@ -296,6 +296,40 @@ Test(cuda_reduce, sums_over_many_elements_match_the_cpu, .init = need_gpu) {
     nsc_generator_free(gen);
 }
 
+// Sums and means down columns (outputs adjacent, reduced dims strided) take
+// the coalesced kernel: a bias gradient's shape over three chunks, two
+// reduced dims in f64, sum_to_size of a broadcast, 33 outputs (a second,
+// mostly idle warp of columns); a stepped output dim keeps the warp kernel.
+Test(cuda_reduce, sums_down_columns_match_the_cpu, .init = need_gpu) {
+    nsc_generator *gen = nsc_generator_new(5);
+    nsc_tensor *a = nsc_randn(gen, NSC_F32, NSC_SHAPE(5000, 300));
+    nsc_tensor *b = nsc_randn(gen, NSC_F64, NSC_SHAPE(40, 70, 100));
+    nsc_tensor *c = nsc_randn(gen, NSC_F32, NSC_SHAPE(100, 33));
+    nsc_tensor *ag = nsc_to(a, NSC_CUDA), *bg = nsc_to(b, NSC_CUDA), *cg = nsc_to(c, NSC_CUDA);
+    nsc_tensor *as = nsc_slice(a, 1, 0, 300, 2), *ags = nsc_slice(ag, 1, 0, 300, 2);
+    int dim0 = 0, dims01[2] = { 0, 1 };
+    nsc_tensor *pairs[][2] = {
+        { nsc_sum(a, 1, &dim0, false), nsc_sum(ag, 1, &dim0, false) },
+        { nsc_mean(b, 2, dims01, true), nsc_mean(bg, 2, dims01, true) },
+        { nsc_sum_to_size(a, NSC_SHAPE(1, 300)), nsc_sum_to_size(ag, NSC_SHAPE(1, 300)) },
+        { nsc_sum(c, 1, &dim0, false), nsc_sum(cg, 1, &dim0, false) },
+        { nsc_sum(as, 1, &dim0, false), nsc_sum(ags, 1, &dim0, false) },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        cr_assert(pairs[i][0] && pairs[i][1], "%s", nsc_last_error());
+        cr_expect_eq(nsc_tensor_device(pairs[i][1]), NSC_CUDA);
+        nsct_tol tol = nsc_tensor_dtype(pairs[i][0]) == NSC_F64 ? TOL_F64 : TOL_CUDA_FLOOR;
+        nsct_expect_close(pairs[i][1], pairs[i][0], tol, "a column sum");
+        nsc_free(pairs[i][0]);
+        nsc_free(pairs[i][1]);
+    }
+    nsc_tensor *temps[] = { a, b, c, ag, bg, cg, as, ags };
+    for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) {
+        nsc_free(temps[i]);
+    }
+    nsc_generator_free(gen);
+}
+
 // Every other kind over many elements into few outputs takes the split path
 // too: max/min with positions (a NaN and a tie planted), argmax, all/any,
 // logsumexp (one row all -inf but one element), var/std, and an i64 sum.
