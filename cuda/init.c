@@ -32,10 +32,10 @@ nsc_status nsc_cuda_init(void) {
         const char *why = NULL;
         if (nsci_cuda_count_devices(&why) == 0) {
             status = nsci_fail(NSC_ERR_DEVICE,
-                               "cuda_init: no CUDA device is visible: cudaGetDeviceCount says "
-                               "\"%s\" (no GPU, no driver, a driver older than this CUDA "
-                               "runtime, or CUDA_VISIBLE_DEVICES hides them)",
-                               why ? why : "no device");
+                               "cuda_init: no CUDA device is visible (cudaGetDeviceCount: %s; "
+                               "no GPU, no driver, a driver older than this CUDA runtime, or "
+                               "CUDA_VISIBLE_DEVICES hides them)",
+                               why ? why : "it counts 0 devices");
         } else {
             status = nsci_cuda_runtime_init();
         }

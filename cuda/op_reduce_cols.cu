@@ -16,6 +16,13 @@ const int COL_SLICES = 8;
 const int64_t COL_CHUNK = 2048;
 const int64_t MAX_CHUNKS = 65535; // gridDim.y
 
+// result: the finished value of output o after its only chunk.
+__device__ inline void cols_store(const nsci_cuda_red &r, int64_t o, double s) {
+    double n = (double)r.n_red_elems;
+    store_as(r.out, r.out_dtype, o, r.kind == NSCI_RED_SUM ? s : s * (1.0 / n), 0, false);
+}
+
+// partial NULL: one chunk, stored as the result.
 __global__ void cols_chunk_kernel(nsci_cuda_red r, double *partial) {
     NSCI_DYNAMIC_SHARED(double, slice); // [COL_SLICES][32]
     int64_t o = (int64_t)blockIdx.x * 32 + threadIdx.x;
@@ -36,7 +43,11 @@ __global__ void cols_chunk_kernel(nsci_cuda_red r, double *partial) {
         for (int k = 0; k < COL_SLICES; k++) {
             t += slice[k * 32 + threadIdx.x];
         }
-        partial[(int64_t)blockIdx.y * r.n_out + o] = t;
+        if (partial) {
+            partial[(int64_t)blockIdx.y * r.n_out + o] = t;
+        } else {
+            cols_store(r, o, t);
+        }
     }
 }
 
@@ -49,9 +60,7 @@ __global__ void cols_finish_kernel(nsci_cuda_red r, int64_t n_chunks, const doub
     for (int64_t c = 0; c < n_chunks; c++) {
         s += partial[c * r.n_out + o];
     }
-    double n = (double)r.n_red_elems;
-    double result = r.kind == NSCI_RED_SUM ? s : (n != 0 ? s * (1.0 / n) : NAN);
-    store_as(r.out, r.out_dtype, o, result, 0, false);
+    cols_store(r, o, s);
 }
 
 } // namespace
@@ -63,21 +72,27 @@ bool nsci_cuda_wants_columns(const nsci_cuda_red *r) {
     bool columns = r->n_kept > 0 && r->kept_stride[r->n_kept - 1] == 1 && r->n_red > 0 &&
                    r->red_stride[r->n_red - 1] != 1;
     int64_t n_chunks = (r->n_red_elems + COL_CHUNK - 1) / COL_CHUNK;
-    return kind && floats && columns && r->n_out >= 32 && r->n_red_elems > 0 &&
+    // fewer reduced positions than row slices would leave most threads idle
+    return kind && floats && columns && r->n_out >= 32 && r->n_red_elems >= COL_SLICES &&
            n_chunks <= MAX_CHUNKS;
 }
 
 nsc_status nsci_cuda_reduce_columns(const nsci_cuda_red *r) {
     int64_t n_chunks = (r->n_red_elems + COL_CHUNK - 1) / COL_CHUNK;
-    double *partial = (double *)nsci_cuda_alloc((size_t)(r->n_out * n_chunks) * sizeof(double));
-    if (!partial) {
-        return NSC_ERR_OOM;
+    double *partial = NULL; // one chunk: no partials, no second launch
+    if (n_chunks > 1) {
+        partial = (double *)nsci_cuda_alloc((size_t)(r->n_out * n_chunks) * sizeof(double));
+        if (!partial) {
+            return nsc_last_status();
+        }
     }
     dim3 grid((unsigned)((r->n_out + 31) / 32), (unsigned)n_chunks);
     dim3 block(32, COL_SLICES);
     NSCI_LAUNCH((cols_chunk_kernel), grid, block, COL_SLICES * 32 * sizeof(double), *r, partial);
-    NSCI_LAUNCH((cols_finish_kernel), (unsigned)((r->n_out + 255) / 256), 256, 0, *r, n_chunks,
-                partial);
-    nsci_cuda_free(partial); // stream order: reused only by later launches
+    if (partial) {
+        NSCI_LAUNCH((cols_finish_kernel), (unsigned)((r->n_out + 255) / 256), 256, 0, *r, n_chunks,
+                    partial);
+        nsci_cuda_free(partial); // stream order: reused only by later launches
+    }
     return nsci_cuda_check_launch("reduction (columns)");
 }

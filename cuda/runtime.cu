@@ -93,7 +93,7 @@ int nsci_cuda_count_devices(const char **why) {
         return 0;
     }
     if (why) {
-        *why = n == 0 ? "no device" : NULL;
+        *why = n == 0 ? "it counts 0 devices" : NULL;
     }
     return n;
 }

@@ -298,8 +298,10 @@ Test(cuda_reduce, sums_over_many_elements_match_the_cpu, .init = need_gpu) {
 
 // Sums and means down columns (outputs adjacent, reduced dims strided) take
 // the coalesced kernel: a bias gradient's shape over three chunks, two
-// reduced dims in f64, sum_to_size of a broadcast, 33 outputs (a second,
-// mostly idle warp of columns); a stepped output dim keeps the warp kernel.
+// reduced dims in f64, sum_to_size, 33 outputs (a second, mostly idle warp
+// of columns), an f32 mean with two kept dims whose last (50) splits warps
+// across rows, sum_to_size of an expanded (stride 0) input; a stepped output
+// dim and 5 reduced positions keep the warp kernel.
 Test(cuda_reduce, sums_down_columns_match_the_cpu, .init = need_gpu) {
     nsc_generator *gen = nsc_generator_new(5);
     nsc_tensor *a = nsc_randn(gen, NSC_F32, NSC_SHAPE(5000, 300));
@@ -307,13 +309,20 @@ Test(cuda_reduce, sums_down_columns_match_the_cpu, .init = need_gpu) {
     nsc_tensor *c = nsc_randn(gen, NSC_F32, NSC_SHAPE(100, 33));
     nsc_tensor *ag = nsc_to(a, NSC_CUDA), *bg = nsc_to(b, NSC_CUDA), *cg = nsc_to(c, NSC_CUDA);
     nsc_tensor *as = nsc_slice(a, 1, 0, 300, 2), *ags = nsc_slice(ag, 1, 0, 300, 2);
-    int dim0 = 0, dims01[2] = { 0, 1 };
+    nsc_tensor *d = nsc_randn(gen, NSC_F32, NSC_SHAPE(4, 1000, 50)), *dg = nsc_to(d, NSC_CUDA);
+    nsc_tensor *row = nsc_randn(gen, NSC_F32, NSC_SHAPE(1, 64)), *rowg = nsc_to(row, NSC_CUDA);
+    nsc_tensor *e = nsc_expand(row, NSC_SHAPE(500, 64)), *eg = nsc_expand(rowg, NSC_SHAPE(500, 64));
+    nsc_tensor *few = nsc_slice(a, 0, 0, 5, 1), *fewg = nsc_slice(ag, 0, 0, 5, 1);
+    int dim0 = 0, dim1 = 1, dims01[2] = { 0, 1 };
     nsc_tensor *pairs[][2] = {
         { nsc_sum(a, 1, &dim0, false), nsc_sum(ag, 1, &dim0, false) },
         { nsc_mean(b, 2, dims01, true), nsc_mean(bg, 2, dims01, true) },
         { nsc_sum_to_size(a, NSC_SHAPE(1, 300)), nsc_sum_to_size(ag, NSC_SHAPE(1, 300)) },
         { nsc_sum(c, 1, &dim0, false), nsc_sum(cg, 1, &dim0, false) },
         { nsc_sum(as, 1, &dim0, false), nsc_sum(ags, 1, &dim0, false) },
+        { nsc_mean(d, 1, &dim1, false), nsc_mean(dg, 1, &dim1, false) },
+        { nsc_sum_to_size(e, NSC_SHAPE(64)), nsc_sum_to_size(eg, NSC_SHAPE(64)) },
+        { nsc_sum(few, 1, &dim0, false), nsc_sum(fewg, 1, &dim0, false) },
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         cr_assert(pairs[i][0] && pairs[i][1], "%s", nsc_last_error());
@@ -323,7 +332,7 @@ Test(cuda_reduce, sums_down_columns_match_the_cpu, .init = need_gpu) {
         nsc_free(pairs[i][0]);
         nsc_free(pairs[i][1]);
     }
-    nsc_tensor *temps[] = { a, b, c, ag, bg, cg, as, ags };
+    nsc_tensor *temps[] = { a, b, c, ag, bg, cg, as, ags, d, dg, row, rowg, e, eg, few, fewg };
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) {
         nsc_free(temps[i]);
     }

@@ -51,6 +51,13 @@ static const variant VARIANTS[] = {
     { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD },
     { "sgd_maximize", NSC_F32, false,
       .sgd = { .lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .maximize = true } },
+    { "adamw_maximize_vector", NSC_F32, true, // no amsgrad: the AVX lanes run
+      .adamw_config = { .lr = 0.01,
+                        .beta1 = 0.9,
+                        .beta2 = 0.99,
+                        .eps = 1e-8,
+                        .weight_decay = 0.1,
+                        .maximize = true } },
     { "adamw_maximize", NSC_F32, true,
       .adamw_config = { .lr = 0.02,
                         .beta1 = 0.8,

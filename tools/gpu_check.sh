@@ -87,10 +87,13 @@ for f in 'cli/device*' 'text/inline*' 'optim_ops/on_a_gpu*'; do
 done
 timeout 180 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/bench_cuda.log"
+rm -f "$OUT/ratios.txt"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     timeout 120 python3 bench/compare_cuda.py > "$OUT/compare_cuda.log" 2>&1
     # nsc's median over torch eager's, case by case (the issue's ratio).
-    awk '$4 ~ /^[0-9.]+$/ { split($1, p, "."); t[p[2] "." p[3]] = $4 }
+    # A result line ends "<median_ms> - -" (the shape may have a space in it).
+    awk '$(NF-2) ~ /^[0-9]+\.[0-9]+$/ && $(NF-1) == "-" && $(NF-2) > 0 {
+             split($1, p, "."); t[p[2] "." p[3]] = $(NF-2) }
          END { for (c in t) { split(c, q, "."); if (q[2] == "cuda") {
                    for (d in t) { split(d, r, "."); if (r[1] == q[1] && r[2] != "cuda")
                        printf "ratio %s nsc/%s %.3f\n", q[1], r[2] == "torch" ? "eager" : r[2],
