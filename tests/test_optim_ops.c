@@ -242,32 +242,61 @@ static void expect_same_operands(const operands *got, const operands *want, cons
     }
 }
 
-Test(optim_ops, the_fused_ops_give_the_bits_of_the_op_sequence) {
+// One update of o at step `step` by one of the paths compared below.
+typedef void (*update_fn)(const variant *v, operands *o, int64_t step);
+
+static void fused_update(const variant *v, operands *o, int64_t step) {
+    cr_assert_eq(fused_step(v, o, step), NSC_OK, "%s", nsc_last_error());
+}
+
+static void sequence_update(const variant *v, operands *o, int64_t step) {
+    if (v->adamw) {
+        adamw_sequence(&v->adamw_config, step, o);
+    } else {
+        sgd_sequence(&v->sgd, step == 1, o);
+    }
+}
+
+// The fused op on the GPU: one kernel, no copy to or from the host.
+static void gpu_update(const variant *v, operands *o, int64_t step) {
+    int64_t transfers = nsc_cuda_stats_get().transfers;
+    int64_t kernels = nsci_kernel_count();
+    fused_update(v, o, step);
+    cr_expect_eq(nsci_kernel_count() - kernels, 1, "one kernel per update");
+    cr_expect_eq(nsc_cuda_stats_get().transfers, transfers, "a step copied");
+}
+
+// Every variant and layout, N_STEPS steps: operands made alike on
+// got_device (updated by got) and want_device (by want) hold the same bits
+// after every step.
+static void expect_same_updates(const char *label, nsc_device got_device, update_fn got,
+                                nsc_device want_device, update_fn want) {
     nsc_no_grad_begin();
     for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
         const variant *v = &VARIANTS[vi];
         for (int l = 0; l < N_LAYOUTS; l++) {
-            operands fused, seq;
-            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &fused);
-            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &seq);
+            operands a, b;
+            make_operands(v, (layout)l, 7 + vi, got_device, &a);
+            make_operands(v, (layout)l, 7 + vi, want_device, &b);
             for (int step = 1; step <= N_STEPS; step++) {
-                set_grad(v, (layout)l, step, NSC_CPU, &fused);
-                set_grad(v, (layout)l, step, NSC_CPU, &seq);
-                cr_assert_eq(fused_step(v, &fused, step), NSC_OK, "%s", nsc_last_error());
-                if (v->adamw) {
-                    adamw_sequence(&v->adamw_config, step, &seq);
-                } else {
-                    sgd_sequence(&v->sgd, step == 1, &seq);
-                }
+                set_grad(v, (layout)l, step, got_device, &a);
+                set_grad(v, (layout)l, step, want_device, &b);
+                want(v, &b, step);
+                got(v, &a, step);
                 char what[128];
-                snprintf(what, sizeof what, "%s %s step %d", v->name, LAYOUT_NAMES[l], step);
-                expect_same_operands(&fused, &seq, what);
+                snprintf(what, sizeof what, "%s%s %s step %d", label, v->name, LAYOUT_NAMES[l],
+                         step);
+                expect_same_operands(&a, &b, what);
             }
-            free_operands(&fused);
-            free_operands(&seq);
+            free_operands(&a);
+            free_operands(&b);
         }
     }
     nsc_no_grad_end();
+}
+
+Test(optim_ops, the_fused_ops_give_the_bits_of_the_op_sequence) {
+    expect_same_updates("", NSC_CPU, fused_update, NSC_CPU, sequence_update);
 }
 
 // The GPU kernel rounds each product and sum on its own (no FMA
@@ -280,31 +309,7 @@ Test(optim_ops, on_a_gpu_the_fused_ops_give_the_cpu_bits) {
         nsc_clear_error();
         cr_skip_test("%s", why);
     }
-    nsc_no_grad_begin();
-    for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
-        const variant *v = &VARIANTS[vi];
-        for (int l = 0; l < N_LAYOUTS; l++) {
-            operands cpu, gpu;
-            make_operands(v, (layout)l, 7 + vi, NSC_CPU, &cpu);
-            make_operands(v, (layout)l, 7 + vi, NSC_CUDA, &gpu);
-            for (int step = 1; step <= N_STEPS; step++) {
-                set_grad(v, (layout)l, step, NSC_CPU, &cpu);
-                set_grad(v, (layout)l, step, NSC_CUDA, &gpu);
-                cr_assert_eq(fused_step(v, &cpu, step), NSC_OK, "%s", nsc_last_error());
-                int64_t transfers = nsc_cuda_stats_get().transfers;
-                int64_t kernels = nsci_kernel_count();
-                cr_assert_eq(fused_step(v, &gpu, step), NSC_OK, "%s", nsc_last_error());
-                cr_expect_eq(nsci_kernel_count() - kernels, 1, "one kernel per update");
-                cr_expect_eq(nsc_cuda_stats_get().transfers, transfers, "a step copied");
-                char what[128];
-                snprintf(what, sizeof what, "cuda %s %s step %d", v->name, LAYOUT_NAMES[l], step);
-                expect_same_operands(&gpu, &cpu, what);
-            }
-            free_operands(&cpu);
-            free_operands(&gpu);
-        }
-    }
-    nsc_no_grad_end();
+    expect_same_updates("cuda ", NSC_CUDA, gpu_update, NSC_CPU, fused_update);
 }
 
 // An optimizer step is one kernel per parameter with a gradient (torch's
