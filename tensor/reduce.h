@@ -20,6 +20,20 @@ typedef struct nsci_reduce_params {
 
 extern const nsci_param_desc nsci_reduce_desc[];
 
+// Params of norm (op_reduce_norm.c): torch.linalg.vector_norm's ord and
+// dtype (the output's: the input's or a wider float) over a dims list.
+typedef struct nsci_norm_params {
+    nsci_reduce_params r;
+    double ord;
+    nsc_dtype dtype;
+} nsci_norm_params;
+
+// One element's term of an ord norm's sum (|v|^ord; 1 or 0 for ord 0) and
+// the root applied to the accumulated sum (or max / min |v| for +-inf).
+// The CUDA kernels repeat these formulas (cuda/reduce_device.cuh).
+double nsci_norm_term(double v, double ord);
+double nsci_norm_finish(double acc, double ord);
+
 // Packs a caller's dims list; a bad count or a NULL list becomes ndims = -1.
 nsci_reduce_params nsci_reduce_pack(int ndims, const int *dims, bool keepdim);
 

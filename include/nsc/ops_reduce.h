@@ -44,6 +44,20 @@ nsc_tensor *nsc_any(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
 // log(sum(exp(x))) over dims, computed stably.
 nsc_tensor *nsc_logsumexp(nsc_tensor *x, int ndims, const int *dims, bool keepdim);
 
+// Vector norm over dims (torch.linalg.vector_norm, Tensor.norm(p, dim)):
+// ord 2 is sqrt(sum x^2), 1 sum |x|, INFINITY max |x|, -INFINITY min |x|,
+// 0 the number of nonzero elements, any other p (sum |x|^p)^(1/p). Float
+// inputs; the result has x's dtype, accumulated in double. Over no elements
+// ord >= 0 gives 0 and the others are refused (no identity), as in torch.
+// Backward as torch's: x g / n for ord 2 (0 where n is 0), ties of
+// +-inf share the gradient evenly, ord 0 has gradient 0.
+nsc_tensor *nsc_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool keepdim);
+// The same with the result (and its accumulation's rounding) in dtype, which
+// may widen x's but not narrow it (torch's dtype= argument): the f64 norm
+// of an f32 tensor without an f64 copy of it.
+nsc_tensor *nsc_vector_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool keepdim,
+                            nsc_dtype dtype);
+
 // Softmax / log-softmax along dim, subtracting the max first.
 nsc_tensor *nsc_softmax(nsc_tensor *x, int dim);
 nsc_tensor *nsc_log_softmax(nsc_tensor *x, int dim);

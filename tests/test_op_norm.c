@@ -1,0 +1,172 @@
+// norm (torch.linalg.vector_norm) beyond the case table: the refusals
+// (status, message, no leak), ord 0's count, NaN and infinity rules, zero
+// vectors and ties in the backward (torch 1.13's values, noted per line),
+// a widened dtype's gradient, long runs split in chunks, and META shapes.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "tests/expect.h"
+#include "tests/harness.h"
+
+// The norm of x over every dim, then its gradient (x requires grad).
+static double norm_and_grad(nsc_tensor *x, double ord, nsc_tensor **grad) {
+    nsc_requires_grad_(x, true);
+    nsc_tensor *n = nsc_norm(x, ord, 0, NULL, false);
+    cr_assert(n, "%s", nsc_last_error());
+    double v = nsc_tensor_item(n);
+    cr_assert(nsc_backward(n, NULL, false) == NSC_OK, "%s", nsc_last_error());
+    *grad = nsc_tensor_get_grad(x);
+    nsc_free(n);
+    return v;
+}
+
+Test(norm, refusals_name_the_problem_and_change_nothing) {
+    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(2, 3), (double[]){ 1, 2, 3, 4, 5, 6 });
+    nsc_tensor *xd = nsc_to_dtype(x, NSC_F64);
+    nsc_tensor *xi = nsc_to_dtype(x, NSC_I64);
+    nsc_tensor *empty = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 0, 3));
+    int64_t blocks = nsct_live_blocks();
+    nsct_expect_error(nsc_norm(xi, 2, 0, NULL, false), NSC_ERR_DTYPE,
+                      "norm: [2,3]: input dtype i64: expected f32 or f64");
+    nsct_expect_error(nsc_vector_norm(xd, 2, 0, NULL, false, NSC_F32), NSC_ERR_DTYPE,
+                      "norm: [2,3]: dtype f32: expected f32 or f64, no narrower than the input's "
+                      "f64");
+    nsct_expect_error(nsc_vector_norm(x, 2, 0, NULL, false, NSC_BOOL), NSC_ERR_DTYPE,
+                      "norm: [2,3]: dtype bool");
+    nsct_expect_error(nsc_norm(x, NAN, 0, NULL, false), NSC_ERR_ARG,
+                      "norm: [2,3]: ord nan: expected a number, inf or -inf");
+    nsct_expect_error(nsc_norm(x, 2, NSC_DIMS(2), false), NSC_ERR_ARG,
+                      "norm: [2,3]: dim 2 is out of range for rank 2");
+    nsct_expect_error(nsc_norm(x, 2, NSC_DIMS(0, -2), false), NSC_ERR_ARG,
+                      "norm: [2,3]: dim -2 appears more than once");
+    // torch: "cannot compute the inf norm on the dimension 1 because this
+    // dimension is empty and the operation does not have an identity".
+    nsct_expect_error(nsc_norm(empty, HUGE_VAL, NSC_DIMS(1), false), NSC_ERR_SHAPE,
+                      "norm: [2,0,3]: ord inf over a size-0 dim: this norm has no value");
+    nsct_expect_error(nsc_norm(empty, -1, 0, NULL, false), NSC_ERR_SHAPE,
+                      "norm: [2,0,3]: ord -1 over a size-0 dim");
+    nsct_expect_error(nsc_norm(NULL, 2, 0, NULL, false), NSC_ERR_ARG, "norm: input 0 is NULL");
+    cr_expect_eq(nsct_live_blocks(), blocks);
+    // Reducing a non-empty dim of an empty tensor is fine (torch too).
+    nsc_tensor *ok = nsc_norm(empty, HUGE_VAL, NSC_DIMS(2), false);
+    cr_assert(ok, "%s", nsc_last_error());
+    cr_expect(ok->ndim == 2 && ok->shape[0] == 2 && ok->shape[1] == 0);
+    nsc_tensor *zeros = nsc_norm(empty, 2, NSC_DIMS(1), false); // ord >= 0: 0 over nothing
+    nsct_expect_values(zeros, (double[]){ 0, 0, 0, 0, 0, 0 });
+    nsc_tensor *all[] = { x, xd, xi, empty, ok, zeros };
+    for (int i = 0; i < 6; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+Test(norm, ord_0_counts_nonzeros_and_nan_propagates) {
+    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(5), (double[]){ 0, 1.5, 0, -2, NAN });
+    cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), 3.0); // NaN counts (torch)
+    cr_expect(isnan(nsct_item_free(nsc_norm(x, 2, 0, NULL, false))));
+    cr_expect(isnan(nsct_item_free(nsc_norm(x, 1, 0, NULL, false))));
+    cr_expect(isnan(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false))));
+    cr_expect(isnan(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false))));
+    nsc_tensor *first = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ NAN, 1 });
+    cr_expect(isnan(nsct_item_free(nsc_norm(first, HUGE_VAL, 0, NULL, false))));
+    // torch: vector_norm([inf, 1], -1) = 1; vector_norm([1, -3, 3, 0], -1) = 0.
+    nsc_tensor *inf = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ INFINITY, 1 });
+    cr_expect_eq(nsct_item_free(nsc_norm(inf, -1, 0, NULL, false)), 1.0);
+    nsc_tensor *v = nsct_from_values(NSC_F64, NSC_SHAPE(4), (double[]){ 1, -3, 3, 0 });
+    cr_expect_eq(nsct_item_free(nsc_norm(v, -1, 0, NULL, false)), 0.0);
+    cr_expect_eq(nsct_item_free(nsc_norm(v, -HUGE_VAL, 0, NULL, false)), 0.0);
+    cr_expect_eq(nsct_item_free(nsc_norm(v, HUGE_VAL, 0, NULL, false)), 3.0);
+    nsc_free(x);
+    nsc_free(first);
+    nsc_free(inf);
+    nsc_free(v);
+}
+
+Test(norm, backward_of_ties_and_zeros_is_torchs) {
+    static const struct {
+        double ord, norm, grad[4];
+    } rows[] = {
+        // torch.linalg.vector_norm(torch.tensor([1., -3., 3., 0.]), ord).backward()
+        { INFINITY, 3, { 0, -0.5, 0.5, 0 } }, // the tie shares the gradient
+        { -INFINITY, 0, { 0, 0, 0, 0 } },
+        { 1, 7, { 1, -1, 1, 0 } },
+        { -1, 0, { 0, 0, 0, 0 } },
+        { 0, 3, { 0, 0, 0, 0 } },
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(4), (double[]){ 1, -3, 3, 0 });
+        nsc_tensor *grad;
+        cr_expect_eq(norm_and_grad(x, rows[r].ord, &grad), rows[r].norm, "ord %g", rows[r].ord);
+        cr_assert(grad, "ord %g: no gradient", rows[r].ord);
+        nsct_expect_values(grad, rows[r].grad);
+        nsc_free(x);
+    }
+    // A zero vector has gradient 0 for every ord (torch masks n == 0 and x == 0).
+    const double ords[] = { 2, 1, 3, 0.5, INFINITY, -1, 0 };
+    for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
+        nsc_tensor *z = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(2));
+        nsc_tensor *grad;
+        cr_expect_eq(norm_and_grad(z, ords[i], &grad), 0.0, "ord %g", ords[i]);
+        cr_assert(grad, "ord %g: no gradient", ords[i]);
+        nsct_expect_values(grad, (double[]){ 0, 0 });
+        nsc_free(z);
+    }
+    // p < 1 with one zero element: that element's gradient is 0 (torch 1.13:
+    // vector_norm([1., 0.], 0.5) backward gives [1, 0]).
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ 1, 0 });
+    nsc_tensor *grad;
+    cr_expect_eq(norm_and_grad(x, 0.5, &grad), 1.0);
+    nsct_expect_values(grad, (double[]){ 1, 0 });
+    nsc_free(x);
+}
+
+Test(norm, a_widened_dtype_gives_an_f32_gradient) {
+    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(2, 2), (double[]){ 3, 4, 0, 0 });
+    nsc_requires_grad_(x, true);
+    nsc_tensor *n = nsc_vector_norm(x, 2, NSC_DIMS(1), false, NSC_F64);
+    cr_assert(n, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_dtype(n), NSC_F64);
+    nsct_expect_values(n, (double[]){ 5, 0 });
+    nsc_tensor *s = nsc_sum_all(n);
+    cr_assert(nsc_backward(s, NULL, false) == NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *grad = nsc_tensor_get_grad(x);
+    cr_expect_eq(nsc_tensor_dtype(grad), NSC_F32);
+    nsct_expect_values(grad, (double[]){ (double)0.6f, (double)0.8f, 0, 0 });
+    nsc_free(s);
+    nsc_free(n);
+    nsc_free(x);
+}
+
+Test(norm, long_runs_split_in_chunks_match_double) {
+    const int64_t n = 200003; // several chunks of one output
+    double *v = malloc((size_t)n * sizeof *v);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = (i % 7 == 0) ? 0.0 : 0.5 + (double)(i % 13) / 8.0;
+    }
+    v[150001] = -9.5; // a tie of the largest |x|, far from the first chunk
+    v[150002] = 9.5;
+    double sumsq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sumsq += v[i] * v[i];
+        zeros += v[i] == 0.0;
+    }
+    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(n), v);
+    cr_expect_float_eq(nsct_item_free(nsc_norm(x, 2, 0, NULL, false)), sqrt(sumsq), 1e-12);
+    cr_expect_eq(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false)), 9.5);
+    cr_expect_eq(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false)), 0.0);
+    cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), (double)(n - zeros));
+    free(v);
+    nsc_free(x);
+}
+
+Test(norm, meta_inputs_get_shapes_and_dtypes) {
+    nsc_tensor *x = nsc_zeros(NSC_F32, NSC_META, NSC_SHAPE(2, 3, 4));
+    nsc_tensor *n = nsc_vector_norm(x, 3, NSC_DIMS(0, 2), true, NSC_F64);
+    cr_assert(n, "%s", nsc_last_error());
+    cr_expect(n->ndim == 3 && n->shape[0] == 1 && n->shape[1] == 3 && n->shape[2] == 1);
+    cr_expect_eq(nsc_tensor_dtype(n), NSC_F64);
+    cr_expect_eq(nsc_tensor_device(n), NSC_META);
+    nsc_free(n);
+    nsc_free(x);
+}
