@@ -199,7 +199,9 @@ nsc_status nsci_cuda_tri(const nsci_cuda_ew *e, int64_t rows, int64_t cols, int6
 
 typedef enum nsci_cuda_red_kind {
     NSCI_RED_SUM, NSCI_RED_MEAN, NSCI_RED_MAX, NSCI_RED_MIN, NSCI_RED_VAR, NSCI_RED_STD,
-    NSCI_RED_LSE, NSCI_RED_ALL, NSCI_RED_ANY
+    NSCI_RED_LSE, NSCI_RED_ALL, NSCI_RED_ANY,
+    NSCI_RED_NORM, // sum of norm_term(x, ord), then norm_finish
+    NSCI_RED_AMAX, NSCI_RED_AMIN // max / min |x| (norm's ord +inf / -inf)
 } nsci_cuda_red_kind;
 
 // x reduced over its reduced dims (row-major positions) into n_out outputs
@@ -217,6 +219,7 @@ typedef struct nsci_cuda_red {
     int64_t *index;
     int kind;          // nsci_cuda_red_kind
     double correction; // var, std: 1 when unbiased
+    double ord;        // norm kinds: torch.linalg.vector_norm's ord
 } nsci_cuda_red;
 
 nsc_status nsci_cuda_reduce(const nsci_cuda_red *r);

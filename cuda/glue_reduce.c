@@ -1,6 +1,6 @@
 // CUDA kernels of the reduction families, as nsci_call entries: sum, mean,
 // sum_to_size, max, min, max_dim, min_dim, argmax, argmin, var, std, all,
-// any, logsumexp (one generic launcher over kept and reduced dims), the
+// any, logsumexp, norm (one generic launcher over kept and reduced dims), the
 // softmax family, layer_norm and its gradient, and the class losses. The
 // kernels are in cuda/op_reduce.cu.
 #ifdef NSC_HAVE_CUDA
@@ -90,6 +90,21 @@ static nsc_status stat_cuda(nsci_call *c) {
                                            : NSCI_RED_ANY;
     uint32_t mask = nsci_reduce_mask(p, c->in[0]->ndim);
     return reduce_into(c->in[0], mask, kind, c->out[0], NULL, p->unbiased ? 1.0 : 0.0);
+}
+
+// norm: the sum of terms for a finite ord, max / min |x| for +-inf; the
+// output's dtype may be wider than x's (loads convert).
+static nsc_status norm_cuda(nsci_call *c) {
+    const nsci_norm_params *p = c->params;
+    nsc_tensor *x = c->in[0], *out = c->out[0];
+    int kind = p->ord == HUGE_VAL ? NSCI_RED_AMAX : p->ord == -HUGE_VAL ? NSCI_RED_AMIN : NSCI_RED_NORM;
+    nsci_cuda_red r;
+    nsci_reduce_params dims = nsci_norm_reduce(p);
+    red_make(&r, x, nsci_reduce_mask(&dims, x->ndim), kind);
+    r.out = nsci_data_ptr(out);
+    r.out_dtype = out->dtype;
+    r.ord = p->ord;
+    return nsci_cuda_reduce(&r);
 }
 
 // --- softmax family: [outer, K, inner] around dim, contiguous operands ---
@@ -263,6 +278,7 @@ void nsci_cuda_fill_reduce(nsci_kernel_fn *t) {
     t[NSC_OP_max_dim] = t[NSC_OP_min_dim] = ext_dim_cuda;
     t[NSC_OP_argmax] = t[NSC_OP_argmin] = ext_dim_cuda;
     t[NSC_OP_var] = t[NSC_OP_std] = t[NSC_OP_logsumexp] = stat_cuda;
+    t[NSC_OP_norm] = norm_cuda;
     t[NSC_OP_all] = t[NSC_OP_any] = stat_cuda;
     t[NSC_OP_softmax] = t[NSC_OP_log_softmax] = softmax_cuda;
     t[NSC_OP_softmax_backward] = t[NSC_OP_log_softmax_backward] = softmax_cuda;

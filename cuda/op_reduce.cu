@@ -68,6 +68,19 @@ template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
         }
         return;
     }
+    if (r.kind == NSCI_RED_NORM || r.kind == NSCI_RED_AMAX || r.kind == NSCI_RED_AMIN) {
+        bool sum = r.kind == NSCI_RED_NORM, max = r.kind == NSCI_RED_AMAX;
+        double acc = r.kind == NSCI_RED_AMIN ? INFINITY : 0.0;
+        for (int64_t j = lane; j < n; j += 32) {
+            double v = (double)ELEM(j);
+            acc = sum ? acc + norm_term(v, r.ord) : pick_abs(acc, fabs(v), max);
+        }
+        acc = sum ? warp_sum(acc) : warp_pick_abs(acc, max);
+        if (lane == 0) {
+            store_as(r.out, r.out_dtype, o, norm_finish(acc, r.ord), 0, false);
+        }
+        return;
+    }
     double result;
     if (r.kind == NSCI_RED_LSE) {
         double m = -INFINITY;

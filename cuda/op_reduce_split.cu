@@ -10,6 +10,7 @@
 //   all, any         a = 1 or 0
 //   logsumexp        a = the max m (NaN wins), b = sum exp(x - shift(m)),
 //                    shift(m) = 0 when m is infinite, else m; i = count
+//   norm             a = the sum of norm_term(x, ord), or max / min |x|
 //   var, std         a = the mean, b = the sum of squared deviations from
 //                    it, i = count; combined by Chan's formula (the CPU
 //                    makes two passes over all elements; both in double)
@@ -41,6 +42,8 @@ template <typename T> __device__ partial<T> identity(int kind) {
         p.a = 1.0;
     } else if (kind == NSCI_RED_LSE) {
         p.a = -INFINITY;
+    } else if (kind == NSCI_RED_AMIN) {
+        p.a = INFINITY;
     }
     return p;
 }
@@ -71,6 +74,13 @@ template <typename T> __device__ partial<T> combine(int kind, partial<T> x, part
             partial<T> out = { T(0), m, bx + by, x.i + y.i };
             return out;
         }
+        case NSCI_RED_NORM:
+            x.a += y.a;
+            return x;
+        case NSCI_RED_AMAX:
+        case NSCI_RED_AMIN:
+            x.a = pick_abs(x.a, y.a, kind == NSCI_RED_AMAX);
+            return x;
         case NSCI_RED_VAR:
         case NSCI_RED_STD: {
             if (x.i == 0 || y.i == 0) {
@@ -141,6 +151,14 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
         p.a = m;
         p.b = warp_sum(s);
         p.i = hi - lo;
+    } else if (r.kind == NSCI_RED_NORM || r.kind == NSCI_RED_AMAX || r.kind == NSCI_RED_AMIN) {
+        bool sum = r.kind == NSCI_RED_NORM, max = r.kind == NSCI_RED_AMAX;
+        double acc = p.a;
+        for (int64_t j = lo + lane; j < hi; j += 32) {
+            double v = (double)ELEM(j);
+            acc = sum ? acc + norm_term(v, r.ord) : pick_abs(acc, fabs(v), max);
+        }
+        p.a = sum ? warp_sum(acc) : warp_pick_abs(acc, max);
     } else if (r.kind == NSCI_RED_VAR || r.kind == NSCI_RED_STD) {
         double s = 0.0, m2 = 0.0;
         for (int64_t j = lo + lane; j < hi; j += 32) {
@@ -225,6 +243,11 @@ __global__ void split_finish_kernel(nsci_cuda_red r, int64_t n_chunks, const par
             break;
         case NSCI_RED_LSE:
             result = log(p.b) + shift_of(p.a);
+            break;
+        case NSCI_RED_NORM:
+        case NSCI_RED_AMAX:
+        case NSCI_RED_AMIN:
+            result = norm_finish(p.a, r.ord);
             break;
         default: { // var, std
             double divisor = n - r.correction;

@@ -1,7 +1,7 @@
 // Device helpers the reduction kernels share (cuda/op_reduce.cu, the
 // warp-per-output and fused kernels; cuda/op_reduce_split.cu, few outputs
 // over many elements; cuda/op_reduce_cols.cu, sums down columns): warp sums and maxima, loads and
-// stores in any dtype, and max/min's (value, position) order. .cu files only.
+// stores in any dtype, max/min's (value, position) order and norm's terms. .cu files only.
 #ifndef NSC_CUDA_REDUCE_DEVICE_CUH
 #define NSC_CUDA_REDUCE_DEVICE_CUH
 
@@ -31,6 +31,43 @@ __device__ inline double warp_max_nan(double v) {
         double w = __shfl_xor_sync(0xffffffffu, v, o);
         v = (isnan(v) || v >= w) ? v : w;
         v = isnan(w) ? w : v;
+    }
+    return v;
+}
+// norm (tensor/op_reduce_norm.c): one element's term of the sum, the
+// root of the accumulated sum, and the max / min of |x| for ord +-inf,
+// where NaN wins. The CPU's formulas, in the same double arithmetic.
+__device__ inline double norm_term(double v, double ord) {
+    double a = fabs(v);
+    if (ord == 2.0) {
+        return a * a;
+    }
+    if (ord == 1.0) {
+        return a;
+    }
+    if (ord == 0.0) {
+        return v != 0.0 ? 1.0 : 0.0; // NaN != 0: counted
+    }
+    return pow(a, ord);
+}
+__device__ inline double norm_finish(double acc, double ord) {
+    if (ord == 2.0) {
+        return sqrt(acc);
+    }
+    if (ord == 1.0 || ord == 0.0 || isinf(ord)) {
+        return acc;
+    }
+    return pow(acc, 1.0 / ord);
+}
+__device__ inline double pick_abs(double acc, double a, bool max) {
+    if (isnan(acc) || isnan(a)) {
+        return isnan(acc) ? acc : a;
+    }
+    return (max ? a > acc : a < acc) ? a : acc;
+}
+__device__ inline double warp_pick_abs(double v, bool max) {
+    for (int o = 16; o > 0; o >>= 1) {
+        v = pick_abs(v, __shfl_xor_sync(0xffffffffu, v, o), max);
     }
     return v;
 }

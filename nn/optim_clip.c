@@ -115,28 +115,39 @@ static nsc_status check_args(int64_t n_params, nsc_tensor *const *params, double
 }
 
 // Contiguous views of every CPU gradient (NULL where none or on another
-// device) and room for the largest one's block sums; all or nothing.
-static nsc_status gather(int64_t n_params, nsc_tensor *const *params, nsc_tensor ***grads,
-                         double **partial) {
+// device), the list of the other devices' gradients, and room for the
+// largest CPU gradient's block sums; all or nothing.
+typedef struct clip_lists {
+    nsc_tensor **cpu;    // [n_params]
+    nsc_tensor **device; // [n_device]
+    int64_t n_device;
+    double *partial;
+} clip_lists;
+
+static nsc_status gather(int64_t n_params, nsc_tensor *const *params, clip_lists *l) {
     int64_t max_blocks = 1;
-    *partial = NULL;
-    *grads = nsci_calloc((size_t)NSCI_MAX(n_params, 1), sizeof **grads);
-    if (!*grads) {
+    size_t slots = (size_t)NSCI_MAX(n_params, 1);
+    l->cpu = nsci_calloc(slots, sizeof *l->cpu);
+    l->device = nsci_calloc(slots, sizeof *l->device);
+    if (!l->cpu || !l->device) {
         return NSC_ERR_OOM;
     }
     for (int64_t i = 0; i < n_params; i++) {
         nsc_tensor *g = nsc_tensor_get_grad(params[i]);
+        if (g && g->device != NSC_CPU) {
+            l->device[l->n_device++] = g;
+        }
         if (!g || g->device != NSC_CPU) {
             continue;
         }
-        if (!((*grads)[i] = nsc_contiguous(g))) {
+        if (!(l->cpu[i] = nsc_contiguous(g))) {
             return nsc_last_status();
         }
         int64_t numel = nsc_tensor_numel(g);
         max_blocks = NSCI_MAX(max_blocks, (numel + NORM_BLOCK - 1) / NORM_BLOCK);
     }
-    *partial = nsci_malloc((size_t)max_blocks * sizeof **partial);
-    return *partial ? NSC_OK : NSC_ERR_OOM;
+    l->partial = nsci_malloc((size_t)max_blocks * sizeof *l->partial);
+    return l->partial ? NSC_OK : NSC_ERR_OOM;
 }
 
 nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, double max_norm,
@@ -144,39 +155,37 @@ nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, doub
     if (check_args(n_params, params, max_norm) != NSC_OK) {
         return nsc_last_status();
     }
-    nsc_tensor **grads = NULL;
-    double *partial = NULL;
+    clip_lists l = { 0 };
     nsc_no_grad_begin(); // contiguous copies of gradients must not be recorded
-    nsc_status status = gather(n_params, params, &grads, &partial);
+    nsc_status status = gather(n_params, params, &l);
     double sum = 0;
     for (int64_t i = 0; status == NSC_OK && i < n_params; i++) {
-        nsc_tensor *g = nsc_tensor_get_grad(params[i]);
-        double part = 0;
-        if (grads[i]) {
-            part = sumsq(grads[i], partial);
-        } else if (g) {
-            status = nsci_grad_sumsq_ops(g, &part); // a device's gradient
-        }
-        sum += part;
+        sum += l.cpu[i] ? sumsq(l.cpu[i], l.partial) : 0.0;
     }
-    double norm = sqrt(sum);
+    double device_sum = 0;
+    if (status == NSC_OK && l.n_device > 0) {
+        status = nsci_grads_sumsq_ops(l.n_device, l.device, &device_sum);
+    }
+    double norm = sqrt(sum + device_sum);
     double coef = max_norm / (norm + 1e-6);
-    for (int64_t i = 0; status == NSC_OK && i < n_params && !(coef >= 1.0); i++) {
-        nsc_tensor *g = nsc_tensor_get_grad(params[i]);
-        if (g && g->device == NSC_CPU) {
-            scale(g, coef); // the gradient itself, not a contiguous copy of it
-        } else if (g) {
-            status = nsci_grad_scale_ops(g, coef);
+    bool clip = status == NSC_OK && !(coef >= 1.0);
+    for (int64_t i = 0; clip && i < n_params; i++) {
+        if (l.cpu[i]) {
+            scale(nsc_tensor_get_grad(params[i]), coef); // the gradient, not its contiguous copy
         }
+    }
+    if (clip && l.n_device > 0) {
+        status = nsci_grads_scale_ops(l.n_device, l.device, coef);
     }
     if (status == NSC_OK && total_norm) {
         *total_norm = norm;
     }
-    for (int64_t i = 0; grads && i < n_params; i++) {
-        nsc_free(grads[i]);
+    for (int64_t i = 0; l.cpu && i < n_params; i++) {
+        nsc_free(l.cpu[i]);
     }
-    nsci_free(grads);
-    nsci_free(partial);
+    nsci_free(l.cpu);
+    nsci_free(l.device);
+    nsci_free(l.partial);
     nsc_no_grad_end();
     return status;
 }

@@ -53,9 +53,11 @@ const nsci_optim_group *nsci_optim_group_of(const nsc_optim *opt, int64_t i);
 // Number of state slots a group's parameters keep (its momentum or amsgrad).
 int nsci_optim_n_state(const nsc_optim *opt, const nsci_optim_group *g);
 
-// Gradient clipping's pieces as tensor ops (nn/optim_clip_device.c): the sum of squares of grad
-// accumulated in f64 (read back to the host), and grad *= coef in place.
-nsc_status nsci_grad_sumsq_ops(nsc_tensor *grad, double *sumsq);
-nsc_status nsci_grad_scale_ops(nsc_tensor *grad, double coef);
+// Gradient clipping's pieces as tensor ops (nn/optim_clip_device.c), for
+// gradients on a device: the sum of the squares of grads[0..n) in f64 (one
+// scalar read back to the host for all of them), and every grad *= coef in
+// place.
+nsc_status nsci_grads_sumsq_ops(int64_t n, nsc_tensor *const *grads, double *sumsq);
+nsc_status nsci_grads_scale_ops(int64_t n, nsc_tensor *const *grads, double coef);
 
 #endif

@@ -173,7 +173,8 @@ static nsc_status norm_cpu(nsci_call *c) {
                    .out_f32 = out->dtype == NSC_F32,
                    .ord = p->ord };
     nsc_tensor *copy;
-    if (nsci_reduce_plan(x, nsci_reduce_mask(&p->r, x->ndim), (nsc_dtype)x->dtype, true, &j.g,
+    nsci_reduce_params r = nsci_norm_reduce(p);
+    if (nsci_reduce_plan(x, nsci_reduce_mask(&r, x->ndim), (nsc_dtype)x->dtype, true, &j.g,
                          &copy) != NSC_OK) {
         return nsc_last_status();
     }
@@ -189,7 +190,8 @@ static nsc_status norm_infer(nsci_call *c) {
     const nsc_tensor *x = c->in[0];
     nsc_dtype in = (nsc_dtype)x->dtype, dt = p->dtype;
     uint32_t mask;
-    if (nsci_reduce_check(c, &p->r, &mask) != NSC_OK) {
+    nsci_reduce_params r = nsci_norm_reduce(p);
+    if (nsci_reduce_check(c, &r, &mask) != NSC_OK) {
         return nsc_last_status();
     }
     if (!nsci_is_float(in)) {
@@ -211,7 +213,7 @@ static nsc_status norm_infer(nsci_call *c) {
                               "(ord >= 0 gives 0)",
                               p->ord);
     }
-    nsci_reduce_meta(&c->meta[0], x, mask, p->r.keepdim, dt);
+    nsci_reduce_meta(&c->meta[0], x, mask, p->keepdim, dt);
     return NSC_OK;
 }
 
@@ -241,7 +243,9 @@ static nsc_tensor *sgn(nsc_tensor *x) {
 // The gradient with respect to x (in the output's dtype) for ord p.
 static nsc_tensor *norm_grad(nsc_tensor *x, nsc_tensor *n, nsc_tensor *g, double ord,
                              const nsci_meta *in, uint32_t mask) {
-    enum { MAX_TEMPS = 12 };
+    enum {
+        MAX_TEMPS = 12
+    };
     nsc_tensor *t[MAX_TEMPS] = { 0 }, *result = NULL;
     int k = 0;
     if (ord == 2.0) {
@@ -295,12 +299,13 @@ static nsc_status norm_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_
         grad_in[0] = nsc_zeros((nsc_dtype)in->dtype, nsc_tensor_device(x), in->ndim, in->shape);
         return grad_in[0] ? NSC_OK : nsc_last_status();
     }
-    uint32_t mask = nsci_reduce_mask(&p->r, in->ndim);
+    nsci_reduce_params r = nsci_norm_reduce(p);
+    uint32_t mask = nsci_reduce_mask(&r, in->ndim);
     nsc_dtype in_dt = (nsc_dtype)in->dtype;
     bool widen = p->dtype != in_dt;
     nsc_tensor *xw = widen ? nsc_to_dtype(x, p->dtype) : nsc_retain(x);
-    nsc_tensor *n = nsci_reduce_unsqueeze(g->out[0], in, mask, p->r.keepdim);
-    nsc_tensor *gk = nsci_reduce_unsqueeze(grad_out[0], in, mask, p->r.keepdim);
+    nsc_tensor *n = nsci_reduce_unsqueeze(g->out[0], in, mask, p->keepdim);
+    nsc_tensor *gk = nsci_reduce_unsqueeze(grad_out[0], in, mask, p->keepdim);
     nsc_tensor *grad = xw && n && gk ? norm_grad(xw, n, gk, p->ord, in, mask) : NULL;
     grad_in[0] = widen && grad ? nsc_to_dtype(grad, in_dt) : nsc_retain(grad);
     nsc_free(xw);
@@ -311,9 +316,9 @@ static nsc_status norm_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_
 }
 
 static const nsci_param_desc norm_desc[] = {
-    { "dims", NSCI_PARAM_INT_ARRAY, offsetof(nsci_norm_params, r.dims),
-      offsetof(nsci_norm_params, r.ndims) },
-    { "keepdim", NSCI_PARAM_BOOL, offsetof(nsci_norm_params, r.keepdim), 0 },
+    { "dims", NSCI_PARAM_INT_ARRAY, offsetof(nsci_norm_params, dims),
+      offsetof(nsci_norm_params, ndims) },
+    { "keepdim", NSCI_PARAM_BOOL, offsetof(nsci_norm_params, keepdim), 0 },
     { "ord", NSCI_PARAM_F64, offsetof(nsci_norm_params, ord), 0 },
     { "dtype", NSCI_PARAM_DTYPE, offsetof(nsci_norm_params, dtype), 0 },
     { NULL, NSCI_PARAM_END, 0, 0 },
@@ -334,7 +339,9 @@ const nsci_op_def nsci_op_norm = {
 
 nsc_tensor *nsc_vector_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool keepdim,
                             nsc_dtype dtype) {
-    nsci_norm_params p = { .r = nsci_reduce_pack(ndims, dims, keepdim), .ord = ord, .dtype = dtype };
+    nsci_reduce_params r = nsci_reduce_pack(ndims, dims, keepdim);
+    nsci_norm_params p = { .ndims = r.ndims, .keepdim = keepdim, .ord = ord, .dtype = dtype };
+    memcpy(p.dims, r.dims, sizeof p.dims);
     return nsci_run(NSC_OP_norm, 1, &x, &p);
 }
 

@@ -4,6 +4,8 @@
 #ifndef NSC_TENSOR_REDUCE_H
 #define NSC_TENSOR_REDUCE_H
 
+#include <string.h>
+
 #include "tensor/tensor_impl.h"
 
 // --- params and shape rules ---
@@ -23,10 +25,19 @@ extern const nsci_param_desc nsci_reduce_desc[];
 // Params of norm (op_reduce_norm.c): torch.linalg.vector_norm's ord and
 // dtype (the output's: the input's or a wider float) over a dims list.
 typedef struct nsci_norm_params {
-    nsci_reduce_params r;
+    int ndims; // as nsci_reduce_params
+    int dims[NSC_MAX_DIMS];
+    bool keepdim;
     double ord;
     nsc_dtype dtype;
 } nsci_norm_params;
+
+// The dims list of p as the reduction helpers take it.
+static inline nsci_reduce_params nsci_norm_reduce(const nsci_norm_params *p) {
+    nsci_reduce_params r = { .ndims = p->ndims, .keepdim = p->keepdim };
+    memcpy(r.dims, p->dims, sizeof r.dims);
+    return r;
+}
 
 // One element's term of an ord norm's sum (|v|^ord; 1 or 0 for ord 0) and
 // the root applied to the accumulated sum (or max / min |v| for +-inf).

@@ -539,8 +539,8 @@ Test(cuda_gpt2, module_to_moves_every_tensor_and_keeps_ties, .init = gpt2_setup,
                       TOL_EXACT, "a weight back on the CPU");
 }
 
-// Three AdamW steps with clipping on both devices: the CUDA parameters take
-// the fused kernel (bit-identical to the CPU loop for equal inputs; here the
+// Three AdamW steps with clipping on both devices: the clip reads one scalar
+// back from the GPU for all gradients; the CUDA parameters take the fused kernel (bit-identical to the CPU loop for equal inputs; here the
 // gradients already differ by summation order) and stay on the GPU. eps is
 // 1e-3, not 1e-8, so that an element whose gradient is near zero (where
 // m / sqrt(v) is a noisy sign) moves by at most lr * |dg| / eps; the steps
@@ -564,8 +564,14 @@ Test(cuda_gpt2, adamw_steps_with_clipping_match_the_cpu, .init = gpt2_setup,
             nsc_tensor *loss = lm_loss(models[d], ids[d]);
             cr_assert(loss, "%s", nsc_last_error());
             cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+            nsc_cuda_stats before = nsc_cuda_stats_get();
             cr_assert_eq(nsc_optim_clip_grad_norm(opts[d], 0.5, &norms[d]), NSC_OK, "%s",
                          nsc_last_error());
+            // One read for every gradient's norm together (8 bytes), not one per gradient.
+            int64_t reads = nsc_cuda_stats_get().transfers - before.transfers;
+            int64_t bytes = nsc_cuda_stats_get().transfer_bytes - before.transfer_bytes;
+            cr_expect(reads == d && bytes == 8 * d, "device %d: %lld copies, %lld bytes", d,
+                      (long long)reads, (long long)bytes);
             cr_assert_eq(nsc_optim_step(opts[d]), NSC_OK, "%s", nsc_last_error());
             cr_assert_eq(nsc_optim_zero_grad(opts[d], true), NSC_OK);
             nsc_free(loss);

@@ -497,30 +497,30 @@ Test(optim_ops, every_written_tensor_advances_its_version) {
 }
 
 // Clipping's op pieces give the CPU path's norm (up to summation order: the
-// CPU sums fixed blocks, the op a reduction) and scale to the same bits.
+// CPU sums fixed blocks, the ops per-gradient norms) and scale to the same bits.
 Test(optim_ops, clipping_pieces_give_the_cpu_norm_and_scale) {
     nsc_generator *gen = nsc_generator_new(8);
-    nsc_tensor *params[2], *copies[2];
-    const int64_t rows[2] = { 3000, 41 };
-    double sum = 0;
-    for (int i = 0; i < 2; i++) {
-        params[i] = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(rows[i], 17));
-        nsc_tensor *g = nsc_randn(gen, NSC_F32, NSC_SHAPE(rows[i], 17));
+    nsc_tensor *params[3], *grads[3], *copies[3];
+    const int64_t rows[3] = { 3000, 41, 1 };
+    for (int i = 0; i < 3; i++) {
+        params[i] = nsc_zeros(i == 2 ? NSC_F64 : NSC_F32, NSC_CPU, NSC_SHAPE(rows[i], 17));
+        grads[i] = nsc_randn(gen, nsc_tensor_dtype(params[i]), NSC_SHAPE(rows[i], 17));
         nsc_requires_grad_(params[i], true);
-        nsc_tensor_set_grad(params[i], g);
-        copies[i] = nsc_clone(g);
-        double part = -1;
-        cr_assert_eq(nsci_grad_sumsq_ops(g, &part), NSC_OK, "%s", nsc_last_error());
-        sum += part;
-        nsc_free(g);
+        nsc_tensor_set_grad(params[i], grads[i]);
+        copies[i] = nsc_clone(grads[i]);
     }
+    double sum = -1, none = -1;
+    cr_assert_eq(nsci_grads_sumsq_ops(3, grads, &sum), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsci_grads_sumsq_ops(0, grads, &none), NSC_OK);
+    cr_expect_eq(none, 0.0);
     double norm = 0;
-    cr_assert_eq(nsc_clip_grad_norm_(2, params, 1.0, &norm), NSC_OK);
+    cr_assert_eq(nsc_clip_grad_norm_(3, params, 1.0, &norm), NSC_OK);
     cr_expect(fabs(sqrt(sum) - norm) <= 1e-12 * norm, "ops %.17g, cpu %.17g", sqrt(sum), norm);
-    for (int i = 0; i < 2; i++) {
-        cr_assert_eq(nsci_grad_scale_ops(copies[i], 1.0 / (norm + 1e-6)), NSC_OK);
+    cr_assert_eq(nsci_grads_scale_ops(3, copies, 1.0 / (norm + 1e-6)), NSC_OK);
+    for (int i = 0; i < 3; i++) {
         nsct_expect_close(copies[i], nsc_tensor_get_grad(params[i]), TOL_EXACT, "scaled");
         nsc_free(copies[i]);
+        nsc_free(grads[i]);
         nsc_free(params[i]);
     }
     nsc_generator_free(gen);
