@@ -7,8 +7,9 @@ steps: the first makes the optimizer's state), synchronized, TF32 off
 (as nsc's cuBLAS calls). AdamW runs three ways: foreach=False (the
 single-tensor path, one kernel per op), the default (foreach: fewer
 launches, what a torch user gets) and fused=True (one kernel per parameter
-list, the closest to nsc's fused_adamw_, one kernel per parameter). Prints
-the same line format as bench_cuda.
+list, the closest to nsc's fused_adamw_, one kernel per parameter); and
+the step with clip_grad_norm_(1.0) before the default AdamW (nanoGPT's
+loop). Prints the same line format as bench_cuda.
 Run: python3 bench/compare_cuda.py (on a machine with a GPU and torch)."""
 import statistics
 import time
@@ -50,9 +51,11 @@ def main():
         loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), ids.view(-1))
         loss.backward()
 
-    def train_step(opt):
+    def train_step(opt, clip=False):
         def step():
             fwd_bwd()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
         return step
@@ -70,6 +73,8 @@ def main():
     del single
     foreach = torch.optim.AdamW(m.parameters(), lr=1e-4)
     measure("gpt2_small.train_step.foreach", train_step(foreach), warmups=2)
+    # nanoGPT's loop: clip to 1, then the default (foreach) AdamW
+    measure("gpt2_small.train_step_clip.torch", train_step(foreach, clip=True), warmups=2)
     del foreach
     try:
         fused = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
