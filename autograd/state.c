@@ -75,8 +75,7 @@ nsc_status nsci_slot_run_hooks(nsci_grad_slot *slot, nsc_tensor **grad) {
             continue;
         }
         nsc_tensor *replacement = NULL;
-        status = h->fn(*grad, &replacement, h->ctx);
-        h = &slot->hooks[i]; // the array may have grown
+        status = h->fn(*grad, &replacement, h->ctx); // h may dangle now: the array may grow
         if (status == NSC_OK && replacement) {
             nsc_free(*grad);
             *grad = replacement;

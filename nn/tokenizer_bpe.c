@@ -358,6 +358,9 @@ static nsc_status merge_word(const nsc_tokenizer *tok, const char *word, int32_t
 
 nsc_status nsci_tok_bpe_word(const nsc_tokenizer *tok, const char *word, size_t n,
                              nsci_tok_out *out) {
+    if (n == 0) {
+        return NSC_OK; // no bytes, no tokens (merge_word starts from symbol 0)
+    }
     // The cache is the only state encoding changes; it has its own lock.
     if (n <= CACHE_MAX_WORD_BYTES && cache_get((nsc_tokenizer *)tok, word, n, out)) {
         return NSC_OK;
