@@ -77,7 +77,8 @@ template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
         }
         acc = sum ? warp_sum(acc) : warp_pick_abs(acc, max);
         if (lane == 0) {
-            store_as(r.out, r.out_dtype, o, norm_finish(acc, r.ord), 0, false);
+            double v = n == 1 ? norm_single((double)ELEM(0), r.ord) : norm_finish(acc, r.ord);
+            store_as(r.out, r.out_dtype, o, v, 0, false);
         }
         return;
     }

@@ -59,6 +59,10 @@ __device__ inline double norm_finish(double acc, double ord) {
     }
     return pow(acc, 1.0 / ord);
 }
+// One element's norm: |v| itself (ord 0: v != 0), as the CPU.
+__device__ inline double norm_single(double v, double ord) {
+    return ord == 0.0 ? (v != 0.0 ? 1.0 : 0.0) : fabs(v);
+}
 __device__ inline double pick_abs(double acc, double a, bool max) {
     if (isnan(acc) || isnan(a)) {
         return isnan(acc) ? acc : a;

@@ -110,6 +110,16 @@ static nsc_status check_args(int64_t n_params, nsc_tensor *const *params, double
                              (long long)i, nsc_dtype_name((nsc_dtype)g->dtype),
                              nsc_device_name((nsc_device)g->device));
         }
+        // Scaled in place: an expanded gradient would scale its shared
+        // elements once per position (torch refuses such a write too).
+        for (int d = 0; g && d < g->ndim; d++) {
+            if (g->stride[d] == 0 && g->shape[d] > 1) {
+                return nsci_fail(NSC_ERR_ARG,
+                                 "clip_grad_norm: parameter %lld: dim %d of its gradient repeats "
+                                 "one memory location (stride 0): the gradient is scaled in place",
+                                 (long long)i, d);
+            }
+        }
     }
     return NSC_OK;
 }
@@ -165,17 +175,28 @@ nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, doub
     double device_sum = 0;
     if (status == NSC_OK && l.n_device > 0) {
         status = nsci_grads_sumsq_ops(l.n_device, l.device, &device_sum);
+        if (status != NSC_OK) {
+            nsci_error_context("clip_grad_norm: the norms of %lld device gradients",
+                               (long long)l.n_device);
+        }
     }
     double norm = sqrt(sum + device_sum);
     double coef = max_norm / (norm + 1e-6);
     bool clip = status == NSC_OK && !(coef >= 1.0);
+    // The device's gradients first: their scaling can fail (its coefficient
+    // tensors are allocated), the CPU loop cannot, so a failure changes nothing.
+    if (clip && l.n_device > 0) {
+        status = nsci_grads_scale_ops(l.n_device, l.device, coef);
+        if (status != NSC_OK) {
+            nsci_error_context("clip_grad_norm: scaling %lld device gradients",
+                               (long long)l.n_device);
+        }
+        clip = status == NSC_OK;
+    }
     for (int64_t i = 0; clip && i < n_params; i++) {
         if (l.cpu[i]) {
             scale(nsc_tensor_get_grad(params[i]), coef); // the gradient, not its contiguous copy
         }
-    }
-    if (clip && l.n_device > 0) {
-        status = nsci_grads_scale_ops(l.n_device, l.device, coef);
     }
     if (status == NSC_OK && total_norm) {
         *total_norm = norm;

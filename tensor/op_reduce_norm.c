@@ -2,10 +2,13 @@
 // ord 2 sqrt(sum x^2), 1 sum |x|, inf max |x|, -inf min |x|, 0 the count of
 // nonzero elements, any other p (sum |x|^p)^(1/p). Float inputs only; the
 // result has the params' dtype (the input's, or a wider one: torch's dtype=
-// argument), and every ord accumulates in double, as torch's CPU kernel
-// does. NaN propagates (a NaN counts as nonzero for ord 0). Over no
-// elements: 0 for ord >= 0; ord < 0 and +-inf have no identity and are
-// refused, as torch refuses them.
+// argument). Every ord accumulates in double, where torch accumulates f32
+// in f32: an f32 norm whose squares overflow f32 (|x| > 1.8e19) is finite
+// here and inf in torch. Over one element the norm is |x| itself (1 or 0
+// for ord 0), as torch 2 returns it, with no rounding through |x|^p. NaN
+// propagates (a NaN counts as nonzero for ord 0). Over no elements: 0 for
+// ord >= 0; ord < 0 and +-inf have no identity and are refused, as torch
+// refuses them.
 // https://pytorch.org/docs/stable/generated/torch.linalg.vector_norm.html
 #include <math.h>
 
@@ -41,6 +44,10 @@ double nsci_norm_term(double v, double ord) {
         return v != 0.0 ? 1.0 : 0.0; // NaN != 0: counted
     }
     return pow(a, ord);
+}
+
+double nsci_norm_single(double v, double ord) {
+    return ord == 0.0 ? (v != 0.0 ? 1.0 : 0.0) : fabs(v);
 }
 
 double nsci_norm_finish(double acc, double ord) {
@@ -131,7 +138,18 @@ static void norm_rows(void *ctx, int64_t begin, int64_t end) {
     nsci_reduce_cursor cur;
     nsci_reduce_seek(&j->g, begin, &cur);
     for (int64_t o = begin; o < end; o++) {
-        norm_store(j, o, norm_part(j, j->g.data + cur.offset * (int64_t)in_elem(j), j->g.n_red));
+        const char *p = j->g.data + cur.offset * (int64_t)in_elem(j);
+        if (j->g.n_red == 1) {
+            double v = j->in_f32 ? (double)*(const float *)p : *(const double *)p;
+            double single = nsci_norm_single(v, j->ord);
+            if (j->out_f32) {
+                ((float *)j->out)[o] = (float)single;
+            } else {
+                ((double *)j->out)[o] = single;
+            }
+        } else {
+            norm_store(j, o, norm_part(j, p, j->g.n_red));
+        }
         nsci_reduce_next(&j->g, &cur);
     }
 }
@@ -219,24 +237,27 @@ static nsc_status norm_infer(nsci_call *c) {
 
 // --- backward (public ops only, so it runs on every device) ---
 // With n the norm and g its gradient, computed in the output's dtype:
-//   ord 2:       x * g / n                  (0 where n is 0)
+//   ord 2:       (x / n) * g                (0 where n is 0; x / n first, so
+//                                            a tiny n does not overflow g / n)
 //   ord 1:       sgn(x) * g
-//   ord +-inf:   sgn(x) * g / k where |x| == n, k the number of such elements
+//   ord +-inf:   sgn(x) * g / k where |x| == n or x is NaN, k the number
+//                of such elements
 //   ord 0:       0
 //   other p:     sgn(x) |x|^(p-1) * g / n^(p-1)   (0 where x or n is 0)
-// as torch's norm_backward (a tie of the max shares its gradient evenly).
+// as torch's norm_backward: a tie of the max shares its gradient evenly,
+// and sgn(NaN) is 0 (a NaN input gives 0 for ord 1 and +-inf, NaN for the
+// others through n).
 
-// sgn(x) with NaN kept: (x > 0) - (x < 0), x itself where x is NaN.
+// sgn(x) as torch's: (x > 0) - (x < 0), so 0 for 0 and NaN.
 static nsc_tensor *sgn(nsc_tensor *x) {
     nsc_dtype dt = nsc_tensor_dtype(x);
     nsc_tensor *gt = nsc_gt_scalar(x, 0.0), *lt = nsc_lt_scalar(x, 0.0);
     nsc_tensor *pos = nsc_to_dtype(gt, dt), *neg = nsc_to_dtype(lt, dt);
-    nsc_tensor *diff = nsc_sub(pos, neg), *nan = nsc_ne(x, x);
-    nsc_tensor *s = nsc_where(nan, x, diff);
-    nsc_tensor *temps[] = { gt, lt, pos, neg, diff, nan };
-    for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
-        nsc_free(temps[i]);
-    }
+    nsc_tensor *s = nsc_sub(pos, neg);
+    nsc_free(gt);
+    nsc_free(lt);
+    nsc_free(pos);
+    nsc_free(neg);
     return s;
 }
 
@@ -244,21 +265,23 @@ static nsc_tensor *sgn(nsc_tensor *x) {
 static nsc_tensor *norm_grad(nsc_tensor *x, nsc_tensor *n, nsc_tensor *g, double ord,
                              const nsci_meta *in, uint32_t mask) {
     enum {
-        MAX_TEMPS = 12
+        MAX_TEMPS = 14
     };
     nsc_tensor *t[MAX_TEMPS] = { 0 }, *result = NULL;
     int k = 0;
     if (ord == 2.0) {
-        nsc_tensor *q = t[k++] = nsc_div(g, n);
+        nsc_tensor *q = t[k++] = nsc_div(x, n);
         nsc_tensor *zero = t[k++] = nsc_eq_scalar(n, 0.0);
-        nsc_tensor *scale = t[k++] = nsc_masked_fill(q, zero, 0.0);
-        result = nsc_mul(x, scale);
+        nsc_tensor *unit = t[k++] = nsc_masked_fill(q, zero, 0.0);
+        result = nsc_mul(unit, g);
     } else if (ord == 1.0) {
         nsc_tensor *s = t[k++] = sgn(x);
         result = nsc_mul(s, g);
     } else if (isinf(ord)) {
         nsc_tensor *a = t[k++] = nsc_abs(x);
-        nsc_tensor *hit = t[k++] = nsc_eq(a, n);
+        nsc_tensor *at_n = t[k++] = nsc_eq(a, n);
+        nsc_tensor *nan = t[k++] = nsc_ne(x, x);
+        nsc_tensor *hit = t[k++] = nsc_logical_or(at_n, nan);
         nsc_tensor *w = t[k++] = nsc_to_dtype(hit, nsc_tensor_dtype(x));
         int dims[NSC_MAX_DIMS], nd = 0;
         for (int d = 0; d < in->ndim; d++) {

@@ -1,13 +1,40 @@
 // norm (torch.linalg.vector_norm) beyond the case table: the refusals
 // (status, message, no leak), ord 0's count, NaN and infinity rules, zero
-// vectors and ties in the backward (torch 1.13's values, noted per line),
-// a widened dtype's gradient, long runs split in chunks, and META shapes.
+// vectors, ties and NaN in the backward (torch 1.13's values, noted per
+// line), tiny norms, one-element norms, a widened dtype's gradient, long
+// runs split in chunks, and META shapes. The value tests run on the CPU and,
+// where a GPU (or the CUDA emulator) is present, on CUDA too.
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
+#include "nsc/cuda.h"
 #include "tests/expect.h"
 #include "tests/harness.h"
+
+// The devices the value tests run on; returns their count.
+static int devices(nsc_device out[2]) {
+    int n = 0;
+    out[n++] = NSC_CPU;
+    if (nsc_cuda_available() && nsc_cuda_init() == NSC_OK) {
+        out[n++] = NSC_CUDA;
+    }
+    return n;
+}
+
+// values (row-major, as dtype) on device d.
+static nsc_tensor *on(nsc_device d, nsc_dtype dtype, int ndim, const int64_t *shape,
+                      const double *values) {
+    nsc_tensor *cpu = nsct_from_values(dtype, ndim, shape, values);
+    if (d == NSC_CPU) {
+        return cpu;
+    }
+    nsc_tensor *t = nsc_to(cpu, d);
+    cr_assert(t, "%s", nsc_last_error());
+    nsc_free(cpu);
+    return t;
+}
 
 // The norm of x over every dim, then its gradient (x requires grad).
 static double norm_and_grad(nsc_tensor *x, double ord, nsc_tensor **grad) {
@@ -61,63 +88,106 @@ Test(norm, refusals_name_the_problem_and_change_nothing) {
 }
 
 Test(norm, ord_0_counts_nonzeros_and_nan_propagates) {
-    nsc_tensor *x = nsct_from_values(NSC_F32, NSC_SHAPE(5), (double[]){ 0, 1.5, 0, -2, NAN });
-    cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), 3.0); // NaN counts (torch)
-    cr_expect(isnan(nsct_item_free(nsc_norm(x, 2, 0, NULL, false))));
-    cr_expect(isnan(nsct_item_free(nsc_norm(x, 1, 0, NULL, false))));
-    cr_expect(isnan(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false))));
-    cr_expect(isnan(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false))));
-    nsc_tensor *first = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ NAN, 1 });
-    cr_expect(isnan(nsct_item_free(nsc_norm(first, HUGE_VAL, 0, NULL, false))));
-    // torch: vector_norm([inf, 1], -1) = 1; vector_norm([1, -3, 3, 0], -1) = 0.
-    nsc_tensor *inf = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ INFINITY, 1 });
-    cr_expect_eq(nsct_item_free(nsc_norm(inf, -1, 0, NULL, false)), 1.0);
-    nsc_tensor *v = nsct_from_values(NSC_F64, NSC_SHAPE(4), (double[]){ 1, -3, 3, 0 });
-    cr_expect_eq(nsct_item_free(nsc_norm(v, -1, 0, NULL, false)), 0.0);
-    cr_expect_eq(nsct_item_free(nsc_norm(v, -HUGE_VAL, 0, NULL, false)), 0.0);
-    cr_expect_eq(nsct_item_free(nsc_norm(v, HUGE_VAL, 0, NULL, false)), 3.0);
-    nsc_free(x);
-    nsc_free(first);
-    nsc_free(inf);
-    nsc_free(v);
+    nsc_device dev[2];
+    for (int d = 0; d < devices(dev); d++) {
+        nsc_tensor *x = on(dev[d], NSC_F32, NSC_SHAPE(5), (double[]){ 0, 1.5, 0, -2, NAN });
+        cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), 3.0); // NaN counts (torch)
+        cr_expect(isnan(nsct_item_free(nsc_norm(x, 2, 0, NULL, false))));
+        cr_expect(isnan(nsct_item_free(nsc_norm(x, 1, 0, NULL, false))));
+        cr_expect(isnan(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false))));
+        cr_expect(isnan(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false))));
+        nsc_tensor *first = on(dev[d], NSC_F64, NSC_SHAPE(2), (double[]){ NAN, 1 });
+        cr_expect(isnan(nsct_item_free(nsc_norm(first, HUGE_VAL, 0, NULL, false))));
+        // torch: vector_norm([inf, 1], -1) = 1; vector_norm([1, -3, 3, 0], -1) = 0.
+        nsc_tensor *inf = on(dev[d], NSC_F64, NSC_SHAPE(2), (double[]){ INFINITY, 1 });
+        cr_expect_eq(nsct_item_free(nsc_norm(inf, -1, 0, NULL, false)), 1.0);
+        nsc_tensor *v = on(dev[d], NSC_F64, NSC_SHAPE(4), (double[]){ 1, -3, 3, 0 });
+        cr_expect_eq(nsct_item_free(nsc_norm(v, -1, 0, NULL, false)), 0.0);
+        cr_expect_eq(nsct_item_free(nsc_norm(v, -HUGE_VAL, 0, NULL, false)), 0.0);
+        cr_expect_eq(nsct_item_free(nsc_norm(v, HUGE_VAL, 0, NULL, false)), 3.0);
+        nsc_free(x);
+        nsc_free(first);
+        nsc_free(inf);
+        nsc_free(v);
+    }
 }
 
-Test(norm, backward_of_ties_and_zeros_is_torchs) {
-    static const struct {
-        double ord, norm, grad[4];
-    } rows[] = {
-        // torch.linalg.vector_norm(torch.tensor([1., -3., 3., 0.]), ord).backward()
-        { INFINITY, 3, { 0, -0.5, 0.5, 0 } }, // the tie shares the gradient
-        { -INFINITY, 0, { 0, 0, 0, 0 } },
-        { 1, 7, { 1, -1, 1, 0 } },
-        { -1, 0, { 0, 0, 0, 0 } },
-        { 0, 3, { 0, 0, 0, 0 } },
-    };
-    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
-        nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(4), (double[]){ 1, -3, 3, 0 });
-        nsc_tensor *grad;
-        cr_expect_eq(norm_and_grad(x, rows[r].ord, &grad), rows[r].norm, "ord %g", rows[r].ord);
-        cr_assert(grad, "ord %g: no gradient", rows[r].ord);
-        nsct_expect_values(grad, rows[r].grad);
+// Over one element the norm is |x| itself, with no overflow through x^2 or
+// rounding through (|x|^p)^(1/p) (torch 2: vector_norm([[1e200], [3.]], p,
+// 1) is [1e200, 3] for p 2 and 0.3; 1.13 gave inf for p 2).
+Test(norm, one_element_is_its_absolute_value) {
+    nsc_device dev[2];
+    const double ords[] = { 2, 0.3, 3, 1, -1, HUGE_VAL };
+    for (int d = 0; d < devices(dev); d++) {
+        nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(3, 1), (double[]){ 1e200, -3, 0 });
+        for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
+            nsc_tensor *n = nsc_norm(x, ords[i], NSC_DIMS(1), false);
+            cr_assert(n, "%s", nsc_last_error());
+            nsct_expect_values(n, (double[]){ 1e200, 3, 0 });
+            nsc_free(n);
+        }
+        nsc_tensor *n0 = nsc_norm(x, 0, NSC_DIMS(1), true);
+        nsct_expect_values(n0, (double[]){ 1, 1, 0 });
+        nsc_free(n0);
         nsc_free(x);
     }
-    // A zero vector has gradient 0 for every ord (torch masks n == 0 and x == 0).
-    const double ords[] = { 2, 1, 3, 0.5, INFINITY, -1, 0 };
-    for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
-        nsc_tensor *z = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(2));
-        nsc_tensor *grad;
-        cr_expect_eq(norm_and_grad(z, ords[i], &grad), 0.0, "ord %g", ords[i]);
-        cr_assert(grad, "ord %g: no gradient", ords[i]);
-        nsct_expect_values(grad, (double[]){ 0, 0 });
-        nsc_free(z);
+}
+
+Test(norm, backward_of_ties_zeros_and_nan_is_torchs) {
+    static const struct {
+        double x[4], ord, norm, grad[4];
+    } rows[] = {
+        // torch.linalg.vector_norm(torch.tensor(x), ord).backward(), torch 1.13
+        { { 1, -3, 3, 0 }, INFINITY, 3, { 0, -0.5, 0.5, 0 } }, // the tie shares the gradient
+        { { 1, -3, 3, 0 }, -INFINITY, 0, { 0, 0, 0, 0 } },
+        { { 1, -3, 3, 0 }, 1, 7, { 1, -1, 1, 0 } },
+        { { 1, -3, 3, 0 }, -1, 0, { 0, 0, 0, 0 } },
+        { { 1, -3, 3, 0 }, 0, 3, { 0, 0, 0, 0 } },
+        // sgn(NaN) is 0; the NaN is the +-inf norm's "max"
+        { { NAN, 1, 2, -2 }, 1, NAN, { 0, 1, 1, -1 } },
+        { { NAN, 1, 2, -2 }, INFINITY, NAN, { 0, 0, 0, 0 } },
+        { { NAN, 1, 2, -2 }, -INFINITY, NAN, { 0, 0, 0, 0 } },
+        { { NAN, 1, 2, -2 }, 2, NAN, { NAN, NAN, NAN, NAN } },
+        { { NAN, 1, 2, -2 }, 3, NAN, { NAN, NAN, NAN, NAN } },
+        // p < 1 with a zero element: its gradient is 0 (torch masks x == 0)
+        { { 1, 0, 0, 0 }, 0.5, 1, { 1, 0, 0, 0 } },
+    };
+    nsc_device dev[2];
+    for (int d = 0; d < devices(dev); d++) {
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(4), rows[r].x);
+            nsc_tensor *grad;
+            double n = norm_and_grad(x, rows[r].ord, &grad);
+            cr_expect(n == rows[r].norm || (isnan(n) && isnan(rows[r].norm)), "row %zu: %g", r,
+                      n);
+            cr_assert(grad, "row %zu: no gradient", r);
+            nsct_expect_values(grad, rows[r].grad);
+            nsc_free(x);
+        }
+        // A zero vector has gradient 0 for every ord (torch masks n == 0 and x == 0).
+        const double ords[] = { 2, 1, 3, 0.5, INFINITY, -1, 0 };
+        for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
+            nsc_tensor *z = on(dev[d], NSC_F64, NSC_SHAPE(2), (double[]){ 0, 0 });
+            nsc_tensor *grad;
+            cr_expect_eq(norm_and_grad(z, ords[i], &grad), 0.0, "ord %g", ords[i]);
+            cr_assert(grad, "ord %g: no gradient", ords[i]);
+            nsct_expect_values(grad, (double[]){ 0, 0 });
+            nsc_free(z);
+        }
     }
-    // p < 1 with one zero element: that element's gradient is 0 (torch 1.13:
-    // vector_norm([1., 0.], 0.5) backward gives [1, 0]).
-    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(2), (double[]){ 1, 0 });
-    nsc_tensor *grad;
-    cr_expect_eq(norm_and_grad(x, 0.5, &grad), 1.0);
-    nsct_expect_values(grad, (double[]){ 1, 0 });
-    nsc_free(x);
+}
+
+// A norm below 1 / FLT_MAX: x / n is formed before the gradient multiplies
+// it, so g / n cannot overflow (torch with dtype=torch.float64 gives [1, 0]).
+Test(norm, a_tiny_f32_norm_has_a_finite_gradient) {
+    nsc_device dev[2];
+    for (int d = 0; d < devices(dev); d++) {
+        nsc_tensor *x = on(dev[d], NSC_F32, NSC_SHAPE(2), (double[]){ 1e-39, 0 });
+        nsc_tensor *grad;
+        cr_expect_eq(norm_and_grad(x, 2, &grad), (double)1e-39f);
+        nsct_expect_values(grad, (double[]){ 1, 0 });
+        nsc_free(x);
+    }
 }
 
 Test(norm, a_widened_dtype_gives_an_f32_gradient) {
@@ -151,13 +221,28 @@ Test(norm, long_runs_split_in_chunks_match_double) {
         sumsq += v[i] * v[i];
         zeros += v[i] == 0.0;
     }
-    nsc_tensor *x = nsct_from_values(NSC_F64, NSC_SHAPE(n), v);
-    cr_expect_float_eq(nsct_item_free(nsc_norm(x, 2, 0, NULL, false)), sqrt(sumsq), 1e-12);
-    cr_expect_eq(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false)), 9.5);
-    cr_expect_eq(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false)), 0.0);
-    cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), (double)(n - zeros));
+    nsc_device dev[2];
+    for (int d = 0; d < devices(dev); d++) {
+        nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(n), v);
+        cr_expect_float_eq(nsct_item_free(nsc_norm(x, 2, 0, NULL, false)), sqrt(sumsq),
+                           1e-14 * sqrt(sumsq));
+        cr_expect_eq(nsct_item_free(nsc_norm(x, HUGE_VAL, 0, NULL, false)), 9.5);
+        cr_expect_eq(nsct_item_free(nsc_norm(x, -HUGE_VAL, 0, NULL, false)), 0.0);
+        cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), (double)(n - zeros));
+        nsc_free(x);
+    }
+    v[190000] = NAN; // in the last chunk: every ord but 0 is NaN
+    for (int d = 0; d < devices(dev); d++) {
+        nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(n), v);
+        const double ords[] = { 2, 1, 3, HUGE_VAL, -HUGE_VAL };
+        for (size_t i = 0; i < sizeof ords / sizeof ords[0]; i++) {
+            cr_expect(isnan(nsct_item_free(nsc_norm(x, ords[i], 0, NULL, false))), "ord %g",
+                      ords[i]);
+        }
+        cr_expect_eq(nsct_item_free(nsc_norm(x, 0, 0, NULL, false)), (double)(n - zeros));
+        nsc_free(x);
+    }
     free(v);
-    nsc_free(x);
 }
 
 Test(norm, meta_inputs_get_shapes_and_dtypes) {

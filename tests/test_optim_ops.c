@@ -525,3 +525,34 @@ Test(optim_ops, clipping_pieces_give_the_cpu_norm_and_scale) {
     }
     nsc_generator_free(gen);
 }
+
+// A gradient that repeats an element (an expanded view) would be scaled once
+// per position in place: refused before anything changes, as torch refuses
+// the in-place write.
+Test(optim_ops, clipping_refuses_an_expanded_gradient_and_changes_nothing) {
+    nsc_tensor *params[2], *grads[2];
+    for (int i = 0; i < 2; i++) {
+        params[i] = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(4, 3));
+        nsc_requires_grad_(params[i], true);
+    }
+    grads[0] = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(4, 3), 10.0);
+    nsc_tensor *row = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(1, 3), 10.0);
+    grads[1] = nsc_expand(row, NSC_SHAPE(4, 3));
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(nsc_tensor_set_grad(params[i], grads[i]), NSC_OK, "%s", nsc_last_error());
+    }
+    double norm = -1;
+    cr_expect_eq(nsc_clip_grad_norm_(2, params, 1.0, &norm), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(),
+                     "clip_grad_norm: parameter 1: dim 0 of its gradient repeats one memory "
+                     "location (stride 0)"),
+              "%s", nsc_last_error());
+    cr_expect_eq(norm, -1.0);
+    cr_expect_eq(nsct_sum(grads[0]), 120.0, "the other gradient is unchanged");
+    cr_expect_eq(nsct_sum(row), 30.0);
+    for (int i = 0; i < 2; i++) {
+        nsc_free(grads[i]);
+        nsc_free(params[i]);
+    }
+    nsc_free(row);
+}

@@ -47,10 +47,12 @@ nsc_tensor *nsc_logsumexp(nsc_tensor *x, int ndims, const int *dims, bool keepdi
 // Vector norm over dims (torch.linalg.vector_norm, Tensor.norm(p, dim)):
 // ord 2 is sqrt(sum x^2), 1 sum |x|, INFINITY max |x|, -INFINITY min |x|,
 // 0 the number of nonzero elements, any other p (sum |x|^p)^(1/p). Float
-// inputs; the result has x's dtype, accumulated in double. Over no elements
-// ord >= 0 gives 0 and the others are refused (no identity), as in torch.
-// Backward as torch's: x g / n for ord 2 (0 where n is 0), ties of
-// +-inf share the gradient evenly, ord 0 has gradient 0.
+// inputs; the result has x's dtype, accumulated in double (torch sums f32
+// in f32, so where f32 squares overflow torch gives inf and nsc the norm).
+// Over one element the norm is |x|. Over no elements ord >= 0 gives 0 and
+// the others are refused (no identity), as in torch. Backward as torch's:
+// (x / n) g for ord 2 (0 where n is 0), ties of +-inf share the gradient
+// evenly, sgn(NaN) is 0, ord 0 has gradient 0.
 nsc_tensor *nsc_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool keepdim);
 // The same with the result (and its accumulation's rounding) in dtype, which
 // may widen x's but not narrow it (torch's dtype= argument): the f64 norm
