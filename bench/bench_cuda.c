@@ -3,6 +3,7 @@
 // then AdamW's update and zero_grad; the parameters and the optimizer state
 // stay on the GPU), and that step with the gradients' norm clipped to 1
 // first (nanoGPT's loop), median of NSC_BENCH_RUNS (5) runs after one warm-up,
+// then the op profiler's table (nsc/profile.h) of one more clipped step,
 // synchronized. Prints the
 // bench/README.md line (gflops and ratio '-': bench/compare_cuda.py runs
 // PyTorch eager on the same shapes). Without CUDA or a GPU it prints why.
@@ -160,6 +161,18 @@ int main(void) {
     } else {
         printf("%-28s failed: %s\n", "gpt2_small.train_step.cuda", nsc_last_error());
         ok = false;
+    }
+    // Where a step's time goes: one more clipped step under the op profiler
+    // (GPU time per op from CUDA events; after the timed runs, so its
+    // events cannot slow them).
+    if (opt && nsc_profile_start() == NSC_OK) {
+        bool ran = run_once(model, dev, 1, opt, true) >= 0;
+        if (nsc_profile_stop() == NSC_OK && ran) {
+            printf("# profile of one gpt2_small.train_step_clip.cuda (GPU ms per op):\n");
+            nsc_profile_print(stdout);
+        } else {
+            printf("# profile failed: %s\n", nsc_last_error());
+        }
     }
     nsc_optim_free(opt);
     nsc_cuda_stats st = nsc_cuda_stats_get();

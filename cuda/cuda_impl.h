@@ -152,6 +152,12 @@ nsc_status nsci_cuda_copy(void *dst, const void *src, size_t bytes);
 // An uncounted small read (index-check results, flags).
 nsc_status nsci_cuda_read(void *dst, const void *src, size_t bytes);
 nsc_status nsci_cuda_sync(void);
+// Op timing marks (nsc_profile): an event recorded on the stream now (NULL
+// when one cannot be made: that op goes untimed), the milliseconds between
+// two once the later is reached, and its release.
+void *nsci_cuda_mark(void);
+nsc_status nsci_cuda_mark_elapsed(void *from, void *to, float *ms);
+void nsci_cuda_mark_free(void *mark);
 nsc_cuda_stats nsci_cuda_stats(void);
 void nsci_cuda_release_cache(void);
 // Checks the last launch (cudaGetLastError) under the kernel's name.

@@ -45,7 +45,11 @@ nsc_status nsc_cuda_init(void) {
                                                             .free = nsci_cuda_free,
                                                             .to_host = nsci_cuda_to_host,
                                                             .from_host = nsci_cuda_from_host,
-                                                            .copy = nsci_cuda_copy };
+                                                            .copy = nsci_cuda_copy,
+                                                            .mark = nsci_cuda_mark,
+                                                            .mark_elapsed =
+                                                                nsci_cuda_mark_elapsed,
+                                                            .mark_free = nsci_cuda_mark_free };
             atomic_store(&g_ready, 1);
         }
     }

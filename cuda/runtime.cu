@@ -198,6 +198,30 @@ nsc_status nsci_cuda_sync(void) {
     return NSC_OK;
 }
 
+void *nsci_cuda_mark(void) {
+    cudaEvent_t e;
+    if (cudaEventCreate(&e) != cudaSuccess) {
+        cudaGetLastError(); // not sticky: clear it, the op runs untimed
+        return NULL;
+    }
+    if (cudaEventRecord(e, 0) != cudaSuccess) {
+        cudaEventDestroy(e);
+        cudaGetLastError();
+        return NULL;
+    }
+    return (void *)e;
+}
+
+nsc_status nsci_cuda_mark_elapsed(void *from, void *to, float *ms) {
+    NSCI_CUDA_TRY(cudaEventSynchronize((cudaEvent_t)to));
+    NSCI_CUDA_TRY(cudaEventElapsedTime(ms, (cudaEvent_t)from, (cudaEvent_t)to));
+    return NSC_OK;
+}
+
+void nsci_cuda_mark_free(void *mark) {
+    cudaEventDestroy((cudaEvent_t)mark);
+}
+
 nsc_status nsci_cuda_check_launch(const char *kernel) {
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {

@@ -15,6 +15,7 @@
 #include "nsc/ops.h"
 #include "nsc/ops_attention.h"
 #include "nsc/optim.h"
+#include "nsc/profile.h"
 #include "nsc/session.h"
 #include "nsc/tensor.h"
 #include "nsc/tokenizer.h"

@@ -3,6 +3,7 @@
 // device kernel, record on the tape.
 #include <string.h>
 
+#include "tensor/profile.h"
 #include "tensor/tensor_impl.h"
 
 static atomic_llong g_kernels_run; // atomic: kernels run, for tests of "nothing ran"
@@ -151,7 +152,10 @@ static nsc_status run_kernel(nsci_call *c) {
         c->in = patched;
     }
     atomic_fetch_add_explicit(&g_kernels_run, 1, memory_order_relaxed);
+    nsci_profile_mark mark;
+    nsci_profile_begin(&mark, dev);
     nsc_status status = fn(c);
+    nsci_profile_end(&mark, c->op, dev);
     c->in = inputs;
     for (int i = 0; i < 8; i++) {
         nsc_free(copies[i]);

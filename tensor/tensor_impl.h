@@ -82,6 +82,9 @@ typedef struct nsci_device_ops {
     nsc_status (*to_host)(void *dst, const void *src, size_t bytes);
     nsc_status (*from_host)(void *dst, const void *src, size_t bytes);
     nsc_status (*copy)(void *dst, const void *src, size_t bytes); // same device
+    void *(*mark)(void); // op timing (tensor/profile.c) of asynchronous devices; NULL on the CPU
+    nsc_status (*mark_elapsed)(void *from, void *to, float *ms);
+    void (*mark_free)(void *mark);
 } nsci_device_ops;
 
 // Per-device memory functions: CPU filled at compile time, CUDA by nsc_cuda_init().

@@ -100,5 +100,7 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
                               t[c] / t[d] } } } }' \
         "$OUT/bench_cuda.log" "$OUT/compare_cuda.log" | sort > "$OUT/ratios.txt"
 fi
-grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"; tail -n 6 "$OUT/bench_cuda.log"
+grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"
+grep -E "^(name|gpt2_small|# gpt2|# cuda|bench_cuda|rc=)" "$OUT/bench_cuda.log"
+sed -n '/^# profile/,/^total/p' "$OUT/bench_cuda.log" | head -n 16 # where a step's GPU time goes
 if [ -f "$OUT/ratios.txt" ]; then cat "$OUT/ratios.txt"; fi

@@ -4,7 +4,9 @@
 // CUBLAS_STATUS_INVALID_VALUE here as there). docs/CUDA.md.
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include <new>
 #include <string>
 
 #include "cuda/emu/cuda_emu.h"
@@ -76,6 +78,42 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t str
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
+    return cudaSuccess;
+}
+
+struct nsci_emu_event {
+    double ms;
+    bool recorded;
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+    *event = new (std::nothrow) nsci_emu_event{ 0.0, false };
+    return *event ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    (void)stream;
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    event->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    event->recorded = true;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    return event->recorded ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    if (!start->recorded || !end->recorded) {
+        return cudaErrorInvalidValue;
+    }
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    delete event;
     return cudaSuccess;
 }
 
