@@ -73,11 +73,12 @@ template <typename T> __global__ void reduce_kernel(nsci_cuda_red r) {
         double acc = r.kind == NSCI_RED_AMIN ? INFINITY : 0.0;
         for (int64_t j = lane; j < n; j += 32) {
             double v = (double)ELEM(j);
-            acc = sum ? acc + norm_term(v, r.ord) : pick_abs(acc, fabs(v), max);
+            acc = sum ? acc + nsci_norm_term(v, r.ord) : nsci_norm_pick_abs(acc, fabs(v), max);
         }
         acc = sum ? warp_sum(acc) : warp_pick_abs(acc, max);
         if (lane == 0) {
-            double v = n == 1 ? norm_single((double)ELEM(0), r.ord) : norm_finish(acc, r.ord);
+            double v =
+                n == 1 ? nsci_norm_single((double)ELEM(0), r.ord) : nsci_norm_finish(acc, r.ord);
             store_as(r.out, r.out_dtype, o, v, 0, false);
         }
         return;

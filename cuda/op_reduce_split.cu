@@ -10,7 +10,7 @@
 //   all, any         a = 1 or 0
 //   logsumexp        a = the max m (NaN wins), b = sum exp(x - shift(m)),
 //                    shift(m) = 0 when m is infinite, else m; i = count
-//   norm             a = the sum of norm_term(x, ord), or max / min |x|
+//   norm             a = the sum of nsci_norm_term(x, ord), or max / min |x|
 //   var, std         a = the mean, b = the sum of squared deviations from
 //                    it, i = count; combined by Chan's formula (the CPU
 //                    makes two passes over all elements; both in double)
@@ -79,7 +79,7 @@ template <typename T> __device__ partial<T> combine(int kind, partial<T> x, part
             return x;
         case NSCI_RED_AMAX:
         case NSCI_RED_AMIN:
-            x.a = pick_abs(x.a, y.a, kind == NSCI_RED_AMAX);
+            x.a = nsci_norm_pick_abs(x.a, y.a, kind == NSCI_RED_AMAX);
             return x;
         case NSCI_RED_VAR:
         case NSCI_RED_STD: {
@@ -156,7 +156,7 @@ __device__ partial<T> chunk(const nsci_cuda_red &r, int64_t base, int64_t lo, in
         double acc = p.a;
         for (int64_t j = lo + lane; j < hi; j += 32) {
             double v = (double)ELEM(j);
-            acc = sum ? acc + norm_term(v, r.ord) : pick_abs(acc, fabs(v), max);
+            acc = sum ? acc + nsci_norm_term(v, r.ord) : nsci_norm_pick_abs(acc, fabs(v), max);
         }
         p.a = sum ? warp_sum(acc) : warp_pick_abs(acc, max);
     } else if (r.kind == NSCI_RED_VAR || r.kind == NSCI_RED_STD) {
@@ -247,7 +247,7 @@ __global__ void split_finish_kernel(nsci_cuda_red r, int64_t n_chunks, const par
         case NSCI_RED_NORM:
         case NSCI_RED_AMAX:
         case NSCI_RED_AMIN:
-            result = norm_finish(p.a, r.ord);
+            result = nsci_norm_finish(p.a, r.ord);
             break;
         default: { // var, std
             double divisor = n - r.correction;

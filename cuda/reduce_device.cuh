@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "cuda/cuda_impl.h"
+#include "tensor/norm_terms.h"
 
 namespace {
 
@@ -34,44 +35,11 @@ __device__ inline double warp_max_nan(double v) {
     }
     return v;
 }
-// norm (tensor/op_reduce_norm.c): one element's term of the sum, the
-// root of the accumulated sum, and the max / min of |x| for ord +-inf,
-// where NaN wins. The CPU's formulas, in the same double arithmetic.
-__device__ inline double norm_term(double v, double ord) {
-    double a = fabs(v);
-    if (ord == 2.0) {
-        return a * a;
-    }
-    if (ord == 1.0) {
-        return a;
-    }
-    if (ord == 0.0) {
-        return v != 0.0 ? 1.0 : 0.0; // NaN != 0: counted
-    }
-    return pow(a, ord);
-}
-__device__ inline double norm_finish(double acc, double ord) {
-    if (ord == 2.0) {
-        return sqrt(acc);
-    }
-    if (ord == 1.0 || ord == 0.0 || isinf(ord)) {
-        return acc;
-    }
-    return pow(acc, 1.0 / ord);
-}
-// One element's norm: |v| itself (ord 0: v != 0), as the CPU.
-__device__ inline double norm_single(double v, double ord) {
-    return ord == 0.0 ? (v != 0.0 ? 1.0 : 0.0) : fabs(v);
-}
-__device__ inline double pick_abs(double acc, double a, bool max) {
-    if (isnan(acc) || isnan(a)) {
-        return isnan(acc) ? acc : a;
-    }
-    return (max ? a > acc : a < acc) ? a : acc;
-}
+// norm's terms (tensor/norm_terms.h, shared with the CPU) and the warp's
+// max / min of |x| where NaN wins.
 __device__ inline double warp_pick_abs(double v, bool max) {
     for (int o = 16; o > 0; o >>= 1) {
-        v = pick_abs(v, __shfl_xor_sync(0xffffffffu, v, o), max);
+        v = nsci_norm_pick_abs(v, __shfl_xor_sync(0xffffffffu, v, o), max);
     }
     return v;
 }

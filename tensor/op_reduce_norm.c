@@ -12,6 +12,7 @@
 // https://pytorch.org/docs/stable/generated/torch.linalg.vector_norm.html
 #include <math.h>
 
+#include "tensor/norm_terms.h"
 #include "tensor/reduce.h"
 
 // --- kernels ---
@@ -24,49 +25,13 @@ static inline bool is_min(double ord) {
     return ord == -HUGE_VAL;
 }
 
-// Max / min of |x| that keeps the first NaN (a NaN never compares larger).
-static inline double pick_abs(double acc, double a, bool max) {
-    if (isnan(acc) || isnan(a)) {
-        return isnan(acc) ? acc : a;
-    }
-    return (max ? a > acc : a < acc) ? a : acc;
-}
-
-double nsci_norm_term(double v, double ord) {
-    double a = fabs(v);
-    if (ord == 2.0) {
-        return a * a;
-    }
-    if (ord == 1.0) {
-        return a;
-    }
-    if (ord == 0.0) {
-        return v != 0.0 ? 1.0 : 0.0; // NaN != 0: counted
-    }
-    return pow(a, ord);
-}
-
-double nsci_norm_single(double v, double ord) {
-    return ord == 0.0 ? (v != 0.0 ? 1.0 : 0.0) : fabs(v);
-}
-
-double nsci_norm_finish(double acc, double ord) {
-    if (ord == 2.0) {
-        return sqrt(acc);
-    }
-    if (ord == 1.0 || ord == 0.0 || isinf(ord)) {
-        return acc;
-    }
-    return pow(acc, 1.0 / ord);
-}
-
 // The accumulator of no elements: 0 for sums and max |x|, +inf for min |x|.
 static inline double identity(double ord) {
     return is_min(ord) ? HUGE_VAL : 0.0;
 }
 
 static inline double combine(double a, double b, double ord) {
-    return isinf(ord) ? pick_abs(a, b, is_max(ord)) : a + b;
+    return isinf(ord) ? nsci_norm_pick_abs(a, b, is_max(ord)) : a + b;
 }
 
 // n elements at p, step s: the accumulator (sum of terms, or max / min of
@@ -77,7 +42,7 @@ static inline double combine(double a, double b, double ord) {
         if (isinf(ord)) {                                                                          \
             double acc = identity(ord);                                                            \
             for (int64_t i = 0; i < n; i++) {                                                      \
-                acc = pick_abs(acc, fabs((double)p[i * s]), is_max(ord));                          \
+                acc = nsci_norm_pick_abs(acc, fabs((double)p[i * s]), is_max(ord));                \
             }                                                                                      \
             return acc;                                                                            \
         }                                                                                          \

@@ -39,13 +39,6 @@ static inline nsci_reduce_params nsci_norm_reduce(const nsci_norm_params *p) {
     return r;
 }
 
-// One element's term of an ord norm's sum (|v|^ord; 1 or 0 for ord 0) and
-// the root applied to the accumulated sum (or max / min |v| for +-inf).
-// The CUDA kernels repeat these formulas (cuda/reduce_device.cuh).
-double nsci_norm_term(double v, double ord);
-double nsci_norm_finish(double acc, double ord);
-// The norm over one element v: |v| (v != 0 for ord 0), not |v|^p rooted.
-double nsci_norm_single(double v, double ord);
 
 // Packs a caller's dims list; a bad count or a NULL list becomes ndims = -1.
 nsci_reduce_params nsci_reduce_pack(int ndims, const int *dims, bool keepdim);

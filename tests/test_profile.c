@@ -78,8 +78,8 @@ Test(profile, backward_and_optimizer_ops_are_listed) {
     nsc_tensor *w = nsc_randn(NULL, NSC_F32, NSC_SHAPE(8, 8));
     nsc_requires_grad_(w, true);
     nsc_tensor *x = nsc_randn(NULL, NSC_F32, NSC_SHAPE(8, 8));
-    nsc_optim *opt = nsc_optim_adamw_new(1, &w, &(nsc_adamw_config){ .lr = 1e-3, .beta1 = 0.9,
-                                                                    .beta2 = 0.999, .eps = 1e-8 });
+    nsc_optim *opt = nsc_optim_adamw_new(
+        1, &w, &(nsc_adamw_config){ .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8 });
     cr_assert(opt, "%s", nsc_last_error());
     cr_assert_eq(nsc_profile_start(), NSC_OK);
     nsc_tensor *y = nsc_matmul(x, w);

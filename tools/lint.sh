@@ -28,10 +28,10 @@ done
 allowed() {
     case $1 in
         util) echo "util nsc/base.h" ;;
-        tensor) echo "util tensor nsc/base.h nsc/tensor.h nsc/ops nsc/io.h" ;;
+        tensor) echo "util tensor nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/profile.h" ;;
         cuda) echo "util tensor cuda nsc/base.h nsc/tensor.h nsc/ops nsc/cuda.h" ;;
-        autograd) echo "util tensor autograd nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/autograd.h" ;;
-        nn) echo "util tensor autograd nn nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/autograd.h nsc/nn.h nsc/tokenizer.h nsc/module.h nsc/gpt2.h nsc/optim.h nsc/generate.h nsc/check.h" ;;
+        autograd) echo "util tensor autograd nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/profile.h nsc/autograd.h" ;;
+        nn) echo "util tensor autograd nn nsc/base.h nsc/tensor.h nsc/ops nsc/io.h nsc/profile.h nsc/autograd.h nsc/nn.h nsc/tokenizer.h nsc/module.h nsc/gpt2.h nsc/optim.h nsc/generate.h nsc/check.h" ;;
         graph|protocols) echo "ANY-BUT-CLI" ;;
         *) echo "ANY" ;;
     esac
