@@ -35,6 +35,7 @@ typedef struct cli_args {
     uint64_t seed;
     int64_t stop_token; // -1: none
     nsc_device device;  // --device cpu|cuda: where run and generate compute
+    bool profile;       // --profile: the op profile of the run on stderr (run, generate)
     bool help;
 } cli_args;
 
@@ -53,6 +54,10 @@ int cli_fail_nsc(const char *command, const char *what);
 const char *cli_model_dir(const cli_args *a);
 // Loads dir's GPT-2 (and, when want_tokenizer, its vocab.json [+ merges.txt]).
 nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer);
+// With --profile: starts the op profiler; after the work, stops it and
+// prints its table on stderr under "nsc <command>: op profile".
+void cli_profile_begin(const cli_args *a);
+void cli_profile_end(const cli_args *a);
 // Moves the model to a->device (torch's model.to("cuda")) after starting
 // CUDA; CLI_OK, or CLI_FAILED after printing why (no GPU, a CPU-only build).
 int cli_to_device(const cli_args *a, nsc_module *model);

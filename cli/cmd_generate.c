@@ -101,8 +101,14 @@ int cli_generate(const cli_args *a) {
     p.last = p.start;
     int64_t hook = prompt ? nsc_module_add_hook(model, NSC_HOOK_OUTPUT, on_step, &p, NULL) : -1;
     bool reported = !prompt; // cli_prompt printed why
+    if (prompt) {
+        cli_profile_begin(a);
+    }
     nsc_status status =
         prompt ? generate(a, model, prompt, &o, &tokens, &results, &reported) : NSC_ERR_ARG;
+    if (prompt) {
+        cli_profile_end(a);
+    }
     double seconds = cli_now() - p.start;
     int code = CLI_FAILED;
     if (p.shown || (status == NSC_OK && seconds > 1.0)) {

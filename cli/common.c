@@ -250,3 +250,19 @@ void cli_print_results(nsc_tensor_set *results, FILE *out) {
         fputc('\n', out);
     }
 }
+
+void cli_profile_begin(const cli_args *a) {
+    if (a->profile && nsc_profile_start() != NSC_OK) {
+        fprintf(stderr, "nsc %s: --profile: %s\n", a->command, nsc_last_error());
+    }
+}
+
+void cli_profile_end(const cli_args *a) {
+    if (!a->profile) {
+        return;
+    }
+    nsc_status status = nsc_profile_stop();
+    fprintf(stderr, "nsc %s: op profile%s%s\n", a->command, status == NSC_OK ? "" : ": ",
+            status == NSC_OK ? "" : nsc_last_error());
+    nsc_profile_print(stderr);
+}

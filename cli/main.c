@@ -15,10 +15,11 @@ static const char *const USAGE =
     "\n"
     "  info [MODEL] [--length N]              module tree, hook-point shapes, parameters\n"
     "  run [MODEL] --graph G.json (--prompt TEXT | --tokens 1,2,3) [--save OUT.safetensors]\n"
-    "      [--device cpu|cuda]                run an intervention graph, print its saved values\n"
+    "      [--device cpu|cuda] [--profile]    run an intervention graph, print its saved values\n"
     "  generate [MODEL] --prompt TEXT [--graph G.json] [--max-new-tokens N]\n"
     "           [--temperature T] [--top-k K] [--seed S] [--stop-token ID]\n"
-    "           [--device cpu|cuda]           generate text, optionally with a graph\n"
+    "           [--device cpu|cuda] [--profile]\n"
+    "                                         generate text, optionally with a graph\n"
     "  scan [MODEL] --graph G.json [--prompt TEXT | --tokens ... | --length N]\n"
     "                                         validate a graph and print every node's shape\n"
     "  dot G.json [--model MODEL] [-o OUT.dot] the graph in Graphviz DOT\n"
@@ -35,22 +36,25 @@ static const char *const HELP[][2] = {
               "of N tokens (default 8), learned by a forward on META tensors (no compute).\n" },
     { "run", "usage: nsc run [MODEL] --graph G.json (--prompt TEXT | --tokens 1,2,3)\n"
              "               [--tensors IN.safetensors] [--save OUT.safetensors]\n"
-             "               [--device cpu|cuda]\n"
+             "               [--device cpu|cuda] [--profile]\n"
              "Builds the graph text against the model (every node validated), runs it once and\n"
              "prints every saved value by name; --save writes them as safetensors (PyTorch and\n"
              "numpy read it). The prompt's ids [1, T] are the tensor named \"prompt\"; --tensors\n"
              "adds the named tensors of a safetensors file. --device cuda moves the model, the\n"
-             "prompt and the tensors to the GPU first (saved values are read back to print).\n" },
+             "prompt and the tensors to the GPU first (saved values are read back to print).\n"
+             "--profile prints the op profile of the run on stderr: calls and milliseconds per\n"
+             "op, largest first (GPU time on cuda).\n" },
     { "generate",
       "usage: nsc generate [MODEL] --prompt TEXT [--graph G.json] [--max-new-tokens N]\n"
       "                    [--temperature T] [--top-k K] [--seed S] [--stop-token ID]\n"
-      "                    [--device cpu|cuda]\n"
+      "                    [--device cpu|cuda] [--profile]\n"
       "Generates N tokens (default 20) after the prompt and prints the text. Greedy unless\n"
       "--temperature or --top-k is given (then sampled, seeded by --seed). With --graph the\n"
       "graph runs as a generation trace (call index k is step k; \"every\" calls steer every\n"
       "step) and its saved values are printed after the text. A progress line with tokens/s\n"
       "goes to stderr for runs longer than a second. --device cuda runs the model on the\n"
-      "GPU (tokens are chosen on the host, as with the CPU).\n" },
+      "GPU (tokens are chosen on the host, as with the CPU). --profile prints the op\n"
+      "profile of the generation on stderr.\n" },
     { "scan",
       "usage: nsc scan [MODEL] --graph G.json [--prompt TEXT | --tokens 1,2,3 | --length N]\n"
       "Builds the graph without running the model: every node is checked by its shape\n"
@@ -147,6 +151,10 @@ int cli_parse(int argc, char **argv, cli_args *a) {
             a->help = true;
             continue;
         }
+        if (strcmp(argv[i], "--profile") == 0) {
+            a->profile = true;
+            continue;
+        }
         int at = i;
         int r = option(argc, argv, &i, a);
         if (r < 0) {
@@ -168,10 +176,10 @@ int cli_parse(int argc, char **argv, cli_args *a) {
         *slot = argv[i];
     }
     bool computes = strcmp(a->command, "run") == 0 || strcmp(a->command, "generate") == 0;
-    if (a->device != NSC_CPU && !computes) {
+    if ((a->device != NSC_CPU || a->profile) && !computes) {
         return cli_fail(a->command, CLI_USAGE,
-                        "--device: only run and generate compute (nsc %s works on META)",
-                        a->command);
+                        "%s: only run and generate compute (nsc %s works on META)",
+                        a->profile ? "--profile" : "--device", a->command);
     }
     return CLI_OK;
 }

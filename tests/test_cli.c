@@ -193,6 +193,31 @@ Test(cli, run_saves_every_named_value_readable_by_the_library) {
     nsc_tensor_set_free(set);
 }
 
+// --profile: the op table of the run on stderr, the run's output unchanged;
+// the META-only commands refuse it.
+Test(cli, profile_prints_the_op_table_on_stderr) {
+    char args[512];
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json --prompt 'abc|ab' --profile",
+             g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "top.h.1") && !strstr(r.out, "op profile"), "%s", r.out);
+    cr_expect(strstr(r.err, "nsc run: op profile\nop "), "%s", r.err);
+    cr_expect(strstr(r.err, "\nlinear ") && strstr(r.err, " cpu ") && strstr(r.err, "\ntotal "),
+              "%s", r.err);
+    result_free(&r);
+    snprintf(args, sizeof args, "generate %s/model --prompt 'abc|ab' --max-new-tokens 3 --profile",
+             g_dir);
+    r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "nsc generate: op profile\n") && strstr(r.err, "\ntotal "), "%s",
+              r.err);
+    result_free(&r);
+    snprintf(args, sizeof args, "info %s/model --profile", g_dir);
+    expect_fail(args, 2, "nsc info: --profile: only run and generate compute");
+}
+
 Test(cli, run_refuses_bad_input_with_one_line) {
     char args[512], bad[128];
     const char *m = g_dir;
