@@ -216,6 +216,16 @@ Test(cli, profile_prints_the_op_table_on_stderr) {
     result_free(&r);
     snprintf(args, sizeof args, "info %s/model --profile", g_dir);
     expect_fail(args, 2, "nsc info: --profile: only run and generate compute");
+    if (nsc_cuda_available()) { // the GPU's rows (event times)
+        snprintf(args, sizeof args,
+                 "run %s/model --graph examples/graphs/logit_lens.json --prompt 'abc|ab' "
+                 "--device cuda --profile",
+                 g_dir);
+        r = run(args);
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        cr_expect(strstr(r.err, "\nlinear ") && strstr(r.err, " cuda "), "%s", r.err);
+        result_free(&r);
+    }
 }
 
 Test(cli, run_refuses_bad_input_with_one_line) {
