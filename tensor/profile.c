@@ -30,6 +30,7 @@ typedef struct mark_pair {
 // kernel untimed, and must not leave an error behind an op that succeeded.
 static struct {
     atomic_bool on;
+    atomic_uint run; // advanced by each start
     pthread_mutex_t lock;
     op_total total[NSC_OP_COUNT][NSC_N_DEVICES];
     mark_pair *pairs;
@@ -50,6 +51,7 @@ void nsci_profile_begin(nsci_profile_mark *m, nsc_device dev) {
     if (!atomic_load_explicit(&g.on, memory_order_relaxed)) {
         return;
     }
+    m->run = atomic_load(&g.run);
     m->nested = t_depth++ > 0;
     m->timed = !m->nested;
     if (!m->timed) {
@@ -90,6 +92,17 @@ void nsci_profile_end(const nsci_profile_mark *m, nsc_op op, nsc_device dev) {
     void *to = m->device ? ops->mark() : NULL;
     double end = ops->mark ? 0.0 : host_ms();
     pthread_mutex_lock(&g.lock);
+    if (!atomic_load(&g.on) || atomic_load(&g.run) != m->run) {
+        // The profile stopped (or another started) while this kernel ran.
+        pthread_mutex_unlock(&g.lock);
+        if (m->device) {
+            ops->mark_free(m->device);
+        }
+        if (to) {
+            ops->mark_free(to);
+        }
+        return;
+    }
     g.total[op][dev].calls++;
     if (!ops->mark) {
         g.total[op][dev].ms += end - m->host_ms;
@@ -115,6 +128,7 @@ nsc_status nsc_profile_start(void) {
     memset(g.total, 0, sizeof g.total);
     g.n_pairs = 0;
     g.untimed = 0;
+    atomic_fetch_add(&g.run, 1);
     atomic_store(&g.on, true);
     pthread_mutex_unlock(&g.lock);
     return NSC_OK;

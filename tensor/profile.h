@@ -9,6 +9,7 @@
 #include "tensor/tensor_impl.h"
 
 typedef struct nsci_profile_mark {
+    unsigned run;   // the profile begin saw (a kernel ending after a stop records nothing)
     bool timed;     // profiling was on and this is the thread's outermost kernel
     bool nested;    // a kernel inside another (depth to unwind, nothing recorded)
     double host_ms; // CPU: the host clock at the start

@@ -74,6 +74,29 @@ Test(profile, only_the_outermost_kernel_is_recorded) {
     cr_expect_eq(nsc_profile_rows(NULL, 0), 2, "the inner kernels are not listed");
 }
 
+// A kernel that ends after the stop (another thread's) records nothing,
+// in the stopped profile or in one started since.
+Test(profile, a_kernel_ending_after_the_stop_is_not_counted) {
+    nsci_profile_mark late, later;
+    cr_assert_eq(nsc_profile_start(), NSC_OK);
+    nsci_profile_begin(&late, NSC_CPU);
+    cr_assert_eq(nsc_profile_stop(), NSC_OK);
+    nsci_profile_end(&late, NSC_OP_matmul, NSC_CPU);
+    cr_expect_eq(nsc_profile_rows(NULL, 0), 0, "nothing in the stopped profile");
+    cr_assert_eq(nsc_profile_start(), NSC_OK);
+    nsci_profile_begin(&later, NSC_CPU);
+    cr_assert_eq(nsc_profile_stop(), NSC_OK);
+    cr_assert_eq(nsc_profile_start(), NSC_OK);
+    nsci_profile_end(&later, NSC_OP_add, NSC_CPU);
+    nsc_tensor *a = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2));
+    nsc_tensor *b = nsc_mul(a, a); // the thread's depth unwound: this one is outermost
+    cr_assert_eq(nsc_profile_stop(), NSC_OK);
+    cr_expect_eq(row_of("add", NSC_CPU).calls, 0, "begun in an earlier profile");
+    cr_expect_eq(row_of("mul", NSC_CPU).calls, 1);
+    nsc_free(a);
+    nsc_free(b);
+}
+
 Test(profile, backward_and_optimizer_ops_are_listed) {
     nsc_tensor *w = nsc_randn(NULL, NSC_F32, NSC_SHAPE(8, 8));
     nsc_requires_grad_(w, true);
@@ -150,8 +173,16 @@ Test(profile, cuda_kernels_are_timed_by_events) {
     nsc_profile_row mm = row_of("matmul", NSC_CUDA), sm = row_of("softmax", NSC_CUDA);
     cr_expect_eq(mm.calls, 1);
     cr_expect_eq(sm.calls, 1);
-    cr_expect(mm.total_ms >= 0 && sm.total_ms >= 0);
+    cr_expect(mm.total_ms > 0 && sm.total_ms > 0, "event-timed: %g, %g ms", mm.total_ms,
+              sm.total_ms);
     cr_expect_eq(row_of("matmul", NSC_CPU).calls, 0);
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    nsc_profile_print(f);
+    fclose(f);
+    cr_expect(!strstr(text, "not timed"), "every CUDA kernel got its events: %s", text);
+    free(text);
     nsc_free(s);
     nsc_free(m);
     nsc_free(a);

@@ -102,5 +102,6 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
 fi
 grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"
 grep -E "^(name|gpt2_small|# gpt2|# cuda|bench_cuda|rc=)" "$OUT/bench_cuda.log"
-sed -n '/^# profile/,/^total/p' "$OUT/bench_cuda.log" | head -n 16 # where a step's GPU time goes
+sed -n '/^# profile of/,/^total /p' "$OUT/bench_cuda.log" | head -n 16 # where a step's time goes
+grep -v -E "^(name|gpt2_small|# |rc=)|^[a-z_0-9]+ +cuda +[0-9]|^op |^total " "$OUT/bench_cuda.log" | tail -n 5
 if [ -f "$OUT/ratios.txt" ]; then cat "$OUT/ratios.txt"; fi
