@@ -103,5 +103,5 @@ fi
 grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"
 grep -E "^(name|gpt2_small|# gpt2|# cuda|bench_cuda|rc=)" "$OUT/bench_cuda.log"
 sed -n '/^# profile of/,/^total /p' "$OUT/bench_cuda.log" | head -n 16 # where a step's time goes
-grep -v -E "^(name|gpt2_small|# |rc=)|^[a-z_0-9]+ +cuda +[0-9]|^op |^total " "$OUT/bench_cuda.log" | tail -n 5
+grep -v -E "^(name|gpt2_small|# |rc=|bench_cuda)|^[a-z_0-9]+ +cuda +[0-9]|^op |^total " "$OUT/bench_cuda.log" | tail -n 5
 if [ -f "$OUT/ratios.txt" ]; then cat "$OUT/ratios.txt"; fi
