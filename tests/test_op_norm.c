@@ -158,8 +158,7 @@ Test(norm, backward_of_ties_zeros_and_nan_is_torchs) {
             nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(4), rows[r].x);
             nsc_tensor *grad;
             double n = norm_and_grad(x, rows[r].ord, &grad);
-            cr_expect(n == rows[r].norm || (isnan(n) && isnan(rows[r].norm)), "row %zu: %g", r,
-                      n);
+            cr_expect(n == rows[r].norm || (isnan(n) && isnan(rows[r].norm)), "row %zu: %g", r, n);
             cr_assert(grad, "row %zu: no gradient", r);
             nsct_expect_values(grad, rows[r].grad);
             nsc_free(x);
@@ -254,4 +253,88 @@ Test(norm, meta_inputs_get_shapes_and_dtypes) {
     cr_expect_eq(nsc_tensor_device(n), NSC_META);
     nsc_free(n);
     nsc_free(x);
+}
+
+// Values within 1e-12 (relative) of want.
+static void expect_near(nsc_tensor *t, const double *want, const char *what) {
+    double *v = nsct_values_of(t);
+    for (int64_t i = 0; i < nsc_tensor_numel(t); i++) {
+        cr_expect(fabs(v[i] - want[i]) <= 1e-12 * fmax(1.0, fabs(want[i])),
+                  "%s %lld: %.17g vs %.17g", what, (long long)i, v[i], want[i]);
+    }
+    free(v);
+}
+
+// F.cosine_similarity and F.normalize against torch 2.15 (float64; printed
+// by the script in the comment of each value), including a zero vector and
+// one shorter than eps, whose gradients follow torch 2's clamp.
+Test(norm, cosine_similarity_and_normalize_are_torchs) {
+    nsc_device dev[2];
+    for (int d = 0; d < devices(dev); d++) {
+        const double ys[] = { 1, 0, 0, 2, 0, 1 };
+        const double xs[2][6] = { { 0, 0, 0, 1, 2, 2 }, { 1e-9, 0, 0, 1, 2, 2 } };
+        // c = F.cosine_similarity(x, y, dim=1); c.sum().backward()
+        const double want_c[2][2] = { { 0.0, 0.5962847939999438 }, { 0.1, 0.5962847939999438 } };
+        const double want_gx[2][6] = {
+            { 1e8, 0, 0, 0.23188853099997822, -0.1325077319999875, 0.016563466499998486 },
+            { 9e7, 0, 0, 0.23188853099997822, -0.1325077319999875, 0.016563466499998486 }
+        };
+        const double want_gy[6] = {
+            0, 0, 0, -0.08944271909999155, 0.2981423969999719, 0.17888543819998315
+        };
+        for (int k = 0; k < 2; k++) {
+            nsc_tensor *x = on(dev[d], NSC_F64, NSC_SHAPE(2, 3), xs[k]);
+            nsc_tensor *y = on(dev[d], NSC_F64, NSC_SHAPE(2, 3), ys);
+            nsc_requires_grad_(x, true);
+            nsc_requires_grad_(y, true);
+            nsc_tensor *c = nsc_cosine_similarity(x, y, 1, 1e-8);
+            cr_assert(c, "%s", nsc_last_error());
+            expect_near(c, want_c[k], "cosine");
+            nsc_tensor *s = nsc_sum_all(c);
+            cr_assert_eq(nsc_backward(s, NULL, false), NSC_OK, "%s", nsc_last_error());
+            expect_near(nsc_tensor_get_grad(x), want_gx[k], "grad x1");
+            expect_near(nsc_tensor_get_grad(y), want_gy, "grad x2");
+            nsc_free(s);
+            nsc_free(c);
+            nsc_free(x);
+            nsc_free(y);
+        }
+        // Broadcast first: x1 [1,3] against x2 [2,3], along dim 1 and dim 0.
+        nsc_tensor *a = on(dev[d], NSC_F64, NSC_SHAPE(1, 3), (double[]){ 1, 2, 3 });
+        nsc_tensor *b = on(dev[d], NSC_F64, NSC_SHAPE(2, 3), (double[]){ 3, 2, 1, -1, 0, 1 });
+        nsc_tensor *b1 = nsc_cosine_similarity(a, b, 1, 1e-8);
+        nsc_tensor *b0 = nsc_cosine_similarity(a, b, 0, 1e-8);
+        cr_assert(b1 && b0, "%s", nsc_last_error());
+        expect_near(b1, (double[]){ 0.7142857142857143, 0.37796447300922725 }, "dim 1");
+        expect_near(b0, (double[]){ 0.44721359549995787, 0.7071067811865475, 1.0 }, "dim 0");
+        // n = F.normalize(z, dim=1); n.sum().backward(); and p=1
+        nsc_tensor *z = on(dev[d], NSC_F64, NSC_SHAPE(2, 2), (double[]){ 3, 4, 0, 0 });
+        nsc_requires_grad_(z, true);
+        nsc_tensor *n = nsc_normalize(z, 2, 1, 1e-12);
+        cr_assert(n, "%s", nsc_last_error());
+        expect_near(n, (double[]){ 0.6, 0.8, 0, 0 }, "normalize");
+        nsc_tensor *s = nsc_sum_all(n);
+        cr_assert_eq(nsc_backward(s, NULL, false), NSC_OK, "%s", nsc_last_error());
+        expect_near(nsc_tensor_get_grad(z), (double[]){ 0.032, -0.024, 1e12, 1e12 }, "grad");
+        nsc_tensor *row = on(dev[d], NSC_F64, NSC_SHAPE(1, 2), (double[]){ 3, -4 });
+        nsc_tensor *n1 = nsc_normalize(row, 1, -1, 1e-12);
+        expect_near(n1, (double[]){ 0.42857142857142855, -0.5714285714285714 }, "p 1");
+        nsc_tensor *all[] = { a, b, b1, b0, z, n, s, row, n1 };
+        for (int i = 0; i < 9; i++) {
+            nsc_free(all[i]);
+        }
+    }
+    nsc_tensor *p = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2, 3));
+    nsc_tensor *q = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(4, 3));
+    int64_t blocks = nsct_live_blocks();
+    nsct_expect_error(nsc_cosine_similarity(p, q, 1, 1e-8), NSC_ERR_SHAPE,
+                      "cosine_similarity: [2,3] and [4,3] do not broadcast");
+    nsct_expect_error(nsc_cosine_similarity(p, p, 2, 1e-8), NSC_ERR_ARG,
+                      "cosine_similarity: [2,3] and [2,3]: dim 2 is out of range for rank 2");
+    nsct_expect_error(nsc_cosine_similarity(p, NULL, 1, 1e-8), NSC_ERR_ARG, "x2 NULL");
+    nsct_expect_error(nsc_normalize(p, 2, 1, -1), NSC_ERR_ARG, "normalize: eps -1");
+    nsct_expect_error(nsc_normalize(p, 2, 3, 1e-12), NSC_ERR_ARG, "norm: [2,3]: dim 3 is out");
+    cr_expect_eq(nsct_live_blocks(), blocks);
+    nsc_free(p);
+    nsc_free(q);
 }

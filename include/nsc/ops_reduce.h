@@ -60,6 +60,16 @@ nsc_tensor *nsc_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool
 nsc_tensor *nsc_vector_norm(nsc_tensor *x, double ord, int ndims, const int *dims, bool keepdim,
                             nsc_dtype dtype);
 
+// torch.nn.functional.normalize: x / max(||x||_p over dim, eps) (torch's
+// defaults: p 2, eps 1e-12); the clamp's gradient is 0 where it binds.
+nsc_tensor *nsc_normalize(nsc_tensor *x, double p, int dim, double eps);
+// torch.nn.functional.cosine_similarity along dim (torch's eps 1e-8): x1 and
+// x2 broadcast, then sum((x1 / max(||x1||, eps)) * (x2 / max(||x2||, eps)))
+// over dim, as torch 2 computes it (each divided by its norm first, so the
+// result stays in [-1, 1]; the clamp bounds the value only, the norms'
+// gradient passes through it). Composed of public ops: every device, graphs.
+nsc_tensor *nsc_cosine_similarity(nsc_tensor *x1, nsc_tensor *x2, int dim, double eps);
+
 // Softmax / log-softmax along dim, subtracting the max first.
 nsc_tensor *nsc_softmax(nsc_tensor *x, int dim);
 nsc_tensor *nsc_log_softmax(nsc_tensor *x, int dim);

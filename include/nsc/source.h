@@ -92,6 +92,8 @@
 #define nsc_logsumexp(...) (nsc_source_mark(__FILE__, __LINE__), nsc_logsumexp(__VA_ARGS__))
 #define nsc_norm(...) (nsc_source_mark(__FILE__, __LINE__), nsc_norm(__VA_ARGS__))
 #define nsc_vector_norm(...) (nsc_source_mark(__FILE__, __LINE__), nsc_vector_norm(__VA_ARGS__))
+#define nsc_normalize(...) (nsc_source_mark(__FILE__, __LINE__), nsc_normalize(__VA_ARGS__))
+#define nsc_cosine_similarity(...) (nsc_source_mark(__FILE__, __LINE__), nsc_cosine_similarity(__VA_ARGS__))
 #define nsc_softmax(...) (nsc_source_mark(__FILE__, __LINE__), nsc_softmax(__VA_ARGS__))
 #define nsc_log_softmax(...) (nsc_source_mark(__FILE__, __LINE__), nsc_log_softmax(__VA_ARGS__))
 #define nsc_layer_norm(...) (nsc_source_mark(__FILE__, __LINE__), nsc_layer_norm(__VA_ARGS__))
