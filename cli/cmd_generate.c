@@ -101,12 +101,10 @@ int cli_generate(const cli_args *a) {
     p.last = p.start;
     int64_t hook = prompt ? nsc_module_add_hook(model, NSC_HOOK_OUTPUT, on_step, &p, NULL) : -1;
     bool reported = !prompt; // cli_prompt printed why
+    nsc_status status = NSC_ERR_ARG;
     if (prompt) {
         cli_profile_begin(a);
-    }
-    nsc_status status =
-        prompt ? generate(a, model, prompt, &o, &tokens, &results, &reported) : NSC_ERR_ARG;
-    if (prompt) {
+        status = generate(a, model, prompt, &o, &tokens, &results, &reported);
         cli_profile_end(a);
     }
     double seconds = cli_now() - p.start;

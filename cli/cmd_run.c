@@ -22,20 +22,18 @@ int cli_run(const cli_args *a) {
     nsc_tensor_set *results = NULL;
     int code = CLI_FAILED;
     double start = cli_now();
+    nsc_status ran = NSC_ERR_ARG; // without g: reported by cli_prompt or cli_load_graph
     if (g) {
         cli_profile_begin(a);
-    }
-    nsc_status ran = g ? nsc_graph_run(g) : NSC_ERR_ARG;
-    if (g && ran != NSC_OK) {
-        cli_fail_nsc("run", NULL); // before the profile's lines, which may fail too
-    }
-    if (g) {
+        ran = nsc_graph_run(g);
+        if (ran != NSC_OK) {
+            cli_fail_nsc("run", NULL); // before the profile's lines, which may fail too
+        }
         cli_profile_end(a);
     }
-    bool done = g && ran == NSC_OK; // otherwise reported above or by cli_load_graph
-    if (done && !(results = nsc_graph_results(g))) {
+    if (ran == NSC_OK && !(results = nsc_graph_results(g))) {
         cli_fail_nsc("run", "collecting the saved values");
-    } else if (done) {
+    } else if (ran == NSC_OK) {
         double ms = 1e3 * (cli_now() - start);
         printf("ran %s on %s", a->graph, dir);
         if (a->device != NSC_CPU) {

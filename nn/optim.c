@@ -50,13 +50,13 @@ nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c) {
     return NSC_OK;
 }
 
-static bool has_overlap(const nsc_tensor *t) {
+int nsci_optim_repeated_dim(const nsc_tensor *t) {
     for (int d = 0; d < t->ndim; d++) {
         if (t->stride[d] == 0 && t->shape[d] > 1) {
-            return true;
+            return d;
         }
     }
-    return false;
+    return -1;
 }
 
 static nsc_status check_param(const char *op, nsc_tensor *const *params, int64_t i,
@@ -81,7 +81,7 @@ static nsc_status check_param(const char *op, nsc_tensor *const *params, int64_t
                          op, what,
                          nsc_tensor_requires_grad(t) ? "is not a leaf" : "does not require grad");
     }
-    if (has_overlap(t)) {
+    if (nsci_optim_repeated_dim(t) >= 0) {
         return nsci_fail(NSC_ERR_ARG,
                          "%s: %s has overlapping elements (stride 0): expected "
                          "a tensor that can be updated in place",

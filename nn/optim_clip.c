@@ -112,13 +112,12 @@ static nsc_status check_args(int64_t n_params, nsc_tensor *const *params, double
         }
         // Scaled in place: an expanded gradient would scale its shared
         // elements once per position (torch refuses such a write too).
-        for (int d = 0; g && d < g->ndim; d++) {
-            if (g->stride[d] == 0 && g->shape[d] > 1) {
-                return nsci_fail(NSC_ERR_ARG,
-                                 "clip_grad_norm: parameter %lld: dim %d of its gradient repeats "
-                                 "one memory location (stride 0): the gradient is scaled in place",
-                                 (long long)i, d);
-            }
+        int repeated = g ? nsci_optim_repeated_dim(g) : -1;
+        if (repeated >= 0) {
+            return nsci_fail(NSC_ERR_ARG,
+                             "clip_grad_norm: parameter %lld: dim %d of its gradient repeats "
+                             "one memory location (stride 0): the gradient is scaled in place",
+                             (long long)i, repeated);
         }
     }
     return NSC_OK;

@@ -47,6 +47,10 @@ nsc_status nsci_optim_check_adamw(const nsc_adamw_config *c);
 // feeds it files held in memory.
 nsc_status nsci_optim_load_from(nsc_optim *opt, const nsc_safetensors *st, const char *path);
 
+// The first dim of t that repeats one memory location (stride 0, size > 1),
+// or -1: parameters and gradients are written in place.
+int nsci_optim_repeated_dim(const nsc_tensor *t);
+
 // The group parameter i belongs to (i in range).
 const nsci_optim_group *nsci_optim_group_of(const nsc_optim *opt, int64_t i);
 

@@ -80,6 +80,15 @@ static bool keep_pair(nsc_op op, nsc_device dev, void *from, void *to) {
     return true;
 }
 
+static void free_marks(const nsci_device_ops *ops, void *from, void *to) {
+    if (from) {
+        ops->mark_free(from);
+    }
+    if (to) {
+        ops->mark_free(to);
+    }
+}
+
 void nsci_profile_end(const nsci_profile_mark *m, nsc_op op, nsc_device dev) {
     if (!m->timed && !m->nested) {
         return;
@@ -95,12 +104,7 @@ void nsci_profile_end(const nsci_profile_mark *m, nsc_op op, nsc_device dev) {
     if (!atomic_load(&g.on) || atomic_load(&g.run) != m->run) {
         // The profile stopped (or another started) while this kernel ran.
         pthread_mutex_unlock(&g.lock);
-        if (m->device) {
-            ops->mark_free(m->device);
-        }
-        if (to) {
-            ops->mark_free(to);
-        }
+        free_marks(ops, m->device, to);
         return;
     }
     g.total[op][dev].calls++;
@@ -108,12 +112,7 @@ void nsci_profile_end(const nsci_profile_mark *m, nsc_op op, nsc_device dev) {
         g.total[op][dev].ms += end - m->host_ms;
     } else if (!m->device || !to || !keep_pair(op, dev, m->device, to)) {
         g.untimed++;
-        if (m->device) {
-            ops->mark_free(m->device);
-        }
-        if (to) {
-            ops->mark_free(to);
-        }
+        free_marks(ops, m->device, to);
     }
     pthread_mutex_unlock(&g.lock);
 }
