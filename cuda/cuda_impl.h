@@ -25,7 +25,10 @@
 // NSCI_LAUNCH((kernel), grid, block, smem, args...); the parentheses keep a
 // template's commas (attention_kernel<T, 1>) in one macro argument.
 #define NSCI_LAUNCH(kernel, grid, block, smem, ...)                                                \
-    NSCI_UNPAREN kernel<<<grid, block, smem>>>(__VA_ARGS__)
+    do {                                                                                           \
+        nsci_cuda_note_launch();                                                                   \
+        NSCI_UNPAREN kernel<<<grid, block, smem>>>(__VA_ARGS__);                                   \
+    } while (0)
 #define NSCI_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #elif defined(NSCI_CUDA_EMU) && defined(__cplusplus)
 #include "cuda/emu/cuda_emu.h"
@@ -159,6 +162,7 @@ void *nsci_cuda_mark(void);
 nsc_status nsci_cuda_mark_elapsed(void *from, void *to, float *ms);
 void nsci_cuda_mark_free(void *mark);
 nsc_cuda_stats nsci_cuda_stats(void);
+void nsci_cuda_note_launch(void); // NSCI_LAUNCH counts its launches here
 void nsci_cuda_release_cache(void);
 // Checks the last launch (cudaGetLastError) under the kernel's name.
 nsc_status nsci_cuda_check_launch(const char *kernel);
@@ -328,14 +332,7 @@ typedef struct nsci_cuda_attention {
 
 nsc_status nsci_cuda_attention_run(const nsci_cuda_attention *a);
 
-// --- optimizer updates (cuda/op_optim.cu) ---
-
-// One fused step over e's operands, all of the parameter's float dtype and
-// shape (param, grad, state...: tensor/op_optim.c's input order), in place.
-struct fused_sgd_params;
-struct nsci_adamw_scalars;
-nsc_status nsci_cuda_fused_sgd(const nsci_cuda_ew *e, const struct fused_sgd_params *p);
-nsc_status nsci_cuda_fused_adamw(const nsci_cuda_ew *e, const struct nsci_adamw_scalars *a);
+// Optimizer updates: cuda/op_optim.h.
 
 // --- the op glue (cuda/*.c only: C11, sees tensor_impl.h) ---
 

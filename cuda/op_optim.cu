@@ -1,12 +1,13 @@
 // The fused optimizer updates on the GPU: one thread per element runs the
 // op sequence of tensor/op_optim.c's CPU loops, with every scalar rounded to
 // the parameter's dtype first and every product and sum rounded on its own,
-// so a step gives the CPU's bits. One kernel per parameter, where the
-// tensor-op sequence it replaces ran ~12 (docs/CUDA.md).
+// so a step gives the CPU's bits. One kernel for a list of up to 64
+// contiguous parameters (torch's multi-tensor apply), or one per strided
+// parameter, where torch's single-tensor path runs ~17 per parameter
+// (docs/CUDA.md).
 #include <math.h>
 
-#include "cuda/cuda_impl.h"
-#include "tensor/op_params.h"
+#include "cuda/op_optim.h"
 
 namespace {
 
@@ -49,24 +50,27 @@ template <typename T> struct sgd_k {
     bool decay, has_buf, first, nesterov, maximize;
 };
 
+// One element's update; buf is used when k.has_buf.
+template <typename T> __device__ inline void sgd_elem(T *p, T d, T *buf, const sgd_k<T> &k) {
+    if (k.maximize) {
+        d = -d;
+    }
+    if (k.decay) {
+        d = add(d, mul(k.wd, *p));
+    }
+    if (k.has_buf) {
+        *buf = k.first ? d : add(mul(*buf, k.mom), mul(k.keep, d));
+        d = k.nesterov ? add(d, mul(k.mom, *buf)) : *buf;
+    }
+    *p = add(*p, mul(k.neg_lr, d));
+}
+
 // Operands: 0 param, 1 grad, 2 momentum_buffer (has_buf only).
 template <typename T> __global__ void sgd_kernel(nsci_cuda_ew e, sgd_k<T> k, bool flat) {
     int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < e.numel; i += step) {
-        T *p = at<T>(e, 0, i, flat);
-        T d = *at<T>(e, 1, i, flat);
-        if (k.maximize) {
-            d = -d;
-        }
-        if (k.decay) {
-            d = add(d, mul(k.wd, *p));
-        }
-        if (k.has_buf) {
-            T *buf = at<T>(e, 2, i, flat);
-            *buf = k.first ? d : add(mul(*buf, k.mom), mul(k.keep, d));
-            d = k.nesterov ? add(d, mul(k.mom, *buf)) : *buf;
-        }
-        *p = add(*p, mul(k.neg_lr, d));
+        sgd_elem(at<T>(e, 0, i, flat), *at<T>(e, 1, i, flat),
+                 k.has_buf ? at<T>(e, 2, i, flat) : (T *)0, k);
     }
 }
 
@@ -75,26 +79,102 @@ template <typename T> struct adamw_k {
     bool amsgrad;
 };
 
+// One element's update; vmax is used when k.amsgrad.
+template <typename T>
+__device__ inline void adamw_elem(T *p, T g, T *m, T *v, T *vmax, const adamw_k<T> &k) {
+    T pv = mul(*p, k.decay);
+    T mv = add(mul(*m, k.b1), mul(k.omb1, g));
+    T vv = add(mul(*v, k.b2), mul(mul(k.omb2, g), g));
+    *m = mv;
+    *v = vv;
+    if (k.amsgrad) {
+        vv = *vmax > vv ? *vmax : vv;
+        *vmax = vv;
+    }
+    // sqrt and / are correctly rounded (nvcc's default -prec-sqrt and -prec-div).
+    T denom = add(sqrt(vv) / k.bc2_sqrt, k.eps);
+    *p = add(pv, mul(k.neg_step, mv) / denom);
+}
+
 // Operands: 0 param, 1 grad, 2 exp_avg, 3 exp_avg_sq, 4 max_exp_avg_sq (amsgrad).
 template <typename T> __global__ void adamw_kernel(nsci_cuda_ew e, adamw_k<T> k, bool flat) {
     int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < e.numel; i += step) {
-        T *p = at<T>(e, 0, i, flat), *m = at<T>(e, 2, i, flat), *v = at<T>(e, 3, i, flat);
-        T g = *at<T>(e, 1, i, flat);
-        T pv = mul(*p, k.decay);
-        T mv = add(mul(*m, k.b1), mul(k.omb1, g));
-        T vv = add(mul(*v, k.b2), mul(mul(k.omb2, g), g));
-        *m = mv;
-        *v = vv;
-        if (k.amsgrad) {
-            T *vmax = at<T>(e, 4, i, flat);
-            vv = *vmax > vv ? *vmax : vv;
-            *vmax = vv;
-        }
-        // sqrt and / are correctly rounded (nvcc's default -prec-sqrt and -prec-div).
-        T denom = add(sqrt(vv) / k.bc2_sqrt, k.eps);
-        *p = add(pv, mul(k.neg_step, mv) / denom);
+        adamw_elem(at<T>(e, 0, i, flat), *at<T>(e, 1, i, flat), at<T>(e, 2, i, flat),
+                   at<T>(e, 3, i, flat), k.amsgrad ? at<T>(e, 4, i, flat) : (T *)0, k);
     }
+}
+
+// --- lists: one launch for many contiguous parameters ---
+
+// Elements per block: each parameter gets ceil(numel / CHUNK) consecutive
+// blocks, block_start[j] being parameter j's first.
+const int CHUNK = 4096;
+
+struct list_table {
+    void *data[NSCI_CUDA_LIST_MAX][NSCI_OPTIM_ROLES];
+    int64_t numel[NSCI_CUDA_LIST_MAX];
+    int block_start[NSCI_CUDA_LIST_MAX + 1];
+    int n;
+};
+
+// A kernel's arguments may take 4 KiB (CUDA before 12.1; more needs Volta
+// and a 12.1 driver): the table and the widest scalars must fit.
+static_assert(sizeof(list_table) + sizeof(adamw_k<double>) + 64 <= 4096,
+              "the list table outgrows the 4 KiB kernel argument limit");
+
+// This block's parameter (the last j with block_start[j] <= blockIdx.x)
+// and its element range [*begin, *end).
+__device__ inline int list_slot(const list_table &t, int64_t *begin, int64_t *end) {
+    int b = (int)blockIdx.x, lo = 0, hi = t.n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (t.block_start[mid] <= b) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    *begin = (int64_t)(b - t.block_start[lo]) * CHUNK;
+    *end = *begin + CHUNK < t.numel[lo] ? *begin + CHUNK : t.numel[lo];
+    return lo;
+}
+
+template <typename T> __global__ void sgd_list_kernel(list_table t, sgd_k<T> k) {
+    int64_t begin, end;
+    int j = list_slot(t, &begin, &end);
+    T *p = (T *)t.data[j][0], *g = (T *)t.data[j][1], *buf = (T *)t.data[j][2];
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        sgd_elem(p + i, g[i], k.has_buf ? buf + i : (T *)0, k);
+    }
+}
+
+template <typename T> __global__ void adamw_list_kernel(list_table t, adamw_k<T> k) {
+    int64_t begin, end;
+    int j = list_slot(t, &begin, &end);
+    T *p = (T *)t.data[j][0], *g = (T *)t.data[j][1], *m = (T *)t.data[j][2];
+    T *v = (T *)t.data[j][3], *vmax = (T *)t.data[j][4];
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        adamw_elem(p + i, g[i], m + i, v + i, k.amsgrad ? vmax + i : (T *)0, k);
+    }
+}
+
+// The table for l and its block count.
+list_table table_of(const nsci_cuda_list &l, int *blocks) {
+    list_table t = {};
+    t.n = l.n;
+    int next = 0;
+    for (int j = 0; j < l.n; j++) {
+        for (int r = 0; r < l.roles; r++) {
+            t.data[j][r] = l.data[j][r];
+        }
+        t.numel[j] = l.numel[j];
+        t.block_start[j] = next;
+        next += (int)((l.numel[j] + CHUNK - 1) / CHUNK);
+    }
+    t.block_start[l.n] = next;
+    *blocks = next;
+    return t;
 }
 
 int blocks_for(int64_t n) {
@@ -102,20 +182,43 @@ int blocks_for(int64_t n) {
     return (int)(b < (1 << 20) ? b : (1 << 20));
 }
 
-template <typename T> nsc_status sgd_launch(const nsci_cuda_ew &e, const fused_sgd_params &p) {
+template <typename T> sgd_k<T> sgd_scalars(const fused_sgd_params &p, bool has_buf) {
     const nsc_sgd_config &a = p.config;
-    sgd_k<T> k = { (T)a.weight_decay, (T)a.momentum,       (T)(1.0 - a.dampening),
-                   (T)(-a.lr),        a.weight_decay != 0, e.n_operands == 3,
-                   p.first_step,      a.nesterov,          a.maximize };
+    return { (T)a.weight_decay, (T)a.momentum,       (T)(1.0 - a.dampening),
+             (T)(-a.lr),        a.weight_decay != 0, has_buf,
+             p.first_step,      a.nesterov,          a.maximize };
+}
+
+template <typename T> adamw_k<T> adamw_scalars(const nsci_adamw_scalars &a) {
+    return { (T)a.decay, (T)a.beta1,           (T)a.one_minus_beta1,
+             (T)a.beta2, (T)a.one_minus_beta2, (T)a.bc2_sqrt,
+             (T)a.eps,   (T)a.neg_step_size,   a.amsgrad };
+}
+
+template <typename T> nsc_status sgd_launch(const nsci_cuda_ew &e, const fused_sgd_params &p) {
+    sgd_k<T> k = sgd_scalars<T>(p, e.n_operands == 3);
     NSCI_LAUNCH((sgd_kernel<T>), blocks_for(e.numel), THREADS, 0, e, k, nsci_cuda_ew_flat(&e));
     return nsci_cuda_check_launch("fused_sgd_");
 }
 
 template <typename T> nsc_status adamw_launch(const nsci_cuda_ew &e, const nsci_adamw_scalars &a) {
-    adamw_k<T> k = { (T)a.decay, (T)a.beta1,           (T)a.one_minus_beta1,
-                     (T)a.beta2, (T)a.one_minus_beta2, (T)a.bc2_sqrt,
-                     (T)a.eps,   (T)a.neg_step_size,   a.amsgrad };
+    adamw_k<T> k = adamw_scalars<T>(a);
     NSCI_LAUNCH((adamw_kernel<T>), blocks_for(e.numel), THREADS, 0, e, k, nsci_cuda_ew_flat(&e));
+    return nsci_cuda_check_launch("fused_adamw_");
+}
+
+template <typename T> nsc_status sgd_list_launch(const nsci_cuda_list &l, const fused_sgd_params &p) {
+    int blocks;
+    list_table t = table_of(l, &blocks);
+    NSCI_LAUNCH((sgd_list_kernel<T>), blocks, THREADS, 0, t, sgd_scalars<T>(p, l.roles == 3));
+    return nsci_cuda_check_launch("fused_sgd_");
+}
+
+template <typename T>
+nsc_status adamw_list_launch(const nsci_cuda_list &l, const nsci_adamw_scalars &a) {
+    int blocks;
+    list_table t = table_of(l, &blocks);
+    NSCI_LAUNCH((adamw_list_kernel<T>), blocks, THREADS, 0, t, adamw_scalars<T>(a));
     return nsci_cuda_check_launch("fused_adamw_");
 }
 
@@ -133,4 +236,19 @@ nsc_status nsci_cuda_fused_adamw(const nsci_cuda_ew *e, const nsci_adamw_scalars
         return NSC_OK;
     }
     return e->dtype[0] == NSC_F64 ? adamw_launch<double>(*e, *a) : adamw_launch<float>(*e, *a);
+}
+
+nsc_status nsci_cuda_fused_sgd_list(const nsci_cuda_list *l, const fused_sgd_params *p) {
+    if (l->n == 0) {
+        return NSC_OK;
+    }
+    return l->dtype == NSC_F64 ? sgd_list_launch<double>(*l, *p) : sgd_list_launch<float>(*l, *p);
+}
+
+nsc_status nsci_cuda_fused_adamw_list(const nsci_cuda_list *l, const nsci_adamw_scalars *a) {
+    if (l->n == 0) {
+        return NSC_OK;
+    }
+    return l->dtype == NSC_F64 ? adamw_list_launch<double>(*l, *a)
+                               : adamw_list_launch<float>(*l, *a);
 }

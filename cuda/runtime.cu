@@ -3,6 +3,7 @@
 // counters. One default stream: every kernel and copy is ordered on it, so a
 // block freed to the cache can be handed out again at once (any kernel still
 // reading it runs before any later kernel that writes it).
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -62,6 +63,7 @@ struct allocator {
 // (and on the emulator, LeakSanitizer runs after static destructors).
 allocator &g_alloc = *new allocator; // guarded by g_alloc.lock
 cublasHandle_t g_blas;  // set once by nsci_cuda_runtime_init
+std::atomic<int64_t> g_launches{ 0 }; // NSCI_LAUNCH's count (nsc_cuda_stats)
 
 void release_cache_locked() {
     for (auto &kv : g_alloc.cache) {
@@ -230,9 +232,14 @@ nsc_status nsci_cuda_check_launch(const char *kernel) {
     return NSC_OK;
 }
 
+void nsci_cuda_note_launch(void) {
+    g_launches.fetch_add(1, std::memory_order_relaxed);
+}
+
 nsc_cuda_stats nsci_cuda_stats(void) {
     std::lock_guard<std::mutex> guard(g_alloc.lock);
     nsc_cuda_stats s;
+    s.kernel_launches = g_launches.load(std::memory_order_relaxed);
     s.transfers = g_alloc.transfers;
     s.transfer_bytes = g_alloc.transfer_bytes;
     s.device_mallocs = g_alloc.mallocs;

@@ -1,6 +1,6 @@
 // Optimizers: construction and validation, the step driver shared by SGD and
-// AdamW (checks, state allocation, then one fused update op per parameter,
-// tensor/op_optim.c), zero_grad, learning rate and state accessors.
+// AdamW (checks, state allocation, then one fused update op for each batch of
+// parameters that step alike, tensor/op_optim.c), zero_grad, learning rate and state accessors.
 #include <math.h>
 #include <string.h>
 
@@ -440,17 +440,76 @@ static nsc_status alloc_state(nsc_optim *opt) {
     return NSC_OK;
 }
 
-// Parameter i's update, its step count already advanced: one fused op on
-// the parameter's device. It allocates nothing, so on the CPU it cannot fail
-// once check_grad has passed; on a GPU only a device fault stops it.
-static nsc_status update(const nsc_optim *opt, int64_t i, nsc_tensor *grad) {
-    nsc_tensor *const *state = &opt->state[i * NSCI_OPTIM_MAX_STATE];
-    const nsci_optim_group *g = nsci_optim_group_of(opt, i);
-    if (opt->kind == NSCI_OPTIM_SGD) {
-        return nsc_fused_sgd_(opt->params[i], grad, state[0], &g->sgd, opt->steps[i] == 1);
+// The update of the parameters idx[0..n), their step counts already
+// advanced and alike, as are their group, device and dtype: one fused op
+// over their lists (in: scratch for 5 n operands), as torch's fused
+// optimizers take a whole group. Where operands share storage (parameters
+// that are views of one buffer) one op each instead, in order: the list op
+// refuses what separate updates of non-overlapping views allow. It
+// allocates nothing (take_batch keeps batches within
+// NSCI_OPTIM_STACK_OPERANDS), so on the CPU it cannot fail once check_grad
+// has passed; on a GPU only a device fault stops it. *done: how
+// many of the parameters were updated (all or none, but in the fallback).
+static nsc_status update(const nsc_optim *opt, const int64_t *idx, int64_t n, nsc_tensor **in,
+                         int64_t *done) {
+    const nsci_optim_group *g = nsci_optim_group_of(opt, idx[0]);
+    int roles = 2 + nsci_optim_n_state(opt, g);
+    for (int64_t j = 0; j < n; j++) {
+        in[j] = opt->params[idx[j]];
+        in[n + j] = nsc_tensor_get_grad(in[j]);
+        for (int s = 0; s < roles - 2; s++) {
+            in[(2 + s) * n + j] = opt->state[idx[j] * NSCI_OPTIM_MAX_STATE + s];
+        }
     }
-    return nsc_fused_adamw_(opt->params[i], grad, state[0], state[1], state[2], &g->adamw,
-                            opt->steps[i]);
+    *done = 0;
+    int shared, other;
+    if (n > 1 && nsci_optim_shared_operands((int)(roles * n), roles, in, &shared, &other) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (n > 1 && shared >= 0) {
+        for (int64_t j = 0; j < n; j++, (*done)++) {
+            int64_t one;
+            if (update(opt, &idx[j], 1, in, &one) != NSC_OK) {
+                return nsc_last_status();
+            }
+        }
+        return NSC_OK;
+    }
+    int64_t step = opt->steps[idx[0]];
+    nsc_status status;
+    if (opt->kind == NSCI_OPTIM_SGD) {
+        fused_sgd_params p = { g->sgd, step == 1 };
+        status = nsci_fused_sgd_run((int)(roles * n), in, &p);
+    } else {
+        fused_adamw_params p = { g->adamw, step };
+        status = nsci_fused_adamw_run((int)(roles * n), in, &p);
+    }
+    *done = status == NSC_OK ? n : 0;
+    return status;
+}
+
+// Moves into batch (returning its length) the parameters of pending[0..*n)
+// that step like pending[0] (same group, step count, device and dtype), as
+// many as one call checks without allocating; pending keeps the others, in
+// order.
+static int64_t take_batch(const nsc_optim *opt, int64_t *pending, int64_t *n, int64_t *batch) {
+    const nsc_tensor *first = opt->params[pending[0]];
+    const nsci_optim_group *g = nsci_optim_group_of(opt, pending[0]);
+    int64_t most = NSCI_OPTIM_STACK_OPERANDS / (2 + nsci_optim_n_state(opt, g));
+    int64_t step = opt->steps[pending[0]], taken = 0, kept = 0;
+    for (int64_t k = 0; k < *n; k++) {
+        int64_t i = pending[k];
+        const nsc_tensor *p = opt->params[i];
+        bool alike = taken < most && nsci_optim_group_of(opt, i) == g && opt->steps[i] == step &&
+                     p->device == first->device && p->dtype == first->dtype;
+        if (alike) {
+            batch[taken++] = i;
+        } else {
+            pending[kept++] = i;
+        }
+    }
+    *n = kept;
+    return taken;
 }
 
 nsc_status nsc_optim_step(nsc_optim *opt) {
@@ -463,25 +522,38 @@ nsc_status nsc_optim_step(nsc_optim *opt) {
             return nsc_last_status();
         }
     }
-    if (alloc_state(opt) != NSC_OK) {
+    // Scratch first: once the state exists, nothing else is allocated.
+    size_t n_params = (size_t)NSCI_MAX(opt->n_params, 1);
+    int64_t *pending = nsci_malloc(2 * n_params * sizeof *pending);
+    nsc_tensor **in = nsci_malloc(NSCI_OPTIM_ROLES * n_params * sizeof *in);
+    if (!pending || !in || alloc_state(opt) != NSC_OK) {
+        nsci_free(pending);
+        nsci_free(in);
         return nsc_last_status();
     }
-    nsc_no_grad_begin();
+    int64_t *batch = pending + n_params, n_pending = 0;
     for (int64_t i = 0; i < opt->n_params; i++) {
-        nsc_tensor *p = opt->params[i];
-        nsc_tensor *g = nsc_tensor_get_grad(p);
-        if (!g) {
-            continue;
+        if (nsc_tensor_get_grad(opt->params[i])) {
+            pending[n_pending++] = i;
         }
-        opt->steps[i]++;
-        if (update(opt, i, g) != NSC_OK) {
-            opt->steps[i]--;
-            nsc_no_grad_end();
-            return nsc_last_status();
+    }
+    nsc_status status = NSC_OK;
+    nsc_no_grad_begin();
+    while (n_pending > 0 && status == NSC_OK) {
+        int64_t n = take_batch(opt, pending, &n_pending, batch);
+        for (int64_t j = 0; j < n; j++) {
+            opt->steps[batch[j]]++;
+        }
+        int64_t done;
+        status = update(opt, batch, n, in, &done);
+        for (int64_t j = done; status != NSC_OK && j < n; j++) {
+            opt->steps[batch[j]]--;
         }
     }
     nsc_no_grad_end();
-    return NSC_OK;
+    nsci_free(pending);
+    nsci_free(in);
+    return status;
 }
 
 nsc_status nsc_optim_zero_grad(nsc_optim *opt, bool set_to_none) {

@@ -1,6 +1,8 @@
 // The optimizer updates as in-place ops (torch._fused_sgd_ and
-// torch._fused_adamw_ for one tensor): one pass over parameter, gradient and
-// state, where torch's single-tensor path runs one kernel per op. Each
+// torch._fused_adamw_): one pass over parameter, gradient and state, where
+// torch's single-tensor path runs one kernel per op. The inputs are lists,
+// role by role as torch's TensorList arguments: with n parameters, operand r
+// of parameter j is in[r * n + j] (one parameter is the list of one). Each
 // element repeats torch.optim's op sequence (1.13, single-tensor path) in its
 // order: scalars are rounded to the parameter's dtype first, as torch does
 // when it multiplies a tensor by a Python float, and every product and sum is
@@ -9,6 +11,7 @@
 // operands; cuda/op_optim.cu runs the same sequence on the GPU.
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tensor/op_params.h"
@@ -55,21 +58,35 @@ typedef struct sgd_args {
 SGD_INNER(sgd_f32, float)
 SGD_INNER(sgd_f64, double)
 
+// Runs inner over each parameter's operands in turn (every list has the
+// same dtype, checked by the infer rule).
+static void run_each_parameter(const nsci_call *c, int roles, nsci_inner_fn inner, void *args) {
+    int n = c->n_in / roles;
+    for (int j = 0; j < n; j++) {
+        nsc_tensor *operands[NSCI_OPTIM_ROLES];
+        for (int r = 0; r < roles; r++) {
+            operands[r] = c->in[r * n + j];
+        }
+        nsci_iter it;
+        nsci_iter_init(&it, roles, operands);
+        nsci_iter_run(&it, inner, args, NSCI_GRAIN);
+    }
+}
+
 static nsc_status fused_sgd_cpu(nsci_call *c) {
     const fused_sgd_params *p = c->params;
+    int roles = nsci_sgd_roles(&p->config);
     sgd_args args = {
         .lr = p->config.lr,
         .momentum = p->config.momentum,
         .dampening = p->config.dampening,
         .weight_decay = p->config.weight_decay,
         .nesterov = p->config.nesterov,
-        .has_buf = c->n_in == 3,
+        .has_buf = roles == 3,
         .first = p->first_step,
         .maximize = p->config.maximize,
     };
-    nsci_iter it;
-    nsci_iter_init(&it, c->n_in, c->in);
-    nsci_iter_run(&it, c->in[0]->dtype == NSC_F32 ? sgd_f32 : sgd_f64, &args, NSCI_GRAIN);
+    run_each_parameter(c, roles, c->in[0]->dtype == NSC_F32 ? sgd_f32 : sgd_f64, &args);
     return NSC_OK;
 }
 
@@ -232,9 +249,8 @@ nsci_adamw_scalars nsci_adamw_scalars_of(const fused_adamw_params *p) {
 
 static nsc_status fused_adamw_cpu(nsci_call *c) {
     nsci_adamw_scalars args = nsci_adamw_scalars_of(c->params);
-    nsci_iter it;
-    nsci_iter_init(&it, c->n_in, c->in);
-    nsci_iter_run(&it, c->in[0]->dtype == NSC_F32 ? adamw_f32 : adamw_f64, &args, NSCI_GRAIN);
+    int roles = nsci_adamw_roles(&((const fused_adamw_params *)c->params)->config);
+    run_each_parameter(c, roles, c->in[0]->dtype == NSC_F32 ? adamw_f32 : adamw_f64, &args);
     return NSC_OK;
 }
 
@@ -277,63 +293,135 @@ static const char *const sgd_names[] = { "param", "grad", "momentum_buffer" };
 static const char *const adamw_names[] = { "param", "grad", "exp_avg", "exp_avg_sq",
                                            "max_exp_avg_sq" };
 
-static bool shares_storage(const nsc_tensor *a, const nsc_tensor *b) {
-    return a->storage && a->storage == b->storage;
+// Input k's name: "exp_avg" for one parameter, "exp_avgs[3]" in lists of n.
+static const char *operand_name(char *buf, size_t size, const char *const *names, int n, int k) {
+    if (n == 1) {
+        return names[k];
+    }
+    snprintf(buf, size, "%ss[%d]", names[k / n], k % n);
+    return buf;
 }
 
-// Every operand has param's float dtype and exact shape (nothing broadcasts:
-// the state is per element); the written ones (all but grad, input 1) repeat
-// no element; no two operands share memory (a gradient overlapping what is
-// written would give a result that depends on the order elements are
-// visited in, and a race on a GPU); state tensors do not require grad.
-static nsc_status check_operands(nsci_call *c, const char *const *names) {
-    const nsc_tensor *p = c->in[0];
-    if (p->dtype != NSC_F32 && p->dtype != NSC_F64) {
-        return nsci_call_fail(c, NSC_ERR_DTYPE, "param is %s: expected f32 or f64",
-                              nsc_dtype_name((nsc_dtype)p->dtype));
+typedef struct storage_slot {
+    const nsci_storage *storage;
+    int index;
+} storage_slot;
+
+static int by_storage_then_index(const void *a, const void *b) {
+    const storage_slot *x = a, *y = b;
+    if (x->storage != y->storage) {
+        return (uintptr_t)x->storage < (uintptr_t)y->storage ? -1 : 1;
     }
-    for (int i = 1; i < c->n_in; i++) {
-        const nsc_tensor *t = c->in[i];
-        if (t->dtype != p->dtype) {
-            return nsci_call_fail(c, NSC_ERR_DTYPE, "%s is %s: expected param's dtype %s", names[i],
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+// Sorting makes the check n log n (a GPT-2 step batches ~600 operands);
+// small calls sort on the stack, so an optimizer step allocates nothing
+// once its state exists.
+nsc_status nsci_optim_shared_operands(int n_in, int roles, nsc_tensor *const *in, int *first,
+                                      int *second) {
+    *first = *second = -1;
+    int n = n_in / roles;
+    storage_slot local[NSCI_OPTIM_STACK_OPERANDS];
+    storage_slot *slots = n_in <= NSCI_OPTIM_STACK_OPERANDS
+                              ? local
+                              : nsci_malloc(sizeof *slots * (size_t)n_in);
+    if (!slots) {
+        return nsc_last_status();
+    }
+    int used = 0;
+    for (int k = 0; k < n_in; k++) {
+        if (in[k]->storage) {
+            slots[used++] = (storage_slot){ in[k]->storage, k };
+        }
+    }
+    qsort(slots, (size_t)used, sizeof *slots, by_storage_then_index);
+    for (int s = 0; s < used;) {
+        int end = s + 1;
+        while (end < used && slots[end].storage == slots[s].storage) {
+            end++;
+        }
+        int written = -1; // the group's first written member after its first
+        for (int m = s + 1; m < end && written < 0; m++) {
+            if (slots[m].index / n != 1 || slots[s].index / n != 1) {
+                written = slots[m].index;
+            }
+        }
+        if (written >= 0 && (*first < 0 || slots[s].index < *first)) {
+            *first = slots[s].index;
+            *second = written;
+        }
+        s = end;
+    }
+    if (slots != local) {
+        nsci_free(slots);
+    }
+    return NSC_OK;
+}
+
+// Every operand has the parameters' float dtype and its own parameter's
+// exact shape (nothing broadcasts: the state is per element); the written
+// ones (all but the gradients) repeat no element; no written operand shares
+// memory with another (a gradient overlapping what is written would give a
+// result that depends on the order elements are visited in, and a race on a
+// GPU); state tensors do not require grad.
+static nsc_status check_operands(nsci_call *c, int roles, const char *const *names) {
+    int n = c->n_in / roles;
+    const nsc_tensor *p0 = c->in[0];
+    char name[96], other[96];
+    if (p0->dtype != NSC_F32 && p0->dtype != NSC_F64) {
+        return nsci_call_fail(c, NSC_ERR_DTYPE, "%s is %s: expected f32 or f64",
+                              operand_name(name, sizeof name, names, n, 0),
+                              nsc_dtype_name((nsc_dtype)p0->dtype));
+    }
+    for (int k = 1; k < c->n_in; k++) {
+        const nsc_tensor *t = c->in[k], *p = c->in[k % n];
+        if (t->dtype != p0->dtype) {
+            return nsci_call_fail(c, NSC_ERR_DTYPE, "%s is %s: expected %s's dtype %s",
+                                  operand_name(name, sizeof name, names, n, k),
                                   nsc_dtype_name((nsc_dtype)t->dtype),
-                                  nsc_dtype_name((nsc_dtype)p->dtype));
+                                  operand_name(other, sizeof other, names, n, 0),
+                                  nsc_dtype_name((nsc_dtype)p0->dtype));
         }
         if (t->ndim != p->ndim || memcmp(t->shape, p->shape, (size_t)p->ndim * 8) != 0) {
             char a[160], b[160];
-            return nsci_call_fail(c, NSC_ERR_SHAPE, "%s has shape %s: expected param's shape %s",
-                                  names[i], nsci_shape_str(a, sizeof a, t->ndim, t->shape),
+            return nsci_call_fail(c, NSC_ERR_SHAPE, "%s has shape %s: expected %s's shape %s",
+                                  operand_name(name, sizeof name, names, n, k),
+                                  nsci_shape_str(a, sizeof a, t->ndim, t->shape),
+                                  operand_name(other, sizeof other, names, n, k % n),
                                   nsci_shape_str(b, sizeof b, p->ndim, p->shape));
         }
     }
-    for (int i = 0; i < c->n_in; i++) {
-        const nsc_tensor *t = c->in[i];
-        for (int d = 0; i != 1 && d < t->ndim; d++) {
+    for (int k = 0; k < c->n_in; k++) {
+        const nsc_tensor *t = c->in[k];
+        for (int d = 0; k / n != 1 && d < t->ndim; d++) {
             if (t->stride[d] == 0 && t->shape[d] > 1) {
                 return nsci_call_fail(c, NSC_ERR_ARG,
                                       "dim %d of %s repeats one memory location (stride 0): it "
                                       "is written in place",
-                                      d, names[i]);
+                                      d, operand_name(name, sizeof name, names, n, k));
             }
         }
-        if (i >= 2 && t->requires_grad) {
+        if (k / n >= 2 && t->requires_grad) {
             return nsci_call_fail(c, NSC_ERR_ARG,
                                   "%s requires grad: optimizer state is never differentiated",
-                                  names[i]);
-        }
-        for (int k = i + 1; k < c->n_in; k++) {
-            if (shares_storage(t, c->in[k])) {
-                int written = i == 1 ? k : i;
-                return nsci_call_fail(c, NSC_ERR_ARG,
-                                      "%s and %s share memory: %s is written in place", names[i],
-                                      names[k], names[written]);
-            }
+                                  operand_name(name, sizeof name, names, n, k));
         }
     }
+    int i, k;
+    if (nsci_optim_shared_operands(c->n_in, roles, c->in, &i, &k) != NSC_OK) {
+        return nsc_last_status();
+    }
+    if (i >= 0) {
+        const char *a = operand_name(name, sizeof name, names, n, i);
+        const char *b = operand_name(other, sizeof other, names, n, k);
+        return nsci_call_fail(c, NSC_ERR_ARG, "%s and %s share memory: %s is written in place", a,
+                              b, i / n == 1 ? b : a);
+    }
     nsci_meta *m = &c->meta[0];
-    m->dtype = (nsc_dtype)p->dtype;
-    m->ndim = p->ndim;
-    memcpy(m->shape, p->shape, sizeof p->shape);
+    m->dtype = (nsc_dtype)p0->dtype;
+    m->ndim = p0->ndim;
+    memcpy(m->shape, p0->shape, sizeof p0->shape);
     return NSC_OK;
 }
 
@@ -343,13 +431,15 @@ static nsc_status fused_sgd_infer(nsci_call *c) {
     if (nsci_sgd_config_problem(&p->config, why, sizeof why)) {
         return nsci_call_fail(c, NSC_ERR_ARG, "%s", why);
     }
-    int want = p->config.momentum != 0 ? 3 : 2;
-    if (c->n_in != want) {
-        return nsci_call_fail(
-            c, NSC_ERR_ARG, "momentum %g and %d tensors: expected param, grad%s (%d tensors)",
-            p->config.momentum, c->n_in, want == 3 ? ", momentum_buffer" : "", want);
+    int roles = nsci_sgd_roles(&p->config);
+    if (c->n_in == 0 || c->n_in % roles != 0) {
+        return nsci_call_fail(c, NSC_ERR_ARG,
+                              "momentum %g and %d tensors: expected param, grad%s (%d tensors), "
+                              "or %d lists of one length",
+                              p->config.momentum, c->n_in, roles == 3 ? ", momentum_buffer" : "",
+                              roles, roles);
     }
-    return check_operands(c, sgd_names);
+    return check_operands(c, roles, sgd_names);
 }
 
 static nsc_status fused_adamw_infer(nsci_call *c) {
@@ -363,15 +453,15 @@ static nsc_status fused_adamw_infer(nsci_call *c) {
                               "step %lld: expected the step count this update makes (>= 1)",
                               (long long)p->step);
     }
-    int want = p->config.amsgrad ? 5 : 4;
-    if (c->n_in != want) {
+    int roles = nsci_adamw_roles(&p->config);
+    if (c->n_in == 0 || c->n_in % roles != 0) {
         return nsci_call_fail(c, NSC_ERR_ARG,
                               "amsgrad %s and %d tensors: expected param, grad, exp_avg, "
-                              "exp_avg_sq%s (%d tensors)",
+                              "exp_avg_sq%s (%d tensors), or %d lists of one length",
                               p->config.amsgrad ? "true" : "false", c->n_in,
-                              want == 5 ? ", max_exp_avg_sq" : "", want);
+                              roles == 5 ? ", max_exp_avg_sq" : "", roles, roles);
     }
-    return check_operands(c, adamw_names);
+    return check_operands(c, roles, adamw_names);
 }
 
 // --- rows and public functions ---
@@ -430,13 +520,24 @@ const nsci_op_def nsci_op_fused_adamw_ = {
     .flags = NSCI_OP_INPLACE,
 };
 
-// Dispatch bumps param's version counter; the state tensors are written too.
-static void bump_state_versions(int n, nsc_tensor *const *in) {
-    for (int i = 2; i < n; i++) {
-        if (in[i]->storage) {
-            atomic_fetch_add(&in[i]->storage->version, 1);
+static nsc_status fused_update(nsc_op op, int n_in, int roles, nsc_tensor *const *in,
+                               const void *params) {
+    nsc_status status = nsci_run_inplace(op, n_in, in, params);
+    int n = n_in / roles;
+    for (int k = 1; status == NSC_OK && k < n_in; k++) {
+        if (k / n != 1 && in[k]->storage) {
+            atomic_fetch_add(&in[k]->storage->version, 1);
         }
     }
+    return status;
+}
+
+nsc_status nsci_fused_sgd_run(int n_in, nsc_tensor *const *in, const fused_sgd_params *p) {
+    return fused_update(NSC_OP_fused_sgd_, n_in, nsci_sgd_roles(&p->config), in, p);
+}
+
+nsc_status nsci_fused_adamw_run(int n_in, nsc_tensor *const *in, const fused_adamw_params *p) {
+    return fused_update(NSC_OP_fused_adamw_, n_in, nsci_adamw_roles(&p->config), in, p);
 }
 
 nsc_status nsc_fused_sgd_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *momentum_buffer,
@@ -453,11 +554,7 @@ nsc_status nsc_fused_sgd_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *momen
     fused_sgd_params p = { *config, first_step };
     nsc_tensor *in[3] = { param, grad, momentum_buffer };
     int n = momentum_buffer ? 3 : 2;
-    nsc_status status = nsci_run_inplace(NSC_OP_fused_sgd_, n, in, &p);
-    if (status == NSC_OK) {
-        bump_state_versions(n, in);
-    }
-    return status;
+    return fused_update(NSC_OP_fused_sgd_, n, n, in, &p);
 }
 
 nsc_status nsc_fused_adamw_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *exp_avg,
@@ -473,9 +570,91 @@ nsc_status nsc_fused_adamw_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *exp
     fused_adamw_params p = { *config, step };
     nsc_tensor *in[5] = { param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq };
     int n = max_exp_avg_sq ? 5 : 4;
-    nsc_status status = nsci_run_inplace(NSC_OP_fused_adamw_, n, in, &p);
-    if (status == NSC_OK) {
-        bump_state_versions(n, in);
+    return fused_update(NSC_OP_fused_adamw_, n, n, in, &p);
+}
+
+// --- lists ---
+
+// Lays the lists out role by role (lists[r][j] at r * n + j) after checking
+// that each list the configuration needs is there, and no other, and that
+// no element is NULL. *in is NULL and the status NSC_OK for n == 0.
+static nsc_status gather_lists(const char *op, int64_t n, int roles, int given,
+                               nsc_tensor *const *const *lists, const char *const *names,
+                               nsc_tensor ***in) {
+    *in = NULL;
+    if (n < 0 || n > INT32_MAX / NSCI_OPTIM_ROLES) {
+        return nsci_fail(NSC_ERR_ARG, "%s: %lld parameters: expected 0 to %d", op, (long long)n,
+                         INT32_MAX / NSCI_OPTIM_ROLES);
     }
+    for (int r = 0; r < given; r++) {
+        bool wanted = r < roles;
+        if (n > 0 && wanted && !lists[r]) {
+            return nsci_fail(NSC_ERR_ARG, "%s: %ss is NULL: %s", op, names[r],
+                             r < 2 ? "expected a list of n tensors"
+                                   : "the configuration keeps this state (zeros before the first "
+                                     "step)");
+        }
+        if (!wanted && lists[r]) {
+            return nsci_fail(NSC_ERR_ARG, "%s: %ss given, and the configuration keeps no %s", op,
+                             names[r], names[r]);
+        }
+    }
+    if (n == 0) {
+        return NSC_OK;
+    }
+    nsc_tensor **all = nsci_malloc(sizeof *all * (size_t)(roles * n));
+    if (!all) {
+        return nsc_last_status();
+    }
+    for (int r = 0; r < roles; r++) {
+        for (int64_t j = 0; j < n; j++) {
+            if (!lists[r][j]) {
+                nsci_free(all);
+                return nsci_fail(NSC_ERR_ARG, "%s: %ss[%lld] is NULL", op, names[r],
+                                 (long long)j);
+            }
+            all[r * n + j] = lists[r][j];
+        }
+    }
+    *in = all;
+    return NSC_OK;
+}
+
+nsc_status nsc_fused_sgd_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
+                               nsc_tensor *const *momentum_buffers, const nsc_sgd_config *config,
+                               bool first_step) {
+    if (!config) {
+        return nsci_fail(NSC_ERR_ARG, "fused_sgd_: config is NULL: expected an nsc_sgd_config");
+    }
+    int roles = nsci_sgd_roles(config);
+    nsc_tensor *const *lists[3] = { params, grads, momentum_buffers };
+    nsc_tensor **in;
+    nsc_status status = gather_lists("fused_sgd_", n, roles, 3, lists, sgd_names, &in);
+    if (status != NSC_OK || !in) {
+        return status; // refused, or nothing to update
+    }
+    fused_sgd_params p = { *config, first_step };
+    status = fused_update(NSC_OP_fused_sgd_, roles * (int)n, roles, in, &p);
+    nsci_free(in);
+    return status;
+}
+
+nsc_status nsc_fused_adamw_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
+                                 nsc_tensor *const *exp_avgs, nsc_tensor *const *exp_avg_sqs,
+                                 nsc_tensor *const *max_exp_avg_sqs,
+                                 const nsc_adamw_config *config, int64_t step) {
+    if (!config) {
+        return nsci_fail(NSC_ERR_ARG, "fused_adamw_: config is NULL: expected an nsc_adamw_config");
+    }
+    int roles = nsci_adamw_roles(config);
+    nsc_tensor *const *lists[5] = { params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs };
+    nsc_tensor **in;
+    nsc_status status = gather_lists("fused_adamw_", n, roles, 5, lists, adamw_names, &in);
+    if (status != NSC_OK || !in) {
+        return status; // refused, or nothing to update
+    }
+    fused_adamw_params p = { *config, step };
+    status = fused_update(NSC_OP_fused_adamw_, roles * (int)n, roles, in, &p);
+    nsci_free(in);
     return status;
 }

@@ -124,17 +124,52 @@ typedef struct sum_to_size_params {
 
 // --- optimizer updates (op_optim.c) ---
 
-// fused_sgd_: inputs (param, grad[, momentum_buffer]).
+// fused_sgd_ and fused_adamw_ take lists, role by role (torch's TensorList
+// arguments): with n parameters, operand r of parameter j is input
+// r * n + j. The roles are the ones named below, in that order.
+enum { NSCI_OPTIM_ROLES = 5 }; // the most roles an update has
+
+// fused_sgd_: inputs (params, grads[, momentum_buffers]).
 typedef struct fused_sgd_params {
     nsc_sgd_config config;
     bool first_step;
 } fused_sgd_params;
 
-// fused_adamw_: inputs (param, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq]).
+// fused_adamw_: inputs (params, grads, exp_avgs, exp_avg_sqs[, max_exp_avg_sqs]);
+// every parameter of one call makes the same step count.
 typedef struct fused_adamw_params {
     nsc_adamw_config config;
     int64_t step;
 } fused_adamw_params;
+
+static inline int nsci_sgd_roles(const nsc_sgd_config *c) {
+    return c->momentum != 0 ? 3 : 2;
+}
+
+static inline int nsci_adamw_roles(const nsc_adamw_config *c) {
+    return c->amsgrad ? 5 : 4;
+}
+
+// Finds two operands of an update's lists (n_in inputs, roles lists) that
+// share storage where at least one is written (any but a gradient): *first <
+// *second, the pair with the lowest first index; -1 in both when there is
+// none. Gradients may share with each other: they are only read. NSC_ERR_OOM
+// when the sort's scratch cannot be allocated (beyond
+// NSCI_OPTIM_STACK_OPERANDS). nn/optim.c asks before it
+// batches parameters into one call.
+nsc_status nsci_optim_shared_operands(int n_in, int roles, nsc_tensor *const *in, int *first,
+                                      int *second);
+
+// Operands an update call checks without allocating (nsci_optim_shared_operands
+// sorts them on the stack): nn/optim.c's batches stay within it.
+enum { NSCI_OPTIM_STACK_OPERANDS = 1024 };
+
+// Run fused_sgd_ or fused_adamw_ on n_in inputs laid out as above and
+// advance the version of every written operand. nn/optim.c's step calls them
+// with lists it keeps; they allocate nothing for up to
+// NSCI_OPTIM_STACK_OPERANDS operands.
+nsc_status nsci_fused_sgd_run(int n_in, nsc_tensor *const *in, const fused_sgd_params *p);
+nsc_status nsci_fused_adamw_run(int n_in, nsc_tensor *const *in, const fused_adamw_params *p);
 
 // AdamW's per-step scalars, computed once in double on the host and rounded
 // to the parameter's dtype by each kernel (as torch rounds a Python float):

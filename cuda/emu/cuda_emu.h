@@ -183,9 +183,12 @@ template <typename T> T from_bits(uint64_t b) {
 // NSCI_LAUNCH((kernel), grid, block, smem, args...) (cuda/cuda_impl.h).
 #define NSCI_UNPAREN(...) __VA_ARGS__
 #define NSCI_LAUNCH(kernel, grid, block, smem, ...)                                                \
-    nsci_emu::launch(#kernel, (grid), (block), (smem), [](auto &&...nsci_args_) {                  \
-        NSCI_UNPAREN kernel(nsci_args_...);                                                        \
-    })(__VA_ARGS__)
+    do {                                                                                           \
+        nsci_cuda_note_launch();                                                                   \
+        nsci_emu::launch(#kernel, (grid), (block), (smem), [](auto &&...nsci_args_) {              \
+            NSCI_UNPAREN kernel(nsci_args_...);                                                    \
+        })(__VA_ARGS__);                                                                           \
+    } while (0)
 #define NSCI_DYNAMIC_SHARED(type, name) type *name = (type *)nsci_emu::dynamic_shared()
 
 // --- device builtins ---

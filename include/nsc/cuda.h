@@ -42,6 +42,7 @@ typedef struct nsc_cuda_stats {
     int64_t device_mallocs; // cudaMalloc calls of the caching allocator
     int64_t live_bytes;     // device bytes held by tensors
     int64_t cached_bytes;   // device bytes kept for reuse
+    int64_t kernel_launches; // nsc's own kernel launches (cuBLAS's are not counted)
 } nsc_cuda_stats;
 
 // The counters since start-up (all zero without CUDA).

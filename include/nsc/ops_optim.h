@@ -1,8 +1,9 @@
-// The optimizer updates as in-place ops on one parameter: one pass over the
-// parameter, its gradient and its state (torch._fused_sgd_ and
-// torch._fused_adamw_ for a single tensor). nsc_optim_step (nsc/optim.h) runs
-// them for every parameter on every device; call them directly to drive an
-// update loop of your own. See nsc/ops.h for the rules every op follows.
+// The optimizer updates as in-place ops: one pass over a parameter, its
+// gradient and its state (torch._fused_sgd_ and torch._fused_adamw_), for
+// one parameter or for lists of them in one call (on a GPU a few launches
+// for all of them). nsc_optim_step (nsc/optim.h) runs the list forms on
+// every device; call them directly to drive an update loop of your own. See
+// nsc/ops.h for the rules every op follows.
 #ifndef NSC_OPS_OPTIM_H
 #define NSC_OPS_OPTIM_H
 
@@ -71,6 +72,26 @@ nsc_status nsc_fused_sgd_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *momen
 nsc_status nsc_fused_adamw_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *exp_avg,
                             nsc_tensor *exp_avg_sq, nsc_tensor *max_exp_avg_sq,
                             const nsc_adamw_config *config, int64_t step);
+
+// torch._fused_sgd_ over lists: the update of nsc_fused_sgd_ for params[j]
+// from grads[j] (and momentum_buffers[j]) for every j < n, in one op call.
+// Each parameter's operands follow nsc_fused_sgd_'s rules; every operand
+// has params[0]'s dtype and device; no operand that is written (all but the
+// gradients) shares memory with any other operand of the call (gradients
+// may share with each other). momentum_buffers is NULL when momentum is 0.
+// The bits equal n separate calls. n 0 does nothing. Refused calls change
+// nothing.
+nsc_status nsc_fused_sgd_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
+                               nsc_tensor *const *momentum_buffers, const nsc_sgd_config *config,
+                               bool first_step);
+
+// torch._fused_adamw_ over lists, every parameter making the same step
+// count: nsc_fused_adamw_'s update for each j < n, under nsc_fused_sgd_list_'s
+// rules. max_exp_avg_sqs is NULL unless config->amsgrad.
+nsc_status nsc_fused_adamw_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
+                                 nsc_tensor *const *exp_avgs, nsc_tensor *const *exp_avg_sqs,
+                                 nsc_tensor *const *max_exp_avg_sqs,
+                                 const nsc_adamw_config *config, int64_t step);
 
 #ifdef __cplusplus
 }

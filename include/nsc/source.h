@@ -31,6 +31,8 @@
 #define nsc_dropout(...) (nsc_source_mark(__FILE__, __LINE__), nsc_dropout(__VA_ARGS__))
 #define nsc_fused_sgd_(...) (nsc_source_mark(__FILE__, __LINE__), nsc_fused_sgd_(__VA_ARGS__))
 #define nsc_fused_adamw_(...) (nsc_source_mark(__FILE__, __LINE__), nsc_fused_adamw_(__VA_ARGS__))
+#define nsc_fused_sgd_list_(...) (nsc_source_mark(__FILE__, __LINE__), nsc_fused_sgd_list_(__VA_ARGS__))
+#define nsc_fused_adamw_list_(...) (nsc_source_mark(__FILE__, __LINE__), nsc_fused_adamw_list_(__VA_ARGS__))
 #define nsc_add(...) (nsc_source_mark(__FILE__, __LINE__), nsc_add(__VA_ARGS__))
 #define nsc_sub(...) (nsc_source_mark(__FILE__, __LINE__), nsc_sub(__VA_ARGS__))
 #define nsc_mul(...) (nsc_source_mark(__FILE__, __LINE__), nsc_mul(__VA_ARGS__))
