@@ -108,8 +108,10 @@ static bool measure(const char *name, nsc_module *model, nsc_tensor *ids, int tr
     // except the clip's one read of the total norm (it returns a double).
     long long copies = (long long)(after.transfers - before.transfers);
     long long mallocs = (long long)(after.device_mallocs - before.device_mallocs);
-    printf("# %s: %lld host<->device copies, %lld cudaMalloc calls in the timed runs\n", name,
-           copies, mallocs);
+    long long launches = (long long)(after.kernel_launches - before.kernel_launches) / runs;
+    printf("# %s: %lld host<->device copies, %lld cudaMalloc calls in the timed runs; %lld nsc "
+           "kernel launches a run (cuBLAS's not counted)\n",
+           name, copies, mallocs, launches);
     return copies == (clip ? runs : 0);
 }
 

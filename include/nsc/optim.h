@@ -29,9 +29,10 @@ nsc_adamw_config nsc_adamw_defaults(void);
 // --- creation ---
 // params: n_params float tensors (f32 or f64, on the CPU or CUDA) that are
 // leaves requiring grad, with no duplicates and no overlapping elements; each
-// is retained. Each parameter is updated by one fused op on its device
-// (nsc_fused_sgd_ / nsc_fused_adamw_), so a CUDA parameter's state stays on
-// the GPU with it.
+// is retained. The parameters that step alike are updated by one fused op
+// over their lists on their device (nsc_fused_sgd_list_ /
+// nsc_fused_adamw_list_), so a CUDA parameter's state stays on the GPU with
+// it.
 // Returns a new optimizer (caller nsc_optim_free()s) or NULL with an error:
 // NSC_ERR_ARG for a NULL or empty list, a NULL entry, a duplicate, a bad
 // hyper-parameter (negative lr, beta outside [0, 1), ...); NSC_ERR_STATE for
@@ -93,10 +94,13 @@ void nsc_optim_free(nsc_optim *opt);
 // torch). State is created on a parameter's first step. Fails before
 // changing anything with NSC_ERR_SHAPE / NSC_ERR_DTYPE when a gradient's
 // shape, dtype or device differs from its parameter's, NSC_ERR_OOM when
-// state cannot be allocated. Each update is one fused op that allocates
-// nothing (nsc/ops_optim.h); only a device fault can stop a step part-way:
-// the step then returns NSC_ERR_DEVICE with the parameters before the
-// failing one stepped and the rest unchanged; nsc_optim_get_step tells which.
+// state cannot be allocated. The parameters with a gradient that share a
+// group, a step count, a device and a dtype are updated by one fused op
+// over their lists (at most 1024 operands a call; parameters that are views
+// of one buffer one call each) that allocates nothing (nsc/ops_optim.h);
+// only a device fault can stop a step part-way: the step then returns
+// NSC_ERR_DEVICE with the batches before the failing one stepped and the
+// rest unchanged; nsc_optim_get_step tells which.
 nsc_status nsc_optim_step(nsc_optim *opt);
 
 // Clears the gradients of the optimizer's parameters: set_to_none drops them
