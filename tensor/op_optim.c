@@ -367,6 +367,7 @@ nsc_status nsci_optim_shared_operands(int n_in, int roles, nsc_tensor *const *in
 // GPU); state tensors do not require grad.
 static nsc_status check_operands(nsci_call *c, int roles, const char *const *names) {
     int n = c->n_in / roles;
+    bool recording = nsci_hook_table.grad_enabled && nsci_hook_table.grad_enabled();
     const nsc_tensor *p0 = c->in[0];
     char name[96], other[96];
     if (p0->dtype != NSC_F32 && p0->dtype != NSC_F64) {
@@ -405,6 +406,14 @@ static nsc_status check_operands(nsci_call *c, int roles, const char *const *nam
         if (k / n >= 2 && t->requires_grad) {
             return nsci_call_fail(c, NSC_ERR_ARG,
                                   "%s requires grad: optimizer state is never differentiated",
+                                  operand_name(name, sizeof name, names, n, k));
+        }
+        // Autograd checks and records the write into input 0 only: a later
+        // parameter would be written behind the tape's back.
+        if (k > 0 && k < n && recording && t->requires_grad) {
+            return nsci_call_fail(c, NSC_ERR_STATE,
+                                  "%s requires grad and is written in place with grad mode on: "
+                                  "step under nsc_no_grad_begin(), as torch.optim does",
                                   operand_name(name, sizeof name, names, n, k));
         }
     }

@@ -269,6 +269,20 @@ Test(optim_lists, bad_lists_are_refused_naming_the_operand_and_change_nothing) {
     expect_refused(nsc_fused_adamw_list_(2, params, grads, m, v, NULL, NULL, 1), NSC_ERR_ARG,
                    "config is NULL", t, 8);
 
+    nsc_no_grad_end();
+    // With grad mode on, autograd guards the write into params[0] only: a
+    // later parameter that requires grad is refused by the op itself.
+    nsc_tensor *leaf = filled(2, NSC_F32, 2);
+    cr_assert_eq(nsc_requires_grad_(leaf, true), NSC_OK);
+    nsc_tensor *then_leaf[2] = { t[0], leaf }, *with_leaf[8];
+    memcpy(with_leaf, t, sizeof t);
+    with_leaf[1] = leaf;
+    expect_refused(nsc_fused_sgd_list_(2, then_leaf, grads, NULL, &plain, true), NSC_ERR_STATE,
+                   "params[1] requires grad and is written in place with grad mode on", with_leaf,
+                   8);
+    nsc_free(leaf);
+    nsc_no_grad_begin();
+
     // Nothing to update is not an error, whatever error came before.
     nsci_fail(NSC_ERR_ARG, "an earlier error");
     int64_t kernels = nsci_kernel_count();
