@@ -353,6 +353,7 @@ void nsci_cuda_fill_reduce(nsci_kernel_fn *table);
 void nsci_cuda_fill_index(nsci_kernel_fn *table);
 void nsci_cuda_fill_products(nsci_kernel_fn *table);
 void nsci_cuda_fill_optim(nsci_kernel_fn *table);
+void nsci_cuda_fill_clip(nsci_kernel_fn *table);
 // Every CUDA kernel into table: what nsc_cuda_init installs (tests read it
 // without a GPU to check that every op with a CPU kernel has one).
 void nsci_cuda_fill_kernels(nsci_kernel_fn *table);

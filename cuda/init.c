@@ -20,6 +20,7 @@ void nsci_cuda_fill_kernels(nsci_kernel_fn *table) {
     nsci_cuda_fill_reduce(table);
     nsci_cuda_fill_index(table);
     nsci_cuda_fill_optim(table);
+    nsci_cuda_fill_clip(table);
 }
 
 nsc_status nsc_cuda_init(void) {

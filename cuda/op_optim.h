@@ -1,6 +1,7 @@
-// The optimizer updates on the GPU (cuda/op_optim.cu), called by
-// cuda/glue_optim.c: one parameter described as elementwise operands, or
-// lists of contiguous parameters updated by one launch.
+// The optimizer updates on the GPU (cuda/op_optim.cu) and gradient
+// clipping's list ops (cuda/op_clip.cu), called by cuda/glue_optim.c: one
+// tensor described as elementwise operands, or lists of contiguous tensors
+// handled by one launch.
 #ifndef NSC_CUDA_OP_OPTIM_H
 #define NSC_CUDA_OP_OPTIM_H
 
@@ -32,6 +33,26 @@ typedef struct nsci_cuda_list {
 // The same updates over every parameter of l, in one launch.
 nsc_status nsci_cuda_fused_sgd_list(const nsci_cuda_list *l, const fused_sgd_params *p);
 nsc_status nsci_cuda_fused_adamw_list(const nsci_cuda_list *l, const nsci_adamw_scalars *a);
+
+// Contiguous tensors (each numel in [1, 2^31)) of f32 or f64 for clipping.
+typedef struct nsci_cuda_clip_list {
+    int n;
+    void *data[NSCI_CUDA_LIST_MAX];
+    int64_t numel[NSCI_CUDA_LIST_MAX];
+    int dtype[NSCI_CUDA_LIST_MAX]; // nsc_dtype
+} nsci_cuda_clip_list;
+
+// Blocks (partial sums) a tensor of numel elements takes in the sum of
+// squares: its list launch or strided launch writes one double per block
+// into partial[0..blocks), and the fold adds partial[0..n) into *out.
+int64_t nsci_cuda_clip_blocks(int64_t numel);
+nsc_status nsci_cuda_sumsq_list(const nsci_cuda_clip_list *l, double *partial);
+nsc_status nsci_cuda_sumsq_strided(const nsci_cuda_ew *e, double *partial);
+nsc_status nsci_cuda_sumsq_fold(const double *partial, int64_t n, double *out);
+
+// Every element *= coef rounded to its dtype, in place.
+nsc_status nsci_cuda_scale_list(const nsci_cuda_clip_list *l, double coef);
+nsc_status nsci_cuda_scale_strided(const nsci_cuda_ew *e, double coef);
 
 #ifdef __cplusplus
 }

@@ -160,6 +160,18 @@ static inline int nsci_adamw_roles(const nsc_adamw_config *c) {
 nsc_status nsci_optim_shared_operands(int n_in, int roles, nsc_tensor *const *in, int *first,
                                       int *second);
 
+// clip_scale_: inputs (tensors...), each multiplied in place by coef rounded
+// to its dtype.
+typedef struct clip_scale_params {
+    double coef;
+} clip_scale_params;
+
+// Gradient clipping's pieces over lists (tensor/op_clip.c): the sum of the
+// squares of every element of tensors[0..n) in double, as a new 0-dim f64
+// tensor on their device; and each tensor *= coef in place. n >= 1.
+nsc_tensor *nsci_clip_sumsq(int64_t n, nsc_tensor *const *tensors);
+nsc_status nsci_clip_scale_(int64_t n, nsc_tensor *const *tensors, double coef);
+
 // Operands an update call checks without allocating (nsci_optim_shared_operands
 // sorts them on the stack): nn/optim.c's batches stay within it.
 enum { NSCI_OPTIM_STACK_OPERANDS = 1024 };

@@ -1,6 +1,7 @@
 // The one case table for all ops (STYLE.md): every family's rows, gathered
 // from tests/cases/<family>.def. Adding a family: two lines below.
 #include "tests/cases/cases.h"
+#include "tensor/op_params.h"
 
 #define CASE CASE_RUN
 #include "tests/cases/compare.def"

@@ -6,6 +6,7 @@
 // each); bad lists are refused naming the operand and change nothing;
 // parameters that are views of one buffer still step as separate ones.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -425,4 +426,62 @@ Test(optim_lists, a_large_group_steps_in_batches_that_allocate_nothing) {
         nsc_free(v[j]);
     }
     nsc_generator_free(gen);
+}
+
+// --- clipping's list ops ---
+
+static void clip_launches(int *list_launches, int *strided) {
+    int n_transposed = 0;
+    for (int j = 0; j < N_PARAMS; j++) {
+        n_transposed += transposed(j);
+    }
+    int contiguous = N_PARAMS - n_transposed - 1;
+    *list_launches = (contiguous + LIST_LAUNCH_PARAMS - 1) / LIST_LAUNCH_PARAMS;
+    *strided = n_transposed;
+}
+
+// The gradients of 80 parameters (f32 and f64, long, transposed, empty) on
+// a GPU: the sum of squares matches the CPU's up to summation order in
+// double, in 2 list launches, 7 strided ones and the fold; scaling gives the
+// CPU's bits in 2 + 7 launches; nothing is copied to the host.
+Test(optim_lists, on_a_gpu_clipping_sums_and_scales_all_gradients_in_few_launches) {
+    if (nsc_cuda_init() != NSC_OK) {
+        char why[1100];
+        snprintf(why, sizeof why, "no GPU: %s", nsc_last_error());
+        nsc_clear_error();
+        cr_skip_test("%s", why);
+    }
+    nsc_tensor *cpu[N_PARAMS], *gpu[N_PARAMS];
+    nsc_generator *gen_cpu = nsc_generator_new(77), *gen_gpu = nsc_generator_new(77);
+    for (int j = 0; j < N_PARAMS; j++) { // f32 and f64 in turn
+        cpu[j] = operand(gen_cpu, &VARIANTS[j % 2 ? 2 : 3], j, 1, NSC_CPU);
+        gpu[j] = operand(gen_gpu, &VARIANTS[j % 2 ? 2 : 3], j, 1, NSC_CUDA);
+    }
+    nsc_generator_free(gen_cpu);
+    nsc_generator_free(gen_gpu);
+    int list_launches, strided;
+    clip_launches(&list_launches, &strided);
+    nsc_cuda_stats before = nsc_cuda_stats_get();
+    nsc_tensor *sum_gpu = nsci_clip_sumsq(N_PARAMS, gpu);
+    nsc_cuda_stats after = nsc_cuda_stats_get();
+    cr_assert(sum_gpu, "%s", nsc_last_error());
+    cr_expect_eq(after.kernel_launches - before.kernel_launches, list_launches + strided + 1);
+    cr_expect_eq(after.transfers, before.transfers, "the sum was copied");
+    nsc_tensor *sum_cpu = nsci_clip_sumsq(N_PARAMS, cpu);
+    double got = nsc_tensor_item(sum_gpu), want = nsc_tensor_item(sum_cpu);
+    cr_expect(fabs(got - want) <= 1e-13 * want, "gpu %.17g, cpu %.17g", got, want);
+    before = nsc_cuda_stats_get();
+    cr_assert_eq(nsci_clip_scale_(N_PARAMS, gpu, 0.37), NSC_OK, "%s", nsc_last_error());
+    after = nsc_cuda_stats_get();
+    cr_expect_eq(after.kernel_launches - before.kernel_launches, list_launches + strided);
+    cr_assert_eq(nsci_clip_scale_(N_PARAMS, cpu, 0.37), NSC_OK);
+    for (int j = 0; j < N_PARAMS; j++) {
+        char what[64];
+        snprintf(what, sizeof what, "scaled gradient %d", j);
+        nsct_expect_close(gpu[j], cpu[j], TOL_EXACT, what);
+        nsc_free(cpu[j]);
+        nsc_free(gpu[j]);
+    }
+    nsc_free(sum_gpu);
+    nsc_free(sum_cpu);
 }
