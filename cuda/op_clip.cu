@@ -1,16 +1,16 @@
 // Gradient clipping's list ops on the GPU (tensor/op_clip.c): contiguous
 // tensors go 64 to a launch, as the optimizer's lists (cuda/op_optim.cu),
-// each getting ceil(numel / CHUNK) consecutive blocks; a strided tensor
+// each getting ceil(numel / LIST_CHUNK) consecutive blocks; a strided tensor
 // takes a launch of its own. The sum of squares writes one double per block
 // into a scratch array, summed by one more block in a fixed order, so the
 // value does not depend on scheduling; scaling multiplies in the tensor's
 // dtype, the CPU kernel's one rounding.
+#include "cuda/list_launch.cuh"
 #include "cuda/op_optim.h"
 
 namespace {
 
 const int THREADS = 256;
-const int CHUNK = 4096; // elements a block
 
 struct clip_table {
     void *data[NSCI_CUDA_LIST_MAX];
@@ -22,22 +22,6 @@ struct clip_table {
 
 static_assert(sizeof(clip_table) + 64 <= 4096,
               "the clip table outgrows the 4 KiB kernel argument limit");
-
-// This block's tensor and its element range [*begin, *end).
-__device__ inline int clip_slot(const clip_table &t, int64_t *begin, int64_t *end) {
-    int b = (int)blockIdx.x, lo = 0, hi = t.n - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (t.block_start[mid] <= b) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    *begin = (int64_t)(b - t.block_start[lo]) * CHUNK;
-    *end = *begin + CHUNK < t.numel[lo] ? *begin + CHUNK : t.numel[lo];
-    return lo;
-}
 
 // The sum of every thread's v, in a fixed tree order; thread 0 gets it.
 __device__ inline double block_sum(double v, double *shared) {
@@ -60,7 +44,7 @@ template <typename T> __device__ inline double sq(const void *data, int64_t i) {
 __global__ void sumsq_list_kernel(clip_table t, double *partial) {
     __shared__ double shared[THREADS];
     int64_t begin, end;
-    int j = clip_slot(t, &begin, &end);
+    int j = list_slot(t.block_start, t.numel, t.n, &begin, &end);
     double s = 0;
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         s += t.dtype[j] == NSC_F64 ? sq<double>(t.data[j], i) : sq<float>(t.data[j], i);
@@ -71,11 +55,11 @@ __global__ void sumsq_list_kernel(clip_table t, double *partial) {
     }
 }
 
-// One strided tensor, CHUNK elements a block (row-major order).
+// One strided tensor, LIST_CHUNK elements a block (row-major order).
 template <typename T> __global__ void sumsq_strided_kernel(nsci_cuda_ew e, double *partial) {
     __shared__ double shared[THREADS];
-    int64_t begin = (int64_t)blockIdx.x * CHUNK;
-    int64_t end = begin + CHUNK < e.numel ? begin + CHUNK : e.numel;
+    int64_t begin = (int64_t)blockIdx.x * LIST_CHUNK;
+    int64_t end = begin + LIST_CHUNK < e.numel ? begin + LIST_CHUNK : e.numel;
     double s = 0;
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         double v = (double)((const T *)e.data[0])[nsci_cuda_ew_offset(&e, 0, i)];
@@ -107,7 +91,7 @@ template <typename T> __device__ inline void scale_at(void *data, int64_t i, dou
 
 __global__ void scale_list_kernel(clip_table t, double coef) {
     int64_t begin, end;
-    int j = clip_slot(t, &begin, &end);
+    int j = list_slot(t.block_start, t.numel, t.n, &begin, &end);
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         if (t.dtype[j] == NSC_F64) {
             scale_at<double>(t.data[j], i, coef);
@@ -125,22 +109,18 @@ template <typename T> __global__ void scale_strided_kernel(nsci_cuda_ew e, doubl
 }
 
 int blocks_of(int64_t numel) {
-    return (int)((numel + CHUNK - 1) / CHUNK);
+    return (int)((numel + LIST_CHUNK - 1) / LIST_CHUNK);
 }
 
 clip_table table_of(const nsci_cuda_clip_list &l, int *blocks) {
     clip_table t = {};
     t.n = l.n;
-    int next = 0;
     for (int j = 0; j < l.n; j++) {
         t.data[j] = l.data[j];
         t.numel[j] = l.numel[j];
         t.dtype[j] = l.dtype[j];
-        t.block_start[j] = next;
-        next += blocks_of(l.numel[j]);
     }
-    t.block_start[l.n] = next;
-    *blocks = next;
+    *blocks = list_block_starts(t.numel, t.n, t.block_start);
     return t;
 }
 

@@ -7,6 +7,7 @@
 // (docs/CUDA.md).
 #include <math.h>
 
+#include "cuda/list_launch.cuh"
 #include "cuda/op_optim.h"
 
 namespace {
@@ -105,11 +106,7 @@ template <typename T> __global__ void adamw_kernel(nsci_cuda_ew e, adamw_k<T> k,
     }
 }
 
-// --- lists: one launch for many contiguous parameters ---
-
-// Elements per block: each parameter gets ceil(numel / CHUNK) consecutive
-// blocks, block_start[j] being parameter j's first.
-const int CHUNK = 4096;
+// --- lists: one launch for many contiguous parameters (cuda/list_launch.cuh) ---
 
 struct list_table {
     void *data[NSCI_CUDA_LIST_MAX][NSCI_OPTIM_ROLES];
@@ -123,26 +120,9 @@ struct list_table {
 static_assert(sizeof(list_table) + sizeof(adamw_k<double>) + 64 <= 4096,
               "the list table outgrows the 4 KiB kernel argument limit");
 
-// This block's parameter (the last j with block_start[j] <= blockIdx.x)
-// and its element range [*begin, *end).
-__device__ inline int list_slot(const list_table &t, int64_t *begin, int64_t *end) {
-    int b = (int)blockIdx.x, lo = 0, hi = t.n - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (t.block_start[mid] <= b) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    *begin = (int64_t)(b - t.block_start[lo]) * CHUNK;
-    *end = *begin + CHUNK < t.numel[lo] ? *begin + CHUNK : t.numel[lo];
-    return lo;
-}
-
 template <typename T> __global__ void sgd_list_kernel(list_table t, sgd_k<T> k) {
     int64_t begin, end;
-    int j = list_slot(t, &begin, &end);
+    int j = list_slot(t.block_start, t.numel, t.n, &begin, &end);
     T *p = (T *)t.data[j][0], *g = (T *)t.data[j][1], *buf = (T *)t.data[j][2];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         sgd_elem(p + i, g[i], k.has_buf ? buf + i : (T *)0, k);
@@ -151,7 +131,7 @@ template <typename T> __global__ void sgd_list_kernel(list_table t, sgd_k<T> k) 
 
 template <typename T> __global__ void adamw_list_kernel(list_table t, adamw_k<T> k) {
     int64_t begin, end;
-    int j = list_slot(t, &begin, &end);
+    int j = list_slot(t.block_start, t.numel, t.n, &begin, &end);
     T *p = (T *)t.data[j][0], *g = (T *)t.data[j][1], *m = (T *)t.data[j][2];
     T *v = (T *)t.data[j][3], *vmax = (T *)t.data[j][4];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
@@ -163,17 +143,13 @@ template <typename T> __global__ void adamw_list_kernel(list_table t, adamw_k<T>
 list_table table_of(const nsci_cuda_list &l, int *blocks) {
     list_table t = {};
     t.n = l.n;
-    int next = 0;
     for (int j = 0; j < l.n; j++) {
         for (int r = 0; r < l.roles; r++) {
             t.data[j][r] = l.data[j][r];
         }
         t.numel[j] = l.numel[j];
-        t.block_start[j] = next;
-        next += (int)((l.numel[j] + CHUNK - 1) / CHUNK);
     }
-    t.block_start[l.n] = next;
-    *blocks = next;
+    *blocks = list_block_starts(t.numel, t.n, t.block_start);
     return t;
 }
 
