@@ -15,14 +15,15 @@ int64_t nsci_kernel_count(void) {
 nsc_status nsci_call_fail(const nsci_call *c, nsc_status status, const char *fmt, ...) {
     char shapes[512] = "";
     size_t used = 0;
-    if (c->n_in > 8) { // lists (an optimizer's): the message names the operand
-        snprintf(shapes, sizeof shapes, "%d inputs", c->n_in);
-    }
-    for (int i = 0; c->n_in <= 8 && i < c->n_in && used < sizeof shapes; i++) {
+    int listed = c->n_in < 8 ? c->n_in : 8; // long lists (an optimizer's) are cut short
+    for (int i = 0; i < listed && used < sizeof shapes; i++) {
         char buf[160];
         const nsc_tensor *t = c->in[i];
         used += (size_t)snprintf(shapes + used, sizeof shapes - used, "%s%s", i ? ", " : "",
                                  t ? nsci_shape_str(buf, sizeof buf, t->ndim, t->shape) : "NULL");
+    }
+    if (listed < c->n_in && used < sizeof shapes) {
+        snprintf(shapes + used, sizeof shapes - used, ", ... (%d inputs)", c->n_in);
     }
     char msg[700];
     va_list ap;

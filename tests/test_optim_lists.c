@@ -298,6 +298,26 @@ Test(optim_lists, bad_lists_are_refused_naming_the_operand_and_change_nothing) {
     nsc_no_grad_end();
 }
 
+// In a long list the error names the operand; the shapes the message
+// starts with stop after 8 of the 320 inputs.
+Test(optim_lists, a_long_list_names_the_bad_operand) {
+    nsc_no_grad_begin();
+    const list_variant *v = &VARIANTS[3];
+    lists l;
+    make_lists(v, NSC_CPU, &l);
+    set_grads(v, 1, NSC_CPU, &l);
+    nsc_tensor **last = &l.t[2 * N_PARAMS + N_PARAMS - 1];
+    nsc_free(*last);
+    *last = filled(4, NSC_F32, 0);
+    cr_expect_eq(list_step(v, &l, 1), NSC_ERR_SHAPE);
+    cr_expect(strstr(nsc_last_error(), ", ... (320 inputs): exp_avgs[79] has shape [4,3]: expected "
+                                       "params[79]'s shape"),
+              "%s", nsc_last_error());
+    nsc_clear_error();
+    free_lists(&l);
+    nsc_no_grad_end();
+}
+
 // Gradients are only read: two parameters may share one, and the result is
 // that of two separate calls. Every written operand's version advances.
 Test(optim_lists, parameters_may_share_a_gradient_and_every_written_version_advances) {
