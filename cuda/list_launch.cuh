@@ -24,8 +24,8 @@ inline int list_block_starts(const int64_t *numel, int n, int *block_start) {
 
 // This block's tensor (the last j with block_start[j] <= blockIdx.x) and
 // its element range [*begin, *end).
-__device__ inline int list_slot(const int *block_start, const int64_t *numel, int n,
-                                int64_t *begin, int64_t *end) {
+__device__ inline int list_slot(const int *block_start, const int64_t *numel, int n, int64_t *begin,
+                                int64_t *end) {
     int b = (int)blockIdx.x, lo = 0, hi = n - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;

@@ -11,6 +11,9 @@
 namespace {
 
 const int THREADS = 256;
+// The block sum's shared array, passed as dynamic shared memory: a static
+// one would count against every kernel's limit on the emulator.
+const size_t SUM_SMEM = THREADS * sizeof(double);
 
 struct clip_table {
     void *data[NSCI_CUDA_LIST_MAX];
@@ -42,7 +45,7 @@ template <typename T> __device__ inline double sq(const void *data, int64_t i) {
 }
 
 __global__ void sumsq_list_kernel(clip_table t, double *partial) {
-    __shared__ double shared[THREADS];
+    NSCI_DYNAMIC_SHARED(double, shared); // THREADS doubles (SUM_SMEM)
     int64_t begin, end;
     int j = list_slot(t.block_start, t.numel, t.n, &begin, &end);
     double s = 0;
@@ -57,7 +60,7 @@ __global__ void sumsq_list_kernel(clip_table t, double *partial) {
 
 // One strided tensor, LIST_CHUNK elements a block (row-major order).
 template <typename T> __global__ void sumsq_strided_kernel(nsci_cuda_ew e, double *partial) {
-    __shared__ double shared[THREADS];
+    NSCI_DYNAMIC_SHARED(double, shared); // THREADS doubles (SUM_SMEM)
     int64_t begin = (int64_t)blockIdx.x * LIST_CHUNK;
     int64_t end = begin + LIST_CHUNK < e.numel ? begin + LIST_CHUNK : e.numel;
     double s = 0;
@@ -72,7 +75,7 @@ template <typename T> __global__ void sumsq_strided_kernel(nsci_cuda_ew e, doubl
 }
 
 __global__ void fold_kernel(const double *partial, int64_t n, double *out) {
-    __shared__ double shared[THREADS];
+    NSCI_DYNAMIC_SHARED(double, shared); // THREADS doubles (SUM_SMEM)
     double s = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         s += partial[i];
@@ -136,21 +139,23 @@ nsc_status nsci_cuda_sumsq_list(const nsci_cuda_clip_list *l, double *partial) {
     }
     int blocks;
     clip_table t = table_of(*l, &blocks);
-    NSCI_LAUNCH((sumsq_list_kernel), blocks, THREADS, 0, t, partial);
+    NSCI_LAUNCH((sumsq_list_kernel), blocks, THREADS, SUM_SMEM, t, partial);
     return nsci_cuda_check_launch("clip_sumsq");
 }
 
 nsc_status nsci_cuda_sumsq_strided(const nsci_cuda_ew *e, double *partial) {
     if (e->dtype[0] == NSC_F64) {
-        NSCI_LAUNCH((sumsq_strided_kernel<double>), blocks_of(e->numel), THREADS, 0, *e, partial);
+        NSCI_LAUNCH((sumsq_strided_kernel<double>), blocks_of(e->numel), THREADS, SUM_SMEM, *e,
+                    partial);
     } else {
-        NSCI_LAUNCH((sumsq_strided_kernel<float>), blocks_of(e->numel), THREADS, 0, *e, partial);
+        NSCI_LAUNCH((sumsq_strided_kernel<float>), blocks_of(e->numel), THREADS, SUM_SMEM, *e,
+                    partial);
     }
     return nsci_cuda_check_launch("clip_sumsq");
 }
 
 nsc_status nsci_cuda_sumsq_fold(const double *partial, int64_t n, double *out) {
-    NSCI_LAUNCH((fold_kernel), 1, THREADS, 0, partial, n, out);
+    NSCI_LAUNCH((fold_kernel), 1, THREADS, SUM_SMEM, partial, n, out);
     return nsci_cuda_check_launch("clip_sumsq");
 }
 

@@ -166,9 +166,8 @@ template <typename T> sgd_k<T> sgd_scalars(const fused_sgd_params &p, bool has_b
 }
 
 template <typename T> adamw_k<T> adamw_scalars(const nsci_adamw_scalars &a) {
-    return { (T)a.decay, (T)a.beta1,           (T)a.one_minus_beta1,
-             (T)a.beta2, (T)a.one_minus_beta2, (T)a.bc2_sqrt,
-             (T)a.eps,   (T)a.neg_step_size,   a.amsgrad };
+    return { (T)a.decay,    (T)a.beta1, (T)a.one_minus_beta1, (T)a.beta2, (T)a.one_minus_beta2,
+             (T)a.bc2_sqrt, (T)a.eps,   (T)a.neg_step_size,   a.amsgrad };
 }
 
 template <typename T> nsc_status sgd_launch(const nsci_cuda_ew &e, const fused_sgd_params &p) {
@@ -183,7 +182,8 @@ template <typename T> nsc_status adamw_launch(const nsci_cuda_ew &e, const nsci_
     return nsci_cuda_check_launch("fused_adamw_");
 }
 
-template <typename T> nsc_status sgd_list_launch(const nsci_cuda_list &l, const fused_sgd_params &p) {
+template <typename T>
+nsc_status sgd_list_launch(const nsci_cuda_list &l, const fused_sgd_params &p) {
     int blocks;
     list_table t = table_of(l, &blocks);
     NSCI_LAUNCH((sgd_list_kernel<T>), blocks, THREADS, 0, t, sgd_scalars<T>(p, l.roles == 3));

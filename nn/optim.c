@@ -118,6 +118,8 @@ void nsc_optim_free(nsc_optim *opt) {
     nsci_free(opt->groups);
     nsci_free(opt->steps);
     nsci_free(opt->state);
+    nsci_free(opt->scratch_index);
+    nsci_free(opt->scratch_operands);
     nsci_free(opt);
 }
 
@@ -145,7 +147,10 @@ static nsc_optim *optim_new(nsci_optim_kind kind, int64_t n_params, nsc_tensor *
     opt->steps = nsci_calloc(n, sizeof *opt->steps);
     opt->state = nsci_calloc(n * NSCI_OPTIM_MAX_STATE, sizeof *opt->state);
     opt->names = names ? nsci_calloc(n, sizeof *opt->names) : NULL;
-    if (!opt->groups || !opt->params || !opt->steps || !opt->state || (names && !opt->names)) {
+    opt->scratch_index = nsci_calloc(2 * n, sizeof *opt->scratch_index);
+    opt->scratch_operands = nsci_calloc(NSCI_OPTIM_OPERANDS * n, sizeof *opt->scratch_operands);
+    if (!opt->groups || !opt->params || !opt->steps || !opt->state || (names && !opt->names) ||
+        !opt->scratch_index || !opt->scratch_operands) {
         goto fail;
     }
     for (int64_t i = 0; i < n_params; i++) {
@@ -205,6 +210,8 @@ typedef struct grown {
     int64_t *steps;
     nsc_tensor **state;
     nsci_optim_group *groups;
+    int64_t *scratch_index;
+    nsc_tensor **scratch_operands;
 } grown;
 
 static void grown_free(grown *g) {
@@ -213,6 +220,8 @@ static void grown_free(grown *g) {
     nsci_free(g->steps);
     nsci_free(g->state);
     nsci_free(g->groups);
+    nsci_free(g->scratch_index);
+    nsci_free(g->scratch_operands);
 }
 
 static nsc_status grow(const nsc_optim *opt, int64_t n, grown *g) {
@@ -223,9 +232,12 @@ static nsc_status grow(const nsc_optim *opt, int64_t n, grown *g) {
         .steps = nsci_calloc(total, sizeof *g->steps),
         .state = nsci_calloc(total * NSCI_OPTIM_MAX_STATE, sizeof *g->state),
         .groups = nsci_calloc((size_t)opt->n_groups + 1, sizeof *g->groups),
+        .scratch_index = nsci_calloc(2 * total, sizeof *g->scratch_index),
+        .scratch_operands = nsci_calloc(NSCI_OPTIM_OPERANDS * total, sizeof *g->scratch_operands),
     };
     // the added parameters' names stay NULL: no path was given for them
-    if (!g->params || !g->steps || !g->state || !g->groups || (opt->names && !g->names)) {
+    if (!g->params || !g->steps || !g->state || !g->groups || (opt->names && !g->names) ||
+        !g->scratch_index || !g->scratch_operands) {
         grown_free(g);
         return NSC_ERR_OOM;
     }
@@ -285,11 +297,15 @@ static nsc_status add_group(nsc_optim *opt, nsci_optim_kind kind, int64_t n,
     nsci_free(opt->steps);
     nsci_free(opt->state);
     nsci_free(opt->groups);
+    nsci_free(opt->scratch_index);
+    nsci_free(opt->scratch_operands);
     opt->params = g.params;
     opt->names = g.names;
     opt->steps = g.steps;
     opt->state = g.state;
     opt->groups = g.groups;
+    opt->scratch_index = g.scratch_index;
+    opt->scratch_operands = g.scratch_operands;
     opt->n_params += n;
     opt->n_groups++;
     return NSC_OK;
@@ -463,7 +479,8 @@ static nsc_status update(const nsc_optim *opt, const int64_t *idx, int64_t n, ns
     }
     *done = 0;
     int shared, other;
-    if (n > 1 && nsci_optim_shared_operands((int)(roles * n), roles, in, &shared, &other) != NSC_OK) {
+    if (n > 1 &&
+        nsci_optim_shared_operands((int)(roles * n), roles, in, &shared, &other) != NSC_OK) {
         return nsc_last_status();
     }
     if (n > 1 && shared >= 0) {
@@ -522,16 +539,11 @@ nsc_status nsc_optim_step(nsc_optim *opt) {
             return nsc_last_status();
         }
     }
-    // Scratch first: once the state exists, nothing else is allocated.
-    size_t n_params = (size_t)NSCI_MAX(opt->n_params, 1);
-    int64_t *pending = nsci_malloc(2 * n_params * sizeof *pending);
-    nsc_tensor **in = nsci_malloc(NSCI_OPTIM_ROLES * n_params * sizeof *in);
-    if (!pending || !in || alloc_state(opt) != NSC_OK) {
-        nsci_free(pending);
-        nsci_free(in);
+    if (alloc_state(opt) != NSC_OK) {
         return nsc_last_status();
     }
-    int64_t *batch = pending + n_params, n_pending = 0;
+    int64_t *pending = opt->scratch_index, *batch = pending + opt->n_params, n_pending = 0;
+    nsc_tensor **in = opt->scratch_operands;
     for (int64_t i = 0; i < opt->n_params; i++) {
         if (nsc_tensor_get_grad(opt->params[i])) {
             pending[n_pending++] = i;
@@ -551,8 +563,6 @@ nsc_status nsc_optim_step(nsc_optim *opt) {
         }
     }
     nsc_no_grad_end();
-    nsci_free(pending);
-    nsci_free(in);
     return status;
 }
 

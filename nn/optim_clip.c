@@ -182,8 +182,9 @@ nsc_status nsc_clip_grad_norm_(int64_t n_params, nsc_tensor *const *params, doub
     double norm = sqrt(sum + device_sum);
     double coef = max_norm / (norm + 1e-6);
     bool clip = status == NSC_OK && !(coef >= 1.0);
-    // The device's gradients first: their scaling can fail (its coefficient
-    // tensors are allocated), the CPU loop cannot, so a failure changes nothing.
+    // The device's gradients first: their scaling can be refused (its checks
+    // run before any write) or hit a device fault, the CPU loop cannot fail,
+    // so a refusal changes nothing.
     if (clip && l.n_device > 0) {
         status = nsci_grads_scale_ops(l.n_device, l.device, coef);
         if (status != NSC_OK) {

@@ -5,8 +5,11 @@
 // and one scalar is read back for all of them, so a clip waits for the
 // device once. Scaling multiplies each gradient in place by the
 // coefficient rounded to its dtype (as torch's coefficient tensor and the
-// CPU loop); it allocates nothing, and its checks run before any write, so
-// a refusal changes no gradient.
+// CPU loop). Gradients that share memory (one tensor set as two parameters'
+// gradient, views of one buffer) are scaled one call each, in order, as the
+// CPU loop scales them; the list op would refuse them. Below 1024
+// gradients nothing is allocated, and every check runs before a write, so a
+// refusal changes no gradient.
 #include "nn/optim_impl.h"
 #include "tensor/op_params.h"
 
@@ -32,8 +35,17 @@ nsc_status nsci_grads_scale_ops(int64_t n, nsc_tensor *const *grads, double coef
     if (n == 0) {
         return NSC_OK;
     }
+    int first, second;
+    nsc_status status = n <= INT32_MAX
+                            ? nsci_optim_shared_operands((int)n, 1, grads, &first, &second)
+                            : nsci_fail(NSC_ERR_ARG, "clip: %lld gradients", (long long)n);
     nsc_no_grad_begin();
-    nsc_status status = nsci_clip_scale_(n, grads, coef);
+    if (status == NSC_OK && first < 0) {
+        status = nsci_clip_scale_(n, grads, coef);
+    }
+    for (int64_t i = 0; status == NSC_OK && first >= 0 && i < n; i++) {
+        status = nsci_clip_scale_(1, &grads[i], coef);
+    }
     nsc_no_grad_end();
     return status;
 }

@@ -36,6 +36,16 @@ struct nsc_optim {
     char **names;        // parameter paths (NULL where none was given) or NULL
     int64_t *steps;      // per parameter
     nsc_tensor **state;  // [n_params * NSCI_OPTIM_MAX_STATE], NULL until the first step
+    // The step's scratch, sized with the parameter list so that a step
+    // allocates nothing once the state exists: parameter indices
+    // [2 * n_params] and one batch's operand lists [NSCI_OPTIM_OPERANDS * n_params].
+    int64_t *scratch_index;
+    nsc_tensor **scratch_operands;
+};
+
+// Operands of one parameter's update at most: param, grad and the state.
+enum {
+    NSCI_OPTIM_OPERANDS = 2 + NSCI_OPTIM_MAX_STATE
 };
 
 // The constructors' checks of a configuration (NSC_ERR_ARG naming the bad

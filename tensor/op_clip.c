@@ -62,8 +62,7 @@ static nsc_status clip_scale_cpu(nsci_call *c) {
     for (int i = 0; i < c->n_in; i++) {
         nsci_iter it;
         nsci_iter_init(&it, 1, &c->in[i]);
-        nsci_iter_run(&it, c->in[i]->dtype == NSC_F32 ? scale_f32 : scale_f64, &coef,
-                      NSCI_GRAIN);
+        nsci_iter_run(&it, c->in[i]->dtype == NSC_F32 ? scale_f32 : scale_f64, &coef, NSCI_GRAIN);
     }
     return NSC_OK;
 }

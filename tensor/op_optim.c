@@ -316,16 +316,15 @@ static int by_storage_then_index(const void *a, const void *b) {
 }
 
 // Sorting makes the check n log n (a GPT-2 step batches ~600 operands);
-// small calls sort on the stack, so an optimizer step allocates nothing
-// once its state exists.
+// small calls sort on the stack, so an optimizer step (whose batches stay
+// within NSCI_OPTIM_STACK_OPERANDS) allocates nothing once its state exists.
 nsc_status nsci_optim_shared_operands(int n_in, int roles, nsc_tensor *const *in, int *first,
                                       int *second) {
     *first = *second = -1;
     int n = n_in / roles;
     storage_slot local[NSCI_OPTIM_STACK_OPERANDS];
-    storage_slot *slots = n_in <= NSCI_OPTIM_STACK_OPERANDS
-                              ? local
-                              : nsci_malloc(sizeof *slots * (size_t)n_in);
+    storage_slot *slots =
+        n_in <= NSCI_OPTIM_STACK_OPERANDS ? local : nsci_malloc(sizeof *slots * (size_t)n_in);
     if (!slots) {
         return nsc_last_status();
     }
@@ -595,9 +594,12 @@ static nsc_status gather_lists(const char *op, int64_t n, int roles, int given,
         return nsci_fail(NSC_ERR_ARG, "%s: %lld parameters: expected 0 to %d", op, (long long)n,
                          INT32_MAX / NSCI_OPTIM_ROLES);
     }
+    if (n == 0) {
+        return NSC_OK;
+    }
     for (int r = 0; r < given; r++) {
         bool wanted = r < roles;
-        if (n > 0 && wanted && !lists[r]) {
+        if (wanted && !lists[r]) {
             return nsci_fail(NSC_ERR_ARG, "%s: %ss is NULL: %s", op, names[r],
                              r < 2 ? "expected a list of n tensors"
                                    : "the configuration keeps this state (zeros before the first "
@@ -608,9 +610,6 @@ static nsc_status gather_lists(const char *op, int64_t n, int roles, int given,
                              names[r], names[r]);
         }
     }
-    if (n == 0) {
-        return NSC_OK;
-    }
     nsc_tensor **all = nsci_malloc(sizeof *all * (size_t)(roles * n));
     if (!all) {
         return nsc_last_status();
@@ -619,8 +618,7 @@ static nsc_status gather_lists(const char *op, int64_t n, int roles, int given,
         for (int64_t j = 0; j < n; j++) {
             if (!lists[r][j]) {
                 nsci_free(all);
-                return nsci_fail(NSC_ERR_ARG, "%s: %ss[%lld] is NULL", op, names[r],
-                                 (long long)j);
+                return nsci_fail(NSC_ERR_ARG, "%s: %ss[%lld] is NULL", op, names[r], (long long)j);
             }
             all[r * n + j] = lists[r][j];
         }
@@ -650,8 +648,8 @@ nsc_status nsc_fused_sgd_list_(int64_t n, nsc_tensor *const *params, nsc_tensor 
 
 nsc_status nsc_fused_adamw_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
                                  nsc_tensor *const *exp_avgs, nsc_tensor *const *exp_avg_sqs,
-                                 nsc_tensor *const *max_exp_avg_sqs,
-                                 const nsc_adamw_config *config, int64_t step) {
+                                 nsc_tensor *const *max_exp_avg_sqs, const nsc_adamw_config *config,
+                                 int64_t step) {
     if (!config) {
         return nsci_fail(NSC_ERR_ARG, "fused_adamw_: config is NULL: expected an nsc_adamw_config");
     }

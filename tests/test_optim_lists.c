@@ -17,7 +17,7 @@
 
 enum {
     LIST_LAUNCH_PARAMS = 64, // cuda/op_optim.h's NSCI_CUDA_LIST_MAX
-    N_PARAMS = 80, // more than one CUDA list launch (64)
+    N_PARAMS = 80,           // more than one CUDA list launch (64)
     N_STEPS = 3,
 };
 
@@ -36,7 +36,11 @@ static const list_variant VARIANTS[] = {
     { "sgd_f64_momentum", NSC_F64, false,
       .sgd = { .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01 } },
     { "adamw", NSC_F32, true,
-      .adamw_config = { .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1 } },
+      .adamw_config = { .lr = 0.01,
+                        .beta1 = 0.9,
+                        .beta2 = 0.99,
+                        .eps = 1e-8,
+                        .weight_decay = 0.1 } },
     { "adamw_amsgrad_maximize", NSC_F32, true,
       .adamw_config = { .lr = 0.02,
                         .beta1 = 0.8,
@@ -46,7 +50,11 @@ static const list_variant VARIANTS[] = {
                         .amsgrad = true,
                         .maximize = true } },
     { "adamw_f64", NSC_F64, true,
-      .adamw_config = { .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1 } },
+      .adamw_config = { .lr = 0.01,
+                        .beta1 = 0.9,
+                        .beta2 = 0.99,
+                        .eps = 1e-8,
+                        .weight_decay = 0.1 } },
 };
 
 static int roles_of(const list_variant *v) {
@@ -62,10 +70,10 @@ static bool transposed(int j) {
 
 static nsc_tensor *operand(nsc_generator *gen, const list_variant *v, int j, int role,
                            nsc_device device) {
-    nsc_tensor *base = j == 5            ? nsc_randn(gen, v->dtype, NSC_SHAPE(0, 3))
-                       : j % 17 == 3     ? nsc_randn(gen, v->dtype, NSC_SHAPE(9001))
-                       : transposed(j)   ? nsc_randn(gen, v->dtype, NSC_SHAPE(3, j % 5 + 2))
-                                         : nsc_randn(gen, v->dtype, NSC_SHAPE(j % 7 + 1, j % 13 + 2));
+    nsc_tensor *base = j == 5          ? nsc_randn(gen, v->dtype, NSC_SHAPE(0, 3))
+                       : j % 17 == 3   ? nsc_randn(gen, v->dtype, NSC_SHAPE(9001))
+                       : transposed(j) ? nsc_randn(gen, v->dtype, NSC_SHAPE(3, j % 5 + 2))
+                                       : nsc_randn(gen, v->dtype, NSC_SHAPE(j % 7 + 1, j % 13 + 2));
     cr_assert(base, "%s", nsc_last_error());
     if (role >= 3) { // second moments are non-negative
         nsc_tensor *sq = nsc_mul(base, base);
@@ -163,9 +171,8 @@ static void expect_lists_match_separate_calls(nsc_device device) {
                     n_transposed += transposed(j);
                 }
                 int contiguous = N_PARAMS - n_transposed - 1;
-                int64_t launches = (contiguous + LIST_LAUNCH_PARAMS - 1) /
-                                   LIST_LAUNCH_PARAMS +
-                               n_transposed;
+                int64_t launches =
+                    (contiguous + LIST_LAUNCH_PARAMS - 1) / LIST_LAUNCH_PARAMS + n_transposed;
                 nsc_cuda_stats after = nsc_cuda_stats_get();
                 cr_expect_eq(after.kernel_launches - before.kernel_launches, launches,
                              "%s: launches %lld", v->name,
@@ -250,8 +257,8 @@ Test(optim_lists, bad_lists_are_refused_naming_the_operand_and_change_nothing) {
                    "params[0] and params[1] share memory: params[0] is written in place", t, 8);
     nsc_tensor *grad_is_state[2] = { t[2], t[4] };
     expect_refused(nsc_fused_adamw_list_(2, params, grad_is_state, m, v, NULL, &adamw, 1),
-                   NSC_ERR_ARG, "grads[1] and exp_avgs[0] share memory: exp_avgs[0] is written",
-                   t, 8);
+                   NSC_ERR_ARG, "grads[1] and exp_avgs[0] share memory: exp_avgs[0] is written", t,
+                   8);
     expect_refused(nsc_fused_adamw_list_(2, params, grads, NULL, v, NULL, &adamw, 1), NSC_ERR_ARG,
                    "fused_adamw_: exp_avgs is NULL: the configuration keeps this state", t, 8);
     nsc_tensor *holed[2] = { t[2], NULL };
@@ -331,10 +338,10 @@ Test(optim_lists, parameters_may_share_a_gradient_and_every_written_version_adva
     nsc_sgd_config momentum = VARIANTS[2].sgd;
     momentum.nesterov = false;
     int64_t before[5] = { atomic_load(&p[0]->storage->version),
-                           atomic_load(&p[1]->storage->version),
-                           atomic_load(&buf[0]->storage->version),
-                           atomic_load(&buf[1]->storage->version),
-                           atomic_load(&g->storage->version) };
+                          atomic_load(&p[1]->storage->version),
+                          atomic_load(&buf[0]->storage->version),
+                          atomic_load(&buf[1]->storage->version),
+                          atomic_load(&g->storage->version) };
     cr_assert_eq(nsc_fused_sgd_list_(2, p, grads, buf, &momentum, false), NSC_OK, "%s",
                  nsc_last_error());
     nsc_tensor *written[4] = { p[0], p[1], buf[0], buf[1] };
@@ -406,7 +413,9 @@ Test(optim_lists, parameters_that_are_views_of_one_buffer_step_as_separate_ones)
 // call checks on the stack (256 parameters, then 44), so a step still
 // allocates nothing once the state exists, and gives separate calls' bits.
 Test(optim_lists, a_large_group_steps_in_batches_that_allocate_nothing) {
-    enum { MANY = 300 };
+    enum {
+        MANY = 300
+    };
     nsc_generator *gen = nsc_generator_new(12);
     nsc_tensor *params[MANY], *copies[MANY], *m[MANY], *v[MANY];
     for (int j = 0; j < MANY; j++) {
@@ -428,11 +437,11 @@ Test(optim_lists, a_large_group_steps_in_batches_that_allocate_nothing) {
             nsc_no_grad_end();
             nsc_free(g);
         }
-        int64_t kernels = nsci_kernel_count(), blocks = nsct_live_blocks();
+        int64_t kernels = nsci_kernel_count(), allocs = nsc_mem_stats_get().n_allocs;
         cr_assert_eq(nsc_optim_step(opt), NSC_OK, "%s", nsc_last_error());
         if (step == 2) {
             cr_expect_eq(nsci_kernel_count() - kernels, 2, "batches of 256 and 44");
-            cr_expect_eq(nsct_live_blocks(), blocks, "the step allocated");
+            cr_expect_eq(nsc_mem_stats_get().n_allocs, allocs, "the step allocated");
         }
     }
     for (int j = 0; j < MANY; j++) {
@@ -504,4 +513,41 @@ Test(optim_lists, on_a_gpu_clipping_sums_and_scales_all_gradients_in_few_launche
     }
     nsc_free(sum_gpu);
     nsc_free(sum_cpu);
+}
+
+// Two parameters given one gradient tensor: the list scale would refuse the
+// shared memory, so the device clip scales it once per parameter, as the
+// CPU loop does (twice in all), and the two devices agree.
+Test(optim_lists, clipping_takes_a_gradient_shared_by_two_parameters) {
+    bool gpu = nsc_cuda_init() == NSC_OK;
+    nsc_clear_error();
+    nsc_tensor *scaled[2] = { 0 };
+    for (int d = 0; d < (gpu ? 2 : 1); d++) {
+        nsc_device device = d ? NSC_CUDA : NSC_CPU;
+        nsc_tensor *params[2], *g = nsc_full(NSC_F32, device, NSC_SHAPE(4, 3), 10.0);
+        for (int j = 0; j < 2; j++) {
+            params[j] = nsc_zeros(NSC_F32, device, NSC_SHAPE(4, 3));
+            cr_assert_eq(nsc_requires_grad_(params[j], true), NSC_OK);
+            cr_assert_eq(nsc_tensor_set_grad(params[j], g), NSC_OK, "%s", nsc_last_error());
+        }
+        double norm = -1;
+        cr_assert_eq(nsc_clip_grad_norm_(2, params, 1.0, &norm), NSC_OK, "%s: %s",
+                     nsc_device_name(device), nsc_last_error());
+        cr_expect(fabs(norm - sqrt(2400.0)) < 1e-9, "norm %.17g", norm);
+        scaled[d] = nsc_to(g, NSC_CPU);
+        float coef = (float)(1.0 / (sqrt(2400.0) + 1e-6));
+        nsc_tensor *want =
+            nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(4, 3), (double)(10.0f * coef * coef));
+        nsct_expect_close(scaled[d], want, TOL_F32, nsc_device_name(device));
+        nsc_free(want);
+        for (int j = 0; j < 2; j++) {
+            nsc_free(params[j]);
+        }
+        nsc_free(g);
+    }
+    if (gpu) {
+        nsct_expect_close(scaled[1], scaled[0], TOL_EXACT, "cuda against the cpu");
+    }
+    nsc_free(scaled[0]);
+    nsc_free(scaled[1]);
 }

@@ -79,8 +79,9 @@ nsc_status nsc_fused_adamw_(nsc_tensor *param, nsc_tensor *grad, nsc_tensor *exp
 // has params[0]'s dtype and device; no operand that is written (all but the
 // gradients) shares memory with any other operand of the call (gradients
 // may share with each other). momentum_buffers is NULL when momentum is 0.
-// The bits equal n separate calls. n 0 does nothing. Refused calls change
-// nothing.
+// The bits equal n separate calls. n 0 does nothing (the lists may be
+// NULL). Refused calls change nothing; a device fault during the call may
+// leave it partly written.
 nsc_status nsc_fused_sgd_list_(int64_t n, nsc_tensor *const *params, nsc_tensor *const *grads,
                                nsc_tensor *const *momentum_buffers, const nsc_sgd_config *config,
                                bool first_step);
