@@ -456,20 +456,10 @@ static nsc_status alloc_state(nsc_optim *opt) {
     return NSC_OK;
 }
 
-// The update of the parameters idx[0..n), their step counts already
-// advanced and alike, as are their group, device and dtype: one fused op
-// over their lists (in: scratch for 5 n operands), as torch's fused
-// optimizers take a whole group. Where operands share storage (parameters
-// that are views of one buffer) one op each instead, in order: the list op
-// refuses what separate updates of non-overlapping views allow. It
-// allocates nothing (take_batch keeps batches within
-// NSCI_OPTIM_STACK_OPERANDS), so on the CPU it cannot fail once check_grad
-// has passed; on a GPU only a device fault stops it. *done: how
-// many of the parameters were updated (all or none, but in the fallback).
-static nsc_status update(const nsc_optim *opt, const int64_t *idx, int64_t n, nsc_tensor **in,
-                         int64_t *done) {
-    const nsci_optim_group *g = nsci_optim_group_of(opt, idx[0]);
-    int roles = 2 + nsci_optim_n_state(opt, g);
+// Lays the operands of parameters idx[0..n) out as the list op takes them:
+// role r of parameter j at in[r * n + j].
+static void list_operands(const nsc_optim *opt, const int64_t *idx, int64_t n, int roles,
+                          nsc_tensor **in) {
     for (int64_t j = 0; j < n; j++) {
         in[j] = opt->params[idx[j]];
         in[n + j] = nsc_tensor_get_grad(in[j]);
@@ -477,32 +467,62 @@ static nsc_status update(const nsc_optim *opt, const int64_t *idx, int64_t n, ns
             in[(2 + s) * n + j] = opt->state[idx[j] * NSCI_OPTIM_MAX_STATE + s];
         }
     }
-    *done = 0;
-    int shared, other;
-    if (n > 1 &&
-        nsci_optim_shared_operands((int)(roles * n), roles, in, &shared, &other) != NSC_OK) {
-        return nsc_last_status();
-    }
-    if (n > 1 && shared >= 0) {
-        for (int64_t j = 0; j < n; j++, (*done)++) {
-            int64_t one;
-            if (update(opt, &idx[j], 1, in, &one) != NSC_OK) {
-                return nsc_last_status();
-            }
-        }
-        return NSC_OK;
-    }
-    int64_t step = opt->steps[idx[0]];
-    nsc_status status;
+}
+
+static nsc_status run_list(const nsc_optim *opt, const nsci_optim_group *g, int64_t step, int64_t n,
+                           int roles, nsc_tensor *const *in) {
     if (opt->kind == NSCI_OPTIM_SGD) {
         fused_sgd_params p = { g->sgd, step == 1 };
-        status = nsci_fused_sgd_run((int)(roles * n), in, &p);
-    } else {
-        fused_adamw_params p = { g->adamw, step };
-        status = nsci_fused_adamw_run((int)(roles * n), in, &p);
+        return nsci_fused_sgd_run((int)(roles * n), in, &p);
     }
-    *done = status == NSC_OK ? n : 0;
-    return status;
+    fused_adamw_params p = { g->adamw, step };
+    return nsci_fused_adamw_run((int)(roles * n), in, &p);
+}
+
+// The update of the parameters idx[0..n), their step counts already
+// advanced and alike, as are their group, device and dtype: one fused op
+// over their lists (in: scratch for NSCI_OPTIM_OPERANDS n operands), as
+// torch's fused optimizers take a whole group. A parameter whose operands
+// share storage with another's (parameters that are views of one buffer)
+// moves to the end of idx and is updated by a call of its own: the list op
+// refuses what separate updates of non-overlapping views allow, and such
+// updates touch disjoint elements, so their order does not matter. It
+// allocates nothing (take_batch keeps batches within
+// NSCI_OPTIM_STACK_OPERANDS), so on the CPU it cannot fail once check_grad
+// has passed; on a GPU only a device fault stops it. *done: how many of
+// idx[0..n) (in their new order) were updated.
+static nsc_status update(const nsc_optim *opt, int64_t *idx, int64_t n, nsc_tensor **in,
+                         int64_t *done) {
+    const nsci_optim_group *g = nsci_optim_group_of(opt, idx[0]);
+    int roles = 2 + nsci_optim_n_state(opt, g);
+    int64_t step = opt->steps[idx[0]], m = n; // idx[m..n) go one call each
+    *done = 0;
+    for (;;) {
+        list_operands(opt, idx, m, roles, in);
+        int shared, other;
+        if (m <= 1) {
+            break;
+        }
+        if (nsci_optim_shared_operands((int)(roles * m), roles, in, &shared, &other) != NSC_OK) {
+            return nsc_last_status();
+        }
+        if (shared < 0) {
+            break;
+        }
+        int64_t j = other % m, moved = idx[j];
+        memmove(&idx[j], &idx[j + 1], (size_t)(m - 1 - j) * sizeof *idx);
+        idx[--m] = moved;
+    }
+    if (m > 0 && run_list(opt, g, step, m, roles, in) != NSC_OK) {
+        return nsc_last_status();
+    }
+    for (*done = m; *done < n; (*done)++) {
+        list_operands(opt, &idx[*done], 1, roles, in);
+        if (run_list(opt, g, step, 1, roles, in) != NSC_OK) {
+            return nsc_last_status();
+        }
+    }
+    return NSC_OK;
 }
 
 // Moves into batch (returning its length) the parameters of pending[0..*n)

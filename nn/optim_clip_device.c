@@ -5,9 +5,10 @@
 // and one scalar is read back for all of them, so a clip waits for the
 // device once. Scaling multiplies each gradient in place by the
 // coefficient rounded to its dtype (as torch's coefficient tensor and the
-// CPU loop). Gradients that share memory (one tensor set as two parameters'
-// gradient, views of one buffer) are scaled one call each, in order, as the
-// CPU loop scales them; the list op would refuse them. Below 1024
+// CPU loop). When any two gradients share memory (one tensor set as two
+// parameters' gradient, views of one buffer), every gradient is scaled by a
+// call of its own, in order, as the CPU loop scales them: the list op would
+// refuse them, and a rare case need not be fast. Below 1024
 // gradients nothing is allocated, and every check runs before a write, so a
 // refusal changes no gradient.
 #include "nn/optim_impl.h"

@@ -363,49 +363,58 @@ Test(optim_lists, parameters_may_share_a_gradient_and_every_written_version_adva
 
 // --- the optimizer's batches ---
 
-// Rows of one [2, 6] buffer as two parameters (views of one storage): the
-// list op would refuse them, so the step updates them one call each, and
-// they end as two separate tensors stepped alike.
+// Rows 0 and 2 of one [3, 6] buffer as parameters, with a third tensor
+// between them in the list: the list op would refuse the two views (one
+// storage), so the step moves the second view to a call of its own and
+// updates the others in one list (2 calls), and every parameter ends as a
+// separate tensor stepped alike would.
 Test(optim_lists, parameters_that_are_views_of_one_buffer_step_as_separate_ones) {
+    enum {
+        N = 3
+    };
     nsc_generator *gen = nsc_generator_new(9);
-    nsc_tensor *buffer = nsc_randn(gen, NSC_F32, NSC_SHAPE(2, 6));
-    nsc_tensor *rows[2] = { nsc_select(buffer, 0, 0), nsc_select(buffer, 0, 1) };
-    nsc_tensor *apart[2] = { nsc_clone(rows[0]), nsc_clone(rows[1]) };
-    for (int j = 0; j < 2; j++) {
-        cr_assert_eq(nsc_requires_grad_(rows[j], true), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *buffer = nsc_randn(gen, NSC_F32, NSC_SHAPE(3, 6));
+    nsc_tensor *views[N] = { nsc_select(buffer, 0, 0), nsc_randn(gen, NSC_F32, NSC_SHAPE(6)),
+                             nsc_select(buffer, 0, 2) };
+    nsc_tensor *apart[N];
+    for (int j = 0; j < N; j++) {
+        apart[j] = nsc_clone(views[j]);
+        cr_assert_eq(nsc_requires_grad_(views[j], true), NSC_OK, "%s", nsc_last_error());
         cr_assert_eq(nsc_requires_grad_(apart[j], true), NSC_OK);
     }
     nsc_adamw_config config = VARIANTS[4].adamw_config;
-    nsc_optim *shared = nsc_optim_adamw_new(2, rows, &config);
-    nsc_optim *separate = nsc_optim_adamw_new(2, apart, &config);
+    nsc_optim *shared = nsc_optim_adamw_new(N, views, &config);
+    nsc_optim *separate = nsc_optim_adamw_new(N, apart, &config);
     cr_assert(shared && separate, "%s", nsc_last_error());
     for (int step = 0; step < N_STEPS; step++) {
-        for (int j = 0; j < 2; j++) {
+        for (int j = 0; j < N; j++) {
             nsc_tensor *g = nsc_randn(gen, NSC_F32, NSC_SHAPE(6));
-            cr_assert_eq(nsc_tensor_set_grad(rows[j], g), NSC_OK, "%s", nsc_last_error());
+            cr_assert_eq(nsc_tensor_set_grad(views[j], g), NSC_OK, "%s", nsc_last_error());
             cr_assert_eq(nsc_tensor_set_grad(apart[j], g), NSC_OK);
             nsc_free(g);
         }
         int64_t kernels = nsci_kernel_count();
         cr_assert_eq(nsc_optim_step(shared), NSC_OK, "%s", nsc_last_error());
         if (step > 0) { // step 0 also makes the state
-            cr_expect_eq(nsci_kernel_count() - kernels, 2, "one call per view");
+            cr_expect_eq(nsci_kernel_count() - kernels, 2, "a list of two and the moved view");
         }
         kernels = nsci_kernel_count();
         cr_assert_eq(nsc_optim_step(separate), NSC_OK);
         if (step > 0) {
             cr_expect_eq(nsci_kernel_count() - kernels, 1, "one call for the batch");
         }
-        for (int j = 0; j < 2; j++) {
-            nsct_expect_close(rows[j], apart[j], TOL_EXACT, "a view parameter");
+        for (int j = 0; j < N; j++) {
+            nsct_expect_close(views[j], apart[j], TOL_EXACT, "a parameter");
+            cr_expect_eq(nsc_optim_get_step(shared, j), step + 1, "parameter %d's step", j);
         }
     }
     nsc_optim_free(shared);
     nsc_optim_free(separate);
-    nsc_tensor *frees[] = { buffer, rows[0], rows[1], apart[0], apart[1] };
-    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
-        nsc_free(frees[i]);
+    for (int j = 0; j < N; j++) {
+        nsc_free(views[j]);
+        nsc_free(apart[j]);
     }
+    nsc_free(buffer);
     nsc_generator_free(gen);
 }
 

@@ -96,13 +96,13 @@ void nsc_optim_free(nsc_optim *opt);
 // shape, dtype or device differs from its parameter's, NSC_ERR_OOM when
 // state cannot be allocated. The parameters with a gradient that share a
 // group, a step count, a device and a dtype are updated by one fused op
-// over their lists (at most 1024 operands a call; a batch whose operands
-// share memory, such as views of one buffer, one call per parameter); once
-// the state exists a step allocates nothing (nsc/ops_optim.h). Only a device
-// fault can stop a step part-way: the step then returns NSC_ERR_DEVICE with
-// the batches before the failing one stepped, the failing batch possibly
-// partly written (its step counts not advanced) and the rest unchanged;
-// nsc_optim_get_step tells which.
+// over their lists (at most 1024 operands a call; a parameter whose operands
+// share memory with another's, such as views of one buffer, by a call of its
+// own); once the state exists a step allocates nothing (nsc/ops_optim.h).
+// Only a device fault can stop a step part-way: the step then returns
+// NSC_ERR_DEVICE with the batches before the failing one stepped, the
+// failing batch possibly partly written (its step counts not advanced) and
+// the rest unchanged; nsc_optim_get_step tells which.
 nsc_status nsc_optim_step(nsc_optim *opt);
 
 // Clears the gradients of the optimizer's parameters: set_to_none drops them
