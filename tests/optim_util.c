@@ -60,3 +60,47 @@ void nsct_optim_expect_same(nsc_optim *a, nsc_optim *b, const char *what) {
         }
     }
 }
+
+// Initializers (a const object cannot initialize another at file scope).
+#define MOMENTUM_INIT                                                                              \
+    { .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01 }
+#define ADAMW_INIT                                                                                 \
+    { .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1 }
+#define AMSGRAD_INIT                                                                               \
+    { .lr = 0.02, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true }
+
+const nsc_sgd_config NSCT_MOMENTUM = MOMENTUM_INIT;
+const nsc_adamw_config NSCT_ADAMW = ADAMW_INIT;
+const nsc_adamw_config NSCT_AMSGRAD = AMSGRAD_INIT;
+
+const nsct_optim_variant nsct_optim_variants[NSCT_OPTIM_N_VARIANTS] = {
+    { "sgd", NSC_F32, false, .sgd = { .lr = 0.1 } },
+    { "sgd_momentum", NSC_F32, false, .sgd = MOMENTUM_INIT },
+    { "sgd_f64", NSC_F64, false, .sgd = MOMENTUM_INIT },
+    { "sgd_nesterov", NSC_F32, false,
+      .sgd = { .lr = 0.05, .momentum = 0.8, .nesterov = true, .weight_decay = 0.05 } },
+    { "adamw", NSC_F32, true, .adamw_config = ADAMW_INIT },
+    { "adamw_f64", NSC_F64, true, .adamw_config = ADAMW_INIT },
+    { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD_INIT },
+    { "sgd_maximize", NSC_F32, false,
+      .sgd = { .lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .maximize = true } },
+    { "adamw_maximize_vector", NSC_F32, true, // no amsgrad: the AVX lanes run
+      .adamw_config = { .lr = 0.01,
+                        .beta1 = 0.9,
+                        .beta2 = 0.99,
+                        .eps = 1e-8,
+                        .weight_decay = 0.1,
+                        .maximize = true } },
+    { "adamw_maximize", NSC_F32, true,
+      .adamw_config = { .lr = 0.02,
+                        .beta1 = 0.8,
+                        .beta2 = 0.95,
+                        .eps = 1e-6,
+                        .weight_decay = 0.05,
+                        .amsgrad = true,
+                        .maximize = true } },
+};
+
+int nsct_optim_roles(const nsct_optim_variant *v) {
+    return v->adamw ? (v->adamw_config.amsgrad ? 5 : 4) : (v->sgd.momentum != 0 ? 3 : 2);
+}

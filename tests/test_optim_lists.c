@@ -14,52 +14,13 @@
 #include "tensor/op_params.h"
 #include "tests/expect.h"
 #include "tests/harness.h"
+#include "tests/optim_util.h"
 
 enum {
     LIST_LAUNCH_PARAMS = 64, // cuda/op_optim.h's NSCI_CUDA_LIST_MAX
     N_PARAMS = 80,           // more than one CUDA list launch (64)
     N_STEPS = 3,
 };
-
-typedef struct list_variant {
-    const char *name;
-    nsc_dtype dtype;
-    bool adamw;
-    nsc_sgd_config sgd;
-    nsc_adamw_config adamw_config;
-} list_variant;
-
-static const list_variant VARIANTS[] = {
-    { "sgd", NSC_F32, false, .sgd = { .lr = 0.1 } },
-    { "sgd_nesterov", NSC_F32, false,
-      .sgd = { .lr = 0.05, .momentum = 0.8, .nesterov = true, .weight_decay = 0.05 } },
-    { "sgd_f64_momentum", NSC_F64, false,
-      .sgd = { .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01 } },
-    { "adamw", NSC_F32, true,
-      .adamw_config = { .lr = 0.01,
-                        .beta1 = 0.9,
-                        .beta2 = 0.99,
-                        .eps = 1e-8,
-                        .weight_decay = 0.1 } },
-    { "adamw_amsgrad_maximize", NSC_F32, true,
-      .adamw_config = { .lr = 0.02,
-                        .beta1 = 0.8,
-                        .beta2 = 0.95,
-                        .eps = 1e-6,
-                        .weight_decay = 0.05,
-                        .amsgrad = true,
-                        .maximize = true } },
-    { "adamw_f64", NSC_F64, true,
-      .adamw_config = { .lr = 0.01,
-                        .beta1 = 0.9,
-                        .beta2 = 0.99,
-                        .eps = 1e-8,
-                        .weight_decay = 0.1 } },
-};
-
-static int roles_of(const list_variant *v) {
-    return v->adamw ? nsci_adamw_roles(&v->adamw_config) : nsci_sgd_roles(&v->sgd);
-}
 
 // Parameter j's layout: a long vector every 17th (several list blocks of
 // 4096), a transposed view every 11th (the strided kernel), one empty, the
@@ -68,12 +29,12 @@ static bool transposed(int j) {
     return j % 11 == 7;
 }
 
-static nsc_tensor *operand(nsc_generator *gen, const list_variant *v, int j, int role,
+static nsc_tensor *operand(nsc_generator *gen, nsc_dtype dtype, int j, int role,
                            nsc_device device) {
-    nsc_tensor *base = j == 5          ? nsc_randn(gen, v->dtype, NSC_SHAPE(0, 3))
-                       : j % 17 == 3   ? nsc_randn(gen, v->dtype, NSC_SHAPE(9001))
-                       : transposed(j) ? nsc_randn(gen, v->dtype, NSC_SHAPE(3, j % 5 + 2))
-                                       : nsc_randn(gen, v->dtype, NSC_SHAPE(j % 7 + 1, j % 13 + 2));
+    nsc_tensor *base = j == 5          ? nsc_randn(gen, dtype, NSC_SHAPE(0, 3))
+                       : j % 17 == 3   ? nsc_randn(gen, dtype, NSC_SHAPE(9001))
+                       : transposed(j) ? nsc_randn(gen, dtype, NSC_SHAPE(3, j % 5 + 2))
+                                       : nsc_randn(gen, dtype, NSC_SHAPE(j % 7 + 1, j % 13 + 2));
     cr_assert(base, "%s", nsc_last_error());
     if (role >= 3) { // second moments are non-negative
         nsc_tensor *sq = nsc_mul(base, base);
@@ -94,22 +55,22 @@ typedef struct lists {
     int roles;
 } lists;
 
-static void make_lists(const list_variant *v, nsc_device device, lists *l) {
+static void make_lists(const nsct_optim_variant *v, nsc_device device, lists *l) {
     nsc_generator *gen = nsc_generator_new(41);
-    l->roles = roles_of(v);
+    l->roles = nsct_optim_roles(v);
     for (int r = 0; r < l->roles; r++) {
         for (int j = 0; j < N_PARAMS; j++) {
-            l->t[r * N_PARAMS + j] = r == 1 ? NULL : operand(gen, v, j, r, device);
+            l->t[r * N_PARAMS + j] = r == 1 ? NULL : operand(gen, v->dtype, j, r, device);
         }
     }
     nsc_generator_free(gen);
 }
 
-static void set_grads(const list_variant *v, int step, nsc_device device, lists *l) {
+static void set_grads(const nsct_optim_variant *v, int step, nsc_device device, lists *l) {
     nsc_generator *gen = nsc_generator_new(1000 + (uint64_t)step);
     for (int j = 0; j < N_PARAMS; j++) {
         nsc_free(l->t[N_PARAMS + j]);
-        l->t[N_PARAMS + j] = operand(gen, v, j, 1, device);
+        l->t[N_PARAMS + j] = operand(gen, v->dtype, j, 1, device);
     }
     nsc_generator_free(gen);
 }
@@ -125,7 +86,7 @@ static nsc_tensor *const *list(const lists *l, int role) {
     return role < l->roles ? &l->t[role * N_PARAMS] : NULL;
 }
 
-static nsc_status list_step(const list_variant *v, lists *l, int64_t step) {
+static nsc_status list_step(const nsct_optim_variant *v, lists *l, int64_t step) {
     if (v->adamw) {
         return nsc_fused_adamw_list_(N_PARAMS, list(l, 0), list(l, 1), list(l, 2), list(l, 3),
                                      list(l, 4), &v->adamw_config, step);
@@ -133,7 +94,7 @@ static nsc_status list_step(const list_variant *v, lists *l, int64_t step) {
     return nsc_fused_sgd_list_(N_PARAMS, list(l, 0), list(l, 1), list(l, 2), &v->sgd, step == 1);
 }
 
-static void separate_steps(const list_variant *v, lists *l, int64_t step) {
+static void separate_steps(const nsct_optim_variant *v, lists *l, int64_t step) {
     for (int j = 0; j < N_PARAMS; j++) {
         nsc_tensor *t[NSCI_OPTIM_ROLES] = { 0 };
         for (int r = 0; r < l->roles; r++) {
@@ -150,8 +111,8 @@ static void separate_steps(const list_variant *v, lists *l, int64_t step) {
 // the bits of the same tensors on the CPU updated one call per parameter.
 static void expect_lists_match_separate_calls(nsc_device device) {
     nsc_no_grad_begin();
-    for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
-        const list_variant *v = &VARIANTS[vi];
+    for (size_t vi = 0; vi < NSCT_OPTIM_N_VARIANTS; vi++) {
+        const nsct_optim_variant *v = &nsct_optim_variants[vi];
         lists got, want;
         make_lists(v, device, &got);
         make_lists(v, NSC_CPU, &want);
@@ -239,8 +200,8 @@ Test(optim_lists, bad_lists_are_refused_naming_the_operand_and_change_nothing) {
     }
     nsc_tensor *params[2] = { t[0], t[1] }, *grads[2] = { t[2], t[3] };
     nsc_tensor *m[2] = { t[4], t[5] }, *v[2] = { t[6], t[7] };
-    nsc_adamw_config adamw = VARIANTS[3].adamw_config;
-    nsc_sgd_config plain = { .lr = 0.1 }, momentum = VARIANTS[2].sgd;
+    nsc_adamw_config adamw = NSCT_ADAMW;
+    nsc_sgd_config plain = { .lr = 0.1 }, momentum = NSCT_MOMENTUM;
 
     nsc_tensor *wide = filled(3, NSC_F32, 0), *as_f64 = filled(2, NSC_F64, 0);
     nsc_tensor *bad_m[2] = { t[4], wide }, *bad_v[2] = { t[6], as_f64 };
@@ -309,7 +270,7 @@ Test(optim_lists, bad_lists_are_refused_naming_the_operand_and_change_nothing) {
 // starts with stop after 8 of the 320 inputs.
 Test(optim_lists, a_long_list_names_the_bad_operand) {
     nsc_no_grad_begin();
-    const list_variant *v = &VARIANTS[3];
+    const nsct_optim_variant *v = &nsct_optim_variants[4]; // adamw
     lists l;
     make_lists(v, NSC_CPU, &l);
     set_grads(v, 1, NSC_CPU, &l);
@@ -335,7 +296,7 @@ Test(optim_lists, parameters_may_share_a_gradient_and_every_written_version_adva
     nsc_tensor *qbuf[2] = { filled(2, NSC_F32, 0.5), filled(2, NSC_F32, 0.25) };
     nsc_tensor *g = filled(2, NSC_F32, 3);
     nsc_tensor *grads[2] = { g, g };
-    nsc_sgd_config momentum = VARIANTS[2].sgd;
+    nsc_sgd_config momentum = NSCT_MOMENTUM;
     momentum.nesterov = false;
     int64_t before[5] = { atomic_load(&p[0]->storage->version),
                           atomic_load(&p[1]->storage->version),
@@ -382,7 +343,7 @@ Test(optim_lists, parameters_that_are_views_of_one_buffer_step_as_separate_ones)
         cr_assert_eq(nsc_requires_grad_(views[j], true), NSC_OK, "%s", nsc_last_error());
         cr_assert_eq(nsc_requires_grad_(apart[j], true), NSC_OK);
     }
-    nsc_adamw_config config = VARIANTS[4].adamw_config;
+    nsc_adamw_config config = NSCT_AMSGRAD;
     nsc_optim *shared = nsc_optim_adamw_new(N, views, &config);
     nsc_optim *separate = nsc_optim_adamw_new(N, apart, &config);
     cr_assert(shared && separate, "%s", nsc_last_error());
@@ -434,7 +395,7 @@ Test(optim_lists, a_large_group_steps_in_batches_that_allocate_nothing) {
         v[j] = nsc_zeros_like(params[j]);
         cr_assert_eq(nsc_requires_grad_(params[j], true), NSC_OK);
     }
-    nsc_adamw_config config = VARIANTS[3].adamw_config;
+    nsc_adamw_config config = NSCT_ADAMW;
     nsc_optim *opt = nsc_optim_adamw_new(MANY, params, &config);
     cr_assert(opt, "%s", nsc_last_error());
     for (int step = 1; step <= 2; step++) {
@@ -492,8 +453,8 @@ Test(optim_lists, on_a_gpu_clipping_sums_and_scales_all_gradients_in_few_launche
     nsc_tensor *cpu[N_PARAMS], *gpu[N_PARAMS];
     nsc_generator *gen_cpu = nsc_generator_new(77), *gen_gpu = nsc_generator_new(77);
     for (int j = 0; j < N_PARAMS; j++) { // f32 and f64 in turn
-        cpu[j] = operand(gen_cpu, &VARIANTS[j % 2 ? 2 : 3], j, 1, NSC_CPU);
-        gpu[j] = operand(gen_gpu, &VARIANTS[j % 2 ? 2 : 3], j, 1, NSC_CUDA);
+        cpu[j] = operand(gen_cpu, j % 2 ? NSC_F64 : NSC_F32, j, 1, NSC_CPU);
+        gpu[j] = operand(gen_gpu, j % 2 ? NSC_F64 : NSC_F32, j, 1, NSC_CUDA);
     }
     nsc_generator_free(gen_cpu);
     nsc_generator_free(gen_gpu);

@@ -16,56 +16,11 @@
 #include "tests/expect.h"
 #include "tests/graph_models.h"
 #include "tests/harness.h"
+#include "tests/optim_util.h"
 
 enum {
     N_STEPS = 3,
     MAX_OPERANDS = 5
-};
-
-typedef struct variant {
-    const char *name;
-    nsc_dtype dtype;
-    bool adamw;
-    nsc_sgd_config sgd;
-    nsc_adamw_config adamw_config;
-} variant;
-
-static const nsc_sgd_config MOMENTUM = {
-    .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01
-};
-static const nsc_adamw_config ADAMW = {
-    .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.1
-};
-static const nsc_adamw_config AMSGRAD = {
-    .lr = 0.02, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = true
-};
-
-static const variant VARIANTS[] = {
-    { "sgd", NSC_F32, false, .sgd = { .lr = 0.1 } },
-    { "sgd_momentum", NSC_F32, false, .sgd = MOMENTUM },
-    { "sgd_f64", NSC_F64, false, .sgd = MOMENTUM },
-    { "sgd_nesterov", NSC_F32, false,
-      .sgd = { .lr = 0.05, .momentum = 0.8, .nesterov = true, .weight_decay = 0.05 } },
-    { "adamw", NSC_F32, true, .adamw_config = ADAMW },
-    { "adamw_f64", NSC_F64, true, .adamw_config = ADAMW },
-    { "adamw_amsgrad", NSC_F32, true, .adamw_config = AMSGRAD },
-    { "sgd_maximize", NSC_F32, false,
-      .sgd = { .lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .maximize = true } },
-    { "adamw_maximize_vector", NSC_F32, true, // no amsgrad: the AVX lanes run
-      .adamw_config = { .lr = 0.01,
-                        .beta1 = 0.9,
-                        .beta2 = 0.99,
-                        .eps = 1e-8,
-                        .weight_decay = 0.1,
-                        .maximize = true } },
-    { "adamw_maximize", NSC_F32, true,
-      .adamw_config = { .lr = 0.02,
-                        .beta1 = 0.8,
-                        .beta2 = 0.95,
-                        .eps = 1e-6,
-                        .weight_decay = 0.05,
-                        .amsgrad = true,
-                        .maximize = true } },
 };
 
 // Operand layouts: the tensors are views of a contiguous base.
@@ -111,14 +66,10 @@ typedef struct operands {
     int n;
 } operands;
 
-static int n_operands(const variant *v) {
-    return v->adamw ? (v->adamw_config.amsgrad ? 5 : 4) : (v->sgd.momentum != 0 ? 3 : 2);
-}
-
-static void make_operands(const variant *v, layout l, uint64_t seed, nsc_device device,
+static void make_operands(const nsct_optim_variant *v, layout l, uint64_t seed, nsc_device device,
                           operands *o) {
     nsc_generator *gen = nsc_generator_new(seed);
-    o->n = n_operands(v);
+    o->n = nsct_optim_roles(v);
     for (int i = 0; i < o->n; i++) {
         nsc_tensor *base = base_of(l, gen, v->dtype);
         if (i >= 3) { // second moments
@@ -132,7 +83,8 @@ static void make_operands(const variant *v, layout l, uint64_t seed, nsc_device 
     nsc_generator_free(gen);
 }
 
-static void set_grad(const variant *v, layout l, int step, nsc_device device, operands *o) {
+static void set_grad(const nsct_optim_variant *v, layout l, int step, nsc_device device,
+                     operands *o) {
     nsc_generator *gen = nsc_generator_new(1000 + (uint64_t)step);
     nsc_tensor *base = base_of(l, gen, v->dtype);
     nsc_free(o->t[1]);
@@ -148,7 +100,7 @@ static void free_operands(operands *o) {
     }
 }
 
-static nsc_status fused_step(const variant *v, operands *o, int64_t step) {
+static nsc_status fused_step(const nsct_optim_variant *v, operands *o, int64_t step) {
     nsc_tensor **t = o->t;
     if (v->adamw) {
         return nsc_fused_adamw_(t[0], t[1], t[2], t[3], o->n == 5 ? t[4] : NULL, &v->adamw_config,
@@ -243,13 +195,13 @@ static void expect_same_operands(const operands *got, const operands *want, cons
 }
 
 // One update of o at step `step` by one of the paths compared below.
-typedef void (*update_fn)(const variant *v, operands *o, int64_t step);
+typedef void (*update_fn)(const nsct_optim_variant *v, operands *o, int64_t step);
 
-static void fused_update(const variant *v, operands *o, int64_t step) {
+static void fused_update(const nsct_optim_variant *v, operands *o, int64_t step) {
     cr_assert_eq(fused_step(v, o, step), NSC_OK, "%s", nsc_last_error());
 }
 
-static void sequence_update(const variant *v, operands *o, int64_t step) {
+static void sequence_update(const nsct_optim_variant *v, operands *o, int64_t step) {
     if (v->adamw) {
         adamw_sequence(&v->adamw_config, step, o);
     } else {
@@ -258,7 +210,7 @@ static void sequence_update(const variant *v, operands *o, int64_t step) {
 }
 
 // The fused op on the GPU: one kernel, no copy to or from the host.
-static void gpu_update(const variant *v, operands *o, int64_t step) {
+static void gpu_update(const nsct_optim_variant *v, operands *o, int64_t step) {
     int64_t transfers = nsc_cuda_stats_get().transfers;
     int64_t kernels = nsci_kernel_count();
     fused_update(v, o, step);
@@ -272,8 +224,8 @@ static void gpu_update(const variant *v, operands *o, int64_t step) {
 static void expect_same_updates(const char *label, nsc_device got_device, update_fn got,
                                 nsc_device want_device, update_fn want) {
     nsc_no_grad_begin();
-    for (size_t vi = 0; vi < sizeof VARIANTS / sizeof VARIANTS[0]; vi++) {
-        const variant *v = &VARIANTS[vi];
+    for (size_t vi = 0; vi < NSCT_OPTIM_N_VARIANTS; vi++) {
+        const nsct_optim_variant *v = &nsct_optim_variants[vi];
         for (int l = 0; l < N_LAYOUTS; l++) {
             operands a, b;
             make_operands(v, (layout)l, 7 + vi, got_device, &a);
@@ -324,7 +276,7 @@ Test(optim_ops, a_step_runs_one_kernel_per_batch_and_allocates_nothing) {
         params[i] = nsc_randn(gen, NSC_F32, NSC_SHAPE(4, 3 + i));
         cr_assert_eq(nsc_requires_grad_(params[i], true), NSC_OK);
     }
-    nsc_adamw_config amsgrad = AMSGRAD;
+    nsc_adamw_config amsgrad = NSCT_AMSGRAD;
     nsc_optim *opt = nsc_optim_adamw_new(3, params, &amsgrad);
     cr_assert(opt, "%s", nsc_last_error());
     const int64_t want_kernels[4] = { 0, 1, 1, 2 };
@@ -387,9 +339,9 @@ Test(optim_ops, bad_operands_are_refused_and_change_nothing) {
     nsc_tensor *m_view = nsc_reshape(m, NSC_SHAPE(2, 3));
     nsc_tensor *all[5] = { p, g, m, v, vmax };
     const double values[5] = { 1, 0.5, 0.25, 4, 9 };
-    nsc_adamw_config adamw = ADAMW, amsgrad = AMSGRAD, bad_beta = ADAMW;
+    nsc_adamw_config adamw = NSCT_ADAMW, amsgrad = NSCT_AMSGRAD, bad_beta = NSCT_ADAMW;
     bad_beta.beta2 = 1.0;
-    nsc_sgd_config momentum = MOMENTUM, plain = { .lr = 0.1 };
+    nsc_sgd_config momentum = NSCT_MOMENTUM, plain = { .lr = 0.1 };
 
     const refusal r[] = {
         { "wrong shape", NSC_ERR_SHAPE, "exp_avg has shape [3,3]: expected param's shape [2,3]" },
@@ -459,7 +411,7 @@ Test(optim_ops, an_update_of_a_proxy_is_refused_while_the_trace_is_built) {
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
     nsc_tensor *h = nsc_invoke_output(inv, "h.0", 0);
     cr_assert(h, "%s", nsc_last_error());
-    nsc_adamw_config adamw = ADAMW;
+    nsc_adamw_config adamw = NSCT_ADAMW;
     const refusal proxy_param = { "a proxy param", NSC_ERR_UNSUPPORTED,
                                   "input 0 is a proxy, and this op cannot be recorded in an "
                                   "intervention graph: a graph tracks writes into an op's first "
@@ -492,7 +444,7 @@ Test(optim_ops, every_written_tensor_advances_its_version) {
     for (int i = 0; i < 5; i++) {
         before[i] = version_of(t[i]);
     }
-    nsc_adamw_config amsgrad = AMSGRAD;
+    nsc_adamw_config amsgrad = NSCT_AMSGRAD;
     cr_assert_eq(nsc_fused_adamw_(t[0], t[1], t[2], t[3], t[4], &amsgrad, 1), NSC_OK, "%s",
                  nsc_last_error());
     for (int i = 0; i < 5; i++) {
