@@ -8,10 +8,13 @@
 
 // "transformer.h.*.attn" matches "transformer.h.3.attn": same number of
 // dot-separated segments, each matched with shell wildcards; "*" alone
-// matches every module, the root ("") included.
+// matches every module, the root ("") included, and "" only the root.
 static bool path_matches(const char *pattern, const char *path) {
     if (strcmp(pattern, "*") == 0) {
         return true;
+    }
+    if (!*pattern) {
+        return !*path;
     }
     char p[512], q[512];
     snprintf(p, sizeof p, "%s", pattern);
@@ -64,7 +67,7 @@ int64_t nsc_trace_cache(nsc_trace *tr, nsc_invoke *inv, const char *pattern, boo
         nsci_fail(NSC_ERR_ARG, "trace_cache: trace, invoke (of this trace) or pattern missing");
         return -1;
     }
-    if (nsci_graph_check_building(tr) != NSC_OK || (!tr->scan && nsci_scan(tr) != NSC_OK)) {
+    if (nsci_graph_check_building(tr) != NSC_OK || nsci_scan_once(tr) != NSC_OK) {
         return -1;
     }
     int64_t matched = 0;

@@ -1,5 +1,8 @@
 // Persistent edits (nnsight's model.edit()): interventions kept on a model
-// in its graph slot and added to every invoke of every later trace.
+// in its graph slot and added to every invoke of every later trace. They are
+// built right after the trace's shape scan, before the first node that reads
+// a hook point, so the user's code sees the edited model, as nnsight's edit
+// graph comes before the user's nodes.
 #include "graph/graph_impl.h"
 
 typedef struct edit {
@@ -56,6 +59,10 @@ void nsc_model_edit_clear(nsc_module *model) {
 }
 
 nsc_status nsci_apply_edits(nsci_graph *g) {
+    if (g->edits_applied) {
+        return NSC_OK;
+    }
+    g->edits_applied = true; // the edits' own hook-point reads come back here
     const edit_list *list = nsc_module_get_slot(g->model);
     for (int e = 0; list && e < list->n; e++) {
         for (int i = 0; i < g->n_invokes; i++) {
@@ -67,4 +74,11 @@ nsc_status nsci_apply_edits(nsci_graph *g) {
         }
     }
     return NSC_OK;
+}
+
+nsc_status nsci_scan_once(nsci_graph *g) {
+    if (g->scan) {
+        return NSC_OK;
+    }
+    return nsci_scan(g) == NSC_OK ? nsci_apply_edits(g) : nsc_last_status();
 }

@@ -103,7 +103,7 @@ nsc_status nsci_body_of(nsci_graph *g, int32_t id) {
     return NSC_OK;
 }
 
-void nsci_body_reset(nsci_graph *g, int32_t point) {
+nsc_status nsci_body_reset(nsci_graph *g, int32_t point) {
     for (int32_t i = 0; i < g->n_nodes; i++) {
         nsci_gnode *n = &g->nodes[i];
         if (n->body_point != point) {
@@ -120,5 +120,11 @@ void nsci_body_reset(nsci_graph *g, int32_t point) {
             n->missing += g->nodes[n->args[a].node].state != NSCI_NODE_DONE ||
                           g->nodes[n->args[a].node].body_point == point;
         }
+        // A node of the point that needs nothing of this call (a stop, a
+        // constant replacement) runs again now.
+        if (n->missing == 0 && nsci_node_queue(g, n) != NSC_OK) {
+            return NSC_ERR_OOM;
+        }
     }
+    return NSC_OK;
 }

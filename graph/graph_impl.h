@@ -84,7 +84,8 @@ struct nsci_gnode {
     int64_t ready_seq;   // hook firing after which all its inputs exist (0: at start)
     int32_t root;        // node whose value's storage this one's value views
     int32_t last_writer; // for roots: the latest in-place write into it, or -1
-    int last_bridge_step; // a later session step reads this value through a bridge (-1: none)
+    int last_bridge_step;  // the last session step reading this value through a bridge (-1: none)
+    int last_bridge_order; // the last reading trace of that step (creation order), or -1
     int32_t body_point;   // >= 0: runs at every call of that point (NSC_EVERY_CALL reads)
     bool kept_for_calls;  // run time: a per-call body reads it at every call
     int32_t consumers_total; // value consumers (run time: remaining restarts from it)
@@ -175,6 +176,7 @@ struct nsc_trace {
     int order;                     // creation order within the session
     int step;                      // the session step that runs it
     bool exit_requested;           // run time: an exit node ran
+    bool edits_applied;            // the model's persistent edits are nodes (or a text had them)
     int32_t blocks[32];  // open conditional blocks (node ids), innermost last
     bool block_branch[32];
     int n_blocks;
@@ -190,11 +192,16 @@ typedef struct nsci_cache_entry {
 
 // --- nodes (graph/node.c) ---
 
-// Appends a node of protocol with n_args args; returns its id or -1. The
-// caller's source position is taken from nsc_source_mark.
+// Appends a node of protocol with n_args args, plus an ordering edge after
+// the latest in-place write into each value arg's storage (and the gate of
+// an open conditional block); returns its id or -1. The caller's source
+// position is taken from nsc_source_mark.
 int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
                       const nsci_arg *args);
 nsci_gnode *nsci_node(nsci_graph *g, int32_t id);
+// n's value args in order, ordering and gate edges left out; returns their
+// count, or -1 when there are more than max.
+int nsci_value_args(const nsci_gnode *n, nsci_arg *out, int max);
 // Gives node id output k a pinned META proxy with meta's geometry (target device dev).
 nsc_tensor *nsci_node_make_proxy(nsci_graph *g, int32_t id, int k, const nsci_meta *meta,
                                  nsc_device dev);
@@ -308,16 +315,23 @@ nsc_status nsci_bridge_arg(nsci_graph *g, nsci_graph *source, int32_t node, int3
 // them; ops on session values alone go to the trace being built
 // (protocols' redirect). NULL with an error for unrelated traces.
 nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b);
-// Whether n's value must outlive its consumers in this run (saved, read by a
-// later session step or every call). Constants stay: a reset keeps them for
+// Whether n's value must outlive its consumers in this run (saved, read
+// through a bridge by a later session step or a later trace of this step,
+// an iterator's, or read at every call). Constants stay: a reset keeps them for
 // the next iteration, and the caller's reference usually holds them anyway.
+static inline bool nsci_bridged_later(const nsc_trace *g, const nsci_gnode *n) {
+    return n->last_bridge_step > g->step ||
+           (n->last_bridge_step == g->step && n->last_bridge_order > g->order);
+}
 static inline bool nsci_keep_value(const nsc_trace *g, const nsci_gnode *n) {
-    return n->saved || n->last_bridge_step > g->step || n->kept_for_calls ||
+    return n->saved || nsci_bridged_later(g, n) || n->kept_for_calls ||
            n->protocol == NSCI_PROTO_value;
 }
 
 // Runs a trace (again, for session steps and iterations).
 nsc_status nsci_trace_execute(nsc_trace *tr);
+// Frees n's values (a session releasing what its last step read).
+void nsci_node_drop_values(nsci_graph *g, nsci_gnode *n);
 // Makes a trace that ran ready to run again (iterations).
 void nsci_trace_reset(nsc_trace *tr);
 // Re-locates point p from a new scan (graph/points.c).
@@ -339,7 +353,7 @@ nsc_status nsci_scan_generation(nsci_graph *g, int n_in, nsc_tensor **in);
 // Runs the generation with the batched inputs (the trace's forward).
 nsc_status nsci_run_generation(nsci_graph *g, int n_in, nsc_tensor **in);
 // Before an every-call point fires again: its body starts afresh.
-void nsci_body_reset(nsci_graph *g, int32_t point);
+nsc_status nsci_body_reset(nsci_graph *g, int32_t point);
 // Sets node id's body from its args (or its point); fails for two bodies.
 nsc_status nsci_body_of(nsci_graph *g, int32_t id);
 
@@ -353,6 +367,8 @@ nsc_status nsci_wake_consumers(nsci_graph *g, nsci_gnode *n);
 
 // Sets node id's output k to value (retained) and wakes its consumers.
 void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value);
+// Queues n to run (if it is a node that executes).
+nsc_status nsci_node_queue(nsci_graph *g, nsci_gnode *n);
 // Runs every ready node in creation order.
 nsc_status nsci_run_ready(nsci_graph *g);
 // The value of arg a at run time (borrowed).
@@ -363,8 +379,12 @@ nsc_tensor *nsci_graph_apply(nsc_trace *tr, nsc_module *m, int n, nsc_tensor *co
                              bool fire_hooks);
 void nsci_apply_install(void);
 
-// Runs the model's persistent edits on every invoke of g (graph/edit.c).
+// Builds the model's persistent edits for every invoke of g, once
+// (graph/edit.c).
 nsc_status nsci_apply_edits(nsci_graph *g);
+// The shape scan, if it has not run, then the persistent edits: what the
+// first hook-point access needs.
+nsc_status nsci_scan_once(nsci_graph *g);
 
 // Installs the dispatch hooks of graph/ (idempotent).
 void nsci_graph_install(void);

@@ -78,14 +78,46 @@ static nsc_status grow_nodes(nsci_graph *g) {
     return NSC_OK;
 }
 
+// Ordering edges after the latest in-place write into the storage of each
+// value arg, so that a node of any protocol sees the edits made before it
+// was created (NNSIGHT.md §1, order); appended to args[0, n), returns the
+// new count.
+static int add_writer_edges(nsci_graph *g, nsci_arg *args, int n) {
+    int n_value = n;
+    for (int i = 0; i < n_value; i++) {
+        if (args[i].output < 0) {
+            continue;
+        }
+        int32_t writer = g->nodes[g->nodes[args[i].node].root].last_writer;
+        bool known = writer < 0 || writer == args[i].node;
+        for (int k = 0; k < n && !known; k++) {
+            known = args[k].node == writer;
+        }
+        if (!known) {
+            args[n++] = (nsci_arg){ writer, -1 };
+        }
+    }
+    return n;
+}
+
+static void drop_consumer(nsci_gnode *producer, int32_t consumer) {
+    if (producer->n_consumers > 0 && producer->consumers[producer->n_consumers - 1] == consumer) {
+        producer->n_consumers--;
+    }
+}
+
 int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
                       const nsci_arg *args) {
     if (grow_nodes(g) != NSC_OK) {
         return -1;
     }
     nsci_arg *copy = NULL;
-    if (n_args > 0 && !(copy = nsci_malloc((size_t)n_args * sizeof *copy))) {
+    if (n_args > 0 && !(copy = nsci_malloc((size_t)(2 * n_args) * sizeof *copy))) {
         return -1;
+    }
+    if (n_args > 0) {
+        memcpy(copy, args, (size_t)n_args * sizeof *copy);
+        n_args = add_writer_edges(g, copy, n_args);
     }
     int32_t id = g->n_nodes;
     nsci_gnode *n = &g->nodes[id];
@@ -96,29 +128,39 @@ int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
     n->root = id;
     n->last_writer = -1;
     n->gate = -1;
-    n->last_bridge_step = -1;
+    n->last_bridge_step = n->last_bridge_order = -1;
     n->body_point = -1;
     n->file = nsci_source_file();
     n->line = nsci_source_line();
     n->n_args = n_args;
     n->args = copy;
-    if (n_args > 0) {
-        memcpy(copy, args, (size_t)n_args * sizeof *copy);
+    int added = 0;
+    while (added < n_args && add_consumer(&g->nodes[copy[added].node], id) == NSC_OK) {
+        added++;
     }
-    for (int i = 0; i < n_args; i++) {
-        if (add_consumer(&g->nodes[args[i].node], id) != NSC_OK) {
-            for (int k = 0; k < i; k++) { // undo: the node never existed
-                g->nodes[args[k].node].n_consumers--;
+    bool gated = g->n_blocks > 0 && nsci_protocols[protocol]->condition;
+    if (added == n_args && (!gated || nsci_gate_node(g, id) == NSC_OK)) {
+        g->n_nodes++;
+        return id;
+    }
+    while (added-- > 0) { // undo: the node never existed
+        drop_consumer(&g->nodes[n->args[added].node], id);
+    }
+    nsci_free(n->args);
+    return -1;
+}
+
+int nsci_value_args(const nsci_gnode *n, nsci_arg *out, int max) {
+    int k = 0;
+    for (int i = 0; i < n->n_args; i++) {
+        if (n->args[i].output >= 0) {
+            if (k == max) {
+                return -1;
             }
-            nsci_free(copy);
-            return -1;
+            out[k++] = n->args[i];
         }
     }
-    g->n_nodes++;
-    if (g->n_blocks > 0 && nsci_protocols[protocol]->condition && nsci_gate_node(g, id) != NSC_OK) {
-        return -1;
-    }
-    return id;
+    return k;
 }
 
 nsc_tensor *nsci_node_make_proxy(nsci_graph *g, int32_t id, int k, const nsci_meta *meta,

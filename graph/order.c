@@ -82,6 +82,12 @@ nsc_status nsci_order_node(nsci_graph *g, int32_t id) {
     if (n->protocol == NSCI_PROTO_swap && ready > g->points[n->point].seq) {
         return too_late(g, id, n->point, "the replacement of");
     }
+    if (n->protocol == NSCI_PROTO_early_stop && n->point >= 0) {
+        if (ready > g->points[n->point].seq) { // a gated stop: its condition comes too late
+            return too_late(g, id, n->point, "the stop after");
+        }
+        n->ready_seq = g->points[n->point].seq;
+    }
     bool writes = n->protocol == NSCI_PROTO_op && (nsci_op_defs[n->op]->flags & NSCI_OP_INPLACE);
     if (!writes) {
         return NSC_OK;

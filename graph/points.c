@@ -58,7 +58,7 @@ nsc_status nsci_point_relocate(nsci_graph *g, nsci_point *p) {
 
 int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int index,
                        int64_t call_index) {
-    if (!g->scan && nsci_scan(g) != NSC_OK) {
+    if (nsci_scan_once(g) != NSC_OK) {
         return -1;
     }
     for (int i = 0; i < g->n_points; i++) {

@@ -26,27 +26,14 @@ static nsci_graph *graph_of(nsci_call *c) {
     return g;
 }
 
-// Args for c's inputs plus ordering edges after the latest write into each
-// input's storage, so later readers see earlier in-place edits.
+// Args for c's inputs (nsci_node_add adds the ordering edges after writes).
 static int collect_args(nsci_graph *g, nsci_call *c, nsci_arg *args, int cap) {
-    int n = 0;
     for (int i = 0; i < c->n_in; i++) {
-        if (n >= cap || nsci_arg_for(g, c->in[i], &args[n]) != NSC_OK) {
+        if (i >= cap || nsci_arg_for(g, c->in[i], &args[i]) != NSC_OK) {
             return -1;
         }
-        n++;
     }
-    for (int i = 0; i < c->n_in; i++) {
-        nsci_gnode *src = nsci_node(g, args[i].node);
-        int32_t writer = nsci_node(g, src->root)->last_writer;
-        if (writer >= 0 && writer != args[i].node) {
-            if (n >= cap) {
-                return -1;
-            }
-            args[n++] = (nsci_arg){ writer, -1 };
-        }
-    }
-    return n;
+    return c->n_in;
 }
 
 static nsc_status adopt_outputs(nsci_graph *g, int32_t id, nsci_call *c) {

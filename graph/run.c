@@ -99,6 +99,14 @@ static bool executes(const nsci_gnode *n) {
     return n->protocol != NSCI_PROTO_intervention && n->protocol != NSCI_PROTO_value;
 }
 
+void nsci_node_drop_values(nsci_graph *g, nsci_gnode *n) {
+    drop_values(g, n);
+}
+
+nsc_status nsci_node_queue(nsci_graph *g, nsci_gnode *n) {
+    return executes(n) ? push_ready(g, n->id) : NSC_OK;
+}
+
 void nsci_node_deliver(nsci_graph *g, int32_t id, int k, nsc_tensor *value) {
     nsci_gnode *n = &g->nodes[id];
     nsc_free(n->value[k]);
@@ -211,53 +219,76 @@ static nsc_tensor *invoke_rows(nsci_graph *g, const nsci_point *p, int invoke, n
     return nsc_narrow(full, p->batch_dim, inv->batch_start, inv->batch_size);
 }
 
-static nsc_status deliver_point(nsci_graph *g, nsci_point *p, nsc_tensor *full) {
+// A replacement (swap, or skip at its output) of point p: the model goes on
+// with a copy of *cur with the node's invoke rows replaced. *fresh says that
+// *cur is already such a copy that no read has seen, so it takes the rows in
+// place.
+static nsc_status apply_swap(nsci_graph *g, nsci_point *p, nsci_gnode *s, nsc_tensor **cur,
+                             nsc_tensor *given, bool *fresh) {
+    if (s->state == NSCI_NODE_SKIPPED && s->gate >= 0) {
+        return NSC_OK; // in a branch not taken
+    }
+    if (s->state != NSCI_NODE_DONE || !s->value[0]) {
+        char what[512];
+        nsci_node_describe(g, s->id, what, sizeof what);
+        return nsci_fail(NSC_ERR_STATE,
+                         "the replacement value of %s was not computed when "
+                         "its point fired",
+                         what);
+    }
+    if (!*fresh) {
+        nsc_tensor *copy = nsc_clone(*cur);
+        if (!copy) {
+            return nsc_last_status();
+        }
+        if (*cur != given) {
+            nsc_free(*cur);
+        }
+        *cur = copy;
+        *fresh = true;
+    }
+    nsc_tensor *rows = invoke_rows(g, p, s->invoke, *cur);
+    nsc_status status = rows ? nsc_copy_(rows, s->value[0]) : nsc_last_status();
+    nsc_free(rows);
+    drop_values(g, s);
+    return status;
+}
+
+// Fires point p on its full value *cur (given by the model, or the caller's
+// own): reads get their invoke's rows and replacements apply, in creation
+// order, so that a read made after a replacement sees it (NNSIGHT.md §1).
+// The nodes that can run before a replacement applies run first.
+static nsc_status fire_point(nsci_graph *g, nsci_point *p, nsc_tensor **cur, nsc_tensor *given) {
+    int32_t here = (int32_t)(p - g->points);
+    bool fresh = false;
     for (int i = 0; i < p->n_nodes; i++) {
         nsci_gnode *n = &g->nodes[p->nodes[i]];
+        bool replaces = (n->protocol == NSCI_PROTO_swap || n->protocol == NSCI_PROTO_skip) &&
+                        n->point == here; // skips are listed on their input point too
+        if (replaces) {
+            nsc_status status = nsci_run_ready(g);
+            if (status == NSC_OK) {
+                status = apply_swap(g, p, n, cur, given, &fresh);
+            }
+            if (status != NSC_OK) {
+                return status;
+            }
+            continue;
+        }
         if (n->protocol != NSCI_PROTO_intervention) {
             continue;
         }
-        nsc_tensor *rows = invoke_rows(g, p, n->invoke, full);
+        nsc_tensor *rows = invoke_rows(g, p, n->invoke, *cur);
         if (!rows) {
             return nsc_last_status();
         }
+        fresh = false;
         nsci_node_deliver(g, n->id, 0, rows);
         if (n->remaining == 0 && !nsci_keep_value(g, n)) {
             drop_values(g, n);
         }
         if (nsci_wake_consumers(g, n) != NSC_OK) {
             return NSC_ERR_OOM;
-        }
-    }
-    return NSC_OK;
-}
-
-// The point's value with every swap's rows replaced, or NULL when none.
-static nsc_status apply_swaps(nsci_graph *g, nsci_point *p, nsc_tensor *full,
-                              nsc_tensor **replacement) {
-    *replacement = NULL;
-    for (int i = 0; i < p->n_nodes; i++) {
-        nsci_gnode *s = &g->nodes[p->nodes[i]];
-        if ((s->protocol != NSCI_PROTO_swap && s->protocol != NSCI_PROTO_skip) ||
-            s->point != (int32_t)(p - g->points)) {
-            continue; // skips are listed on their input point too: they act at the output
-        }
-        if (s->state != NSCI_NODE_DONE || !s->value[0]) {
-            char what[512];
-            nsci_node_describe(g, s->id, what, sizeof what);
-            return nsci_fail(NSC_ERR_STATE, "the replacement value of %s was not computed when "
-                                            "its point fired",
-                             what);
-        }
-        if (!*replacement && !(*replacement = nsc_clone(full))) {
-            return nsc_last_status();
-        }
-        nsc_tensor *rows = invoke_rows(g, p, s->invoke, *replacement);
-        nsc_status status = rows ? nsc_copy_(rows, s->value[0]) : nsc_last_status();
-        nsc_free(rows);
-        drop_values(g, s);
-        if (status != NSC_OK) {
-            return status;
         }
     }
     return NSC_OK;
@@ -296,11 +327,11 @@ static nsc_status try_skip(nsci_graph *g, nsci_point *p) {
     return NSC_OK;
 }
 
+// A stop at p acts when its node ran: not gated, or its branch was taken.
 static bool stops_here(nsci_graph *g, const nsci_point *p) {
     for (int i = 0; i < p->n_nodes; i++) {
         nsci_gnode *n = &g->nodes[p->nodes[i]];
-        if (n->protocol == NSCI_PROTO_early_stop) {
-            n->state = NSCI_NODE_DONE;
+        if (n->protocol == NSCI_PROTO_early_stop && n->state == NSCI_NODE_DONE) {
             return true;
         }
     }
@@ -312,36 +343,35 @@ static bool fires(const nsci_point *p, nsc_module *m, nsc_hook_kind kind, int64_
            (p->call_index == call_index || p->call_index == NSC_EVERY_CALL);
 }
 
-// Delivers each point's value (made part of the tape first in gradient
-// traces, the model then going on with that value) to its reads.
-static nsc_status deliver_reads(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
-                                int64_t call_index, int n_values, nsc_tensor *const *values,
-                                nsc_tensor **cur, nsc_tensor **replace) {
+// Fires each point of this hook call: cur[k] is made part of the tape first
+// in gradient traces, then becomes what the model goes on with.
+static nsc_status fire_points(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int64_t call_index,
+                              int n_values, nsc_tensor *const *values, nsc_tensor **cur) {
     for (int i = 0; i < g->n_points; i++) {
         nsci_point *p = &g->points[i];
         if (!fires(p, m, kind, call_index) || p->index >= n_values || !cur[p->index]) {
             continue;
         }
-        if (p->call_index == NSC_EVERY_CALL) {
-            nsci_body_reset(g, i); // the body runs afresh at each call
+        if (p->call_index == NSC_EVERY_CALL && nsci_body_reset(g, i) != NSC_OK) {
+            return NSC_ERR_OOM; // the body runs afresh at each call
         }
+        nsc_tensor *before = cur[p->index];
         if (g->needs_grad && nsci_grad_track_point(g, p, &cur[p->index]) != NSC_OK) {
             return nsc_last_status();
         }
-        if (cur[p->index] != values[p->index] && !replace[p->index]) {
-            replace[p->index] = nsc_retain(cur[p->index]);
+        if (before != values[p->index] && before != cur[p->index]) {
+            nsc_free(before); // an earlier point's replacement, now tracked anew
         }
-        if (deliver_point(g, p, cur[p->index]) != NSC_OK) {
+        if (fire_point(g, p, &cur[p->index], (nsc_tensor *)values[p->index]) != NSC_OK) {
             return nsc_last_status();
         }
     }
     return NSC_OK;
 }
 
-// Skips, replacements and stops at the points firing now.
-static nsc_status apply_writes(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
-                               int64_t call_index, int n_values, nsc_tensor **cur,
-                               nsc_tensor **replace, bool *stop) {
+// Skips (before the forward) and stops at the points firing now.
+static nsc_status apply_skips_and_stops(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
+                                        int64_t call_index, bool *stop) {
     nsc_status status = NSC_OK;
     for (int i = 0; i < g->n_points && status == NSC_OK; i++) {
         nsci_point *p = &g->points[i];
@@ -350,14 +380,6 @@ static nsc_status apply_writes(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
         }
         if (kind == NSC_HOOK_INPUT && p->index == 0) {
             status = try_skip(g, p);
-        }
-        if (status == NSC_OK && p->index < n_values && cur[p->index]) {
-            nsc_tensor *swapped = NULL;
-            status = apply_swaps(g, p, cur[p->index], &swapped);
-            if (swapped) {
-                nsc_free(replace[p->index]);
-                replace[p->index] = swapped;
-            }
         }
         *stop |= kind == NSC_HOOK_OUTPUT && stops_here(g, p);
     }
@@ -373,16 +395,17 @@ static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_ind
         cur[k] = values[k];
     }
     bool stop = false;
-    nsc_status status = deliver_reads(g, m, kind, call_index, n_values, values, cur, replace);
+    nsc_status status = fire_points(g, m, kind, call_index, n_values, values, cur);
     if (status == NSC_OK) {
         status = nsci_run_ready(g);
     }
     if (status == NSC_OK) {
-        status = apply_writes(g, m, kind, call_index, n_values, cur, replace, &stop);
+        status = apply_skips_and_stops(g, m, kind, call_index, &stop);
     }
     for (int k = 0; k < n_values; k++) {
-        if (cur[k] != values[k]) {
-            nsc_free(cur[k]); // the model holds its own reference through replace[k]
+        if (cur[k] != values[k]) { // the model goes on with it (replace takes our reference)
+            nsc_free(replace[k]);
+            replace[k] = cur[k];
         }
     }
     if (status == NSC_OK && stop) {
@@ -480,9 +503,9 @@ static void finish(nsci_graph *g) {
         if (n->state == NSCI_NODE_PENDING || n->state == NSCI_NODE_WAITING) {
             n->state = NSCI_NODE_SKIPPED;
         }
-        // Values a later session step reads stay until then; constants stay
-        // for the trace's next iteration.
-        if (!n->saved && n->last_bridge_step <= g->step && n->protocol != NSCI_PROTO_value) {
+        // Values a later session step (or a later trace of this one) reads
+        // stay until then; constants stay for the trace's next iteration.
+        if (!n->saved && !nsci_bridged_later(g, n) && n->protocol != NSCI_PROTO_value) {
             drop_values(g, n);
         }
     }
@@ -513,10 +536,10 @@ nsc_status nsci_trace_execute(nsc_trace *tr) {
     if (tr->state != NSCI_TRACE_BUILDING) {
         return refuse(tr);
     }
-    if (!tr->scan && (tr->n_points > 0 || tr->generate) && nsci_scan(tr) != NSC_OK) {
+    if ((tr->n_points > 0 || tr->generate) && nsci_scan_once(tr) != NSC_OK) {
         return nsc_last_status();
     }
-    if (!tr->session && nsci_apply_edits(tr) != NSC_OK) {
+    if (nsci_apply_edits(tr) != NSC_OK) { // a trace that read no hook point
         return nsc_last_status();
     }
     if (tr->state == NSCI_TRACE_FAILED) {

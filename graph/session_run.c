@@ -6,7 +6,8 @@
 
 #include "graph/graph_impl.h"
 
-// Marks, for every value read through a bridge, the last step reading it.
+// Marks, for every value read through a bridge, the last step reading it
+// and the last trace of that step (traces of one iterator share a step).
 static void plan_bridges(nsc_session *s) {
     for (int t = 0; t < s->n_traces; t++) {
         nsc_trace *tr = s->traces[t];
@@ -16,7 +17,12 @@ static void plan_bridges(nsc_session *s) {
             }
             const nsci_bridge_payload *p = tr->nodes[i].payload;
             nsci_gnode *src = &p->source->nodes[p->node];
-            src->last_bridge_step = NSCI_MAX(src->last_bridge_step, tr->step);
+            if (tr->step > src->last_bridge_step) {
+                src->last_bridge_step = tr->step;
+                src->last_bridge_order = tr->order;
+            } else if (tr->step == src->last_bridge_step) {
+                src->last_bridge_order = NSCI_MAX(src->last_bridge_order, tr->order);
+            }
         }
     }
 }
@@ -28,10 +34,7 @@ static void release_bridged(nsc_session *s, int k) {
         for (int32_t i = 0; i < tr->n_nodes; i++) {
             nsci_gnode *n = &tr->nodes[i];
             if (n->last_bridge_step == k && !n->saved) {
-                for (int o = 0; o < NSCI_MAX_OUTPUTS; o++) {
-                    nsc_free(n->value[o]);
-                    n->value[o] = NULL;
-                }
+                nsci_node_drop_values(tr, n);
             }
         }
     }

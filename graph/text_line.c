@@ -389,7 +389,12 @@ static nsc_status read_cache(nsci_text_line *c, nsci_text_label *e) {
         return NSC_ERR_FORMAT;
     }
     (void)e;
-    return nsc_trace_cache(c->tr, inv, pattern, inputs) < 0 ? nsc_last_status() : NSC_OK;
+    int64_t matched = nsc_trace_cache(c->tr, inv, pattern, inputs);
+    if (matched == 0) { // a line names a module the writer cached: this model lacks it
+        return FAIL(c, nsci_json_get(c->v, "module"),
+                    "\"module\": \"%s\" matches no module this model calls", pattern);
+    }
+    return matched < 0 ? nsc_last_status() : NSC_OK;
 }
 
 // --- the table ---

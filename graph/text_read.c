@@ -197,6 +197,10 @@ static nsc_module *model_of(nsci_text_reader *r, const nsci_json *v) {
 }
 
 static nsc_status add_trace(nsci_text_reader *r, nsc_trace *tr) {
+    // The text is the whole graph: the nodes of the persistent edits of the
+    // model it was written from are in it, and the reading model's are not
+    // added (docs/GRAPH_TEXT.md).
+    tr->edits_applied = true;
     nsci_text_labels *grown = nsci_realloc(r->traces, (size_t)(r->n_traces + 1) * sizeof *grown);
     nsc_trace **list =
         grown ? nsci_realloc(r->graph->traces, (size_t)(r->n_traces + 1) * sizeof *list) : NULL;

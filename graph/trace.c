@@ -212,7 +212,7 @@ nsc_status nsc_trace_check(nsc_trace *tr) {
     if (tr->state == NSCI_TRACE_FAILED) {
         return nsci_fail(tr->first_status, "%s", tr->first_error);
     }
-    if (!tr->scan && tr->n_invokes > 0 && nsci_scan(tr) != NSC_OK) {
+    if (tr->n_invokes > 0 && nsci_scan_once(tr) != NSC_OK) {
         return nsci_graph_fail(tr, -1, nsc_last_status());
     }
     return NSC_OK;

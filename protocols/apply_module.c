@@ -16,12 +16,14 @@ static void apply_payload_free(void *payload) {
 
 static nsc_status apply_execute(nsci_graph *g, nsci_gnode *n) {
     const apply_payload *p = n->payload;
+    nsci_arg args[NSCI_MAX_MODULE_INPUTS];
     nsc_tensor *in[NSCI_MAX_MODULE_INPUTS];
-    for (int i = 0; i < n->n_args; i++) {
-        in[i] = nsci_arg_value(g, n->args[i]);
+    int n_in = nsci_value_args(n, args, NSCI_MAX_MODULE_INPUTS);
+    for (int i = 0; i < n_in; i++) {
+        in[i] = nsci_arg_value(g, args[i]);
     }
-    nsc_tensor *out = p->fire_hooks ? nsc_module_call(p->module, n->n_args, in)
-                                    : nsc_module_forward(p->module, n->n_args, in);
+    nsc_tensor *out = p->fire_hooks ? nsc_module_call(p->module, n_in, in)
+                                    : nsc_module_forward(p->module, n_in, in);
     if (!out) {
         return nsc_last_status();
     }
@@ -151,13 +153,15 @@ nsc_tensor *nsc_trace_apply(nsc_trace *tr, const char *path, nsc_tensor *x) {
 
 static nsc_status apply_module_compile(nsci_graph *g, nsci_gnode *n) {
     const apply_payload *p = n->payload;
+    nsci_arg args[NSCI_MAX_MODULE_INPUTS];
     nsc_tensor *xs[NSCI_MAX_MODULE_INPUTS];
-    for (int i = 0; i < n->n_args; i++) {
-        nsci_gnode *src = &g->nodes[n->args[i].node];
-        xs[i] = src->proxy[n->args[i].output] ? src->proxy[n->args[i].output]
-                                              : src->value[n->args[i].output];
+    int n_in = nsci_value_args(n, args, NSCI_MAX_MODULE_INPUTS);
+    for (int i = 0; i < n_in; i++) {
+        nsci_gnode *src = &g->nodes[args[i].node];
+        xs[i] =
+            src->proxy[args[i].output] ? src->proxy[args[i].output] : src->value[args[i].output];
     }
-    nsc_tensor *meta = validate(p->module, n->n_args, xs);
+    nsc_tensor *meta = validate(p->module, n_in, xs);
     if (!meta) {
         return nsc_last_status();
     }

@@ -1,7 +1,8 @@
 // EarlyStop: end the model's forward right after a hook point (stop). The
 // hook returns NSC_STOPPED, which every module passes up; the run treats it
-// as the end of the pass, not an error. (In sessions and iterators the same
-// node kind leaves the loop: exit.)
+// as the end of the pass, not an error. Inside a conditional block it stops
+// only when its branch is taken, so its condition must exist by then. (In
+// sessions and iterators the same node kind leaves the loop: exit.)
 #include "graph/graph_impl.h"
 
 static nsc_status early_stop_execute(nsci_graph *g, nsci_gnode *n) {
@@ -24,8 +25,7 @@ nsc_status nsc_trace_stop(nsc_trace *tr, const char *path, int64_t call_index) {
     if (id < 0 || nsci_point_add_node(tr, point, id) != NSC_OK) {
         return nsci_graph_fail(tr, -1, nsc_last_status());
     }
-    tr->nodes[id].ready_seq = tr->points[point].seq;
-    return NSC_OK;
+    return nsci_order_node(tr, id) == NSC_OK ? NSC_OK : nsci_graph_fail(tr, id, nsc_last_status());
 }
 
 const nsci_protocol nsci_protocol_early_stop = {

@@ -58,11 +58,13 @@ static nsc_status function_execute(nsci_graph *g, nsci_gnode *n) {
         return nsci_fail(NSC_ERR_STATE, "function %s is no longer registered",
                          (const char *)n->payload);
     }
+    nsci_arg args[64];
     nsc_tensor *in[64];
-    for (int i = 0; i < n->n_args && i < 64; i++) {
-        in[i] = nsci_arg_value(g, n->args[i]);
+    int n_in = nsci_value_args(n, args, 64);
+    for (int i = 0; i < n_in; i++) {
+        in[i] = nsci_arg_value(g, args[i]);
     }
-    nsc_tensor *out = r->fn(n->n_args, in, r->ctx);
+    nsc_tensor *out = r->fn(n_in, in, r->ctx);
     if (!out) {
         if (nsc_last_status() == NSC_OK) {
             nsci_fail(NSC_ERR_STATE, "function %s returned NULL", r->name);
@@ -159,13 +161,15 @@ static nsc_status function_compile(nsci_graph *g, nsci_gnode *n) {
     if (!r) {
         return nsci_fail(NSC_ERR_STATE, "function %s is not registered", (const char *)n->payload);
     }
+    nsci_arg args[64];
     nsc_tensor *xs[64];
-    for (int i = 0; i < n->n_args && i < 64; i++) {
-        nsci_gnode *src = &g->nodes[n->args[i].node];
-        xs[i] = src->proxy[n->args[i].output] ? src->proxy[n->args[i].output]
-                                              : src->value[n->args[i].output];
+    int n_in = nsci_value_args(n, args, 64);
+    for (int i = 0; i < n_in; i++) {
+        nsci_gnode *src = &g->nodes[args[i].node];
+        xs[i] =
+            src->proxy[args[i].output] ? src->proxy[args[i].output] : src->value[args[i].output];
     }
-    nsc_tensor *meta = validate(r, n->n_args, xs);
+    nsc_tensor *meta = validate(r, n_in, xs);
     if (!meta) {
         return nsc_last_status();
     }

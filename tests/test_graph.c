@@ -122,7 +122,8 @@ Test(graph, replacements_belong_to_their_point) {
     cr_expect(nsc_allclose(got, want, 1e-6, 1e-6, false), "%s", nsc_last_error());
     double orig_sum = nsct_sum(vo);
     cr_expect_neq(orig_sum, 8.0, "the earlier read saw the original");
-    cr_expect(nsc_allclose(vl, vo, 0, 0, false), "a read node gets the point's original value");
+    cr_expect(nsc_allclose(vl, ones_row, 0, 0, false),
+              "a read made after the replacement sees it (NNSIGHT.md §1)");
     nsc_tensor *all[] = { ones, ones_row, h1, want, got, vo, vl, x };
     for (int i = 0; i < 8; i++) {
         nsc_free(all[i]);

@@ -138,7 +138,7 @@ void nsc_trace_set_log(nsc_trace *tr, FILE *stream);
 
 // Saves the output (and input 0 when inputs) of the first call of every
 // module whose path matches pattern, per dot-separated segment with shell
-// wildcards ("transformer.h.*.attn"; "*" alone matches every module).
+// wildcards ("transformer.h.*.attn"; "*" alone matches every module, "" the root).
 // Returns the number of modules matched, or -1 with an error.
 int64_t nsc_trace_cache(nsc_trace *tr, nsc_invoke *inv, const char *pattern, bool inputs);
 // After the run: the cached value of path for inv (kind OUTPUT or INPUT), a
@@ -153,10 +153,13 @@ nsc_status nsc_trace_check(nsc_trace *tr);
 
 // --- persistent edits (nnsight's model.edit()) ---
 
-// Adds interventions to every invoke of every later trace of model: fn is
-// called for each invoke when a trace runs, and builds its nodes as user
-// code would. Kept in the model's graph slot until cleared. ctx_free (may be
-// NULL) is called on ctx when the edit is cleared or the model freed.
+// Adds interventions to every invoke of every later trace of model (plain,
+// session and iterator traces): fn is called for each invoke at the trace's
+// first hook-point access (or at its run, if it reads none) and builds its
+// nodes as user code would, before the user's, so the user's reads see the
+// edited model. A graph read from text gets no edits added. Kept in the
+// model's graph slot until cleared. ctx_free (may be NULL) is called on ctx
+// when the edit is cleared or the model freed.
 typedef nsc_status (*nsc_edit_fn)(nsc_trace *tr, nsc_invoke *inv, void *ctx);
 nsc_status nsc_model_edit(nsc_module *model, nsc_edit_fn fn, void *ctx,
                           void (*ctx_free)(void *ctx));
