@@ -26,12 +26,13 @@ typedef struct nsci_grad_slot {
     nsc_tensor *grad;  // accumulated gradient (leaves, retained non-leaves)
     bool retain_grad;  // non-leaf asked to keep .grad
     bool is_leaf;      // gradients accumulate here during backward
+    uint8_t device;    // the tensor's (a gradient from elsewhere is refused)
     int n_hooks, cap_hooks;
     nsci_hook *hooks;
     int running_hooks; // >0 while hooks run: removal only marks
 } nsci_grad_slot;
 
-nsci_grad_slot *nsci_slot_new(bool is_leaf);
+nsci_grad_slot *nsci_slot_new(bool is_leaf, nsc_device device);
 nsci_grad_slot *nsci_slot_retain(nsci_grad_slot *slot);
 void nsci_slot_release(nsci_grad_slot *slot);
 // Runs the slot's hooks on *grad in order; a replacement takes its place
@@ -87,7 +88,7 @@ struct nsci_node {
 nsci_node *nsci_node_new(nsci_node_kind kind, int n_in);
 nsci_node *nsci_node_retain(nsci_node *node);
 void nsci_node_release(nsci_node *node);
-// Frees saved tensors and edges after a backward without retain_graph.
+// Frees saved tensors after a backward without retain_graph (edges stay).
 void nsci_node_release_saved(nsci_node *node);
 // Name for messages: the op's name, "view_of_base" or "copy_slices(<op>)".
 const char *nsci_node_name(const nsci_node *node);
@@ -95,6 +96,9 @@ const char *nsci_node_name(const nsci_node *node);
 // Runs the node's backward: grad_out[n_out] in (zeros or NULL where nothing
 // flowed), grad_in[n_in] out (new references, NULL for no gradient).
 nsc_status nsci_node_backward(nsci_node *node, nsc_tensor **grad_out, nsc_tensor **grad_in);
+// on_stack (16 slots, zeroed) when n fits, else a zeroed array the caller
+// frees with nsci_free; NULL with an error on OOM.
+nsc_tensor **nsci_grad_array(nsc_tensor **on_stack, int n);
 
 // --- per-tensor state ---
 

@@ -186,6 +186,16 @@ static bool same_geometry(const nsc_tensor *a, const nsc_tensor *b) {
 // written in place) is replaced by the sum instead.
 static nsc_status accumulate_grad(nsci_grad_slot *slot, nsc_tensor **grad, bool may_take) {
     nsc_tensor *g = *grad;
+    if (g->device != slot->device) { // a loss computed from META (shape-only) tensors
+        char a[160];
+        return nsci_fail(NSC_ERR_DEVICE, "backward: a gradient %s on %s reached a tensor on %s%s",
+                         nsci_shape_str(a, sizeof a, g->ndim, g->shape),
+                         nsc_device_name((nsc_device)g->device),
+                         nsc_device_name((nsc_device)slot->device),
+                         g->device == NSC_META ? ": the loss was computed from META tensors, "
+                                                 "which have shapes only"
+                                               : "");
+    }
     if (slot->grad && same_geometry(slot->grad, g) && nsci_is_contiguous(slot->grad) &&
         !slot->grad->requires_grad) {
         return nsc_add_(slot->grad, g);
@@ -214,7 +224,11 @@ static nsc_status deliver_to_slot(nsci_grad_slot *slot, nsc_tensor **grad, bool 
 
 static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
     nsci_node *node = t->node;
-    nsc_tensor *grad_in[16] = { 0 };
+    nsc_tensor *on_stack[16] = { 0 };
+    nsc_tensor **grad_in = nsci_grad_array(on_stack, node->n_in);
+    if (!grad_in) {
+        return nsc_last_status();
+    }
     nsc_status status = NSC_OK;
     for (int k = 0; k < node->n_out && status == NSC_OK; k++) {
         if (!t->grads[k] && nsci_is_float(node->out_meta[k].dtype)) {
@@ -248,6 +262,9 @@ static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
                 heap_push(w, c);
             }
         }
+    }
+    if (grad_in != on_stack) {
+        nsci_free(grad_in);
     }
     if (status == NSC_OK && !retain_graph) {
         nsci_node_release_saved(node);
@@ -288,6 +305,14 @@ static nsc_status check_root(nsc_tensor *loss, nsc_tensor *grad) {
                          nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
                          nsci_shape_str(b, sizeof b, loss->ndim, loss->shape));
     }
+    if (grad && (grad->device != loss->device || !nsci_is_float((nsc_dtype)grad->dtype))) {
+        return nsci_fail(
+            NSC_ERR_DTYPE,
+            "backward: grad %s on %s for a loss %s on %s: expected "
+            "a float gradient on the loss's device",
+            nsc_dtype_name((nsc_dtype)grad->dtype), nsc_device_name((nsc_device)grad->device),
+            nsc_dtype_name((nsc_dtype)loss->dtype), nsc_device_name((nsc_device)loss->device));
+    }
     return NSC_OK;
 }
 
@@ -320,7 +345,11 @@ nsc_status nsc_backward(nsc_tensor *loss, nsc_tensor *grad, bool retain_graph) {
         return nsc_last_status();
     }
     bool was = nsc_set_grad_enabled(false);
-    nsc_tensor *g = grad ? nsc_retain(grad) : nsc_ones_like(loss);
+    // A gradient of another float dtype is cast to the loss's, as torch's
+    // engine casts each incoming gradient to its tensor's dtype.
+    nsc_tensor *g = !grad                        ? nsc_ones_like(loss)
+                    : grad->dtype == loss->dtype ? nsc_retain(grad)
+                                                 : nsc_to_dtype(grad, (nsc_dtype)loss->dtype);
     nsci_edge root;
     nsc_status status = g ? nsci_edge_of(loss, &root) : nsc_last_status();
     if (status == NSC_OK) {

@@ -47,20 +47,26 @@ void nsci_edge_clear(nsci_edge *edge) {
     memset(edge, 0, sizeof *edge);
 }
 
+// After a backward without retain_graph, as torch frees a node's saved
+// tensors: a node that saved some cannot run again; one that saved none
+// (a transpose, a view) still can, so a second backward through it works.
+// The edges stay: the graph lives as long as a tensor holds its grad_fn.
 void nsci_node_release_saved(nsci_node *node) {
+    bool saved = false;
     for (int i = 0; i < node->n_in; i++) {
+        saved = saved || node->saved_in[i];
         nsc_free(node->saved_in[i]);
         node->saved_in[i] = NULL;
-        nsci_edge_clear(&node->next[i]);
     }
     for (int k = 0; k < NSCI_MAX_OUTPUTS; k++) {
+        saved = saved || node->saved_out[k];
         nsc_free(node->saved_out[k]);
         node->saved_out[k] = NULL;
     }
     if (node->inner) {
         nsci_node_release_saved(node->inner);
     }
-    node->released = true;
+    node->released = node->released || saved;
 }
 
 void nsci_node_release(nsci_node *node) {
@@ -148,6 +154,10 @@ static nsc_tensor *conform(nsc_tensor *g, const nsci_meta *m) {
     return r;
 }
 
+nsc_tensor **nsci_grad_array(nsc_tensor **on_stack, int n) {
+    return n <= 16 ? on_stack : nsci_calloc((size_t)n, sizeof(nsc_tensor *));
+}
+
 static nsc_status op_backward(nsci_node *node, nsc_tensor **grad_out, nsc_tensor **grad_in) {
     if (node->released) {
         return nsci_fail(NSC_ERR_STATE,
@@ -176,10 +186,10 @@ static nsc_status op_backward(nsci_node *node, nsc_tensor **grad_out, nsc_tensor
         .out = node->saved_out,
         .needs_grad = node->needs_grad,
     };
-    nsc_tensor *raw[16] = { 0 };
-    if (node->n_in > 16) {
-        return nsci_fail(NSC_ERR_UNSUPPORTED, "backward of %s: more than 16 inputs",
-                         nsci_node_name(node));
+    nsc_tensor *on_stack[16] = { 0 };
+    nsc_tensor **raw = nsci_grad_array(on_stack, node->n_in);
+    if (!raw) {
+        return nsc_last_status();
     }
     nsc_status status = node->def->backward(&ctx, grad_out, raw);
     for (int i = 0; i < node->n_in; i++) {
@@ -190,6 +200,9 @@ static nsc_status op_backward(nsci_node *node, nsc_tensor **grad_out, nsc_tensor
             }
         }
         nsc_free(raw[i]);
+    }
+    if (raw != on_stack) {
+        nsci_free(raw);
     }
     if (status != NSC_OK) {
         nsci_error_context("backward of %s", nsci_node_name(node));
@@ -258,10 +271,13 @@ static nsc_status copy_slices_backward(nsci_node *node, nsc_tensor **grad_out,
     if (base_buffers(node->view, nsc_tensor_device(grad_out[0]), &flat, &as_base, &as_view)) {
         return nsc_last_status();
     }
-    nsc_tensor *inner_in[16] = { 0 };
+    nsc_tensor *on_stack[16] = { 0 };
     nsci_node *inner = node->inner;
-    nsc_status status = nsc_copy_(as_base, grad_out[0]);
-    if (status == NSC_OK && !(region = nsc_contiguous(as_view))) {
+    nsc_tensor **inner_in = nsci_grad_array(on_stack, inner->n_in);
+    nsc_status status = inner_in ? nsc_copy_(as_base, grad_out[0]) : nsc_last_status();
+    // A copy, never an alias: as_view is zeroed below while the inner
+    // backward's result (which may be region itself, for copy_) is alive.
+    if (status == NSC_OK && !(region = nsc_clone(as_view))) {
         status = nsc_last_status();
     }
     if (status == NSC_OK) {
@@ -270,11 +286,14 @@ static nsc_status copy_slices_backward(nsci_node *node, nsc_tensor **grad_out,
     if (status == NSC_OK) {
         status = inner_in[0] ? nsc_copy_(as_view, inner_in[0]) : nsc_zero_(as_view);
     }
-    for (int i = 0; i < inner->n_in; i++) {
+    for (int i = 0; inner_in && i < inner->n_in; i++) {
         if (status == NSC_OK && i > 0) {
             grad_in[i] = nsc_retain(inner_in[i]);
         }
         nsc_free(inner_in[i]);
+    }
+    if (inner_in != on_stack) {
+        nsci_free(inner_in);
     }
     grad_in[0] = status == NSC_OK && node->needs_grad[0] ? nsc_retain(as_base) : NULL;
     nsc_free(region);

@@ -7,9 +7,21 @@
 
 #include "autograd/autograd_impl.h"
 
-// Pre-write copy of an in-place op's destination whose backward needs the
-// old value (mul_): made by check, consumed by record in the same dispatch.
-static _Thread_local nsc_tensor *t_pre_write;
+// Pre-write copies of the inputs an in-place op saves for its backward: the
+// destination (mul_ needs its old value) and any other input sharing its
+// storage (y.mul_(y), a.mul_(b) with b a view of a), which the write is about
+// to change. Made by check, consumed by record in the same dispatch.
+enum {
+    PRE_WRITE_MAX = 32
+}; // save_inputs is a 32-bit mask
+static _Thread_local nsc_tensor *t_pre_write[PRE_WRITE_MAX];
+
+static void drop_pre_writes(void) {
+    for (int i = 0; i < PRE_WRITE_MAX; i++) {
+        nsc_free(t_pre_write[i]);
+        t_pre_write[i] = NULL;
+    }
+}
 
 static bool base_requires_grad(const nsc_tensor *t) {
     return t->base && t->base->requires_grad;
@@ -30,13 +42,20 @@ nsc_status nsci_autograd_check(nsci_call *c) {
                               "nsc_no_grad_begin(), or into a clone",
                               dst->base ? "a view of" : "");
     }
-    nsc_free(t_pre_write);
-    t_pre_write = NULL;
-    if ((c->def->save_inputs & 1u) && dst->requires_grad) {
+    drop_pre_writes();
+    // Called only for ops that will be recorded: even when dst itself needs
+    // no gradient (a.mul_(x) with x requiring grad), x's gradient needs a's
+    // old value.
+    for (int i = 0; i < c->n_in && i < PRE_WRITE_MAX; i++) {
+        bool written = i == 0 || (c->in[i]->storage && c->in[i]->storage == dst->storage);
+        if (!(c->def->save_inputs & (1u << i)) || !written) {
+            continue;
+        }
         bool was = nsc_set_grad_enabled(false);
-        t_pre_write = nsc_clone(dst);
+        t_pre_write[i] = nsc_clone(c->in[i]);
         nsc_set_grad_enabled(was);
-        if (!t_pre_write) {
+        if (!t_pre_write[i]) {
+            drop_pre_writes();
             return nsc_last_status();
         }
     }
@@ -88,10 +107,10 @@ static nsci_node *op_node(nsci_call *c) {
         if (!(def->save_inputs & (1u << i))) {
             continue;
         }
-        if (i == 0 && (def->flags & NSCI_OP_INPLACE) && t_pre_write) {
-            node->saved_in[0] = t_pre_write; // the value before the write
-            node->saved_in_version[0] = version_of(t_pre_write);
-            t_pre_write = NULL;
+        if ((def->flags & NSCI_OP_INPLACE) && i < PRE_WRITE_MAX && t_pre_write[i]) {
+            node->saved_in[i] = t_pre_write[i]; // the value before the write
+            node->saved_in_version[i] = version_of(t_pre_write[i]);
+            t_pre_write[i] = NULL;
         } else if (save(t, &node->saved_in[i], &node->saved_in_version[i]) != NSC_OK) {
             goto fail;
         }
@@ -231,12 +250,20 @@ static bool any_needs_grad(const nsci_node *node) {
 
 nsc_status nsci_autograd_record(nsci_call *c) {
     const nsci_op_def *def = c->def;
+    // Only the in-place op that made the pre-write copies may drop them: ops
+    // its kernel dispatches on the way (a clone of an overlapping input) are
+    // recorded in between.
+    bool inplace = (def->flags & NSCI_OP_INPLACE) != 0;
     if (!def->backward) {
-        nsc_free(t_pre_write);
-        t_pre_write = NULL;
+        if (inplace) {
+            drop_pre_writes();
+        }
         return NSC_OK; // no gradient flows through this op: outputs do not require grad
     }
     nsci_node *node = op_node(c);
+    if (inplace) {
+        drop_pre_writes(); // any the node did not take
+    }
     if (!node) {
         return nsc_last_status();
     }

@@ -32,11 +32,12 @@ void nsc_no_grad_end(void) {
 
 // --- grad slots ---
 
-nsci_grad_slot *nsci_slot_new(bool is_leaf) {
+nsci_grad_slot *nsci_slot_new(bool is_leaf, nsc_device device) {
     nsci_grad_slot *slot = nsci_calloc(1, sizeof *slot);
     if (slot) {
         atomic_init(&slot->refcount, 1);
         slot->is_leaf = is_leaf;
+        slot->device = (uint8_t)device;
     }
     return slot;
 }
@@ -62,6 +63,27 @@ void nsci_slot_release(nsci_grad_slot *slot) {
     nsci_free(slot);
 }
 
+// A hook may change a gradient's values, never its shape, dtype or device
+// (torch: "hook ... has changed the size of value").
+static nsc_status check_replacement(int64_t handle, const nsc_tensor *grad,
+                                    const nsc_tensor *replacement) {
+    if (replacement->ndim == grad->ndim && replacement->dtype == grad->dtype &&
+        replacement->device == grad->device &&
+        memcmp(replacement->shape, grad->shape, (size_t)grad->ndim * sizeof grad->shape[0]) == 0) {
+        return NSC_OK;
+    }
+    char a[160], b[160];
+    return nsci_fail(
+        NSC_ERR_SHAPE,
+        "gradient hook %lld returned a gradient %s %s on %s for one %s %s on %s: a "
+        "hook may change the values, not the shape, dtype or device",
+        (long long)handle, nsci_shape_str(a, sizeof a, replacement->ndim, replacement->shape),
+        nsc_dtype_name((nsc_dtype)replacement->dtype),
+        nsc_device_name((nsc_device)replacement->device),
+        nsci_shape_str(b, sizeof b, grad->ndim, grad->shape),
+        nsc_dtype_name((nsc_dtype)grad->dtype), nsc_device_name((nsc_device)grad->device));
+}
+
 nsc_status nsci_slot_run_hooks(nsci_grad_slot *slot, nsc_tensor **grad) {
     if (!slot || slot->n_hooks == 0) {
         return NSC_OK;
@@ -75,7 +97,15 @@ nsc_status nsci_slot_run_hooks(nsci_grad_slot *slot, nsc_tensor **grad) {
             continue;
         }
         nsc_tensor *replacement = NULL;
+        int64_t handle = h->handle;
+        nsc_clear_error(); // so that a status without a message can be told apart
         status = h->fn(*grad, &replacement, h->ctx); // h may dangle now: the array may grow
+        if (status != NSC_OK && nsc_last_status() == NSC_OK) {
+            nsci_fail(status, "gradient hook %lld returned %s", (long long)handle,
+                      nsc_status_name(status));
+        } else if (status == NSC_OK && replacement) {
+            status = check_replacement(handle, *grad, replacement);
+        }
         if (status == NSC_OK && replacement) {
             nsc_free(*grad);
             *grad = replacement;
@@ -96,7 +126,7 @@ struct nsci_autograd *nsci_autograd_of(nsc_tensor *t) {
         if (!ag) {
             return NULL;
         }
-        ag->slot = nsci_slot_new(true);
+        ag->slot = nsci_slot_new(true, (nsc_device)t->device);
         if (!ag->slot) {
             nsci_free(ag);
             return NULL;
@@ -117,7 +147,7 @@ void nsci_autograd_free(struct nsci_autograd *ag) {
 
 nsc_status nsci_set_history(nsc_tensor *t, nsci_node *node, int output_index) {
     struct nsci_autograd *ag = nsci_autograd_of(t);
-    nsci_grad_slot *slot = ag ? nsci_slot_new(false) : NULL;
+    nsci_grad_slot *slot = ag ? nsci_slot_new(false, (nsc_device)t->device) : NULL;
     if (!slot) {
         return nsc_last_status();
     }
@@ -195,6 +225,14 @@ nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad) {
         return nsci_fail(NSC_ERR_SHAPE, "set_grad: gradient %s for a tensor of shape %s",
                          nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
                          nsci_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    if (grad && (grad->dtype != t->dtype || grad->device != t->device)) {
+        return nsci_fail(
+            NSC_ERR_DTYPE,
+            "set_grad: gradient %s on %s for a tensor %s on %s: "
+            "expected the tensor's dtype and device",
+            nsc_dtype_name((nsc_dtype)grad->dtype), nsc_device_name((nsc_device)grad->device),
+            nsc_dtype_name((nsc_dtype)t->dtype), nsc_device_name((nsc_device)t->device));
     }
     struct nsci_autograd *ag = nsci_autograd_of(t);
     if (!ag) {

@@ -117,7 +117,7 @@ nsc_tensor *nsc_linspace(double start, double end, int64_t steps, nsc_dtype dtyp
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0.0;
     char *p = nsci_data_ptr(t);
     size_t elem = nsc_dtype_size(dtype);
-    int64_t half = steps / 2;
+    int64_t half = steps == 1 ? 1 : steps / 2; // one step is start, as in torch
     for (int64_t i = 0; i < steps; i++) {
         double v = i < half ? start + step * (double)i : end - step * (double)(steps - 1 - i);
         nsci_store(p + (size_t)i * elem, dtype, v);
@@ -128,6 +128,7 @@ nsc_tensor *nsc_linspace(double start, double end, int64_t steps, nsc_dtype dtyp
 nsc_tensor *nsc_eye(int64_t n, int64_t m, nsc_dtype dtype) {
     nsc_tensor *t = nsc_zeros(dtype, NSC_CPU, NSC_SHAPE(n, m));
     if (!t) {
+        nsci_error_prefix("eye(%lld, %lld)", (long long)n, (long long)m);
         return NULL;
     }
     char *p = nsci_data_ptr(t);

@@ -264,6 +264,12 @@ nsc_status nsci_dispatch(nsci_call *c) {
         }
         return status;
     }
+    if ((def->flags & NSCI_OP_INPLACE) && c->device == NSC_META && c->in[0]->device != NSC_META) {
+        return nsci_call_fail(c, NSC_ERR_DEVICE,
+                              "writes into a %s tensor from a META one: META "
+                              "tensors have shapes only, no values",
+                              nsc_device_name((nsc_device)c->in[0]->device));
+    }
     bool record = nsci_hook_table.record && any_requires_grad(c) && nsci_hook_table.grad_enabled();
     if (record && nsci_hook_table.check) {
         status = nsci_hook_table.check(c); // refusals before anything is written

@@ -404,6 +404,23 @@ nsc_status nsc_chunk(nsc_tensor *x, int chunks, int dim, int max_out, nsc_tensor
                          chunks, x->ndim);
     }
     int64_t size = x->shape[d];
-    int64_t split_size = NSCI_MAX((size + chunks - 1) / chunks, 1);
-    return nsc_split(x, split_size, dim, max_out, out, n_out);
+    if (size > 0 || !out || !n_out) {
+        int64_t split_size = NSCI_MAX((size + chunks - 1) / chunks, 1);
+        return nsc_split(x, split_size, dim, max_out, out, n_out);
+    }
+    // An empty dim gives `chunks` empty pieces (torch.chunk), where split gives one.
+    if (chunks > max_out) {
+        return nsci_fail(NSC_ERR_ARG, "chunk: %d pieces do not fit in %d outputs", chunks, max_out);
+    }
+    for (int i = 0; i < chunks; i++) {
+        if (!(out[i] = nsc_narrow(x, d, 0, 0))) {
+            for (int k = 0; k < i; k++) {
+                nsc_free(out[k]);
+                out[k] = NULL;
+            }
+            return nsc_last_status();
+        }
+    }
+    *n_out = chunks;
+    return NSC_OK;
 }

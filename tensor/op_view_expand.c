@@ -108,6 +108,13 @@ static const nsci_param_desc as_strided_desc[] = {
 static nsc_status as_strided_infer(nsci_call *c) {
     const as_strided_params *p = c->params;
     const nsc_tensor *x = c->in[0];
+    // torch differentiates as_strided; nsc has no rule, and a view that
+    // silently drops the input's gradient would be worse than a refusal.
+    if (x->requires_grad && nsci_hook_table.grad_enabled && nsci_hook_table.grad_enabled()) {
+        return nsci_call_fail(c, NSC_ERR_UNSUPPORTED,
+                              "the input requires grad and as_strided has no backward rule: "
+                              "use slice, select, expand and permute, or detach the input");
+    }
     if (p->ndim < 0 || p->ndim > NSC_MAX_DIMS || p->offset < 0) {
         return nsci_call_fail(c, NSC_ERR_ARG, "rank %d, offset %lld: bad geometry", p->ndim,
                               (long long)p->offset);

@@ -26,6 +26,11 @@ void nsct_optim_free_params(nsc_tensor **params);
 // (Criterion expectations naming what).
 void nsct_optim_expect_same(nsc_optim *a, nsc_optim *b, const char *what);
 
+// Gives t the .grad g although nsc_tensor_set_grad (like torch's .grad
+// setter) refuses another dtype or device: for testing the optimizer's own
+// check, which stays for gradients made behind the public API's back.
+void nsct_force_grad(nsc_tensor *t, nsc_tensor *g);
+
 // An update configuration: SGD or AdamW, its hyper-parameters and dtype.
 typedef struct nsct_optim_variant {
     const char *name;

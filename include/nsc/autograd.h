@@ -33,7 +33,8 @@ bool nsc_tensor_is_leaf(const nsc_tensor *t);
 nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t);
 
 // Replaces t's gradient with grad (retained; NULL clears it, as
-// optimizer.zero_grad(set_to_none=True)). grad must have t's shape.
+// optimizer.zero_grad(set_to_none=True)). grad must have t's shape, dtype
+// and device (torch's .grad setter refuses the others too).
 nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad);
 
 // Makes a non-leaf keep its gradient in .grad during backward (a no-op on leaves).
@@ -43,11 +44,16 @@ nsc_status nsc_retain_grad(nsc_tensor *t);
 
 // Back-propagates from loss through the recorded ops, accumulating into the
 // .grad of every leaf that requires grad (and of retained non-leaves).
-// grad: the gradient of loss (same shape), or NULL for a one-element loss
+// grad: the gradient of loss (same shape and device; another float dtype is
+// cast to loss's, as torch's engine does), or NULL for a one-element loss
 // (ones). Without retain_graph the saved tensors are freed on the way, and a
-// second backward through the same ops fails with NSC_ERR_STATE. A tensor
+// second backward through an op that saved some fails with NSC_ERR_STATE;
+// ops that saved none (views, transposes, sums) can run again. A tensor
 // saved for backward that was modified in place since fails the call naming
-// the op. Runs with grad mode off. loss and grad borrowed.
+// the op. An in-place op that reads what it writes (y.mul_(y), or a view of
+// its destination) saves the values from before the write. A gradient
+// reaching a tensor on another device (a loss computed from META tensors
+// into a CPU leaf) fails. Runs with grad mode off. loss and grad borrowed.
 nsc_status nsc_backward(nsc_tensor *loss, nsc_tensor *grad, bool retain_graph);
 
 // --- grad mode (per thread; on by default) ---
@@ -64,8 +70,11 @@ void nsc_no_grad_end(void);
 
 // Called with the gradient of the tensor it is registered on when backward
 // computes it. May write a new reference into *replacement to substitute the
-// gradient (same shape) for everything downstream, including .grad. A status
-// other than NSC_OK stops the backward with that error. grad is borrowed.
+// gradient for everything downstream, including .grad; the replacement must
+// keep the gradient's shape, dtype and device (else NSC_ERR_SHAPE naming the
+// hook, as torch's "hook has changed the size of value"). A status other
+// than NSC_OK stops the backward with that status, and with "gradient hook N
+// returned ..." when the hook recorded no message. grad is borrowed.
 typedef nsc_status (*nsc_grad_hook_fn)(nsc_tensor *grad, nsc_tensor **replacement, void *ctx);
 
 // Registers fn on t (which must require grad). Hooks run in registration

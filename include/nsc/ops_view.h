@@ -39,7 +39,9 @@ nsc_tensor *nsc_squeeze(nsc_tensor *x, int dim);
 nsc_tensor *nsc_unsqueeze(nsc_tensor *x, int dim);
 // Merges dims start_dim..end_dim (inclusive; negative allowed); a view when possible.
 nsc_tensor *nsc_flatten(nsc_tensor *x, int start_dim, int end_dim);
-// Raw view of x's storage (torch.as_strided); offset in elements from the storage start.
+// Raw view of x's storage (torch.as_strided); offset in elements from the
+// storage start. Not differentiable in nsc: refused (NSC_ERR_UNSUPPORTED)
+// when x requires grad and grad mode is on.
 nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const int64_t *stride,
                            int64_t offset);
 
@@ -48,7 +50,8 @@ nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const 
 // *n_out; fails (writing nothing) if more pieces than max_out would result.
 nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, nsc_tensor **out,
                      int *n_out);
-// Splits x into `chunks` near-equal views along dim (torch.chunk).
+// Splits x into `chunks` near-equal views along dim (torch.chunk); an empty
+// dim gives `chunks` empty views.
 nsc_status nsc_chunk(nsc_tensor *x, int chunks, int dim, int max_out, nsc_tensor **out,
                      int *n_out);
 

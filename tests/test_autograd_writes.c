@@ -1,0 +1,259 @@
+// Gradients through in-place writes, hooks and backward's arguments, each
+// against torch's answer (torch 2.15, written next to each expectation):
+// slice assignment, a write that reads its own destination, a written
+// destination that needs no gradient, hook errors and replacements, the
+// root gradient's dtype, many inputs, a second backward, META tensors.
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/harness.h"
+
+static nsc_tensor *vec(const double *v, int64_t n, bool grad) {
+    nsc_tensor *t = nsc_from_data(NSC_F64, NSC_SHAPE(n), v);
+    cr_assert(t && (!grad || nsc_requires_grad_(t, true) == NSC_OK), "%s", nsc_last_error());
+    return t;
+}
+
+static void expect_values(nsc_tensor *t, const double *want, int64_t n, const char *what) {
+    cr_assert(t, "%s: no tensor (%s)", what, nsc_last_error());
+    cr_assert_eq(nsc_tensor_numel(t), n, "%s", what);
+    double got[16];
+    cr_assert_eq(nsc_tensor_copy_to(t, NSC_F64, got, (size_t)n * sizeof *got), NSC_OK);
+    for (int64_t i = 0; i < n; i++) {
+        cr_expect_float_eq(got[i], want[i], 1e-12, "%s[%lld]: %g, want %g", what, (long long)i,
+                           got[i], want[i]);
+    }
+}
+
+static void backward_sum(nsc_tensor *t) {
+    nsc_tensor *s = nsc_sum_all(t);
+    cr_assert_eq(nsc_backward(s, NULL, false), NSC_OK, "%s", nsc_last_error());
+    nsc_free(s);
+}
+
+// y = 3x; y[1:3] = x2 (a contiguous slice: the copy's gradient region was
+// an alias of memory the backward zeroes).
+Test(autograd_writes, slice_assignment_passes_the_sources_gradient) {
+    nsc_tensor *x = vec((double[]){ 1, 2, 3 }, 3, true);
+    nsc_tensor *x2 = vec((double[]){ 1, 2 }, 2, true);
+    nsc_tensor *y = nsc_mul_scalar(x, 3.0);
+    nsc_tensor *slice = nsc_slice(y, 0, 1, 3, 1);
+    cr_assert_eq(nsc_copy_(slice, x2), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *sq = nsc_mul(y, y); // y = [3, 1, 2]
+    backward_sum(sq);
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 18, 0, 0 }, 3, "x.grad"); // torch: 18 0 0
+    expect_values(nsc_tensor_get_grad(x2), (double[]){ 2, 4 }, 2, "x2.grad");   // torch: 2 4
+    nsc_tensor *all[] = { x, x2, y, slice, sq };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+// The write changes an input its backward reads: y.mul_(y), and a.mul_(b)
+// with a and b overlapping views of y. torch refuses both with a version
+// error; nsc keeps the value each read before the write, so the gradient
+// is the one torch gives for the same computation on a clone.
+Test(autograd_writes, a_write_reading_its_own_destination_differentiates_the_old_values) {
+    nsc_tensor *x = vec((double[]){ 1, 2, 3 }, 3, true);
+    nsc_tensor *y = nsc_mul_scalar(x, 1.0);
+    cr_assert_eq(nsc_mul_(y, y), NSC_OK, "%s", nsc_last_error());
+    backward_sum(y);
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 2, 4, 6 }, 3, "x.grad of sum(x*x)");
+    nsc_free(y);
+    nsc_free(x);
+
+    x = vec((double[]){ 1, 2, 3 }, 3, true);
+    y = nsc_mul_scalar(x, 1.0);
+    nsc_tensor *a = nsc_slice(y, 0, 0, 2, 1), *b = nsc_slice(y, 0, 1, 3, 1);
+    cr_assert_eq(nsc_mul_(a, b), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *w = vec((double[]){ 1, 10, 100 }, 3, false);
+    nsc_tensor *weighted = nsc_mul(y, w);
+    backward_sum(weighted);
+    // torch, with b.clone(): 2 31 120
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 2, 31, 120 }, 3, "x.grad (views)");
+    nsc_tensor *all[] = { x, y, a, b, w, weighted };
+    for (int i = 0; i < 6; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+Test(autograd_writes, a_destination_without_grad_keeps_its_old_value_for_the_source) {
+    nsc_tensor *a = vec((double[]){ 1, 2, 3 }, 3, false);
+    nsc_tensor *x = vec((double[]){ 4, 5, 6 }, 3, true);
+    cr_assert_eq(nsc_mul_(a, x), NSC_OK, "%s", nsc_last_error());
+    backward_sum(a);
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 1, 2, 3 }, 3, "x.grad"); // torch: 1 2 3
+    nsc_tensor *b = vec((double[]){ 1, 2, 3 }, 3, false);
+    nsc_tensor *x2 = vec((double[]){ 4, 5 }, 2, true);
+    nsc_tensor *tail = nsc_slice(b, 0, 1, 3, 1);
+    cr_assert_eq(nsc_mul_(tail, x2), NSC_OK, "%s", nsc_last_error());
+    backward_sum(b);
+    expect_values(nsc_tensor_get_grad(x2), (double[]){ 2, 3 }, 2, "x2.grad"); // torch: 2 3
+    nsc_tensor *all[] = { a, x, b, x2, tail };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+static nsc_status failing_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    (void)grad, (void)replacement, (void)ctx;
+    return NSC_ERR_STATE; // no message recorded: backward must name the hook
+}
+
+static nsc_status resizing_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    (void)grad;
+    *replacement = *(int *)ctx ? nsc_ones(NSC_F64, NSC_CPU, NSC_SHAPE(5))
+                               : nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(3));
+    return NSC_OK;
+}
+
+Test(autograd_writes, hook_errors_and_replacements_of_another_kind_stop_the_backward) {
+    nsc_tensor *x = vec((double[]){ 1, 2, 3 }, 3, true);
+    cr_assert(nsc_tensor_register_hook(x, failing_hook, NULL, NULL) > 0);
+    nsc_tensor *y = nsc_mul_scalar(x, 2.0);
+    nsc_tensor *s = nsc_sum_all(y);
+    cr_expect_eq(nsc_backward(s, NULL, false), NSC_ERR_STATE, "the hook's status");
+    cr_expect(strstr(nsc_last_error(), "gradient hook 1 returned NSC_ERR_STATE"), "%s",
+              nsc_last_error());
+    cr_expect_null(nsc_tensor_get_grad(x), "no gradient delivered");
+    nsc_free(s);
+    nsc_free(y);
+    nsc_free(x);
+    for (int wrong_shape = 0; wrong_shape < 2; wrong_shape++) {
+        x = vec((double[]){ 1, 2, 3 }, 3, true);
+        cr_assert(nsc_tensor_register_hook(x, resizing_hook, &wrong_shape, NULL) > 0);
+        y = nsc_mul_scalar(x, 2.0);
+        s = nsc_sum_all(y);
+        cr_expect_eq(nsc_backward(s, NULL, false), NSC_ERR_SHAPE);
+        cr_expect(strstr(nsc_last_error(), wrong_shape ? "returned a gradient [5] f64 on cpu for "
+                                                         "one [3] f64 on cpu"
+                                                       : "returned a gradient [3] f32 on cpu"),
+                  "%s", nsc_last_error());
+        cr_expect_null(nsc_tensor_get_grad(x));
+        nsc_free(s);
+        nsc_free(y);
+        nsc_free(x);
+    }
+}
+
+Test(autograd_writes, the_root_gradient_takes_the_losss_dtype_and_set_grad_checks_it) {
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(3));
+    cr_assert_eq(nsc_requires_grad_(x, true), NSC_OK);
+    nsc_tensor *y = nsc_mul_scalar(x, 2.0);
+    nsc_tensor *g = nsc_full(NSC_F64, NSC_CPU, NSC_SHAPE(3), 0.5);
+    cr_assert_eq(nsc_backward(y, g, false), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *grad = nsc_tensor_get_grad(x);
+    cr_expect_eq(nsc_tensor_dtype(grad), NSC_F32, "cast as torch's engine casts");
+    expect_values(grad, (double[]){ 1, 1, 1 }, 3, "x.grad");
+    cr_expect_eq(nsc_tensor_set_grad(x, g), NSC_ERR_DTYPE,
+                 "torch: assigned grad has data of a "
+                 "different type");
+    cr_expect_eq(nsc_tensor_dtype(nsc_tensor_get_grad(x)), NSC_F32, "unchanged");
+    nsc_tensor *ids = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(3));
+    nsc_tensor *y2 = nsc_mul_scalar(x, 2.0);
+    cr_expect_eq(nsc_backward(y2, ids, false), NSC_ERR_DTYPE, "an integer gradient");
+    nsc_tensor *all[] = { x, y, g, ids, y2 };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+Test(autograd_writes, cat_of_twenty_inputs_and_a_second_backward_through_a_view) {
+    nsc_tensor *xs[20];
+    for (int i = 0; i < 20; i++) {
+        xs[i] = vec((double[]){ i, -i }, 2, true);
+    }
+    nsc_tensor *cat = nsc_cat(20, xs, 0);
+    nsc_tensor *sq = nsc_mul(cat, cat);
+    backward_sum(sq);
+    for (int i = 0; i < 20; i++) {
+        expect_values(nsc_tensor_get_grad(xs[i]), (double[]){ 2.0 * i, -2.0 * i }, 2, "xs.grad");
+        nsc_free(xs[i]);
+    }
+    nsc_free(cat);
+    nsc_free(sq);
+    // wt made once, used by two backwards (a training loop's hoisted view):
+    // the transpose saved nothing, so the second one runs through it.
+    nsc_tensor *w = nsc_ones(NSC_F64, NSC_CPU, NSC_SHAPE(3, 2));
+    cr_assert_eq(nsc_requires_grad_(w, true), NSC_OK);
+    nsc_tensor *wt = nsc_transpose(w, 0, 1);
+    nsc_tensor *x = nsc_ones(NSC_F64, NSC_CPU, NSC_SHAPE(4, 3));
+    nsc_tensor *loss = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        nsc_tensor *back = nsc_transpose(wt, 0, 1);
+        nsc_tensor *out = nsc_matmul(x, back);
+        nsc_free(loss);
+        loss = nsc_sum_all(out);
+        cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "pass %d: %s", pass,
+                     nsc_last_error());
+        nsc_free(back);
+        nsc_free(out);
+    }
+    expect_values(nsc_tensor_get_grad(w), (double[]){ 8, 8, 8, 8, 8, 8 }, 6, "w.grad"); // torch
+    // The matmul saved its inputs: running it again is refused, as in torch.
+    cr_expect_eq(nsc_backward(loss, NULL, false), NSC_ERR_STATE);
+    cr_expect(strstr(nsc_last_error(), "backward of matmul: its saved tensors were freed"), "%s",
+              nsc_last_error());
+    nsc_free(loss);
+    nsc_free(x);
+    nsc_free(wt);
+    nsc_free(w);
+}
+
+// META tensors have shapes only: writing one into a tensor with values, or
+// sending its gradient into one, is refused (torch: "Cannot copy out of
+// meta tensor"), and a later real backward still reaches .grad.
+Test(autograd_writes, meta_values_never_reach_tensors_with_data) {
+    nsc_tensor *cpu = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(3));
+    nsc_tensor *meta = nsc_ones(NSC_F32, NSC_META, NSC_SHAPE(3));
+    cr_expect_eq(nsc_copy_(cpu, meta), NSC_ERR_DEVICE);
+    cr_expect(strstr(nsc_last_error(), "writes into a cpu tensor from a META one"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_add_(cpu, meta), NSC_ERR_DEVICE);
+    cr_expect_float_eq(nsct_sum(cpu), 0.0, 0, "unchanged");
+    cr_assert_eq(nsc_requires_grad_(cpu, true), NSC_OK);
+    nsc_tensor *shapes_only = nsc_mul(cpu, meta);
+    nsc_tensor *s = nsc_sum_all(shapes_only);
+    cr_expect_eq(nsc_backward(s, NULL, false), NSC_ERR_DEVICE);
+    cr_expect(strstr(nsc_last_error(), "the loss was computed from META tensors"), "%s",
+              nsc_last_error());
+    cr_expect_null(nsc_tensor_get_grad(cpu));
+    nsc_tensor *real = nsc_mul_scalar(cpu, 2.0);
+    backward_sum(real);
+    cr_expect_eq(nsc_tensor_device(nsc_tensor_get_grad(cpu)), NSC_CPU);
+    nsc_tensor *all[] = { cpu, meta, shapes_only, s, real };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+Test(autograd_writes, creation_and_view_edges_as_torch) {
+    nsc_tensor *one = nsc_linspace(0, 1, 1, NSC_F64);
+    expect_values(one, (double[]){ 0 }, 1, "linspace(0, 1, 1)"); // torch: [0.]
+    nsc_free(one);
+    nsc_tensor *five = nsc_linspace(0, 1, 5, NSC_F64);
+    expect_values(five, (double[]){ 0, 0.25, 0.5, 0.75, 1 }, 5, "linspace(0, 1, 5)");
+    nsc_free(five);
+    nsc_tensor *empty = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(0, 2));
+    nsc_tensor *pieces[4] = { 0 };
+    int n = 0;
+    cr_assert_eq(nsc_chunk(empty, 3, 0, 4, pieces, &n), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(n, 3, "torch.chunk(torch.empty(0, 2), 3) gives 3 pieces");
+    for (int i = 0; i < n; i++) {
+        cr_expect_eq(nsc_tensor_size(pieces[i], 0), 0);
+        nsc_free(pieces[i]);
+    }
+    cr_expect_eq(nsc_chunk(empty, 5, 0, 4, pieces, &n), NSC_ERR_ARG, "5 pieces, 4 outputs");
+    nsc_free(empty);
+    nsc_tensor *x = vec((double[]){ 1, 2, 3, 4 }, 4, true);
+    cr_expect_null(nsc_as_strided(x, 1, (int64_t[]){ 2 }, (int64_t[]){ 2 }, 0));
+    cr_expect(strstr(nsc_last_error(), "as_strided has no backward rule"), "%s", nsc_last_error());
+    nsc_no_grad_begin();
+    nsc_tensor *v = nsc_as_strided(x, 1, (int64_t[]){ 2 }, (int64_t[]){ 2 }, 0);
+    nsc_no_grad_end();
+    expect_values(v, (double[]){ 1, 3 }, 2, "as_strided under no_grad");
+    nsc_free(v);
+    nsc_free(x);
+    cr_expect_null(nsc_eye(-1, 3, NSC_F32));
+    cr_expect(strstr(nsc_last_error(), "eye(-1, 3)"), "%s", nsc_last_error());
+}
