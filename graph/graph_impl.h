@@ -313,7 +313,8 @@ nsc_status nsci_bridge_arg(nsci_graph *g, nsci_graph *source, int32_t node, int3
                            nsci_arg *arg);
 // The graph an op on these proxies belongs to: the latest trace among
 // them; ops on session values alone go to the trace being built
-// (protocols' redirect). NULL with an error for unrelated traces.
+// (protocols' redirect). NULL with an error for unrelated traces, or for
+// session values alone before the session has a trace.
 nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b);
 // Whether n's value must outlive its consumers in this run (saved, read
 // through a bridge by a later session step or a later trace of this step,

@@ -18,7 +18,9 @@ static nsci_graph *graph_of(nsci_call *c) {
         nsci_graph *joined = nsci_graph_for(g, other);
         if (!joined) {
             nsci_error_prefix("%s: input %d", c->def->name, i);
-            nsci_graph_fail(g, -1, NSC_ERR_STATE);
+            if (g) {
+                nsci_graph_fail(g, -1, NSC_ERR_STATE);
+            }
             return NULL;
         }
         g = joined;

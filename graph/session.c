@@ -112,7 +112,12 @@ nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b) {
                                              "in one session");
     }
     nsc_trace *g = !a ? b : !b ? a : (a->order >= b->order ? a : b);
-    if (g && g->session && g == g->session->values && g->session->current) {
+    if (g && g->session && g == g->session->values) {
+        if (!g->session->current) { // the session graph itself never runs ops
+            return nsci_fail_null(NSC_ERR_STATE, "an op on session values alone runs in the "
+                                                 "trace being built, and the session has none "
+                                                 "yet: create its first trace before the op");
+        }
         g = g->session->current; // redirect: built into the trace being built
     }
     return g;

@@ -290,3 +290,31 @@ Test(graph_order, the_roots_cache_survives_the_text_form) {
     nsc_text_free(text);
     finish(&f);
 }
+
+// The session graph holds values, never ops: an op on session values alone
+// goes into the trace being built, and before the first trace it is refused
+// at once (it used to become a node that never ran, failing the run later).
+Test(graph_order, an_op_on_session_values_needs_a_trace_to_run_in) {
+    nsc_module *model = nsct_chain_model(2, 4);
+    nsc_session *s = nsc_session_new();
+    nsc_tensor *init = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4));
+    nsc_tensor *v = nsc_session_value(s, init);
+    cr_expect_null(nsc_mul_scalar(v, 3.0));
+    cr_expect(strstr(nsc_last_error(), "create its first trace before the op"), "%s",
+              nsc_last_error());
+    nsc_trace *tr = nsc_session_trace(s, model);
+    nsc_tensor *x = input(2, 0);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
+    nsc_tensor *w = nsc_mul_scalar(v, 3.0); // into tr
+    cr_assert(w, "%s", nsc_last_error());
+    cr_assert_eq(nsc_invoke_set_output(inv, "h.0", 0, w), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *next = nsc_save(nsc_invoke_input(inv, "h.1", 0, 0));
+    cr_assert_eq(nsc_session_run(s), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *got = nsc_session_get(s, next);
+    cr_expect_float_eq(nsct_sum(got), 24.0, 1e-6, "h.0 replaced by 3 * ones");
+    nsc_free(got);
+    nsc_free(x);
+    nsc_free(init);
+    nsc_session_free(s);
+    nsc_module_free(model);
+}
