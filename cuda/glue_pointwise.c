@@ -75,29 +75,6 @@ static nsc_status arith__cuda(nsci_call *c) {
 
 // --- binary, scalar, unary, gradients ---
 
-// True when some element of b is negative (integer pow refuses them).
-static bool any_negative(nsc_tensor *b) {
-    nsc_tensor *neg = nsci_cuda_empty(NSC_BOOL, b->ndim, b->shape);
-    nsc_tensor *any = nsci_cuda_empty(NSC_BOOL, 0, NULL);
-    uint8_t hit = 1;
-    if (neg && any && ew(neg, 1, &b, NSCI_EW_LT_S, NSC_I64, 0, 0) == NSC_OK) {
-        nsci_cuda_red r = { .x = nsci_data_ptr(neg), .x_dtype = NSC_BOOL, .n_red = neg->ndim };
-        memcpy(r.red_shape, neg->shape, sizeof neg->shape);
-        memcpy(r.red_stride, neg->stride, sizeof neg->stride);
-        r.n_out = 1;
-        r.n_red_elems = nsci_numel(neg->ndim, neg->shape);
-        r.out = nsci_data_ptr(any);
-        r.out_dtype = NSC_BOOL;
-        r.kind = NSCI_RED_ANY;
-        if (nsci_cuda_reduce(&r) != NSC_OK || nsci_cuda_read(&hit, r.out, 1) != NSC_OK) {
-            hit = 1;
-        }
-    }
-    nsc_free(neg);
-    nsc_free(any);
-    return hit != 0;
-}
-
 static nsc_status binary_cuda(nsci_call *c) {
     static const nsci_cuda_ew_fn fns[] = {
         [NSC_OP_add] = NSCI_EW_ADD,         [NSC_OP_sub] = NSCI_EW_SUB,
@@ -106,9 +83,6 @@ static nsc_status binary_cuda(nsci_call *c) {
         [NSC_OP_minimum] = NSCI_EW_MINIMUM,
     };
     nsc_dtype t = (nsc_dtype)c->out[0]->dtype;
-    if (c->op == NSC_OP_pow && t == NSC_I64 && any_negative(c->in[1])) {
-        return nsci_fail(NSC_ERR_ARG, "pow: integers to negative integer powers are not allowed");
-    }
     return ew(c->out[0], 2, c->in, fns[c->op], t, 0, 0);
 }
 

@@ -78,7 +78,11 @@ __device__ float op_mul(float a, float b) { return a * b; }
 __device__ double op_mul(double a, double b) { return a * b; }
 __device__ int64_t op_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
 __device__ uint8_t op_mul(uint8_t a, uint8_t b) { return a & b; }
+// A negative exponent: torch's integer answers (tensor/op_binary.c).
 __device__ int64_t ipow(int64_t base, int64_t exp) {
+    if (exp < 0) {
+        return base == 1 ? 1 : base == -1 ? ((exp & 1) ? -1 : 1) : 0;
+    }
     uint64_t result = 1, b = (uint64_t)base;
     for (; exp > 0; exp >>= 1) {
         if (exp & 1) {

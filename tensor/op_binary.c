@@ -63,7 +63,12 @@ BINARY_LOOP(mul_bool, uint8_t, (uint8_t)(a & b))
 BINARY_LOOP(maximum_bool, uint8_t, (uint8_t)(a | b))
 BINARY_LOOP(minimum_bool, uint8_t, (uint8_t)(a & b))
 
+// A negative exponent gives torch's integer answers: 1 and -1 keep their
+// powers, every other base (0 included) gives 0.
 static int64_t ipow(int64_t base, int64_t exp) {
+    if (exp < 0) {
+        return base == 1 ? 1 : base == -1 ? ((exp & 1) ? -1 : 1) : 0;
+    }
     uint64_t result = 1, b = (uint64_t)base;
     while (exp > 0) {
         if (exp & 1) {
@@ -132,23 +137,6 @@ static nsc_status binary_infer(nsci_call *c) {
     return NSC_OK;
 }
 
-// Integer pow refuses negative exponents, as PyTorch does (slow path: rare).
-static bool has_negative(nsc_tensor *t) {
-    int64_t n = nsci_numel(t->ndim, t->shape);
-    int64_t *values = nsci_malloc((size_t)NSCI_MAX(n, 1) * sizeof *values);
-    if (!values) {
-        return true;
-    }
-    bool negative = false;
-    if (nsc_tensor_copy_to(t, NSC_I64, values, (size_t)n * sizeof *values) == NSC_OK) {
-        for (int64_t i = 0; i < n && !negative; i++) {
-            negative = values[i] < 0;
-        }
-    }
-    nsci_free(values);
-    return negative;
-}
-
 nsc_status nsci_binary_cpu(nsc_op op, nsc_tensor *out, nsc_tensor *a, nsc_tensor *b) {
     nsc_dtype t = (nsc_dtype)out->dtype;
     const binary_kernels *k = kernels_of(op);
@@ -156,9 +144,6 @@ nsc_status nsci_binary_cpu(nsc_op op, nsc_tensor *out, nsc_tensor *a, nsc_tensor
     if (!loop) {
         return nsci_fail(NSC_ERR_DTYPE, "%s: no kernel for dtype %s", nsci_op_defs[op]->name,
                          nsc_dtype_name(t));
-    }
-    if (op == NSC_OP_pow && t == NSC_I64 && has_negative(b)) {
-        return nsci_fail(NSC_ERR_ARG, "pow: integers to negative integer powers are not allowed");
     }
     // Inputs of another dtype are converted first (rare: mixed-precision calls).
     nsc_tensor *ca = a->dtype == t ? NULL : nsci_cpu_convert(a, t);
