@@ -157,25 +157,44 @@ static nsc_tensor *transformer_forward(nsc_module *m, int n_in, nsc_tensor *cons
         h = next;
     }
     h = h ? call_on(nsci_child(m, NSCI_TF_LN_F), h) : NULL;
-    if (h && g->cache) {
-        nsci_kv_cache_commit(g->cache, ids->shape[1]);
+    if (g->cache) { // pending stays untouched without a cache: threads may share the model
+        g->pending = h ? ids->shape[1] : 0;
     }
     return h;
+}
+
+// The new tokens join the cache only when the outermost GPT-2 call returns
+// with its output hooks done: the root's, or the transformer's when it was
+// called alone. A hook on lm_head or the root that fails or stops after the
+// transformer returned must leave the length as it was (nsc/generate.h).
+static void commit_on_done(nsc_module *m, bool ok) {
+    nsci_gpt2 *g = m->state;
+    if (!g->cache || (m->forward == transformer_forward && g->in_root > 0)) {
+        return; // no cache (nothing to write: threads may share the model), or the root decides
+    }
+    if (ok && g->pending > 0) {
+        nsci_kv_cache_commit(g->cache, g->pending);
+    }
+    g->pending = 0;
 }
 
 // --- GPT2LMHeadModel ---
 
 // in: as the transformer's. Returns logits [B, T, V].
 static nsc_tensor *root_forward(nsc_module *m, int n_in, nsc_tensor *const *in, void *state) {
-    (void)state;
+    nsci_gpt2 *g = state;
     if (n_in > 3) {
         return nsci_fail_null(NSC_ERR_ARG,
                               "gpt2: %d inputs: expected input_ids, "
                               "attention_mask and position_ids",
                               n_in);
     }
+    nsc_kv_cache *cache = g->cache; // counted only with a cache: threads may share the model
+    g->in_root += cache != NULL;
     nsc_tensor *h = nsc_module_call(nsci_child(m, NSCI_ROOT_TRANSFORMER), n_in, in);
-    return h ? call_on(nsci_child(m, NSCI_ROOT_LM_HEAD), h) : NULL;
+    nsc_tensor *logits = h ? call_on(nsci_child(m, NSCI_ROOT_LM_HEAD), h) : NULL;
+    g->in_root -= cache != NULL;
+    return logits;
 }
 
 // --- building the tree ---
@@ -192,6 +211,7 @@ static nsc_module *shared_module(const char *type, nsc_forward_fn forward, nsci_
     nsc_module *m = nsc_module_new(type, forward, g, shared_free);
     if (m) {
         atomic_fetch_add(&g->refcount, 1);
+        m->call_done = commit_on_done;
     }
     return m;
 }

@@ -2,8 +2,9 @@
 // buffers for keys and values, filled up to the committed length, grown by
 // doubling (one copy per doubling, never one per step). Each attention layer
 // writes its new keys and values at the length and reads a view of
-// [0, length + T); the transformer commits the T new tokens once every layer
-// has run, so a forward that fails or stops early leaves the cache as it was.
+// [0, length + T); the T new tokens commit when the outermost GPT-2 call
+// (the root's, output hooks included) succeeds, so a forward that fails or
+// stops anywhere leaves the cache as it was.
 // Letters: B batch, H heads, T new tokens, D head size.
 #include <string.h>
 
@@ -163,5 +164,6 @@ nsc_status nsc_gpt2_set_cache(nsc_module *model, nsc_kv_cache *cache) {
         return nsci_fail(NSC_ERR_ARG, "gpt2_set_cache: the cache was made for another model");
     }
     g->cache = cache;
+    g->pending = 0;
     return NSC_OK;
 }

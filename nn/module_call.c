@@ -305,19 +305,44 @@ static bool any_proxy(int n_in, nsc_tensor *const *in) {
     return false;
 }
 
-nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
-    if (!m || !m->forward) {
-        return nsci_fail_null(NSC_ERR_STATE, "module %s has no forward",
-                              m ? nsc_module_path(m) : "(null)");
+// NSC_OK when m can run a forward on n_in inputs, else the recorded error.
+static nsc_status check_forward(const nsc_module *m, int n_in) {
+    if (!m->forward) {
+        return nsci_fail(NSC_ERR_STATE, "module %s has no forward", nsc_module_path(m));
     }
     if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
-        return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
-                              nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+        return nsci_fail(NSC_ERR_ARG, "module %s: %d inputs (at most %d)", nsc_module_path(m), n_in,
+                         NSCI_MAX_MODULE_INPUTS);
+    }
+    return NSC_OK;
+}
+
+// The forward itself (or, on proxies, its node): call_done runs after it
+// only once the call's output hooks are done (nsc_module_call) or at once
+// (nsc_module_forward).
+static nsc_tensor *run_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
+    if (check_forward(m, n_in) != NSC_OK) {
+        return NULL;
     }
     if (nsci_module_proxy_call && any_proxy(n_in, in)) {
         return nsci_module_proxy_call(m, n_in, in, false);
     }
     return m->forward(m, n_in, in, m->state);
+}
+
+// out, after telling m's call_done whether the call succeeded.
+static nsc_tensor *done(nsc_module *m, nsc_tensor *out) {
+    if (m->call_done) {
+        m->call_done(m, out != NULL);
+    }
+    return out;
+}
+
+nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
+    if (!m) {
+        return nsci_fail_null(NSC_ERR_STATE, "module (null) has no forward");
+    }
+    return done(m, run_forward(m, n_in, in));
 }
 
 static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *const *in,
@@ -333,7 +358,7 @@ static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *co
             t_skip_output = NULL;
             t_skip_module = NULL;
         } else {
-            out = nsc_module_forward(m, n_in, held);
+            out = run_forward(m, n_in, held);
         }
     }
     for (int i = 0; i < n_in; i++) {
@@ -355,16 +380,16 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
     }
     int64_t call_index = m->call_count++;
     if (m->n_hooks == 0) { // no hook: nothing but the count (and the optional check)
-        return nsci_check_finite_output(m, call_index, n_in, in, nsc_module_forward(m, n_in, in));
+        return done(m, nsci_check_finite_output(m, call_index, n_in, in, run_forward(m, n_in, in)));
     }
     nsc_tensor *out = has_hooks(m, NSC_HOOK_INPUT) ? call_with_input_hooks(m, n_in, in, call_index)
-                                                   : nsc_module_forward(m, n_in, in);
+                                                   : run_forward(m, n_in, in);
     if (out && has_hooks(m, NSC_HOOK_OUTPUT) &&
         run_hooks(m, NSC_HOOK_OUTPUT, call_index, 1, &out) != NSC_OK) {
         nsc_free(out);
-        return NULL;
+        return done(m, NULL);
     }
-    return nsci_check_finite_output(m, call_index, n_in, in, out);
+    return done(m, nsci_check_finite_output(m, call_index, n_in, in, out));
 }
 
 int64_t nsc_module_call_count(const nsc_module *m) {

@@ -48,6 +48,10 @@ struct nsc_module {
     void *slot;
     void (*slot_free)(void *slot);
     char *path; // cached dotted path, rebuilt when the tree changes
+    // Run when a call of m (nsc_module_call, output hooks and check
+    // included) or a direct nsc_module_forward returns, with whether it
+    // succeeded; NULL for most modules. GPT-2 commits its cache here.
+    void (*call_done)(nsc_module *m, bool ok);
 };
 
 // Installed by graph/ (set once, before use): a module called on proxies
@@ -93,6 +97,9 @@ typedef struct nsci_gpt2 {
     atomic_int refcount;
     nsc_gpt2_config config;
     nsc_kv_cache *cache; // attached by nsc_gpt2_set_cache (not owned), or NULL
+    // Only while a cache is attached (without one, threads may share the model):
+    int64_t pending; // tokens the current forward added, committed when its call succeeds
+    int in_root;     // root forwards running (the transformer's call then does not commit)
 } nsci_gpt2;
 
 // State of a block or an attention module: the shared part and its layer.
@@ -171,7 +178,8 @@ nsc_module *nsci_gpt2_build(const nsc_gpt2_config *config, nsc_generator *gen, b
 // references). The length itself moves only on nsci_kv_cache_commit.
 nsc_status nsci_kv_cache_append(nsc_kv_cache *cache, int layer, nsc_tensor *k, nsc_tensor *v,
                                 nsc_tensor **k_all, nsc_tensor **v_all);
-// Adds t tokens to the length (a forward over every layer succeeded).
+// Adds t tokens to the length (the outermost GPT-2 call succeeded, hooks
+// included).
 void nsci_kv_cache_commit(nsc_kv_cache *cache, int64_t t);
 
 #endif

@@ -3,7 +3,8 @@
 // repeats for a seed, call indices number the steps, the generator module
 // sees the final tokens, an edit of keys at step 0 is what later steps see,
 // returned values are never written afterwards, the cache grows by doubling,
-// and errors and early stops leave nothing behind.
+// its length moves only when a whole call succeeds (the hooks after the
+// transformer included), and errors and early stops leave nothing behind.
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -306,6 +307,64 @@ Test(generate, the_cache_grows_by_doubling_and_forgets_failed_steps, .init = loa
     }
     nsc_kv_cache_free(cache);
     nsc_clear_error();
+    cr_expect_eq(nsct_live_blocks(), before);
+}
+
+// A hook that stops (ctx NULL) or fails (ctx non-NULL) the call it runs in.
+static nsc_status stop_or_fail(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                               nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace;
+    return ctx ? NSC_ERR_STATE : NSC_STOPPED;
+}
+
+// Calls module on prompt with a stopping or failing output hook on where and
+// expects a NULL result and the cache length unchanged.
+static void expect_length_kept(nsc_kv_cache *cache, nsc_module *module, const char *where,
+                               bool fail, nsc_tensor *prompt) {
+    int64_t length = nsc_kv_cache_length(cache);
+    nsc_module *hooked = *where ? nsc_module_find(g_model, where) : g_model;
+    int64_t h =
+        nsc_module_add_hook(hooked, NSC_HOOK_OUTPUT, stop_or_fail, fail ? g_model : NULL, NULL);
+    cr_assert_geq(h, 0);
+    nsc_tensor *out = nsc_module_call(module, 1, &prompt);
+    cr_expect_null(out);
+    cr_expect_eq(nsc_last_status(), fail ? NSC_ERR_STATE : NSC_STOPPED, "%s", nsc_last_error());
+    cr_expect_eq(nsc_kv_cache_length(cache), length,
+                 "an output hook on \"%s\" that %s: length %lld, expected %lld", where,
+                 fail ? "fails" : "stops", (long long)nsc_kv_cache_length(cache),
+                 (long long)length);
+    nsc_module_remove_hook(hooked, h);
+    nsc_clear_error();
+}
+
+Test(generate, the_length_commits_only_when_the_whole_call_succeeds, .init = load, .fini = unload) {
+    int64_t before = nsct_live_blocks();
+    nsc_kv_cache *cache = nsc_kv_cache_new(g_model, 1, 0);
+    cr_assert_eq(nsc_gpt2_set_cache(g_model, cache), NSC_OK);
+    nsc_tensor *prompt = ref("gen.prompt"); // [1, 6]
+    nsc_module *tf = nsc_module_find(g_model, "transformer");
+    // After the transformer returned: its own hooks, lm_head's, the root's.
+    const char *points[] = { "transformer", "transformer.ln_f", "lm_head", "" };
+    for (int i = 0; i < 4; i++) {
+        expect_length_kept(cache, g_model, points[i], false, prompt);
+        expect_length_kept(cache, g_model, points[i], true, prompt);
+    }
+    nsc_tensor *logits = nsc_module_call(g_model, 1, &prompt);
+    cr_expect_eq(nsc_kv_cache_length(cache), 6, "a whole call commits");
+    nsc_free(logits);
+    // The transformer called alone commits by itself, unless its hooks stop.
+    nsc_tensor *next = nsc_narrow(prompt, 1, 5, 1);
+    expect_length_kept(cache, tf, "transformer", false, next);
+    nsc_tensor *h = nsc_module_call(tf, 1, &next);
+    cr_expect_eq(nsc_kv_cache_length(cache), 7, "%s", nsc_last_error());
+    nsc_free(h);
+    logits = nsc_module_forward(g_model, 1, &next); // no hooks, still a whole call
+    cr_expect_eq(nsc_kv_cache_length(cache), 8, "%s", nsc_last_error());
+    nsc_free(logits);
+    nsc_gpt2_set_cache(g_model, NULL);
+    nsc_kv_cache_free(cache);
+    nsc_free(next);
+    nsc_free(prompt);
     cr_expect_eq(nsct_live_blocks(), before);
 }
 

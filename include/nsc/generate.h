@@ -40,7 +40,8 @@ int64_t nsc_kv_cache_capacity(const nsc_kv_cache *cache);
 // Makes model's forward read and extend cache (NULL: run without one). While
 // attached, input_ids hold only the new tokens, attention_mask covers past
 // and new tokens ([B, past + T]) and default position ids start at the past
-// length. A forward that fails or stops early leaves the length unchanged.
+// length. A call that fails or stops anywhere, output hooks of lm_head and
+// the root included, leaves the length unchanged.
 // The model does not own the cache: detach before freeing it.
 nsc_status nsc_gpt2_set_cache(nsc_module *model, nsc_kv_cache *cache);
 
