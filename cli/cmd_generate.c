@@ -3,6 +3,7 @@
 // with tokens/s on stderr for runs over a second.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -13,10 +14,14 @@ typedef struct progress {
 } progress;
 
 // Each step is one call of the model's root: count them, report each second.
+// A graph's shape scan calls the root on META first; those are no steps.
 static nsc_status on_step(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
                           nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
-    (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace;
+    (void)m, (void)kind, (void)call_index, (void)replace;
     progress *p = ctx;
+    if (n < 1 || nsc_tensor_device(values[0]) == NSC_META) {
+        return NSC_OK;
+    }
     p->steps++;
     double now = cli_now();
     if (now - p->last >= 1.0) {
@@ -26,6 +31,27 @@ static nsc_status on_step(nsc_module *m, nsc_hook_kind kind, int64_t call_index,
         p->shown = true;
     }
     return NSC_OK;
+}
+
+// The summary line on stderr after a run over a second, one that showed
+// progress, or any with NSC_PROGRESS=1. It counts the tokens actually added
+// (a stop token may end the run before --max-new-tokens); a failed run only
+// ends the progress line (its error follows).
+static void summarize(const progress *p, nsc_tensor *tokens, nsc_tensor *prompt, double seconds) {
+    const char *env = getenv("NSC_PROGRESS");
+    bool always = env && strcmp(env, "1") == 0;
+    if (!tokens) {
+        if (p->shown) {
+            fputc('\n', stderr);
+        }
+        return;
+    }
+    if (p->shown || always || seconds > 1.0) {
+        int64_t added = nsc_tensor_size(tokens, 1) - nsc_tensor_size(prompt, 1);
+        fprintf(stderr, "%snsc generate: %lld tokens in %.2f s (%.1f tokens/s)\n",
+                p->shown ? "\r" : "", (long long)added, seconds,
+                seconds > 0 ? (double)added / seconds : 0.0);
+    }
 }
 
 static int print_text(const nsc_tokenizer *tok, nsc_tensor *tokens) {
@@ -109,11 +135,7 @@ int cli_generate(const cli_args *a) {
     }
     double seconds = cli_now() - p.start;
     int code = CLI_FAILED;
-    if (p.shown || (status == NSC_OK && seconds > 1.0)) {
-        fprintf(stderr, "%snsc generate: %lld tokens in %.2f s (%.1f tokens/s)\n",
-                p.shown ? "\r" : "", (long long)o.max_new_tokens, seconds,
-                (double)o.max_new_tokens / seconds);
-    }
+    summarize(&p, status == NSC_OK ? tokens : NULL, prompt, seconds);
     if (status == NSC_OK) {
         code = print_text(tok, tokens);
     } else if (!reported) {

@@ -409,6 +409,29 @@ Test(cli, generate_greedy_sampled_and_steered) {
     expect_fail(args, 1, "call index 9 is unreachable");
 }
 
+// The summary counts the tokens added, which a stop token makes fewer than
+// --max-new-tokens (NSC_PROGRESS=1 prints it for a run under a second).
+Test(cli, generate_counts_the_tokens_a_stop_token_left) {
+    char args[512];
+    cr_assert_eq(setenv("NSC_PROGRESS", "1", 1), 0);
+    snprintf(args, sizeof args, "generate %s/model --prompt 'ab|' --max-new-tokens 6", g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "nsc generate: 6 tokens in"), "%s", r.err);
+    char first = r.out[3]; // the first generated character: a-z, | or newline
+    int id = first == '|' ? 26 : first == '\n' ? 27 : first - 'a';
+    cr_assert(id >= 0 && id < 28, "%s", r.out);
+    result_free(&r);
+    snprintf(args, sizeof args,
+             "generate %s/model --prompt 'ab|' --max-new-tokens 6 --stop-token %d", g_dir, id);
+    r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "nsc generate: 1 tokens in"), "stop token %d: %s", id, r.err);
+    cr_expect_eq(strlen(r.out), 3 + 1 + 1, "%s", r.out);
+    result_free(&r);
+    unsetenv("NSC_PROGRESS");
+}
+
 Test(cli, dot_writes_graphviz) {
     char args[512], out[128];
     snprintf(args, sizeof args, "dot examples/graphs/logit_lens.json --model %s/model", g_dir);
