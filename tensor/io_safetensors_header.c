@@ -104,7 +104,7 @@ nsc_safetensors *nsc_safetensors_open_header(const char *path) {
     }
     // The mapping claims the data the header declares, so the reader's checks
     // of offsets against the data section pass; nothing past the header is
-    // ever read: every entry is marked unloadable below.
+    // ever read: nsc_safetensors_load refuses a header-only handle.
     uint64_t data = declared_data_bytes(bytes + 8, total - 8, path);
     nsci_st_mapping *map = nsci_malloc(sizeof *map);
     char *label = nsci_malloc(strlen(path) + 40);
@@ -127,9 +127,6 @@ nsc_safetensors *nsc_safetensors_open_header(const char *path) {
         nsc_safetensors_free(st);
         return NULL;
     }
-    int unloadable = nsci_st_dtype_find("F8_E8M0"); // a dtype nsc never loads
-    for (int64_t i = 0; i < st->n; i++) {
-        st->entries[i].kind = unloadable;
-    }
+    st->header_only = true;
     return st;
 }

@@ -54,6 +54,7 @@ struct nsc_safetensors {
     const char **meta_keys; // in the JSON document
     const char **meta_values;
     nsci_json_doc *doc;
+    bool header_only; // from nsc_safetensors_open_header: the data was never read
 };
 
 extern const nsci_st_dtype nsci_st_dtypes[];

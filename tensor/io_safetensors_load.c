@@ -252,6 +252,12 @@ nsc_tensor *nsc_safetensors_load(const nsc_safetensors *st, const char *name) {
     if (!e) {
         return NULL;
     }
+    if (st->header_only) { // its mapping ends after the header: there is no data to read
+        return nsci_fail_null(NSC_ERR_STATE,
+                              "safetensors_load: %s: tensor \"%.200s\": the data is not loaded "
+                              "(opened with nsc_safetensors_open_header)",
+                              st->label, e->name);
+    }
     const nsci_st_dtype *d = &nsci_st_dtypes[e->kind];
     if (d->load_as < 0) {
         return nsci_fail_null(NSC_ERR_FORMAT,

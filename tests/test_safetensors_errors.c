@@ -1,6 +1,7 @@
 // safetensors: every malformed file the reader must refuse, each with its
 // status, a message substring (file, tensor, position) and no leaked block;
-// truncations of a valid file at every length; open errors; out of memory.
+// truncations of a valid file at every length; open errors; loads from a
+// header-only handle; out of memory.
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +254,35 @@ Test(safetensors_errors, open_errors) {
     cr_expect(strstr(nsc_last_error(), "file of 0 bytes"));
     unlink(empty);
     cr_expect_eq(nsct_st_live_blocks(), before);
+}
+
+// A header-only handle answers names and infos, and every load says why it
+// fails (the data was never read), not that the tensor's dtype is wrong.
+Test(safetensors_errors, header_only_handles_refuse_loads) {
+    nsc_tensor *a = nsc_arange(0, 10, 1, NSC_F32);
+    const char *name = "x", *path = nsct_st_tmp_path("header_only");
+    cr_assert_eq(nsc_safetensors_save(path, 1, &name, &a, 0, NULL, NULL), NSC_OK);
+    int64_t before = nsct_st_live_blocks();
+    nsc_safetensors *st = nsc_safetensors_open_header(path);
+    cr_assert(st, "%s", nsc_last_error());
+    nsc_safetensors_info info;
+    cr_expect_eq(nsc_safetensors_get_info(st, "x", &info), NSC_OK);
+    cr_expect_str_eq(info.dtype, "F32");
+    cr_expect_null(nsc_safetensors_load(st, "x"));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_STATE, "%s", nsc_status_name(nsc_last_status()));
+    char want[512];
+    snprintf(want, sizeof want,
+             "%s (header only): tensor \"x\": the data is not loaded (opened with "
+             "nsc_safetensors_open_header)",
+             path);
+    cr_expect(strstr(nsc_last_error(), want), "%s", nsc_last_error());
+    cr_expect_null(strstr(nsc_last_error(), "dtype"), "%s", nsc_last_error());
+    cr_expect_null(nsc_safetensors_load(st, "y"));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "a missing name stays an argument error");
+    nsc_safetensors_free(st);
+    cr_expect_eq(nsct_st_live_blocks(), before);
+    nsc_free(a);
+    unlink(path);
 }
 
 // Lenient where the reference is strict but nothing can go wrong: gaps

@@ -50,8 +50,9 @@ nsc_safetensors *nsc_safetensors_open_memory(const void *data, size_t bytes, con
 // data that is not needed. Validates as nsc_safetensors_open does, except
 // that data offsets are checked against each other and the shapes, not
 // against the file length. Names, infos and metadata work; every
-// nsc_safetensors_load on the handle fails (its label ends in "(header
-// only)"). Returns a handle (caller nsc_safetensors_free()s) or NULL.
+// nsc_safetensors_load on the handle fails with NSC_ERR_STATE ("... (header
+// only): tensor "x": the data is not loaded"). Returns a handle (caller
+// nsc_safetensors_free()s) or NULL.
 nsc_safetensors *nsc_safetensors_open_header(const char *path);
 
 // Closes the handle. Tensors loaded from it stay valid: zero-copy tensors keep
@@ -78,7 +79,8 @@ nsc_status nsc_safetensors_get_info(const nsc_safetensors *st, const char *name,
 // (viewing the mapping) when the data is aligned for the dtype; F16 and BF16
 // convert exactly to f32; I8, U8, I16, U16, I32 and U32 to i64. Other dtypes
 // (U64, F8_*, ...) and ranks above NSC_MAX_DIMS fail with NSC_ERR_FORMAT
-// naming the tensor; a missing name fails with NSC_ERR_ARG.
+// naming the tensor; a missing name fails with NSC_ERR_ARG; a handle from
+// nsc_safetensors_open_header with NSC_ERR_STATE.
 nsc_tensor *nsc_safetensors_load(const nsc_safetensors *st, const char *name);
 
 // Value of the "__metadata__" entry key, borrowed from st, or NULL when absent.
