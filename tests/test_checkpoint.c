@@ -188,6 +188,7 @@ Test(checkpoint, header_only_gpt2_small_is_recognized_on_meta) {
         total += strcmp(path, "lm_head.weight") == 0 ? 0 : nsc_tensor_numel(t); // tied
     }
     cr_expect_eq(total, 124439808, "GPT-2 small has 124,439,808 parameters");
+    cr_expect_eq(nsc_module_param_count(m), 124439808, "the tied lm_head counts once on META");
     nsc_tensor *w = nsc_module_find_tensor(m, "transformer.h.11.mlp.c_fc.weight");
     cr_expect(nsc_tensor_size(w, 0) == 768 && nsc_tensor_size(w, 1) == 3072);
     nsc_tensor *ids = nsc_zeros(NSC_I64, NSC_META, NSC_SHAPE(2, 9));
