@@ -275,18 +275,33 @@ nsc_module *nsc_module_parent(const nsc_module *m) {
     return is_null(m, "module_parent") ? NULL : m->parent;
 }
 
+// A lookup by name: false, with NSC_ERR_ARG recorded as is_null does, when
+// the module or the name is NULL. An absent name is no error (NULL result).
+static bool can_look_up(const nsc_module *m, const char *name, const char *fn) {
+    if (is_null(m, fn)) {
+        return false;
+    }
+    if (!name) {
+        nsci_fail(NSC_ERR_ARG, "%s: name is NULL", fn);
+        return false;
+    }
+    return true;
+}
+
 nsc_module *nsc_module_child(const nsc_module *m, const char *name) {
-    int at = m && name ? child_index(m, name) : -1;
+    int at = can_look_up(m, name, "module_child") ? child_index(m, name) : -1;
     return at >= 0 ? m->children[at] : NULL;
 }
 
 nsc_tensor *nsc_module_param(const nsc_module *m, const char *name) {
-    nsci_named_tensor *t = m ? find_named(m->params, m->n_params, name) : NULL;
+    nsci_named_tensor *t =
+        can_look_up(m, name, "module_param") ? find_named(m->params, m->n_params, name) : NULL;
     return t ? t->tensor : NULL;
 }
 
 nsc_tensor *nsc_module_buffer(const nsc_module *m, const char *name) {
-    nsci_named_tensor *t = m ? find_named(m->buffers, m->n_buffers, name) : NULL;
+    nsci_named_tensor *t =
+        can_look_up(m, name, "module_buffer") ? find_named(m->buffers, m->n_buffers, name) : NULL;
     return t ? t->tensor : NULL;
 }
 

@@ -93,7 +93,13 @@ nsc_tensor *nsc_module_buffer_at(nsc_module *root, int64_t index, const char **p
 }
 
 nsc_tensor *nsc_module_find_tensor(nsc_module *root, const char *path) {
-    const char *dot = path ? strrchr(path, '.') : NULL;
+    if (is_null(root, "module_find_tensor")) {
+        return NULL;
+    }
+    if (!path) {
+        return nsci_fail_null(NSC_ERR_ARG, "module_find_tensor: path is NULL");
+    }
+    const char *dot = strrchr(path, '.');
     nsc_module *owner = root;
     const char *name = path;
     if (dot) {
@@ -107,7 +113,7 @@ nsc_tensor *nsc_module_find_tensor(nsc_module *root, const char *path) {
         owner = nsc_module_find(root, prefix);
         name = dot + 1;
     }
-    if (!owner || !name) {
+    if (!owner) {
         return NULL;
     }
     nsc_tensor *t = nsc_module_param(owner, name);
@@ -120,6 +126,9 @@ nsc_tensor *nsc_module_find_tensor(nsc_module *root, const char *path) {
 }
 
 int64_t nsc_module_param_count(nsc_module *root) {
+    if (is_null(root, "module_param_count")) {
+        return 0;
+    }
     int64_t n = nsc_module_n_params(root), total = 0;
     for (int64_t i = 0; i < n; i++) {
         nsc_tensor *t = nsc_module_param_at(root, i, NULL);
@@ -339,8 +348,8 @@ static nsc_tensor *done(nsc_module *m, nsc_tensor *out) {
 }
 
 nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
-    if (!m) {
-        return nsci_fail_null(NSC_ERR_STATE, "module (null) has no forward");
+    if (is_null(m, "module_forward")) {
+        return NULL;
     }
     return done(m, run_forward(m, n_in, in));
 }

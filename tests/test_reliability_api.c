@@ -140,7 +140,7 @@ Test(reliability_api, null_modules_models_and_traces) {
     NULL_REFUSED(nsc_module_reset_calls(NULL));
     NULL_REFUSED(nsc_module_set_slot(NULL, NULL, NULL));
     NULL_ACCEPTED(nsc_module_free(NULL));
-    NULL_ACCEPTED(nsc_module_child(NULL, "h"));
+    NULL_REFUSED(nsc_module_child(NULL, "h"));
     NULL_REFUSED(nsc_sequential_append(NULL, m));
     NULL_REFUSED(nsc_mlp_new(2, NULL, NSC_ACTIVATION_RELU, NULL));
     NULL_REFUSED(nsc_gpt2_new(NULL, NULL));
@@ -166,6 +166,52 @@ Test(reliability_api, null_modules_models_and_traces) {
     cr_expect_null(tokens);
     nsc_free(x);
     nsc_module_free(m);
+}
+
+// nsc/module.h: a NULL module records NSC_ERR_ARG naming the function, for
+// the lookups (which used to leave no error) and the forward (which said
+// NSC_ERR_STATE, "has no forward").
+#define NULL_MODULE_IS_ARG(expr, fn)                                                               \
+    do {                                                                                           \
+        nsc_clear_error();                                                                         \
+        cr_expect_null(expr, "%s", #expr);                                                         \
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "%s: %s", #expr, nsc_last_error());           \
+        cr_expect(strstr(nsc_last_error(), fn ": module is NULL"), "%s: %s", #expr,                \
+                  nsc_last_error());                                                               \
+    } while (0)
+
+Test(reliability_api, a_null_module_is_an_argument_error_naming_the_function) {
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1, 4));
+    int64_t before = nsct_rel_live_blocks();
+    NULL_MODULE_IS_ARG(nsc_module_find_tensor(NULL, "weight"), "module_find_tensor");
+    NULL_MODULE_IS_ARG(nsc_module_find_tensor(NULL, "h.0.weight"), "module_find_tensor");
+    NULL_MODULE_IS_ARG(nsc_module_child(NULL, "h"), "module_child");
+    NULL_MODULE_IS_ARG(nsc_module_param(NULL, "weight"), "module_param");
+    NULL_MODULE_IS_ARG(nsc_module_buffer(NULL, "mean"), "module_buffer");
+    NULL_MODULE_IS_ARG(nsc_module_forward(NULL, 1, &x), "module_forward");
+    nsc_clear_error();
+    cr_expect_eq(nsc_module_param_count(NULL), 0);
+    cr_expect(strstr(nsc_last_error(), "module_param_count: module is NULL"), "%s",
+              nsc_last_error());
+    // A NULL name is refused too; an absent one is no error.
+    nsc_module *m = nsct_chain_model(1, 4);
+    nsc_clear_error();
+    cr_expect_null(nsc_module_param(m, NULL));
+    cr_expect(strstr(nsc_last_error(), "module_param: name is NULL"), "%s", nsc_last_error());
+    nsc_clear_error();
+    cr_expect_null(nsc_module_find_tensor(m, NULL));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
+    nsc_clear_error();
+    cr_expect_null(nsc_module_child(m, "absent"));
+    cr_expect_eq(nsc_last_status(), NSC_OK, "%s", nsc_last_error());
+    // An earlier error stays (module.h): the lookup does not overwrite it.
+    nsci_fail(NSC_ERR_SHAPE, "first failure");
+    cr_expect_null(nsc_module_child(NULL, "h"));
+    cr_expect_str_eq(nsc_last_error(), "first failure");
+    nsc_clear_error();
+    nsc_module_free(m);
+    cr_expect_eq(nsct_rel_live_blocks(), before);
+    nsc_free(x);
 }
 
 // A NULL produced by a failed call carries that call's error to the end of

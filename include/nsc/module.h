@@ -56,7 +56,8 @@ nsc_status nsc_module_add_buffer(nsc_module *m, const char *name, nsc_tensor *t)
 // loading weights. Retains t.
 nsc_status nsc_module_set_tensor(nsc_module *m, const char *name, nsc_tensor *t);
 
-// Borrowed accessors (NULL when absent).
+// Borrowed accessors (NULL when absent, with no error; a NULL module or name
+// records NSC_ERR_ARG).
 const char *nsc_module_name(const nsc_module *m); // "" for a root
 const char *nsc_module_type(const nsc_module *m);
 nsc_module *nsc_module_parent(const nsc_module *m);
