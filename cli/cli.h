@@ -35,6 +35,7 @@ typedef struct cli_args {
     uint64_t seed;
     int64_t stop_token; // -1: none
     nsc_device device;  // --device cpu|cuda: where run and generate compute
+    bool device_given;  // --device appeared (info, scan and dot refuse it, cpu too)
     bool profile;       // --profile: the op profile of the run on stderr (run, generate)
     bool help;
 } cli_args;

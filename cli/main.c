@@ -132,6 +132,7 @@ static int option(int argc, char **argv, int *i, cli_args *a) {
     if ((r = take("--device", argc, argv, i, &v)) == 1) {
         bool cuda = strcmp(v, "cuda") == 0;
         a->device = cuda ? NSC_CUDA : NSC_CPU;
+        a->device_given = true;
         return cuda || strcmp(v, "cpu") == 0 ? 1 : -1;
     }
     if ((r = take("--temperature", argc, argv, i, &v)) == 1) {
@@ -175,8 +176,10 @@ int cli_parse(int argc, char **argv, cli_args *a) {
         }
         *slot = argv[i];
     }
+    // info, scan and dot refuse --device whatever its value: they never
+    // compute, so even "cpu" would promise something they do not do.
     bool computes = strcmp(a->command, "run") == 0 || strcmp(a->command, "generate") == 0;
-    if ((a->device != NSC_CPU || a->profile) && !computes) {
+    if ((a->device_given || a->profile) && !computes) {
         return cli_fail(a->command, CLI_USAGE,
                         "%s: only run and generate compute (nsc %s works on META)",
                         a->profile ? "--profile" : "--device", a->command);

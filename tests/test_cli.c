@@ -370,6 +370,14 @@ Test(cli, device_cuda_gives_the_cpu_output_or_says_why_not) {
     snprintf(args, sizeof args, "scan %s/model --graph examples/graphs/patching.json --device cuda",
              g_dir);
     expect_fail(args, 2, "only run and generate compute");
+    // info, scan and dot refuse --device cpu too (docs/CLI.md): they work on META.
+    const char *meta_only[] = { "info %s/model --device cpu",
+                                "scan %s/model --graph examples/graphs/patching.json --device cpu",
+                                "dot examples/graphs/patching.json --model %s/model --device cpu" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, meta_only[i], g_dir);
+        expect_fail(args, 2, "--device: only run and generate compute");
+    }
 }
 
 Test(cli, generate_greedy_sampled_and_steered) {
