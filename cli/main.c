@@ -147,11 +147,16 @@ int cli_parse(int argc, char **argv, cli_args *a) {
     *a = (cli_args){
         .command = argv[1], .length = 8, .max_new_tokens = 20, .stop_token = -1, .device = NSC_CPU
     };
+    // --help anywhere wins before any other check, even in a value's place
+    // (`--prompt --help`, `--length zero --help`): a user who typed it wants
+    // the usage, and CLI.md promises it after any command.
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             a->help = true;
-            continue;
+            return CLI_OK;
         }
+    }
+    for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--profile") == 0) {
             a->profile = true;
             continue;

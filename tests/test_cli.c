@@ -138,6 +138,18 @@ Test(cli, help_for_the_tool_and_every_subcommand) {
         cr_expect(strstr(r.out, want), "%s: %s", args, r.out);
         result_free(&r);
     }
+    // --help wins wherever it stands, even where a value is expected or
+    // after a bad one (it used to become the prompt, or lose to the error).
+    const char *anywhere[] = { "generate --prompt --help", "run --length zero --help",
+                               "info --device cuda -h", "dot --help --bogus" };
+    for (int i = 0; i < 4; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "usage: nsc %.*s", (int)strcspn(anywhere[i], " "), anywhere[i]);
+        r = run(anywhere[i]);
+        cr_expect_eq(r.code, 0, "%s: %s", anywhere[i], r.err);
+        cr_expect(strstr(r.out, want), "%s: %s", anywhere[i], r.out);
+        result_free(&r);
+    }
     r = run("");
     cr_expect_eq(r.code, 2, "no command: usage on stderr, status 2");
     cr_expect(strstr(r.err, "usage"));
