@@ -175,20 +175,33 @@ static nsc_status plan_for(plan *p, nsc_module *model, const nsc_safetensors *st
     return check_unknown(p, st, file);
 }
 
-// Reads every planned tensor (f32 on the CPU, marked for grad like the
-// parameter it replaces).
+// f32 t on device: CPU data for a CPU or META parameter (nsc_gpt2_load
+// builds on META and loads), a copy on the GPU for a CUDA one, so a model
+// moved there stays there. Consumes t.
+static nsc_tensor *on_device_of(nsc_tensor *t, const nsc_tensor *param) {
+    nsc_device device = nsc_tensor_device(param);
+    if (!t || device == NSC_CPU || device == NSC_META) {
+        return t;
+    }
+    nsc_tensor *moved = nsc_to(t, device);
+    nsc_free(t);
+    return moved;
+}
+
+// Reads every planned tensor (f32 on the device of the parameter it
+// replaces, marked for grad like it).
 static nsc_status load_all(plan *p, const nsc_safetensors *st) {
     for (int i = 0; i < p->n; i++) {
         entry *e = &p->items[i];
         if (!e->key) {
             continue;
         }
+        const nsc_tensor *param = e->owner->params[e->slot].tensor;
         nsc_tensor *t = nsc_safetensors_load(st, e->key);
         nsc_tensor *f = t ? nsc_to_dtype(t, NSC_F32) : NULL;
         nsc_free(t);
-        e->loaded = f;
-        if (!f || (nsc_tensor_requires_grad(e->owner->params[e->slot].tensor) &&
-                   nsc_requires_grad_(f, true) != NSC_OK)) {
+        e->loaded = f = on_device_of(f, param);
+        if (!f || (nsc_tensor_requires_grad(param) && nsc_requires_grad_(f, true) != NSC_OK)) {
             return nsc_last_status();
         }
     }

@@ -2,8 +2,9 @@
 // kernel registry and the "built without CUDA" answers (no GPU needed), and
 // on a GPU: every case-table row against the CPU with no hidden transfer,
 // gradients against the CPU's, the GPT-2 fixture's forward and backward, a
-// trace with interventions, cached generation, steady-state allocation and
-// a program linked against libnsc.a. GPU tests skip when none is visible.
+// trace with interventions, cached generation, loading weights into a GPU
+// model, steady-state allocation and a program linked against libnsc.a.
+// GPU tests skip when none is visible.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -537,6 +538,32 @@ Test(cuda_gpt2, module_to_moves_every_tensor_and_keeps_ties, .init = gpt2_setup,
     nsct_expect_close(nsc_module_find_tensor(g_gpu, "transformer.h.0.attn.c_attn.weight"),
                       nsc_module_find_tensor(g_cpu, "transformer.h.0.attn.c_attn.weight"),
                       TOL_EXACT, "a weight back on the CPU");
+}
+
+// Loading weights into a model already on the GPU keeps every parameter
+// there (the loader read CPU tensors and swapped them in, leaving a model
+// half on the host), keeps the tie and the values: the forward matches.
+Test(cuda_gpt2, load_weights_into_a_gpu_model_keeps_it_on_the_gpu, .init = gpt2_setup,
+     .fini = gpt2_teardown) {
+    nsc_module_requires_grad_(g_gpu, true);
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", nsct_fixture_path("gpt2_tiny"));
+    cr_assert_eq(nsc_gpt2_load_weights(g_gpu, path), NSC_OK, "%s", nsc_last_error());
+    for (int64_t i = 0; i < nsc_module_n_params(g_gpu); i++) {
+        const char *name;
+        nsc_tensor *t = nsc_module_param_at(g_gpu, i, &name);
+        cr_expect_eq(nsc_tensor_device(t), NSC_CUDA, "%s", name);
+        cr_expect(nsc_tensor_requires_grad(t) && nsc_tensor_is_leaf(t), "%s", name);
+    }
+    cr_expect_eq(nsc_module_find_tensor(g_gpu, "lm_head.weight"),
+                 nsc_module_find_tensor(g_gpu, "transformer.wte.weight"), "tied on the GPU");
+    nsc_tensor *want = forward(g_cpu, g_ids);
+    nsc_tensor *got = forward(g_gpu, g_ids_gpu);
+    cr_assert(want && got, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_device(got), NSC_CUDA);
+    nsct_expect_close(got, want, TOL_GPT2, "logits after loading on the GPU");
+    nsc_free(got);
+    nsc_free(want);
 }
 
 // Three AdamW steps with clipping on both devices: the clip reads one scalar

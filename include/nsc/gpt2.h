@@ -95,7 +95,8 @@ nsc_module *nsc_gpt2_load_meta(const char *dir);
 // Loads the weights of a safetensors file (either layout) into an existing
 // GPT-2 whose configuration matches: every tensor is read into a new one
 // first, then all are swapped in at once, so a failure leaves the model
-// unchanged. Parameters that required grad still do.
+// unchanged. Parameters that required grad still do, and each stays on its
+// device: a model moved to CUDA gets GPU tensors (a META one, CPU data).
 nsc_status nsc_gpt2_load_weights(nsc_module *model, const char *path);
 
 // Writes dir/config.json and dir/model.safetensors in the save_pretrained
