@@ -57,8 +57,10 @@ nsc_status nsci_scan_generation(nsci_graph *g, int n_in, nsc_tensor **in) {
     if (status == NSC_OK && cache) {
         status = nsc_gpt2_set_cache(g->model, cache);
     }
-    // Step 0 runs the prompt; step k one token with a cache, all tokens without.
-    for (int64_t k = 0; k < NSCI_MAX(n, 1) && status == NSC_OK; k++) {
+    // Step 0 runs the prompt; step k one token with a cache, all tokens
+    // without. No new token: nsc_generate runs no forward, so neither does
+    // the scan (a model point is then unreachable at build time).
+    for (int64_t k = 0; k < n && status == NSC_OK; k++) {
         int64_t seen = t + k, fresh = (k == 0 || !cache) ? seen : 1;
         status = meta_step(g, b, fresh, seen, mask);
     }
@@ -109,10 +111,7 @@ nsc_status nsci_body_reset(nsci_graph *g, int32_t point) {
         if (n->body_point != point) {
             continue;
         }
-        for (int k = 0; k < NSCI_MAX_OUTPUTS; k++) {
-            nsc_free(n->value[k]);
-            n->value[k] = NULL;
-        }
+        nsci_node_drop_values(g, n); // counted out of the held bytes too
         n->state = NSCI_NODE_PENDING;
         n->remaining = n->consumers_total;
         n->missing = 0;

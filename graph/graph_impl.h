@@ -236,6 +236,9 @@ nsc_status nsci_point_add_node(nsci_graph *g, int32_t point, int32_t node);
 // point's per-invoke shape; returns its id or -1 (graph failed).
 int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
                          int64_t call_index, nsc_tensor *value, nsci_protocol_id protocol);
+// The same check again for node n (a swap or skip) after the shapes changed
+// (the compile of both protocols).
+nsc_status nsci_point_write_check(nsci_graph *g, nsci_gnode *n);
 
 // --- the META scan (graph/scan.c) ---
 
@@ -266,6 +269,10 @@ bool nsci_gate_open(nsci_graph *g, const nsci_gnode *n);
 // Called at a hook-point firing in a gradient trace: makes the point's value
 // part of the tape (a non-leaf requiring grad) so gradients reach it.
 nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **value);
+
+// After a run, or before the node runs again: removes a Grad node's tensor
+// hook if its gradient never came (its ctx is the node's payload).
+void nsci_grad_release(nsci_gnode *n);
 
 // --- sessions (graph/session.c) ---
 

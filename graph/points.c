@@ -193,6 +193,18 @@ static nsc_status check_swap_value(const nsci_meta *want, const nsc_tensor *v, c
     return NSC_OK;
 }
 
+nsc_status nsci_point_write_check(nsci_graph *g, nsci_gnode *n) {
+    const nsci_point *p = &g->points[n->point];
+    nsci_meta want;
+    nsci_point_invoke_meta(g, p, g->invokes[n->invoke], &want);
+    nsc_tensor *value = nsci_arg_twin(g, n->args[0]);
+    nsc_status status =
+        value ? check_swap_value(&want, value, path_or_model(p->module), kind_word(p->kind))
+              : nsc_last_status();
+    nsc_free(value);
+    return status;
+}
+
 int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
                          int64_t call_index, nsc_tensor *value, nsci_protocol_id protocol) {
     nsc_module *m;

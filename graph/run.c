@@ -250,7 +250,9 @@ static nsc_status apply_swap(nsci_graph *g, nsci_point *p, nsci_gnode *s, nsc_te
     nsc_tensor *rows = invoke_rows(g, p, s->invoke, *cur);
     nsc_status status = rows ? nsc_copy_(rows, s->value[0]) : nsc_last_status();
     nsc_free(rows);
-    drop_values(g, s);
+    if (s->body_point < 0) {
+        drop_values(g, s); // an every-call one is read again by the next call's input (a skip)
+    }
     return status;
 }
 
@@ -295,22 +297,28 @@ static nsc_status fire_point(nsci_graph *g, nsci_point *p, nsc_tensor **cur, nsc
 }
 
 // Before a module runs: if every invoke skips this call, its forward is not
-// run and its output is assembled from the skip values.
-static nsc_status try_skip(nsci_graph *g, nsci_point *p) {
+// run and its output is assembled from the skip values, with this call's
+// output geometry (from the scan: a generation step's differs from the
+// prompt's) on the device of the module's input.
+static nsc_status try_skip(nsci_graph *g, nsci_point *p, int64_t call_index,
+                           const nsc_tensor *input) {
     nsci_gnode *found[64] = { 0 };
     int n_found = 0;
     for (int i = 0; i < p->n_nodes; i++) {
         nsci_gnode *s = &g->nodes[p->nodes[i]];
-        if (s->protocol == NSCI_PROTO_skip && s->state == NSCI_NODE_DONE && !found[s->invoke]) {
+        if (s->protocol == NSCI_PROTO_skip && s->state == NSCI_NODE_DONE && s->value[0] &&
+            !found[s->invoke]) {
             found[s->invoke] = s;
             n_found++;
         }
     }
-    if (n_found == 0 || n_found < g->n_invokes) {
+    const nsci_scan_entry *e = nsci_scan_find(g, p->module, call_index);
+    if (n_found == 0 || n_found < g->n_invokes || !e || !e->has_out) {
         return NSC_OK; // the forward runs; the skips replace rows at its output
     }
     const nsci_point *out = &g->points[found[0]->point];
-    nsc_tensor *full = nsc_zeros(out->meta.dtype, NSC_CPU, out->meta.ndim, out->meta.shape);
+    nsc_device device = input ? nsc_tensor_device((nsc_tensor *)input) : NSC_CPU;
+    nsc_tensor *full = nsc_zeros(e->out.dtype, device, e->out.ndim, e->out.shape);
     for (int k = 0; full && k < g->n_invokes; k++) {
         nsc_tensor *rows = invoke_rows(g, out, k, full);
         nsc_status status = rows ? nsc_copy_(rows, found[k]->value[0]) : nsc_last_status();
@@ -371,7 +379,7 @@ static nsc_status fire_points(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, 
 
 // Skips (before the forward) and stops at the points firing now.
 static nsc_status apply_skips_and_stops(nsci_graph *g, nsc_module *m, nsc_hook_kind kind,
-                                        int64_t call_index, bool *stop) {
+                                        int64_t call_index, const nsc_tensor *input, bool *stop) {
     nsc_status status = NSC_OK;
     for (int i = 0; i < g->n_points && status == NSC_OK; i++) {
         nsci_point *p = &g->points[i];
@@ -379,7 +387,7 @@ static nsc_status apply_skips_and_stops(nsci_graph *g, nsc_module *m, nsc_hook_k
             continue;
         }
         if (kind == NSC_HOOK_INPUT && p->index == 0) {
-            status = try_skip(g, p);
+            status = try_skip(g, p, call_index, input);
         }
         *stop |= kind == NSC_HOOK_OUTPUT && stops_here(g, p);
     }
@@ -400,7 +408,7 @@ static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_ind
         status = nsci_run_ready(g);
     }
     if (status == NSC_OK) {
-        status = apply_skips_and_stops(g, m, kind, call_index, &stop);
+        status = apply_skips_and_stops(g, m, kind, call_index, n_values > 0 ? cur[0] : NULL, &stop);
     }
     for (int k = 0; k < n_values; k++) {
         if (cur[k] != values[k]) { // the model goes on with it (replace takes our reference)
@@ -503,6 +511,7 @@ static void finish(nsci_graph *g) {
         if (n->state == NSCI_NODE_PENDING || n->state == NSCI_NODE_WAITING) {
             n->state = NSCI_NODE_SKIPPED;
         }
+        nsci_grad_release(n); // no hook of the trace outlives its run
         // Values a later session step (or a later trace of this one) reads
         // stay until then; constants stay for the trace's next iteration.
         if (!n->saved && !nsci_bridged_later(g, n) && n->protocol != NSCI_PROTO_value) {

@@ -10,10 +10,28 @@
 
 typedef nsci_grad_payload grad_payload;
 
+// Takes the node's hook off the tensor it watches, if it is still there (the
+// gradient never came: the loss did not use the value, or no backward ran).
+static void unhook(grad_payload *p) {
+    if (p->target) {
+        nsci_error_saved saved; // cleanup after a failed run keeps the run's error
+        nsci_error_save(&saved);
+        nsc_tensor_remove_hook(p->target, p->handle);
+        nsci_error_restore(&saved);
+        nsc_free(p->target);
+        p->target = NULL;
+    }
+}
+
 static void grad_payload_free(void *payload) {
-    grad_payload *p = payload;
-    nsc_free(p->target);
-    nsci_free(p);
+    unhook(payload); // the hook's ctx is this payload
+    nsci_free(payload);
+}
+
+void nsci_grad_release(nsci_gnode *n) {
+    if (n->protocol == NSCI_PROTO_grad && n->payload) {
+        unhook(n->payload);
+    }
 }
 
 static nsc_tensor *rows_of(nsci_graph *g, const grad_payload *p, nsc_tensor *full) {
@@ -97,6 +115,7 @@ static nsc_status grad_execute(nsci_graph *g, nsci_gnode *n) {
         return nsci_fail(NSC_ERR_STATE, "grad: the value does not require grad: no gradient "
                                         "will reach it (is it used by the loss?)");
     }
+    unhook(p); // an earlier iteration's, if its gradient never came
     p->handle = nsc_tensor_register_hook(target, on_gradient, p, NULL);
     if (p->handle < 0) {
         return nsc_last_status();

@@ -48,6 +48,7 @@ nsc_status nsc_invoke_skip(nsc_invoke *inv, const char *path, int64_t call_index
 }
 
 const nsci_protocol nsci_protocol_skip = {
+    .compile = nsci_point_write_check, // an iterator item of a new shape
     .name = "Skip",
     .execute = skip_execute,
     .style = { "green4", "octagon", "Skip" },

@@ -9,6 +9,7 @@ static nsc_status swap_execute(nsci_graph *g, nsci_gnode *n) {
 }
 
 const nsci_protocol nsci_protocol_swap = {
+    .compile = nsci_point_write_check, // an iterator item of a new shape
     .name = "Swap",
     .execute = swap_execute,
     .style = { "green4", "ellipse", "Swap" },

@@ -23,6 +23,30 @@ static nsc_status update_execute(nsci_graph *g, nsci_gnode *n) {
     return NSC_OK;
 }
 
+// A session value keeps its declared shape and dtype.
+static nsc_status check_fits(const nsc_tensor *target, const nsc_tensor *value) {
+    if (target->ndim == value->ndim && target->dtype == value->dtype &&
+        memcmp(target->shape, value->shape, 8 * (size_t)value->ndim) == 0) {
+        return NSC_OK;
+    }
+    char a[160], b[160];
+    return nsci_fail(NSC_ERR_SHAPE, "update: value %s %s for a session value %s %s",
+                     nsci_shape_str(a, sizeof a, value->ndim, value->shape),
+                     nsc_dtype_name((nsc_dtype)value->dtype),
+                     nsci_shape_str(b, sizeof b, target->ndim, target->shape),
+                     nsc_dtype_name((nsc_dtype)target->dtype));
+}
+
+// Again after an iterator item changed shape: the value's new geometry.
+static nsc_status update_compile(nsci_graph *g, nsci_gnode *n) {
+    const update_payload *p = n->payload;
+    nsc_tensor *value = nsci_arg_twin(g, n->args[0]);
+    nsc_status status =
+        value ? check_fits(p->target_graph->nodes[p->target].proxy[0], value) : nsc_last_status();
+    nsc_free(value);
+    return status;
+}
+
 nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value) {
     int32_t node;
     nsci_graph *tg = nsci_proxy_graph(target, &node, NULL);
@@ -37,14 +61,7 @@ nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value) {
     if (nsci_graph_check_building(g) != NSC_OK) {
         return nsc_last_status();
     }
-    if (target->ndim != value->ndim || memcmp(target->shape, value->shape, 8 * (size_t)value->ndim) ||
-        target->dtype != value->dtype) {
-        char a[160], b[160];
-        nsci_fail(NSC_ERR_SHAPE, "update: value %s %s for a session value %s %s",
-                  nsci_shape_str(a, sizeof a, value->ndim, value->shape),
-                  nsc_dtype_name((nsc_dtype)value->dtype),
-                  nsci_shape_str(b, sizeof b, target->ndim, target->shape),
-                  nsc_dtype_name((nsc_dtype)target->dtype));
+    if (check_fits(target, value) != NSC_OK) {
         return nsci_graph_fail(g, -1, NSC_ERR_SHAPE);
     }
     nsci_arg arg;
@@ -62,6 +79,7 @@ nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value) {
 }
 
 const nsci_protocol nsci_protocol_update = {
+    .compile = update_compile,
     .name = "Update",
     .execute = update_execute,
     .style = { "blue", "ellipse", "Update" },

@@ -47,8 +47,8 @@ Test(graph_generate, call_index_k_is_step_k) {
     tr = nsc_trace_new_generate(model, &o);
     inv = nsc_trace_invoke(tr, 1, &ids);
     for (int k = 0; k < 4; k++) {
-        logits[k] = nsc_save(nsc_argmax(nsc_select(nsc_invoke_output(inv, "", k), 1, -1), -1,
-                                        false));
+        logits[k] =
+            nsc_save(nsc_argmax(nsc_select(nsc_invoke_output(inv, "", k), 1, -1), -1, false));
     }
     tokens = nsc_save(nsc_invoke_output(inv, "generator", 0));
     cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
@@ -99,9 +99,9 @@ Test(graph_generate, an_every_call_body_steers_every_step) {
     nsc_trace *tr = nsc_trace_new_generate(model, &o);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
     nsc_tensor *every = nsc_invoke_output(inv, "transformer.h.0", NSC_EVERY_CALL);
-    cr_assert_eq(nsc_invoke_set_output(inv, "transformer.h.0", NSC_EVERY_CALL,
-                                       nsc_add(every, s.vector)),
-                 NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(
+        nsc_invoke_set_output(inv, "transformer.h.0", NSC_EVERY_CALL, nsc_add(every, s.vector)),
+        NSC_OK, "%s", nsc_last_error());
     int64_t nodes = nsc_trace_n_nodes(tr);
     cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
     cr_expect_eq(nsc_trace_n_nodes(tr), nodes, "no unrolling");
@@ -168,6 +168,83 @@ Test(graph_generate, a_key_edit_at_step_0_is_what_the_cache_keeps) {
     nsc_trace_free(tr);
     nsc_free(step1[0]);
     nsc_free(step1[1]);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
+
+// A skip at every call skips the module at every step, with each step's
+// output shape (the prompt's [1, 5, 64], then [1, 1, 64]); the tokens are
+// those of replacing its output with zeros at every step.
+Test(graph_generate, an_every_call_skip_skips_every_step) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    nsc_generate_options o = greedy(3);
+    nsc_tensor *z = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(64));
+    nsc_tensor *tokens[2], *step2 = NULL;
+    for (int skip = 0; skip < 2; skip++) {
+        nsc_trace *tr = nsc_trace_new_generate(model, &o);
+        nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+        nsc_status st = skip ? nsc_invoke_skip(inv, "transformer.h.1.mlp", NSC_EVERY_CALL, z)
+                             : nsc_invoke_set_output(inv, "transformer.h.1.mlp", NSC_EVERY_CALL, z);
+        cr_assert_eq(st, NSC_OK, "%s", nsc_last_error());
+        nsc_tensor *out2 = skip ? nsc_save(nsc_invoke_output(inv, "transformer.h.1.mlp", 2)) : NULL;
+        int64_t calls_before =
+            nsc_module_call_count(nsc_module_find(model, "transformer.h.1.mlp.c_fc"));
+        cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+        (void)calls_before;
+        tokens[skip] = nsc_trace_generated(tr);
+        if (skip) {
+            step2 = nsc_trace_get(tr, out2);
+        }
+        nsc_trace_free(tr);
+    }
+    cr_expect(nsc_allclose(tokens[1], tokens[0], 0, 0, false), "the same tokens");
+    cr_assert(step2, "%s", nsc_last_error());
+    cr_expect_eq(nsc_tensor_size(step2, 1), 1, "step 2's own shape");
+    cr_expect_float_eq(nsct_sum(step2), 0.0, 0);
+    nsc_free(step2);
+    nsc_free(tokens[0]);
+    nsc_free(tokens[1]);
+    nsc_free(z);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
+
+// No new token: nsc_generate runs no forward, so a model point is
+// unreachable at build time, not silently never computed.
+Test(graph_generate, no_new_token_makes_model_points_unreachable) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    nsc_generate_options o = greedy(0);
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    cr_expect_null(nsc_invoke_output(inv, "transformer.h.0", 0));
+    cr_expect(strstr(nsc_last_error(), "unreachable: the module runs 0 time(s)"), "%s",
+              nsc_last_error());
+    nsc_trace_free(tr);
+    nsc_free(ids);
+    nsc_module_free(model);
+}
+
+// An every-call body's values are counted out as they are replaced at each
+// step: what the trace holds after the run is the saved value, however many
+// steps ran.
+Test(graph_generate, a_body_holds_no_more_after_more_steps) {
+    nsc_module *model = tiny();
+    nsc_tensor *ids = prompt();
+    int64_t held[2];
+    for (int i = 0; i < 2; i++) {
+        nsc_generate_options o = greedy(i == 0 ? 1 : 6);
+        nsc_trace *tr = nsc_trace_new_generate(model, &o);
+        nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+        nsc_tensor *h = nsc_invoke_output(inv, "transformer.h.0", NSC_EVERY_CALL);
+        nsc_save(nsc_sum_all(nsc_mul_scalar(h, 2.0)));
+        cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+        held[i] = nsc_trace_held_bytes(tr);
+        nsc_trace_free(tr);
+    }
+    cr_expect_eq(held[0], 4, "one f32 saved");
+    cr_expect_eq(held[1], held[0], "6 steps hold what 1 step holds");
     nsc_free(ids);
     nsc_module_free(model);
 }

@@ -202,6 +202,73 @@ Test(graph_session, a_new_item_shape_is_validated_again) {
     nsc_module_free(a);
 }
 
+// Writes whose shape rule depends on the item are checked again with it:
+// an update keeps its session value's shape, a replacement must broadcast
+// to the point. Both fail naming the node, before the iteration runs.
+Test(graph_session, a_new_item_shape_checks_updates_and_replacements_again) {
+    for (int kind = 0; kind < 2; kind++) {
+        nsc_module *a = nsct_chain_model(2, 4);
+        nsc_tensor *items[2] = { input(2, 0.1), input(3, 0.1) };
+        nsc_session *s = nsc_session_new();
+        nsc_tensor *init = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(2));
+        nsc_tensor *state = nsc_session_value(s, init);
+        nsc_iterator *it = nsc_session_iterate(s, 2, items);
+        nsc_tensor *item = nsc_iterator_item(it);
+        nsc_trace *tr = nsc_iterator_trace(it, a);
+        nsc_invoke *inv = nsc_trace_invoke(tr, 1, &item);
+        nsc_tensor *c = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4));
+        nsc_tensor *per_row = nsc_sum(nsc_invoke_output(inv, "h.0", 0), NSC_DIMS(1), false);
+        nsc_status st = kind == 0 ? nsc_update(state, per_row)
+                                  : nsc_invoke_set_output(inv, "h.1", 0, c);
+        cr_assert_eq(st, NSC_OK, "fits the first item: %s", nsc_last_error());
+        cr_expect_eq(nsc_session_run(s), NSC_ERR_SHAPE, "kind %d", kind);
+        cr_expect(strstr(nsc_last_error(), kind == 0 ? "update: value [3] f32 for a session "
+                                                       "value [2] f32"
+                                                     : "value [2,4] does not broadcast to the "
+                                                       "point's shape [3,4]"),
+                  "%s", nsc_last_error());
+        cr_expect(strstr(nsc_last_error(), "item 1 changed shape"), "%s", nsc_last_error());
+        nsc_tensor *v = nsc_session_get(s, state);
+        cr_expect_eq(nsc_tensor_size(v, 0), 2, "the session value kept its shape");
+        nsc_free(v);
+        nsc_free(c);
+        nsc_free(init);
+        nsc_session_free(s);
+        nsc_free(items[0]);
+        nsc_free(items[1]);
+        nsc_module_free(a);
+    }
+}
+
+// A gradient that never arrives (the loss ignores the value) leaves no
+// hook behind: not on the next iteration's value, not after the trace is
+// freed (its hook's context was the freed node: ASan and valgrind stages).
+Test(graph_session, a_gradient_that_never_comes_leaves_no_hook) {
+    nsc_module *a = nsct_chain_model(2, 4);
+    nsc_tensor *items[3] = { input(2, 0.1), input(2, 0.2), input(2, 0.3) };
+    nsc_session *s = nsc_session_new();
+    nsc_iterator *it = nsc_session_iterate(s, 3, items);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *tr = nsc_iterator_trace(it, a);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &item);
+    nsc_tensor *h = nsc_save(nsc_mul_scalar(nsc_invoke_output(inv, "h.0", 0), 2.0));
+    cr_assert(nsc_proxy_grad(h), "%s", nsc_last_error());
+    cr_assert(nsc_trace_backward(nsc_sum_all(nsc_invoke_output(inv, "h.1", 0)), false), "%s",
+              nsc_last_error());
+    cr_assert_eq(nsc_session_run(s), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *v = nsc_session_get(s, h);
+    cr_assert(v && nsc_tensor_requires_grad(v), "%s", nsc_last_error());
+    nsc_session_free(s);
+    nsc_tensor *loss = nsc_sum_all(v); // a backward through the freed trace's value
+    cr_expect_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    nsc_free(loss);
+    nsc_free(v);
+    for (int i = 0; i < 3; i++) {
+        nsc_free(items[i]);
+    }
+    nsc_module_free(a);
+}
+
 // --- a training loop in a session ---
 
 typedef struct sgd {
