@@ -34,6 +34,8 @@ if [ "${1:-run}" = prepare ]; then
             grep -v -E 'lib(c|m|dl|pthread|rt|cuda|cudart|cublas|cublasLt)\.so|ld-linux' |
             while read -r lib; do cp -L "$lib" "$P/libs/"; done
     done
+    # What was built: the run prints it, so that a stale carry shows.
+    { git rev-parse HEAD; git status --short | sha1sum | cut -c1-12; date -u; } > "$P/built_from.txt"
     tar -C "$P" -czf "$B/carry.tar.gz" . || exit 1
     rm -rf "$P"
     carry=$(du -sb "$B" | cut -f1)
@@ -53,7 +55,16 @@ if [ -f "$B/carry.tar.gz" ] && ! tar -C "$B" -xzf "$B/carry.tar.gz"; then
     echo "gpu_check: cannot unpack $B/carry.tar.gz" | tee "$OUT/env.txt"
     exit 1
 fi
-export NSC_NO_DEPS=1 NSC_BUILD="$B"
+export NSC_NO_DEPS=1 NSC_BUILD="$B" PYTHONUNBUFFERED=1
+SYSTEM_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
+# Carried libraries the machine has itself (glibc's, libstdc++, zlib, ...)
+# are dropped: only the missing ones (Criterion and its own) are used, so the
+# machine's Python and torch load their own.
+for lib in "$B"/libs/*; do
+    if [ -f "$lib" ] && ldconfig -p | awk '{print $1}' | grep -qxF "$(basename "$lib")"; then
+        rm -f "$lib"
+    fi
+done
 # The CUDA 13 runtime and cuBLAS: the toolkit's, or a PyTorch wheel's.
 cudalibs=$(find /usr/local/cuda*/lib64 /usr/lib /opt /usr/local/lib /root \
     -name 'libcublas.so.13*' 2>/dev/null | head -1)
@@ -71,25 +82,38 @@ ldirs=$(echo "$extra" | tr ':' '\n' | sed -n 's/^\(.\)/-L\1/p' | tr '\n' ' ')
 export NSC_LINK_FLAGS="-lm -pthread $ldirs -l:libcublas.so.13 -l:libcudart.so.13 -lstdc++"
 {
     date
+    echo "carry built from: $(tr '\n' ' ' < "$B/built_from.txt" 2>/dev/null)"
+    echo "tree here: $(git rev-parse HEAD 2>/dev/null)"
+    echo "carried libraries used: $(ls "$B/libs" | tr '\n' ' ')"
+    "$B/tests/nsc_tests" --list > /dev/null 2>&1 || echo "CANNOT START nsc_tests"
     nvidia-smi || echo "nvidia-smi missing"
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     echo "NSC_LINK_FLAGS=$NSC_LINK_FLAGS"
     ldd "$B/tests/nsc_tests" | grep -E 'not found|cuda|cublas|criterion'
 } > "$OUT/env.txt" 2>&1
-# The CUDA suites (what this machine is for; the rest run in CI; every one
-# of them has passed on the CUDA emulator), the tool and graph texts and the
-# fused optimizer kernel (the CPU's bits) on the GPU, then the benchmarks.
-timeout 300 "$B/tests/nsc_tests" --filter 'cuda*/*' --jobs 1 --verbose > "$OUT/test_cuda.log" 2>&1
+# The time limits sum to 425 s, under the run's timeout_s=450: a hang in one
+# step still leaves the others their time. The CUDA suites first (what this
+# machine is for; every one has passed on the CUDA emulator), then the rest
+# of the suite, which holds the other tests with device rows (optimizer
+# lists, clipping, profiling, norms, the tool, graph texts).
+timeout 120 "$B/tests/nsc_tests" --filter 'cuda*/*' --jobs 1 --verbose > "$OUT/test_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/test_cuda.log"
-for f in 'cli/device*' 'text/inline*' 'optim_ops/on_a_gpu*'; do
-    timeout 120 "$B/tests/nsc_tests" --filter "$f" --jobs 1 --verbose >> "$OUT/test_cuda.log" 2>&1
-    echo "rc=$? ($f)" >> "$OUT/test_cuda.log"
+timeout 60 "$B/tests/nsc_tests" --filter '!(cuda*)/*' --jobs 8 --verbose > "$OUT/test_all.log" 2>&1
+echo "rc=$?" >> "$OUT/test_all.log"
+# A device fault surfaces at the next check, under another kernel's name:
+# the first failed CUDA tests run again one launch at a time, so that the
+# fault names its kernel.
+grep -h -o -E "^\[FAIL\] [a-z_0-9]+::[a-z_0-9]+" "$OUT/test_cuda.log" |
+    sed 's/^\[FAIL\] //; s|::|/|' | sort -u | head -n 3 | while read -r t; do
+    CUDA_LAUNCH_BLOCKING=1 timeout 15 "$B/tests/nsc_tests" --filter "$t" --jobs 1 --verbose \
+        >> "$OUT/test_blocking.log" 2>&1
 done
-timeout 180 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
+timeout 130 "$B/bench/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
 echo "rc=$?" >> "$OUT/bench_cuda.log"
 rm -f "$OUT/ratios.txt"
+export LD_LIBRARY_PATH="$SYSTEM_LD_LIBRARY_PATH"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-    timeout 120 python3 bench/compare_cuda.py > "$OUT/compare_cuda.log" 2>&1
+    timeout 70 python3 bench/compare_cuda.py > "$OUT/compare_cuda.log" 2>&1
     # nsc's median over torch eager's, case by case (the issue's ratio).
     # A result line ends "<median_ms> - -" (the shape may have a space in it).
     awk '$(NF-2) ~ /^[0-9]+\.[0-9]+$/ && $(NF-1) == "-" && $(NF-2) > 0 {
@@ -100,7 +124,7 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
                               t[c] / t[d] } } } }' \
         "$OUT/bench_cuda.log" "$OUT/compare_cuda.log" | sort > "$OUT/ratios.txt"
 fi
-grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log"
+grep -h -E "^\[(FAIL|====\] Synthesis)" "$OUT/test_cuda.log" "$OUT/test_all.log"
 grep -E "^(name|gpt2_small|# gpt2|# cuda|bench_cuda|rc=)" "$OUT/bench_cuda.log"
 sed -n '/^# profile of/,/^total /p' "$OUT/bench_cuda.log" | head -n 16 # where a step's time goes
 grep -v -E "^(name|gpt2_small|# |rc=|bench_cuda)|^[a-z_0-9]+ +cuda +[0-9]|^op |^total " "$OUT/bench_cuda.log" | tail -n 5
