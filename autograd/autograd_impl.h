@@ -96,6 +96,12 @@ const char *nsci_node_name(const nsci_node *node);
 // Runs the node's backward: grad_out[n_out] in (zeros or NULL where nothing
 // flowed), grad_in[n_in] out (new references, NULL for no gradient).
 nsc_status nsci_node_backward(nsci_node *node, nsc_tensor **grad_out, nsc_tensor **grad_in);
+// t requires grad: marked so, or a float view of a base that does (a view
+// taken before its base required grad follows it, as in torch).
+static inline bool nsci_requires_grad(const nsc_tensor *t) {
+    return nsci_is_float((nsc_dtype)t->dtype) &&
+           (t->requires_grad || (t->base && t->base->requires_grad));
+}
 // on_stack (16 slots, zeroed) when n fits, else a zeroed array the caller
 // frees with nsci_free; NULL with an error on OOM.
 nsc_tensor **nsci_grad_array(nsc_tensor **on_stack, int n);

@@ -100,7 +100,7 @@ static nsci_node *op_node(nsci_call *c) {
     for (int i = 0; i < c->n_in; i++) {
         nsc_tensor *t = c->in[i];
         meta_of(&node->in_meta[i], t);
-        node->needs_grad[i] = t->requires_grad && nsci_is_float((nsc_dtype)t->dtype);
+        node->needs_grad[i] = nsci_requires_grad(t);
         if (node->needs_grad[i] && nsci_edge_of(t, &node->next[i]) != NSC_OK) {
             goto fail;
         }
@@ -160,12 +160,23 @@ static nsci_node *base_view_node(const nsc_tensor *t, nsci_edge *edge) {
 nsc_status nsci_edge_of(nsc_tensor *t, nsci_edge *edge) {
     memset(edge, 0, sizeof *edge);
     struct nsci_autograd *ag = t->autograd;
+    // A view taken before its base required grad requires grad now, as
+    // torch's views follow their base: it gets its history here.
+    bool late_view = !t->requires_grad && nsci_requires_grad(t);
+    if (late_view) {
+        if (!(ag = nsci_autograd_of(t))) {
+            return nsc_last_status();
+        }
+        ag->slot->is_leaf = false; // its gradient flows on to the base
+        ag->requires_grad = true;
+        t->requires_grad = 1;
+    }
     if (!t->requires_grad || !ag) {
         return NSC_OK;
     }
     // A view whose base was written in place since its history was set
     // regenerates that history from the base's current one.
-    if (ag->grad_fn && base_requires_grad(t) && version_of(t) != ag->fn_version) {
+    if (base_requires_grad(t) && (late_view || (ag->grad_fn && version_of(t) != ag->fn_version))) {
         nsci_edge base_edge;
         if (nsci_edge_of(t->base, &base_edge) != NSC_OK) {
             return nsc_last_status();

@@ -205,11 +205,12 @@ nsc_status nsc_requires_grad_(nsc_tensor *t, bool requires_grad) {
 }
 
 bool nsc_tensor_requires_grad(const nsc_tensor *t) {
-    return t && t->requires_grad;
+    return t && (t->requires_grad || nsci_requires_grad(t));
 }
 
 bool nsc_tensor_is_leaf(const nsc_tensor *t) {
-    return t && !(t->autograd && t->autograd->grad_fn);
+    bool late_view = t && !t->requires_grad && nsci_requires_grad(t); // gets a history on use
+    return t && !late_view && !(t->autograd && t->autograd->grad_fn);
 }
 
 nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t) {

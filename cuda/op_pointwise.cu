@@ -197,7 +197,7 @@ ARITH(f_gelu_erf, gelu_erf(a))
 ARITH(f_gelu_tanh, gelu_tanh(a))
 ARITH(f_tanh_grad, a *(T(1) - b * b))
 ARITH(f_sigmoid_grad, a *b *(T(1) - b))
-ARITH(f_relu_grad, b > 0 ? a : T(0))
+ARITH(f_relu_grad, b <= 0 ? T(0) : a) // NaN passes, as threshold_backward
 ARITH(f_gelu_erf_grad, a *gelu_erf_d(b))
 ARITH(f_gelu_tanh_grad, a *gelu_tanh_d(b))
 ARITH(f_where, a != 0 ? b : x[2])

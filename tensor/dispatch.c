@@ -94,6 +94,10 @@ static nsc_status create_outputs(nsci_call *c, nsc_device device) {
             if (!c->out[0]) {
                 return nsc_last_status();
             }
+            if (c->op == NSC_OP_detach) { // shares the storage, not a view for autograd
+                nsc_free(c->out[0]->base);
+                c->out[0]->base = NULL;
+            }
             continue;
         }
         nsc_device dev = device == NSC_META ? NSC_META : m->device;
@@ -175,9 +179,13 @@ fail:
     return nsc_last_status();
 }
 
+// A float view of a base requiring grad counts, though made before the base
+// required it (autograd gives it its history when the op is recorded).
 static bool any_requires_grad(const nsci_call *c) {
     for (int i = 0; i < c->n_in; i++) {
-        if (c->in[i]->requires_grad) {
+        const nsc_tensor *t = c->in[i];
+        if (t->requires_grad ||
+            (t->base && t->base->requires_grad && nsci_is_float((nsc_dtype)t->dtype))) {
             return true;
         }
     }

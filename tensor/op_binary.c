@@ -222,8 +222,9 @@ static nsc_status div_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_o
     return NSC_OK;
 }
 
-// d(a^b)/da = b * a^(b-1); d(a^b)/db = a^b * log(a), taken as 0 where a == 0
-// and b >= 0 (PyTorch's convention, avoiding 0 * -inf).
+// d(a^b)/da = b * a^(b-1), taken as 0 where b == 0 (0 * 0^-1 would be NaN);
+// d(a^b)/db = a^b * log(a), taken as 0 where a == 0 and b >= 0 (PyTorch's
+// conventions, avoiding 0 * inf).
 static nsc_status pow_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_out,
                                nsc_tensor **grad_in) {
     nsc_tensor *a = g->in[0], *b = g->in[1];
@@ -231,10 +232,13 @@ static nsc_status pow_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_o
         nsc_tensor *bm1 = nsc_sub_scalar(b, 1.0);
         nsc_tensor *p = nsc_pow(a, bm1);
         nsc_tensor *bp = nsc_mul(b, p);
-        grad_in[0] = nsc_mul(grad_out[0], bp);
-        nsc_free(bm1);
-        nsc_free(p);
-        nsc_free(bp);
+        nsc_tensor *b_zero = nsc_eq_scalar(b, 0.0);
+        nsc_tensor *safe = nsc_masked_fill(bp, b_zero, 0.0);
+        grad_in[0] = nsc_mul(grad_out[0], safe);
+        nsc_tensor *temps[] = { bm1, p, bp, b_zero, safe };
+        for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
+            nsc_free(temps[i]);
+        }
         if (!grad_in[0]) {
             return nsc_last_status();
         }
@@ -259,15 +263,16 @@ static nsc_status pow_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_o
 }
 
 // The gradient goes to the larger (smaller) input; ties split it in half,
-// as torch.maximum's backward does.
+// and where either is NaN (neither loses) both get it all, as
+// torch.maximum's backward: where(self == other, g / 2, g) zeroed where self
+// loses.
 static nsc_tensor *pick_grad(nsc_tensor *grad, nsc_tensor *self, nsc_tensor *other, bool is_max) {
-    nsc_tensor *wins = is_max ? nsc_gt(self, other) : nsc_lt(self, other);
+    nsc_tensor *loses = is_max ? nsc_lt(self, other) : nsc_gt(self, other);
     nsc_tensor *ties = nsc_eq(self, other);
     nsc_tensor *half = nsc_mul_scalar(grad, 0.5);
-    nsc_tensor *zeros = nsc_zeros_like(grad);
-    nsc_tensor *tie_part = nsc_where(ties, half, zeros);
-    nsc_tensor *result = nsc_where(wins, grad, tie_part);
-    nsc_tensor *temps[] = { wins, ties, half, zeros, tie_part };
+    nsc_tensor *split = nsc_where(ties, half, grad);
+    nsc_tensor *result = nsc_masked_fill(split, loses, 0.0);
+    nsc_tensor *temps[] = { loses, ties, half, split };
     for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
         nsc_free(temps[i]);
     }

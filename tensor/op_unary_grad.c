@@ -15,7 +15,7 @@
 // a is the incoming gradient g, b the saved value (y or x).
 GRAD_PAIR(tanh_grad, a * (1.0f - b * b), a * (1.0 - b * b))
 GRAD_PAIR(sigmoid_grad, a * b * (1.0f - b), a * b * (1.0 - b))
-GRAD_PAIR(relu_grad, b > 0 ? a : 0.0f, b > 0 ? a : 0.0)
+GRAD_PAIR(relu_grad, b <= 0 ? 0.0f : a, b <= 0 ? 0.0 : a) // NaN passes, as threshold_backward
 
 // d/dx [x Phi(x)] = Phi(x) + x phi(x).
 static inline double gelu_erf_d(double x) {

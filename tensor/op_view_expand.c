@@ -206,12 +206,9 @@ const nsci_op_def nsci_op_detach = {
     .flags = NSCI_OP_VIEW,
 };
 
+// Its output has no base (tensor/dispatch.c): not a view for autograd, so
+// writes into it are the caller's business, and it never follows x's
+// history, in graphs too (where the op runs without this wrapper).
 nsc_tensor *nsc_detach(nsc_tensor *x) {
-    nsc_tensor *d = nsci_run(NSC_OP_detach, 1, &x, NULL);
-    if (d && d->base) {
-        // Not a view for autograd: writes into it are the caller's business.
-        nsc_free(d->base);
-        d->base = NULL;
-    }
-    return d;
+    return nsci_run(NSC_OP_detach, 1, &x, NULL);
 }

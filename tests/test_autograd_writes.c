@@ -257,3 +257,51 @@ Test(autograd_writes, creation_and_view_edges_as_torch) {
     cr_expect_null(nsc_eye(-1, 3, NSC_F32));
     cr_expect(strstr(nsc_last_error(), "eye(-1, 3)"), "%s", nsc_last_error());
 }
+
+// torch's views follow their base: a view taken before an in-place write
+// made its base require grad requires grad too, and passes its gradient.
+Test(autograd_writes, a_view_taken_before_its_base_required_grad_follows_it) {
+    nsc_tensor *base = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(3));
+    nsc_tensor *v = nsc_slice(base, 0, 0, 2, 1);
+    nsc_tensor *w = vec((double[]){ 1, 1, 1 }, 3, true);
+    cr_assert_eq(nsc_add_(base, w), NSC_OK, "%s", nsc_last_error());
+    cr_expect(nsc_tensor_requires_grad(v), "torch: v.requires_grad is True");
+    cr_expect_not(nsc_tensor_is_leaf(v));
+    nsc_tensor *scaled = nsc_mul_scalar(v, 10.0);
+    nsc_tensor *a = nsc_sum_all(scaled), *b = nsc_sum_all(w);
+    nsc_tensor *loss = nsc_add(a, b);
+    cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    expect_values(nsc_tensor_get_grad(w), (double[]){ 11, 11, 1 }, 3, "w.grad"); // torch
+    // A detached tensor never follows: it is not a view for autograd.
+    nsc_tensor *d = nsc_detach(base);
+    cr_expect_not(nsc_tensor_requires_grad(d));
+    nsc_tensor *all[] = { base, v, w, scaled, a, b, loss, d };
+    for (int i = 0; i < 8; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+// Edge points where torch defines the gradient: pow at a = 0, b = 0 (0, not
+// 0 * 0^-1 = NaN); maximum and relu at NaN (the gradient passes).
+Test(autograd_writes, gradients_at_edge_points_as_torch) {
+    nsc_tensor *a = vec((double[]){ 0, 2 }, 2, true);
+    nsc_tensor *b = vec((double[]){ 0, 0 }, 2, false);
+    nsc_tensor *p = nsc_pow(a, b);
+    backward_sum(p);
+    expect_values(nsc_tensor_get_grad(a), (double[]){ 0, 0 }, 2, "d pow / da"); // torch: 0 0
+    double nan = __builtin_nan("");
+    nsc_tensor *x = vec((double[]){ 1, nan, 2 }, 3, true);
+    nsc_tensor *y = vec((double[]){ 1, 1, nan }, 3, true);
+    nsc_tensor *m = nsc_maximum(x, y);
+    backward_sum(m);
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 0.5, 1, 1 }, 3, "x.grad"); // torch
+    expect_values(nsc_tensor_get_grad(y), (double[]){ 0.5, 1, 1 }, 3, "y.grad"); // torch
+    nsc_tensor *r_in = vec((double[]){ nan, 1, -1 }, 3, true);
+    nsc_tensor *r = nsc_relu(r_in);
+    backward_sum(r);
+    expect_values(nsc_tensor_get_grad(r_in), (double[]){ 1, 1, 0 }, 3, "relu grad"); // torch
+    nsc_tensor *all[] = { a, b, p, x, y, m, r_in, r };
+    for (int i = 0; i < 8; i++) {
+        nsc_free(all[i]);
+    }
+}

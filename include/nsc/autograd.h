@@ -18,8 +18,10 @@ extern "C" {
 // Float dtypes only. Fails on a non-leaf (use nsc_detach first). t borrowed.
 nsc_status nsc_requires_grad_(nsc_tensor *t, bool requires_grad);
 
-// True when ops on t are recorded for backward (a leaf marked so, or the
-// result of a recorded op).
+// True when ops on t are recorded for backward (a leaf marked so, the
+// result of a recorded op, or a float view of a base that requires grad,
+// even one taken before the base did: views follow their base, as in torch;
+// nsc_detach's result is not a view for this).
 bool nsc_tensor_requires_grad(const nsc_tensor *t);
 
 // True when t was not produced by a recorded op (every tensor that does not
