@@ -212,14 +212,26 @@ static nsc_status load_all(plan *p, const nsc_safetensors *st) {
     return NSC_OK;
 }
 
-// Swaps every loaded tensor in (cannot fail).
-static void swap_in(plan *p) {
-    for (int i = 0; i < p->n; i++) {
+// Puts every loaded tensor in. A parameter with data takes the values in
+// place (torch's load_state_dict: param.copy_ under no_grad), so whatever
+// holds it (an optimizer built before the load, hooks, .grad) goes on with
+// the same tensor; a META one (a model built for shapes) is swapped for the
+// loaded tensor. Reading came first, so only a device fault can fail here.
+static nsc_status put_in(plan *p) {
+    nsc_status status = NSC_OK;
+    nsc_no_grad_begin();
+    for (int i = 0; i < p->n && status == NSC_OK; i++) {
         entry *e = &p->items[i];
         nsc_tensor *old = e->owner->params[e->slot].tensor;
+        if (nsc_tensor_device(old) != NSC_META) {
+            status = nsc_copy_(old, e->loaded);
+            continue;
+        }
         e->owner->params[e->slot].tensor = e->loaded;
         e->loaded = old; // released by plan_free
     }
+    nsc_no_grad_end();
+    return status;
 }
 
 static nsc_status load_file(nsc_module *model, const char *file, bool header_only) {
@@ -233,7 +245,7 @@ static nsc_status load_file(nsc_module *model, const char *file, bool header_onl
     if (s == NSC_OK && !header_only) {
         s = load_all(&p, st);
         if (s == NSC_OK) {
-            swap_in(&p);
+            s = put_in(&p);
         }
     }
     plan_free(&p);

@@ -252,7 +252,10 @@ static nsc_status run_hooks(nsc_module *m, nsc_hook_kind kind, int64_t call_inde
                             nsc_tensor **values) {
     nsc_status status = NSC_OK;
     m->running_hooks++;
-    for (int i = 0; i < m->n_hooks && status == NSC_OK; i++) {
+    // Hooks added by a hook wait for the next call, as torch iterates over a
+    // snapshot of its hook dict.
+    int n_hooks = m->n_hooks;
+    for (int i = 0; i < n_hooks && status == NSC_OK; i++) {
         if (m->hooks[i].removed || m->hooks[i].kind != kind) {
             continue;
         }

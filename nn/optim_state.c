@@ -176,6 +176,19 @@ static nsc_status load_param(const nsc_optim *opt, const nsc_safetensors *st, co
     char key[KEY_BYTES];
     snprintf(key, sizeof key, "state.%lld.step", (long long)i);
     if (!nsc_safetensors_has(st, key)) {
+        // Not stepped: then it has no state either. State without a step
+        // (torch's SGD writes none) would be dropped without a word.
+        for (int s = 0; s < nsci_optim_n_state(opt, nsci_optim_group_of(opt, i)); s++) {
+            char state_key[KEY_BYTES];
+            snprintf(state_key, sizeof state_key, "state.%lld.%s", (long long)i,
+                     slot_name(opt->kind, s));
+            if (nsc_safetensors_has(st, state_key)) {
+                return nsci_fail(NSC_ERR_FORMAT,
+                                 "optim load: %s: %s is present but %s is missing: a "
+                                 "parameter's state needs its step count",
+                                 path, state_key, key);
+            }
+        }
         return NSC_OK; // this parameter has not stepped
     }
     nsc_tensor *step = nsc_safetensors_load(st, key);

@@ -343,16 +343,34 @@ Test(checkpoint_errors, a_failed_load_leaves_the_model_unchanged, .init = make_d
         cr_expect_eq(nsc_module_param_at(m, i, NULL), before[i], "parameter %lld replaced",
                      (long long)i);
     }
-    // A good file swaps every tensor, keeps the tie and the grad flags.
+    // A good file is copied into every parameter, as torch's load_state_dict:
+    // the same tensors, the tie and the grad flags kept, so an optimizer made
+    // before the load trains the loaded weights.
+    nsc_adamw_config adamw = nsc_adamw_defaults();
+    nsc_optim *opt = nsc_optim_adamw_new_module(m, &adamw);
+    cr_assert(opt, "%s", nsc_last_error());
     nsc_free(ts.t[last]);
     ts.t[last] = nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(100, 64), 0.5);
     snprintf(path, sizeof path, "%s/model.safetensors", save(&ts, "good"));
     cr_expect_eq(nsc_gpt2_load_weights(m, path), NSC_OK, "%s", nsc_last_error());
     nsc_tensor *wte = nsc_module_find_tensor(m, "transformer.wte.weight");
-    cr_expect_neq(wte, before[0]);
+    cr_expect_eq(wte, before[0], "the same tensor, its values loaded");
     cr_expect_eq(wte, nsc_module_find_tensor(m, "lm_head.weight"), "still tied");
     cr_expect(nsc_tensor_requires_grad(wte));
+    cr_expect(nsc_tensor_is_leaf(wte));
     cr_expect_eq(((const float *)nsc_tensor_data(wte))[3 * 64 + 5], 0.5f);
+    int64_t ids[3] = { 1, 2, 3 };
+    nsc_tensor *x = nsc_from_data(NSC_I64, NSC_SHAPE(1, 3), ids);
+    nsc_tensor *logits = nsc_module_call(m, 1, &x);
+    nsc_tensor *loss = nsc_sum_all(logits);
+    cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_optim_step(opt), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_optim_get_step(opt, 0), 1, "the optimizer stepped the loaded weights");
+    cr_expect_neq(((const float *)nsc_tensor_data(wte))[3 * 64 + 5], 0.5f);
+    nsc_free(loss);
+    nsc_free(logits);
+    nsc_free(x);
+    nsc_optim_free(opt);
     free_tensors(&ts);
     nsc_module_free(m);
 }

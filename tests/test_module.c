@@ -169,6 +169,31 @@ Test(module, a_hook_can_stop_the_forward) {
     nsc_module_free(root);
 }
 
+// Adds output_hook (with the record in ctx) to m from inside a hook.
+static nsc_status adding_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                              nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)kind, (void)call_index, (void)n, (void)values, (void)replace;
+    record *r = ctx;
+    if (r->calls++ == 0) {
+        nsc_module_add_hook(m, NSC_HOOK_OUTPUT, output_hook, r + 1, NULL);
+    }
+    return NSC_OK;
+}
+
+// As torch, which runs a snapshot of the hooks: one added by a hook runs
+// from the next call on.
+Test(module, a_hook_added_by_a_hook_runs_from_the_next_call) {
+    nsc_module *root = tree();
+    nsc_module *b = nsc_module_find(root, "inner.b");
+    record recs[2] = { { 0 }, { .result = NSC_OK } };
+    cr_assert(nsc_module_add_hook(b, NSC_HOOK_OUTPUT, adding_hook, recs, NULL) > 0);
+    (void)run(root, 1.0);
+    cr_expect_eq(recs[1].calls, 0, "not in the call that added it");
+    (void)run(root, 1.0);
+    cr_expect_eq(recs[1].calls, 1, "from the next call on");
+    nsc_module_free(root);
+}
+
 static int g_slot_frees;
 static void slot_free(void *p) {
     (void)p;

@@ -190,8 +190,9 @@ static void expect_refused(nsc_optim *o, const char *path, nsc_status want, cons
     nsc_clear_error();
 }
 
-// A hand-made file: one parameter's step (f64, as torch keeps it) and state
-// with exp_avg of the given shape, and metadata whose "lr" is lr_text.
+// A hand-made file: one parameter's step (f64, as torch keeps it; none when
+// step_count is 0) and state with exp_avg of the given shape, and metadata
+// whose "lr" is lr_text.
 static void write_file(const char *path, double step_count, int64_t rows, const char *lr_text) {
     nsc_tensor *step = nsc_scalar(NSC_F64, step_count);
     nsc_tensor *m = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(rows, 7));
@@ -202,7 +203,9 @@ static void write_file(const char *path, double step_count, int64_t rows, const 
     const char *keys[8] = { "optimizer", "n_params", "lr",           "beta1",
                             "beta2",     "eps",      "weight_decay", "amsgrad" };
     const char *vals[8] = { "adamw", "3", lr_text, "0.8", "0.95", "1e-06", "0.05", "1" };
-    cr_assert_eq(nsc_safetensors_save(path, 4, names, tensors, 8, keys, vals), NSC_OK);
+    int skip = step_count == 0; // the step entry left out
+    cr_assert_eq(nsc_safetensors_save(path, 4 - skip, names + skip, tensors + skip, 8, keys, vals),
+                 NSC_OK);
     nsc_free(step);
     nsc_free(m);
     nsc_free(v);
@@ -259,6 +262,10 @@ Test(optim_state, a_bad_file_changes_nothing, .init = make_dir, .fini = remove_d
     write_file(file("huge.safetensors"), 1e30, 5, "0.01");
     expect_refused(adamw, file("huge.safetensors"), NSC_ERR_FORMAT,
                    "state.0.step is 1e+30: expected one whole step count in [1, 2^53]");
+    // State without its step (torch's SGD writes none) was dropped silently.
+    write_file(file("no_step.safetensors"), 0, 5, "0.01");
+    expect_refused(adamw, file("no_step.safetensors"), NSC_ERR_FORMAT,
+                   "state.0.exp_avg is present but state.0.step is missing");
     write_file(file("half.safetensors"), 2.5, 5, "0.01");
     expect_refused(adamw, file("half.safetensors"), NSC_ERR_FORMAT, "state.0.step is 2.5");
     write_file(file("good.safetensors"), 2, 5, "0.25");

@@ -93,10 +93,13 @@ nsc_module *nsc_gpt2_load(const char *dir);
 nsc_module *nsc_gpt2_load_meta(const char *dir);
 
 // Loads the weights of a safetensors file (either layout) into an existing
-// GPT-2 whose configuration matches: every tensor is read into a new one
-// first, then all are swapped in at once, so a failure leaves the model
-// unchanged. Parameters that required grad still do, and each stays on its
-// device: a model moved to CUDA gets GPU tensors (a META one, CPU data).
+// GPT-2 whose configuration matches: every tensor is read first, so a bad
+// file leaves the model unchanged; then each parameter takes its values in
+// place, as torch's load_state_dict copies, so an optimizer built before the
+// load (and hooks, and .grad) keeps working with the same tensors. They stay
+// on their device and keep requires_grad. A META model's parameters are
+// replaced by CPU tensors instead. Only a device fault while copying can
+// leave the model partly loaded.
 nsc_status nsc_gpt2_load_weights(nsc_module *model, const char *path);
 
 // Writes dir/config.json and dir/model.safetensors in the save_pretrained

@@ -143,7 +143,8 @@ typedef nsc_status (*nsc_module_hook_fn)(nsc_module *m, nsc_hook_kind kind, int6
                                          int n, nsc_tensor *const *values,
                                          nsc_tensor **replace, void *ctx);
 
-// Adds a hook (run in the order added). ctx_free (may be NULL) is called on
+// Adds a hook (run in the order added; one added by a running hook runs
+// from the next call on, as torch). ctx_free (may be NULL) is called on
 // ctx when the hook is removed or the module freed. Returns a handle > 0, or
 // -1 with an error.
 int64_t nsc_module_add_hook(nsc_module *m, nsc_hook_kind kind, nsc_module_hook_fn fn, void *ctx,

@@ -154,7 +154,8 @@ nsc_status nsc_optim_save(const nsc_optim *opt, const char *path);
 // dtype and device). The step counts, state, each group's lr and
 // hyper-parameters become the file's; a parameter the file holds no state
 // for starts afresh. All or nothing: a missing, mistyped or mis-shaped
-// entry, another kind, parameter count, group structure, momentum on/off or
+// entry (state without its step count too), another kind, parameter count,
+// group structure, momentum on/off or
 // amsgrad setting fails with NSC_ERR_FORMAT naming the file and the entry,
 // and opt is unchanged; NSC_ERR_IO when the file cannot be read.
 nsc_status nsc_optim_load(nsc_optim *opt, const char *path);
@@ -164,8 +165,9 @@ nsc_status nsc_optim_load(nsc_optim *opt, const char *path);
 // torch.nn.utils.clip_grad_norm_ with norm_type 2: the L2 norm of all the
 // gradients together (parameters without .grad are skipped) is written to
 // *total_norm (may be NULL); when it exceeds max_norm every gradient is
-// multiplied in place by max_norm / (norm + 1e-6). A NaN or infinite norm
-// scales every gradient to NaN (torch with error_if_nonfinite=False). The
+// multiplied in place by max_norm / (norm + 1e-6). A NaN norm scales every
+// gradient to NaN; an infinite one multiplies by 0, so finite entries become
+// 0 and infinite ones NaN (torch with error_if_nonfinite=False). The
 // sum of squares is accumulated in f64 over fixed blocks, so the result does
 // not depend on the thread count. CUDA gradients are summed on the GPU (in
 // f64) and only their total is copied back. NSC_ERR_ARG for a NULL list or
