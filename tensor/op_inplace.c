@@ -53,14 +53,22 @@ static nsc_status copy_infer(nsci_call *c) {
     return NSC_OK;
 }
 
-// add_ and mul_ also require the result type to fit the destination.
+// bool < integer < float: torch's can_cast allows a result into a
+// destination of the same kind or a higher one (f64 into f32 too).
+static int kind_of(nsc_dtype t) {
+    return t == NSC_BOOL ? 0 : nsci_is_float(t) ? 2 : 1;
+}
+
+// add_ and mul_ also require the result type to fit the destination's kind
+// (a float result into an integer tensor is refused); the kernel computes
+// in the destination's dtype, converting the source first.
 static nsc_status arith_infer(nsci_call *c) {
     if (copy_infer(c) != NSC_OK) {
         return nsc_last_status();
     }
     nsc_dtype dst = (nsc_dtype)c->in[0]->dtype;
     nsc_dtype result = nsci_result_type(2, c->in);
-    if (nsci_promote(result, dst) != dst) {
+    if (kind_of(result) > kind_of(dst)) {
         return nsci_call_fail(c, NSC_ERR_DTYPE,
                               "result type %s cannot be written into a %s destination",
                               nsc_dtype_name(result), nsc_dtype_name(dst));

@@ -79,7 +79,9 @@ nsc_tensor *nsc_to(nsc_tensor *x, nsc_device device);
 nsc_status nsc_copy_(nsc_tensor *dst, nsc_tensor *src);
 nsc_status nsc_fill_(nsc_tensor *dst, double value);
 nsc_status nsc_zero_(nsc_tensor *dst);
-// dst += src / dst *= src, src broadcast to dst's shape.
+// dst += src / dst *= src, src broadcast to dst's shape. src may have a
+// wider dtype of dst's kind (f64 into f32, as torch allows; computed in
+// dst's dtype), not a higher kind (a float into an integer dst is refused).
 nsc_status nsc_add_(nsc_tensor *dst, nsc_tensor *src);
 nsc_status nsc_mul_(nsc_tensor *dst, nsc_tensor *src);
 
