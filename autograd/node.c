@@ -235,11 +235,31 @@ static nsc_status base_buffers(const nsci_view_geometry *v, nsc_device device, n
     return NSC_OK;
 }
 
+// Whether two elements of the view may share memory: an expanded dim, or
+// any geometry (an as_strided view) whose dims, by increasing stride, do not
+// each step over everything the smaller ones reach. Copying a gradient into
+// such a view would keep one element's share and lose the others'.
 static bool overlapping(const nsci_view_geometry *v) {
+    int order[NSC_MAX_DIMS], n = 0;
     for (int d = 0; d < v->ndim; d++) {
-        if (v->stride[d] == 0 && v->shape[d] > 1) {
+        if (v->shape[d] == 0) {
+            return false; // no element at all
+        }
+        if (v->shape[d] > 1) {
+            int k = n++;
+            for (; k > 0 && v->stride[order[k - 1]] > v->stride[d]; k--) {
+                order[k] = order[k - 1];
+            }
+            order[k] = d;
+        }
+    }
+    int64_t reach = 0; // the largest offset the smaller dims reach
+    for (int k = 0; k < n; k++) {
+        int d = order[k];
+        if (v->stride[d] <= reach) {
             return true;
         }
+        reach += v->stride[d] * (v->shape[d] - 1);
     }
     return false;
 }
@@ -247,9 +267,10 @@ static bool overlapping(const nsci_view_geometry *v) {
 static nsc_status base_view_backward(nsci_node *node, nsc_tensor **grad_out,
                                      nsc_tensor **grad_in) {
     if (overlapping(node->view)) {
-        return nsci_fail(NSC_ERR_UNSUPPORTED, "backward through an expanded view of a tensor "
-                                              "written in place is not supported: clone the "
-                                              "view first");
+        return nsci_fail(NSC_ERR_UNSUPPORTED,
+                         "backward through a view whose elements overlap (expanded, or "
+                         "as_strided) of a tensor written in place is not supported: clone the "
+                         "view first");
     }
     nsc_tensor *flat, *as_base, *as_view;
     if (base_buffers(node->view, nsc_tensor_device(grad_out[0]), &flat, &as_base, &as_view)) {

@@ -305,3 +305,22 @@ Test(autograd_writes, gradients_at_edge_points_as_torch) {
         nsc_free(all[i]);
     }
 }
+
+// A view whose elements share memory cannot take its gradient by a copy
+// into the base's layout (one element's share would win): refused, for an
+// as_strided view as for an expanded one, where an as_strided view that
+// overlaps without a stride of 0 used to get a wrong gradient.
+Test(autograd_writes, an_overlapping_view_of_a_written_base_is_refused) {
+    nsc_tensor *base = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(4));
+    nsc_tensor *v = nsc_as_strided(base, 2, (int64_t[]){ 2, 2 }, (int64_t[]){ 1, 1 }, 0);
+    nsc_tensor *w = vec((double[]){ 1, 2, 3, 4 }, 4, true);
+    cr_assert(v, "%s", nsc_last_error());
+    cr_assert_eq(nsc_add_(base, w), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *s = nsc_sum_all(v);
+    cr_expect_eq(nsc_backward(s, NULL, false), NSC_ERR_UNSUPPORTED);
+    cr_expect(strstr(nsc_last_error(), "a view whose elements overlap"), "%s", nsc_last_error());
+    nsc_tensor *all[] = { base, v, w, s };
+    for (int i = 0; i < 4; i++) {
+        nsc_free(all[i]);
+    }
+}
