@@ -235,10 +235,10 @@ static nsc_status base_buffers(const nsci_view_geometry *v, nsc_device device, n
     return NSC_OK;
 }
 
-// Whether two elements of the view may share memory: an expanded dim, or
-// any geometry (an as_strided view) whose dims, by increasing stride, do not
-// each step over everything the smaller ones reach. Copying a gradient into
-// such a view would keep one element's share and lose the others'.
+// Whether two elements of the view may share memory: a dim whose stride does
+// not step over everything the smaller-stride dims reach (an expanded dim,
+// an as_strided view). Copying a gradient into such a view would keep one
+// element's share and lose the others'.
 static bool overlapping(const nsci_view_geometry *v) {
     int order[NSC_MAX_DIMS], n = 0;
     for (int d = 0; d < v->ndim; d++) {
@@ -264,20 +264,35 @@ static bool overlapping(const nsci_view_geometry *v) {
     return false;
 }
 
+// An expanded view's elements along a stride-0 dim are one base element:
+// its gradient is their sum (torch's as_strided backward), so the view is
+// taken with those dims of size 1 and the gradient summed over them. Any
+// other overlap is refused.
 static nsc_status base_view_backward(nsci_node *node, nsc_tensor **grad_out,
                                      nsc_tensor **grad_in) {
-    if (overlapping(node->view)) {
-        return nsci_fail(NSC_ERR_UNSUPPORTED,
-                         "backward through a view whose elements overlap (expanded, or "
-                         "as_strided) of a tensor written in place is not supported: clone the "
-                         "view first");
+    nsci_view_geometry g = *node->view;
+    int expanded[NSC_MAX_DIMS], n_expanded = 0;
+    for (int d = 0; d < g.ndim; d++) {
+        if (g.stride[d] == 0 && g.shape[d] > 1) {
+            expanded[n_expanded++] = d;
+            g.shape[d] = 1;
+        }
     }
+    if (overlapping(&g)) {
+        return nsci_fail(NSC_ERR_UNSUPPORTED,
+                         "backward through an as_strided view whose elements overlap, of a "
+                         "tensor written in place, is not supported: clone the view first");
+    }
+    nsc_tensor *grad =
+        n_expanded ? nsc_sum(grad_out[0], n_expanded, expanded, true) : nsc_retain(grad_out[0]);
     nsc_tensor *flat, *as_base, *as_view;
-    if (base_buffers(node->view, nsc_tensor_device(grad_out[0]), &flat, &as_base, &as_view)) {
+    if (!grad || base_buffers(&g, nsc_tensor_device(grad_out[0]), &flat, &as_base, &as_view)) {
+        nsc_free(grad);
         return nsc_last_status();
     }
-    nsc_status status = nsc_copy_(as_view, grad_out[0]);
+    nsc_status status = nsc_copy_(as_view, grad);
     grad_in[0] = status == NSC_OK ? nsc_retain(as_base) : NULL;
+    nsc_free(grad);
     nsc_free(flat);
     nsc_free(as_base);
     nsc_free(as_view);
