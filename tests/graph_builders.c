@@ -9,21 +9,12 @@
 #include "tests/graph_models.h"
 #include "tests/harness.h"
 
-// x [rows, 4]: 0.1 * (start, start + 1, ...).
-static nsc_tensor *chain_input(int64_t rows, double start) {
-    nsc_tensor *a = nsc_arange(start, start + (double)(rows * 4), 1, NSC_F32);
-    nsc_tensor *s = nsc_mul_scalar(a, 0.1);
-    nsc_tensor *x = nsc_reshape(s, NSC_SHAPE(rows, 4));
-    nsc_free(a);
-    nsc_free(s);
-    return x;
-}
 
 static nsct_built one_trace(nsc_module *model, int n_invokes, const int64_t *rows,
                             nsc_invoke **inv) {
     nsct_built b = { nsc_trace_new(model), NULL };
     for (int i = 0; i < n_invokes; i++) {
-        nsc_tensor *x = chain_input(rows[i], (double)(i * 3) - 4.0);
+        nsc_tensor *x = nsct_chain_input(rows[i], (double)(i * 3) - 4.0);
         inv[i] = nsc_trace_invoke(b.trace, 1, &x);
         nsc_free(x);
     }
@@ -303,7 +294,7 @@ static nsct_built build_session(nsc_module *const *m) {
     nsct_built b = { NULL, nsc_session_new() };
     nsc_tensor *zero = nsc_zeros(NSC_F32, NSC_CPU, 0, NULL);
     nsc_tensor *total = nsc_session_value(b.session, zero);
-    nsc_tensor *x = chain_input(2, 1.0), *y = chain_input(2, -3.0);
+    nsc_tensor *x = nsct_chain_input(2, 1.0), *y = nsct_chain_input(2, -3.0);
     nsc_trace *t1 = nsc_session_trace(b.session, m[0]);
     nsc_tensor *from_a = nsc_invoke_output(nsc_trace_invoke(t1, 1, &x), "h.0", 0);
     nsc_trace *t2 = nsc_session_trace(b.session, m[1]);
@@ -326,7 +317,7 @@ static nsct_built build_iterator(nsc_module *const *m) {
     }
     nsc_tensor *zero = nsc_zeros(NSC_F32, NSC_CPU, 0, NULL);
     nsc_tensor *total = nsc_session_value(b.session, zero);
-    nsc_tensor *x = chain_input(1, 0.0);
+    nsc_tensor *x = nsct_chain_input(1, 0.0);
     nsc_trace *before = nsc_session_trace(b.session, m[0]);
     nsc_tensor *seed = nsc_sum_all(nsc_invoke_output(nsc_trace_invoke(before, 1, &x), "h.0", 0));
     nsc_iterator *it = nsc_session_iterate(b.session, 5, items);

@@ -135,3 +135,12 @@ nsc_module *nsct_feed_model(void) {
     nsc_module_free(feed);
     return root;
 }
+
+nsc_tensor *nsct_chain_input(int64_t rows, double start) {
+    nsc_tensor *a = nsc_arange(start, start + (double)(rows * 4), 1, NSC_F32);
+    nsc_tensor *s = nsc_mul_scalar(a, 0.1);
+    nsc_tensor *x = nsc_reshape(s, NSC_SHAPE(rows, 4));
+    nsc_free(a);
+    nsc_free(s);
+    return x;
+}

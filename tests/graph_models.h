@@ -10,6 +10,9 @@
 // (y = x W_head, [width, 3]). Input x [B, width] f32. Deterministic weights.
 nsc_module *nsct_chain_model(int n_blocks, int64_t width);
 
+// x [rows, 4] f32: 0.1 * (start, start + 1, ...), an input of the chain model.
+nsc_tensor *nsct_chain_input(int64_t rows, double start);
+
 // root -> inner: inner's input and output are [T, B, C] with the batch on
 // dim 1 (declared), y = x * 2 + bias where bias [C] has no batch dim.
 // Root input x [T, B, C]; root output = inner output.

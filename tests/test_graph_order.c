@@ -9,15 +9,6 @@
 #include "tests/graph_models.h"
 #include "tests/harness.h"
 
-static nsc_tensor *input(int64_t rows, double start) {
-    nsc_tensor *a = nsc_arange(start, start + (double)(rows * 4), 1, NSC_F32);
-    nsc_tensor *s = nsc_mul_scalar(a, 0.1);
-    nsc_tensor *x = nsc_reshape(s, NSC_SHAPE(rows, 4));
-    nsc_free(a);
-    nsc_free(s);
-    return x;
-}
-
 typedef struct fixture {
     nsc_module *model;
     nsc_tensor *x;
@@ -27,7 +18,7 @@ typedef struct fixture {
 
 static void start(fixture *f, int blocks) {
     f->model = nsct_chain_model(blocks, 4);
-    f->x = input(2, 0);
+    f->x = nsct_chain_input(2, 0);
     f->tr = nsc_trace_new(f->model);
     f->inv = nsc_trace_invoke(f->tr, 1, &f->x);
 }
@@ -196,7 +187,7 @@ Test(graph_order, persistent_edits_come_before_the_users_nodes) {
     nsc_module *model = nsct_chain_model(2, 4);
     int calls = 0;
     cr_assert_eq(nsc_model_edit(model, zero_h0, &calls, NULL), NSC_OK);
-    nsc_tensor *x = input(2, 0);
+    nsc_tensor *x = nsct_chain_input(2, 0);
     nsc_trace *tr = nsc_trace_new(model);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
     nsc_tensor *seen = nsc_save(nsc_mul_scalar(nsc_invoke_output(inv, "h.0", 0), 1.0));
@@ -236,7 +227,7 @@ Test(graph_order, persistent_edits_come_before_the_users_nodes) {
 // first's values without saving them.
 Test(graph_order, a_value_bridges_between_the_traces_of_one_iterator) {
     nsc_module *model = nsct_chain_model(2, 4);
-    nsc_tensor *items[2] = { input(2, 0), input(2, 3) };
+    nsc_tensor *items[2] = { nsct_chain_input(2, 0), nsct_chain_input(2, 3) };
     nsc_session *s = nsc_session_new();
     nsc_iterator *it = nsc_session_iterate(s, 2, items);
     nsc_tensor *item = nsc_iterator_item(it);
@@ -303,7 +294,7 @@ Test(graph_order, an_op_on_session_values_needs_a_trace_to_run_in) {
     cr_expect(strstr(nsc_last_error(), "create its first trace before the op"), "%s",
               nsc_last_error());
     nsc_trace *tr = nsc_session_trace(s, model);
-    nsc_tensor *x = input(2, 0);
+    nsc_tensor *x = nsct_chain_input(2, 0);
     nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
     nsc_tensor *w = nsc_mul_scalar(v, 3.0); // into tr
     cr_assert(w, "%s", nsc_last_error());

@@ -42,7 +42,11 @@ void nsc_trace_free(nsc_trace *tr);
 // concatenated along each input's batch dim; token-id inputs ([B, T] i64 as
 // input 0) of different lengths are left-padded with an attention mask
 // (input 1) and position ids (input 2) as Hugging Face does. Add every
-// invoke before reading hook points. The handle belongs to tr.
+// invoke before reading hook points. The handle belongs to tr. With one
+// invoke the model is called with the input tensors themselves (as
+// model(x) in PyTorch), so an in-place edit of a model input point writes
+// into them; with several it writes into their batched copy. Clone an
+// input that must stay as it is.
 nsc_invoke *nsc_trace_invoke(nsc_trace *tr, int n_inputs, nsc_tensor *const *inputs);
 // Number of rows the invoke contributes to the batch.
 int64_t nsc_invoke_batch_size(const nsc_invoke *inv);
