@@ -183,11 +183,10 @@ nsc_status nsci_run_ready(nsci_graph *g) {
     return NSC_OK;
 }
 
-nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n) {
-    if (n->state != NSCI_NODE_PENDING) {
-        return NSC_OK;
-    }
-    n->state = NSCI_NODE_SKIPPED;
+// n, already marked skipped: its args lose a consumer, consumers whose input
+// will never exist are marked and go onto todo, ordering-only consumers lose
+// a dependency.
+static nsc_status skip_consumers(nsci_graph *g, nsci_gnode *n, int32_t *todo, int32_t *n_todo) {
     release_args(g, n); // everything it would have consumed goes at once
     for (int c = 0; c < n->n_consumers; c++) {
         nsci_gnode *consumer = &g->nodes[n->consumers[c]];
@@ -198,8 +197,9 @@ nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n) {
             }
         }
         if (!ordering_only) {
-            if (nsci_node_skip(g, consumer) != NSC_OK) { // its input will never exist
-                return nsc_last_status();
+            if (consumer->state == NSCI_NODE_PENDING) {
+                consumer->state = NSCI_NODE_SKIPPED;
+                todo[(*n_todo)++] = consumer->id;
             }
         } else if (--consumer->missing == 0 && consumer->state == NSCI_NODE_PENDING &&
                    executes(consumer) && push_ready(g, consumer->id) != NSC_OK) {
@@ -207,6 +207,27 @@ nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n) {
         }
     }
     return NSC_OK;
+}
+
+// A worklist, not recursion: a false condition may gate a chain of a million
+// nodes. A node is marked when queued, so the list holds each at most once.
+nsc_status nsci_node_skip(nsci_graph *g, nsci_gnode *n) {
+    if (n->state != NSCI_NODE_PENDING) {
+        return NSC_OK;
+    }
+    int32_t *todo = nsci_malloc((size_t)g->n_nodes * sizeof *todo);
+    if (!todo) {
+        return NSC_ERR_OOM;
+    }
+    int32_t n_todo = 0;
+    n->state = NSCI_NODE_SKIPPED;
+    todo[n_todo++] = n->id;
+    nsc_status status = NSC_OK;
+    while (status == NSC_OK && n_todo > 0) {
+        status = skip_consumers(g, &g->nodes[todo[--n_todo]], todo, &n_todo);
+    }
+    nsci_free(todo);
+    return status;
 }
 
 // --- hooks ---

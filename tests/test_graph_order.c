@@ -4,6 +4,7 @@
 // edits built before the user's nodes; values bridged between the traces of
 // one iterator; the root's cache through the text form.
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "tests/graph_models.h"
@@ -308,4 +309,41 @@ Test(graph_order, an_op_on_session_values_needs_a_trace_to_run_in) {
     nsc_free(init);
     nsc_session_free(s);
     nsc_module_free(model);
+}
+
+// A false condition gating a long chain skips it without recursing per node:
+// the chain runs on a thread with a 256 KiB stack, which the recursive skip
+// overflowed at a few thousand nodes (a 300k-node text crashed `nsc run`).
+static void *gated_chain(void *out) {
+    fixture f;
+    start(&f, 2);
+    nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
+    open_block(f.tr, h, false);
+    nsc_tensor *x = h;
+    for (int i = 0; i < 50000 && x; i++) {
+        x = nsc_add_scalar(x, 1.0);
+    }
+    nsc_tensor *kept = nsc_save(x);
+    nsc_trace_end(f.tr);
+    nsc_status *status = out;
+    *status = kept ? nsc_trace_run(f.tr) : nsc_last_status();
+    if (*status == NSC_OK) {
+        nsc_tensor *v = nsc_trace_get(f.tr, kept);
+        *status = v ? NSC_ERR_STATE : NSC_OK; // a skipped value is never computed
+        nsc_free(v);
+    }
+    finish(&f);
+    return NULL;
+}
+
+Test(graph_order, a_false_condition_skips_a_long_chain_on_a_small_stack) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t thread;
+    nsc_status status = NSC_ERR_STATE;
+    cr_assert_eq(pthread_create(&thread, &attr, gated_chain, &status), 0);
+    pthread_join(thread, NULL);
+    pthread_attr_destroy(&attr);
+    cr_expect_eq(status, NSC_OK, "%s", nsc_last_error());
 }
