@@ -278,7 +278,10 @@ nsc_tensor *nsc_dropout(nsc_tensor *x, double p, bool train, nsc_generator *gen)
         return nsc_retain(x);
     }
     dropout_params params = { .p = p };
-    if (p > 0.0) { // p == 0 keeps everything: no draw, so the generator does not move
+    // p == 0 keeps everything and META has no values to mask: no draw, so the
+    // generator does not move (torch's META dropout leaves it too; a trace's
+    // shape scan must not change what the run after it draws).
+    if (p > 0.0 && x->device != NSC_META) {
         gen = gen ? gen : nsc_generator_default();
         uint64_t hi = nsc_generator_next_u32(gen);
         params.seed = (int64_t)(hi << 32 | nsc_generator_next_u32(gen));

@@ -326,9 +326,12 @@ Test(dropout, edge_probabilities_evaluation_and_meta) {
     cr_expect_eq(eval, x, "evaluation returns x itself");
     nsc_tensor *m = nsc_empty(NSC_F32, NSC_META, NSC_SHAPE(1000, 1000));
     int64_t data_bytes = nsc_mem_stats_get().data_bytes;
+    nsc_manual_seed(7);
     nsc_tensor *mo = nsc_dropout(m, 0.5, true, NULL);
     cr_assert(mo && nsc_tensor_device(mo) == NSC_META);
     cr_expect_eq(nsc_mem_stats_get().data_bytes, data_bytes);
+    cr_expect_eq(nsc_generator_next_u32(nsc_generator_default()), first,
+                 "META draws nothing (torch's META dropout leaves the generator too)");
     nsc_tensor *all[] = { x, same, all_dropped, eval, m, mo };
     free_all(all, NSCI_ARRAY_LEN(all));
 }
