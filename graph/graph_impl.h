@@ -16,7 +16,6 @@ typedef enum nsci_protocol_id {
 #undef NSCI_PROTOCOL
     NSCI_N_PROTOCOLS
 } nsci_protocol_id;
-
 typedef struct nsc_trace nsci_graph;
 typedef struct nsci_gnode nsci_gnode;
 
@@ -166,6 +165,7 @@ struct nsc_trace {
     struct nsci_cache_entry *cache;
     int n_cache, cap_cache;
     bool stopped; // run time: an early stop fired
+    int applying; // run time: applied module calls running (the trace's hooks let them pass)
     bool generate;                   // a generation trace
     nsc_generate_options gen_options;
     nsc_tensor *generated;           // run time: the tokens

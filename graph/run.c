@@ -418,6 +418,9 @@ static nsc_status apply_skips_and_stops(nsci_graph *g, nsc_module *m, nsc_hook_k
 static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n_values,
                              nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
     nsci_graph *g = ctx;
+    if (g->applying > 0) {
+        return NSC_OK; // an applied module's calls are not the model's: no point fires
+    }
     nsc_tensor *cur[NSCI_MAX_MODULE_INPUTS] = { 0 };
     n_values = NSCI_MIN(n_values, NSCI_MAX_MODULE_INPUTS);
     for (int k = 0; k < n_values; k++) {

@@ -237,7 +237,19 @@ static nsc_status scan_model(nsci_graph *g) {
     nsc_module *root = g->model;
     int64_t n_mod = nsc_module_n_modules(root);
     int64_t *handles = nsci_calloc((size_t)n_mod * 2, sizeof *handles);
-    nsc_status status = handles ? hook_all(g, root, handles, n_mod) : nsc_last_status();
+    int64_t *calls = handles ? nsci_module_calls_save(root) : NULL;
+    nsc_kv_cache *user = nsci_gpt2_attached_cache(root), *shadow = NULL;
+    nsc_status status = calls ? NSC_OK : nsc_last_status();
+    if (status == NSC_OK && user && g->generate) {
+        status = nsci_fail(NSC_ERR_STATE, "trace (generate): the model has a cache attached "
+                                          "(nsc_gpt2_set_cache): detach it first");
+    } else if (status == NSC_OK && user) {
+        // The scan sees the user's past length, on META buffers of its own.
+        shadow = nsci_kv_cache_shadow(user);
+        status = shadow ? NSC_OK : nsc_last_status();
+        nsci_gpt2_swap_cache(root, shadow);
+    }
+    status = status == NSC_OK ? hook_all(g, root, handles, n_mod) : status;
     if (status == NSC_OK) {
         bool was = nsc_set_grad_enabled(false);
         nsc_module_reset_calls(root);
@@ -261,7 +273,11 @@ static nsc_status scan_model(nsci_graph *g) {
             nsc_module_remove_hook(nsc_module_at(root, i / 2), handles[i]);
         }
     }
-    nsc_module_reset_calls(root);
+    if (shadow) {
+        nsci_gpt2_swap_cache(root, user);
+        nsc_kv_cache_free(shadow);
+    }
+    nsci_module_calls_restore(root, calls); // a check is not a run
     nsci_free(handles);
     for (int i = 0; i < n_in; i++) {
         nsc_free(in[i]);

@@ -167,3 +167,38 @@ nsc_status nsc_gpt2_set_cache(nsc_module *model, nsc_kv_cache *cache) {
     g->pending = 0;
     return NSC_OK;
 }
+
+nsc_kv_cache *nsci_gpt2_attached_cache(const nsc_module *model) {
+    return nsc_is_gpt2(model) ? ((const nsci_gpt2 *)model->state)->cache : NULL;
+}
+
+nsc_kv_cache *nsci_gpt2_swap_cache(nsc_module *model, nsc_kv_cache *cache) {
+    if (!nsc_is_gpt2(model)) {
+        return NULL;
+    }
+    nsci_gpt2 *g = model->state;
+    nsc_kv_cache *old = g->cache;
+    if (old != cache) { // without a cache threads may share the model: no write then
+        g->cache = cache;
+    }
+    return old;
+}
+
+nsc_kv_cache *nsci_kv_cache_shadow(const nsc_kv_cache *c) {
+    nsc_kv_cache *s = nsci_calloc(1, sizeof *s);
+    if (s) {
+        s->keys = nsci_calloc((size_t)c->n_layer, sizeof *s->keys);
+        s->values = nsci_calloc((size_t)c->n_layer, sizeof *s->values);
+    }
+    if (!s || !s->keys || !s->values) {
+        nsc_kv_cache_free(s);
+        return NULL;
+    }
+    s->n_layer = c->n_layer;
+    s->batch = c->batch;
+    s->n_head = c->n_head;
+    s->head_dim = c->head_dim;
+    s->capacity = c->capacity;
+    s->length = c->length;
+    return s;
+}

@@ -181,5 +181,20 @@ nsc_status nsci_kv_cache_append(nsc_kv_cache *cache, int layer, nsc_tensor *k, n
 // Adds t tokens to the length (the outermost GPT-2 call succeeded, hooks
 // included).
 void nsci_kv_cache_commit(nsc_kv_cache *cache, int64_t t);
+// The cache attached to model, a GPT-2 root (NULL without one or for any
+// other module).
+nsc_kv_cache *nsci_gpt2_attached_cache(const nsc_module *model);
+// Attaches cache (NULL: none) in place of the current one, which it returns,
+// leaving the running forward's bookkeeping alone: for forwards apart from
+// the model's own (a shape scan, an applied module) that must neither read
+// nor extend the user's cache. No-op for other modules.
+nsc_kv_cache *nsci_gpt2_swap_cache(nsc_module *model, nsc_kv_cache *cache);
+// The call counters of root's tree (nsci_free'd by restore), NULL on OOM.
+int64_t *nsci_module_calls_save(nsc_module *root);
+// Puts saved counters back (the tree unchanged since) and frees them.
+void nsci_module_calls_restore(nsc_module *root, int64_t *saved);
+// A cache with c's geometry and length whose buffers are made at the first
+// write (META ones in a shape scan); NULL with an error.
+nsc_kv_cache *nsci_kv_cache_shadow(const nsc_kv_cache *c);
 
 #endif

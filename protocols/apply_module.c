@@ -14,6 +14,25 @@ static void apply_payload_free(void *payload) {
     nsci_free(p);
 }
 
+// Runs m on in apart from the model's own forward: without the model's KV
+// cache (neither read nor extended), with no call counted and no hook point
+// of the trace firing (the counters are put back, so the model's later calls
+// keep the indices the scan saw). *applying is the trace's flag for its hooks.
+static nsc_tensor *apart(nsc_module *model, nsc_module *m, int n_in, nsc_tensor *const *in,
+                         bool fire_hooks, int *applying) {
+    int64_t *calls = nsci_module_calls_save(m);
+    if (!calls) {
+        return NULL;
+    }
+    nsc_kv_cache *cache = nsci_gpt2_swap_cache(model, NULL);
+    ++*applying;
+    nsc_tensor *out = fire_hooks ? nsc_module_call(m, n_in, in) : nsc_module_forward(m, n_in, in);
+    --*applying;
+    nsci_gpt2_swap_cache(model, cache);
+    nsci_module_calls_restore(m, calls);
+    return out;
+}
+
 static nsc_status apply_execute(nsci_graph *g, nsci_gnode *n) {
     const apply_payload *p = n->payload;
     nsci_arg args[NSCI_MAX_MODULE_INPUTS];
@@ -22,8 +41,7 @@ static nsc_status apply_execute(nsci_graph *g, nsci_gnode *n) {
     for (int i = 0; i < n_in; i++) {
         in[i] = nsci_arg_value(g, args[i]);
     }
-    nsc_tensor *out = p->fire_hooks ? nsc_module_call(p->module, n_in, in)
-                                    : nsc_module_forward(p->module, n_in, in);
+    nsc_tensor *out = apart(g->model, p->module, n_in, in, p->fire_hooks, &g->applying);
     if (!out) {
         return nsc_last_status();
     }
@@ -43,7 +61,7 @@ static nsc_tensor *twin(const nsc_tensor *t) {
 }
 
 // Runs fn-like validation: out = module forward on META twins of xs.
-static nsc_tensor *validate(nsc_module *m, int n, nsc_tensor *const *xs) {
+static nsc_tensor *validate(nsc_module *model, nsc_module *m, int n, nsc_tensor *const *xs) {
     nsc_tensor *twins[NSCI_MAX_MODULE_INPUTS] = { 0 };
     nsc_tensor *out = NULL;
     bool ok = true;
@@ -54,7 +72,8 @@ static nsc_tensor *validate(nsc_module *m, int n, nsc_tensor *const *xs) {
     int line = nsci_source_line();
     if (ok) {
         bool was = nsc_set_grad_enabled(false);
-        out = nsc_module_forward(m, n, twins);
+        int applying = 0; // not at run time: no hook of the trace is attached
+        out = apart(model, m, n, twins, false, &applying);
         nsc_set_grad_enabled(was);
     }
     nsc_source_mark(file, line);
@@ -71,7 +90,7 @@ nsc_tensor *nsci_graph_apply(nsc_trace *tr, nsc_module *m, int n, nsc_tensor *co
     if (nsci_graph_check_building(tr) != NSC_OK) {
         return NULL;
     }
-    nsc_tensor *meta = validate(m, n, xs);
+    nsc_tensor *meta = validate(tr->model, m, n, xs);
     nsci_arg args[NSCI_MAX_MODULE_INPUTS];
     bool ok = meta != NULL;
     for (int i = 0; i < n && ok; i++) {
@@ -161,7 +180,7 @@ static nsc_status apply_module_compile(nsci_graph *g, nsci_gnode *n) {
         xs[i] =
             src->proxy[args[i].output] ? src->proxy[args[i].output] : src->value[args[i].output];
     }
-    nsc_tensor *meta = validate(p->module, n_in, xs);
+    nsc_tensor *meta = validate(g->model, p->module, n_in, xs);
     if (!meta) {
         return nsc_last_status();
     }
