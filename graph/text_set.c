@@ -1,5 +1,6 @@
 // Named tensor sets (a graph text's named inputs, a run's results, a
 // safetensors file in memory) and names for saved values (nsc_save_as).
+#include <ctype.h>
 #include <string.h>
 
 #include "graph/text_impl.h"
@@ -126,9 +127,66 @@ nsc_status nsc_tensor_set_save(const nsc_tensor_set *set, const char *path) {
 
 // --- names of saved values ---
 
+// "n<id>" or "n<id>.<output>", optionally after "t<trace>.": the names a
+// run gives unnamed saves.
+static bool automatic_name(const char *name) {
+    const char *p = name;
+    if (*p == 't' && isdigit((unsigned char)p[1])) {
+        for (p++; isdigit((unsigned char)*p); p++) {
+        }
+        if (*p++ != '.') {
+            return false;
+        }
+    }
+    if (*p++ != 'n' || !isdigit((unsigned char)*p)) {
+        return false;
+    }
+    while (isdigit((unsigned char)*p)) {
+        p++;
+    }
+    if (*p == '.' && isdigit((unsigned char)p[1])) {
+        for (p++; isdigit((unsigned char)*p); p++) {
+        }
+    }
+    return *p == '\0';
+}
+
+static bool named_in(const nsc_trace *tr, const char *name) {
+    for (int32_t i = 0; tr && i < tr->n_nodes; i++) {
+        const nsci_gnode *n = &tr->nodes[i];
+        if (n->protocol == NSCI_PROTO_lock && n->payload && strcmp(n->payload, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// A run reports saves by name: a name must be one no other value has.
+static bool name_taken(const nsc_trace *tr, const char *name) {
+    if (automatic_name(name) || strncmp(name, "cache.", 6) == 0 || strcmp(name, "generated") == 0) {
+        return true;
+    }
+    const nsc_session *s = tr->session;
+    for (int i = 0; s && i < s->n_traces; i++) {
+        if (s->traces[i] != tr && named_in(s->traces[i], name)) {
+            return true;
+        }
+    }
+    return named_in(tr, name);
+}
+
 nsc_tensor *nsc_save_as(nsc_tensor *proxy, const char *name) {
     if (proxy && (!name || !*name)) {
         return nsci_fail_null(NSC_ERR_ARG, "save_as: the name is empty");
+    }
+    nsci_graph *owner = proxy ? nsci_proxy_graph(proxy, NULL, NULL) : NULL;
+    if (owner && name_taken(owner, name)) {
+        nsci_fail(NSC_ERR_ARG,
+                  "save_as \"%.60s\": the name is taken (by another save, or one a run gives "
+                  "unnamed saves and caches: n<id>, t<trace>.n<id>, cache.*, generated)",
+                  name);
+        nsci_graph_fail(owner, -1, NSC_ERR_ARG);
+        return NULL;
     }
     nsc_tensor *saved = nsc_save(proxy);
     nsci_graph *g = saved ? nsci_proxy_graph(saved, NULL, NULL) : NULL;

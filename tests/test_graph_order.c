@@ -347,3 +347,30 @@ Test(graph_order, a_false_condition_skips_a_long_chain_on_a_small_stack) {
     pthread_attr_destroy(&attr);
     cr_expect_eq(status, NSC_OK, "%s", nsc_last_error());
 }
+
+// A run reports saves by name, so nsc_save_as refuses a name another value
+// has: a second save of it (the text then failed to read back) or a name
+// of the automatic form (nsc_graph_results then failed: "two values are
+// named n1").
+Test(graph_order, a_save_name_is_refused_when_another_value_has_it) {
+    const char *taken[] = { "dup", "n1", "n12.1", "t0.n3", "cache.0.h.0.output", "generated" };
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++) {
+        fixture f;
+        start(&f, 2);
+        nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
+        cr_assert(nsc_save_as(nsc_mul_scalar(h, 2.0), "dup"), "%s", nsc_last_error());
+        cr_expect_null(nsc_save_as(nsc_mul_scalar(h, 3.0), taken[i]), "%s", taken[i]);
+        cr_expect(strstr(nsc_last_error(), "the name is taken"), "%s", nsc_last_error());
+        finish(&f);
+    }
+    const char *free_names[] = { "n", "n1x", "nx1", "t1", "h1", "n1.", "tn1" };
+    fixture f;
+    start(&f, 2);
+    nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
+    for (size_t i = 0; i < sizeof free_names / sizeof *free_names; i++) {
+        cr_expect(nsc_save_as(nsc_mul_scalar(h, 1.0), free_names[i]), "%s: %s", free_names[i],
+                  nsc_last_error());
+    }
+    cr_expect_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
+    finish(&f);
+}
