@@ -220,6 +220,8 @@ nsc_status nsci_graph_fail(nsci_graph *g, int32_t node, nsc_status status);
 nsc_status nsci_graph_check_building(nsci_graph *g);
 // "node 7 (main.c:12, transformer.h.0 output)": a node's description.
 void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes);
+// "h.1 output, call 2" / "h.1 input 0": a hook point in messages.
+const char *nsci_point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n);
 
 // --- hook points (graph/points.c) ---
 

@@ -227,7 +227,7 @@ nsc_status nsci_arg_for(nsci_graph *g, nsc_tensor *t, nsci_arg *arg) {
 
 // --- describing nodes and failing the build ---
 
-static const char *point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n) {
+const char *nsci_point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n) {
     const char *path = nsc_module_path(p->module);
     if (p->kind == NSC_HOOK_OUTPUT) {
         snprintf(buf, n, "%s output", *path ? path : "(model)");
@@ -237,7 +237,7 @@ static const char *point_words(const nsci_graph *g, const nsci_point *p, char *b
     (void)g;
     if (p->call_index > 0) {
         size_t used = strlen(buf);
-        snprintf(buf + used, n - used, ", call %lld", (long long)p->call_index);
+        snprintf(buf + used, n - used, " (call %lld)", (long long)p->call_index);
     }
     return buf;
 }
@@ -265,7 +265,7 @@ void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes) 
     char where[256] = "", pos[300] = "";
     const nsci_point *p = n ? origin(g, id, 0) : NULL;
     if (p) {
-        point_words(g, p, where, sizeof where);
+        nsci_point_words(g, p, where, sizeof where);
     }
     if (n && n->file) {
         snprintf(pos, sizeof pos, ", %s:%d", n->file, n->line);

@@ -6,10 +6,7 @@
 #include "graph/graph_impl.h"
 
 static void point_text(nsci_graph *g, int32_t point, char *buf, size_t n) {
-    const nsci_point *p = &g->points[point];
-    const char *path = nsc_module_path(p->module);
-    snprintf(buf, n, "%s %s", *path ? path : "(model)",
-             p->kind == NSC_HOOK_OUTPUT ? "output" : "input");
+    nsci_point_words(g, &g->points[point], buf, n);
 }
 
 // The hook point whose firing made node id ready (its latest dependency).
@@ -28,16 +25,15 @@ static int32_t latest_point(nsci_graph *g, int32_t id, int depth) {
 }
 
 static nsc_status too_late(nsci_graph *g, int32_t id, int32_t target_point, const char *what) {
-    char target[256], late[256] = "a later point", node_text[512];
+    char target[256], late[256] = "a later point";
     point_text(g, target_point, target, sizeof target);
     int32_t lp = latest_point(g, id, 0);
     if (lp >= 0) {
         point_text(g, lp, late, sizeof late);
     }
-    nsci_node_describe(g, id, node_text, sizeof node_text);
-    return nsci_fail(NSC_ERR_STATE, "%s %s needs %s, which exists only after %s has passed "
-                                    "(%s)",
-                     what, target, late, target, node_text);
+    // The caller's nsci_graph_fail names the node.
+    return nsci_fail(NSC_ERR_STATE, "%s %s needs %s, which exists only after %s has passed", what,
+                     target, late, target);
 }
 
 // Earlier readers of root must not need a point that fires after the write.

@@ -183,6 +183,23 @@ nsc_tensor *nsc_save(nsc_tensor *proxy) {
     return proxy;
 }
 
+// A skipped node in a branch not taken, or reading one through its values
+// (*budget bounds the nodes looked at: this only words a message).
+static bool gated_off(nsc_trace *tr, const nsci_gnode *n, int *budget) {
+    if (n->state != NSCI_NODE_SKIPPED || --*budget < 0) {
+        return false;
+    }
+    if (n->gate >= 0 && tr->nodes[n->gate].state == NSCI_NODE_DONE && !nsci_gate_open(tr, n)) {
+        return true;
+    }
+    for (int i = 0; i < n->n_args; i++) {
+        if (n->args[i].output >= 0 && gated_off(tr, &tr->nodes[n->args[i].node], budget)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy) {
     int32_t k;
     nsci_gnode *n = tr ? node_of(tr, proxy, &k, "trace_get") : NULL;
@@ -192,6 +209,8 @@ nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy) {
     const char *problem = !n->saved ? "was not saved (call nsc_save on it before the run)"
                           : (tr->state != NSCI_TRACE_RAN && tr->state != NSCI_TRACE_RUNNING)
                               ? "is not computed yet: the trace has not run"
+                          : n->state == NSCI_NODE_SKIPPED && gated_off(tr, n, &(int){ 256 })
+                              ? "was never computed (a condition it depends on was false)"
                           : (n->state != NSCI_NODE_DONE || !n->value[k])
                               ? "was never computed (its hook point was not reached in this run)"
                               : NULL;

@@ -374,3 +374,40 @@ Test(graph_order, a_save_name_is_refused_when_another_value_has_it) {
     cr_expect_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
     finish(&f);
 }
+
+// Messages name the call of a point, once, and say why a value is missing.
+Test(graph_order, messages_name_the_call_and_why_a_value_is_missing) {
+    nsc_module *m = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
+    cr_assert(m, "%s", nsc_last_error());
+    nsc_tensor *x = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(1, 3));
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = 2;
+    nsc_trace *tr = nsc_trace_new_generate(m, &o);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
+    nsc_tensor *later = nsc_invoke_output(inv, "lm_head", 1);
+    cr_expect_neq(nsc_invoke_set_output(inv, "lm_head", 0, later), NSC_OK);
+    const char *e = nsc_last_error();
+    cr_expect(strstr(e, "needs lm_head output (call 1), which exists only after lm_head output "
+                        "has passed (node "),
+              "%s", e);
+    cr_expect_null(strstr(strstr(e, "(node ") + 1, "(node "), "the node is named once: %s", e);
+    nsc_trace_free(tr);
+    nsc_free(x);
+    nsc_module_free(m);
+
+    fixture f;
+    start(&f, 2);
+    nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
+    open_block(f.tr, h, false);
+    nsc_tensor *inside = nsc_save(nsc_mul_scalar(h, 2.0));
+    nsc_trace_end(f.tr);
+    nsc_tensor *after = nsc_save(nsc_add_scalar(inside, 1.0));
+    cr_assert_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *proxies[] = { inside, after };
+    for (int i = 0; i < 2; i++) {
+        cr_expect_null(nsc_trace_get(f.tr, proxies[i]));
+        cr_expect(strstr(nsc_last_error(), "a condition it depends on was false"), "%s",
+                  nsc_last_error());
+    }
+    finish(&f);
+}
