@@ -199,8 +199,7 @@ typedef struct nsci_cache_entry {
 int32_t nsci_node_add(nsci_graph *g, nsci_protocol_id protocol, int n_args,
                       const nsci_arg *args);
 nsci_gnode *nsci_node(nsci_graph *g, int32_t id);
-// n's value args in order, ordering and gate edges left out; returns their
-// count, or -1 when there are more than max.
+// n's value args in order (no ordering or gate edge); -1 when over max.
 int nsci_value_args(const nsci_gnode *n, nsci_arg *out, int max);
 // Gives node id output k a pinned META proxy with meta's geometry (target device dev).
 nsc_tensor *nsci_node_make_proxy(nsci_graph *g, int32_t id, int k, const nsci_meta *meta,
@@ -212,7 +211,6 @@ int32_t nsci_node_add_constant(nsci_graph *g, nsc_tensor *t);
 nsc_status nsci_arg_for(nsci_graph *g, nsc_tensor *t, nsci_arg *arg);
 // The graph and output a proxy stands for (NULL for other tensors).
 nsci_graph *nsci_proxy_graph(const nsc_tensor *t, int32_t *node, int32_t *output);
-
 // Records a build error: the message gets the source position and node
 // context, the trace refuses to run. Returns the status.
 nsc_status nsci_graph_fail(nsci_graph *g, int32_t node, nsc_status status);
@@ -220,7 +218,7 @@ nsc_status nsci_graph_fail(nsci_graph *g, int32_t node, nsc_status status);
 nsc_status nsci_graph_check_building(nsci_graph *g);
 // "node 7 (main.c:12, transformer.h.0 output)": a node's description.
 void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes);
-// "h.1 output, call 2" / "h.1 input 0": a hook point in messages.
+// "h.1 output (call 2)" / "h.1 input 0": a hook point in messages.
 const char *nsci_point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n);
 
 // --- hook points (graph/points.c) ---
