@@ -80,6 +80,12 @@ Test(index_errors, out_of_range_ids_name_value_and_position) {
     cr_expect_eq(nsct_live_blocks(), blocks);
     nsct_expect_values(w, w_before);
     free(w_before);
+    // A module call adds its context after the half-open range, which it
+    // once took for an earlier context: "[0, 5, module Embedding)".
+    nsc_module *emb = nsc_embedding_new(5, 3, NULL);
+    nsct_expect_error(nsc_module_call(emb, 1, &bad), NSC_ERR_ARG,
+                      "is out of range [0, 5) (module Embedding");
+    nsc_module_free(emb);
     nsc_tensor *all[] = { w, bad, neg, gi_col, src, two, gi, ssrc };
     free_all(all, NSCI_ARRAY_LEN(all));
 }

@@ -74,6 +74,23 @@ static void append(const char *s) {
     t_message[len + n] = '\0';
 }
 
+// True when the message ends in a parenthesis opened by '(' (an earlier
+// context, which the next joins); a half-open range "[0, 10)" is not one.
+static bool ends_in_context(const char *m, size_t len) {
+    if (len == 0 || m[len - 1] != ')') {
+        return false;
+    }
+    int depth = 0;
+    for (size_t i = len; i-- > 0;) {
+        depth += m[i] == ')' || m[i] == ']';
+        depth -= m[i] == '(' || m[i] == '[';
+        if (depth == 0) {
+            return m[i] == '(';
+        }
+    }
+    return false;
+}
+
 void nsci_error_context(const char *fmt, ...) {
     char context[MESSAGE_BYTES];
     va_list ap;
@@ -81,7 +98,7 @@ void nsci_error_context(const char *fmt, ...) {
     vsnprintf(context, sizeof context, fmt, ap);
     va_end(ap);
     size_t len = strlen(t_message);
-    if (len > 0 && t_message[len - 1] == ')') {
+    if (ends_in_context(t_message, len)) {
         t_message[len - 1] = '\0';
         append(", ");
     } else {
