@@ -155,3 +155,44 @@ Test(optim_groups, an_added_parameter_of_a_module_optimizer_has_no_path) {
     nsc_optim_free(opt);
     nsc_module_free(model);
 }
+
+// Parameters that are overlapping views of one buffer step in list order,
+// as torch does. Expected values: torch 1.13 and 2.15 (b = arange(1, 7);
+// o1 = b[0:4].detach().requires_grad_(); o2 = b[2:6] likewise; grads
+// [1..4] and [10..40] at each of two steps).
+Test(optim_groups, overlapping_views_step_in_list_order_as_torch) {
+    const double want[2][6] = {
+        { 0.709999979, 1.41999996, -0.769999921, -2.96000004, -3.70000005, -5.5999999 },
+        { 0.798101008, 1.79610205, 2.58861804, 3.58462405, 4.79010534, 5.78810644 },
+    };
+    for (int kind = 0; kind < 2; kind++) {
+        nsc_tensor *b = nsc_arange(1, 7, 1, NSC_F32);
+        nsc_tensor *o[2] = { nsc_narrow(b, 0, 0, 4), nsc_narrow(b, 0, 2, 4) };
+        nsc_requires_grad_(o[0], true);
+        nsc_requires_grad_(o[1], true);
+        nsc_adamw_config ac = nsc_adamw_defaults();
+        ac.lr = 0.1;
+        nsc_optim *opt =
+            kind == 0 ? nsc_optim_sgd_new(2, o, &(nsc_sgd_config){ .lr = 0.1, .momentum = 0.9 })
+                      : nsc_optim_adamw_new(2, o, &ac);
+        cr_assert(opt, "%s", nsc_last_error());
+        for (int step = 0; step < 2; step++) {
+            for (int p = 0; p < 2; p++) {
+                nsc_tensor *a = nsc_arange(1, 5, 1, NSC_F32);
+                nsc_tensor *g = nsc_mul_scalar(a, p ? 10.0 : 1.0);
+                cr_assert_eq(nsc_tensor_set_grad(o[p], g), NSC_OK, "%s", nsc_last_error());
+                nsc_free(a);
+                nsc_free(g);
+            }
+            cr_assert_eq(nsc_optim_step(opt), NSC_OK, "%s", nsc_last_error());
+        }
+        for (int i = 0; i < 6; i++) {
+            cr_expect_float_eq(nsct_flat(b, i), want[kind][i], 1e-6 * (1 + fabs(want[kind][i])),
+                               "%s element %d: %.9g", kind ? "adamw" : "sgd", i, nsct_flat(b, i));
+        }
+        nsc_optim_free(opt);
+        nsc_free(o[0]);
+        nsc_free(o[1]);
+        nsc_free(b);
+    }
+}

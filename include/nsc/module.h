@@ -82,7 +82,9 @@ int64_t nsc_module_n_modules(nsc_module *root);
 nsc_module *nsc_module_at(nsc_module *root, int64_t index);
 
 // Parameters (or buffers) of the whole tree, with their dotted paths
-// relative to root ("transformer.h.0.attn.c_attn.weight"). Borrowed.
+// relative to root ("transformer.h.0.attn.c_attn.weight"). Borrowed; *path
+// lives in a per-thread buffer that the next _param_at / _buffer_at call on
+// the thread overwrites: copy it to keep it.
 int64_t nsc_module_n_params(nsc_module *root);
 nsc_tensor *nsc_module_param_at(nsc_module *root, int64_t index, const char **path);
 int64_t nsc_module_n_buffers(nsc_module *root);

@@ -28,8 +28,9 @@ nsc_adamw_config nsc_adamw_defaults(void);
 
 // --- creation ---
 // params: n_params float tensors (f32 or f64, on the CPU or CUDA) that are
-// leaves requiring grad, with no duplicates and no overlapping elements; each
-// is retained. The parameters that step alike are updated by one fused op
+// leaves requiring grad, with no duplicates; each is retained. Views of one
+// buffer may be parameters, overlapping too: they are updated in list order,
+// as torch does. The parameters that step alike are updated by one fused op
 // over their lists on their device (nsc_fused_sgd_list_ /
 // nsc_fused_adamw_list_), so a CUDA parameter's state stays on the GPU with
 // it.
@@ -164,8 +165,9 @@ nsc_status nsc_optim_load(nsc_optim *opt, const char *path);
 
 // torch.nn.utils.clip_grad_norm_ with norm_type 2: the L2 norm of all the
 // gradients together (parameters without .grad are skipped) is written to
-// *total_norm (may be NULL); when it exceeds max_norm every gradient is
-// multiplied in place by max_norm / (norm + 1e-6). A NaN norm scales every
+// *total_norm (may be NULL); when max_norm / (norm + 1e-6) < 1 (so also for
+// a norm a hair under max_norm, as torch) every gradient is multiplied in
+// place by that coefficient. A NaN norm scales every
 // gradient to NaN; an infinite one multiplies by 0, so finite entries become
 // 0 and infinite ones NaN (torch with error_if_nonfinite=False). The
 // sum of squares is accumulated in f64 over fixed blocks, so the result does
