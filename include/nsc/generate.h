@@ -42,7 +42,10 @@ int64_t nsc_kv_cache_capacity(const nsc_kv_cache *cache);
 // and new tokens ([B, past + T]) and default position ids start at the past
 // length. A call that fails or stops anywhere, output hooks of lm_head and
 // the root included, leaves the length unchanged.
-// The model does not own the cache: detach before freeing it.
+// The model does not own the cache: detach before freeing it. A trace on
+// the model runs with the cache as a plain call does (its shape scan reads
+// the length and writes nothing); a generation trace refuses it, as
+// nsc_generate does.
 nsc_status nsc_gpt2_set_cache(nsc_module *model, nsc_kv_cache *cache);
 
 // --- generation ---

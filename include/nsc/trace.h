@@ -106,8 +106,12 @@ nsc_status nsc_trace_run(nsc_trace *tr);
 
 // Calls the module at path on x as one node (ApplyModule: `lm_head(ln_f(h))`
 // for a logit lens), validated by a META forward. Its hooks do not fire.
+// The call runs apart from the model's own: without the model's KV cache
+// (neither read nor extended), counting no call, and firing no hook point
+// of the trace, so the model's later calls keep their indices.
 nsc_tensor *nsc_trace_apply(nsc_trace *tr, const char *path, nsc_tensor *x);
-// The same with several inputs; fire_hooks runs the module's hooks too.
+// The same with several inputs; fire_hooks runs the hooks added with
+// nsc_module_add_hook too (still no hook point of the trace).
 nsc_tensor *nsc_trace_apply_n(nsc_trace *tr, const char *path, int n, nsc_tensor *const *xs,
                               bool fire_hooks);
 
