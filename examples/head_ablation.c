@@ -1,8 +1,8 @@
 // head_ablation: which attention heads does copying need? Zero one head's
 // output at a time and measure how much the loss on the copied half of
-// "s|s" rises. On the shipped induction model the previous-token head of
-// layer 0 and the induction head of layer 1 stand out; the others barely
-// matter.
+// "s|s" rises. On the shipped model head 0 of layer 0 stands out (+2.2), then head 3 of layer 1
+// (+0.87) and head 2 of layer 0 (+0.59), the rest under 0.35: no previous-token head and
+// induction head pair, since the model copies by distance (docs/SHIPPED_MODEL.md).
 //
 // What it teaches, top to bottom:
 //   1. hook points inside a module's forward: GPT-2's per-head attention

@@ -8,9 +8,9 @@
 // early letter, "qzkxebmw|qzk", and the model answers "x". The metric is the
 // logit difference logit(f) - logit(x) at the last position; a cell shows
 // (patched - corrupted) / (clean - corrupted): 1 = fully restored.
-// Expected on the shipped model: the corrupted position recovers it at the
-// embeddings and after block 0 (the induction head in block 1 reads it
-// there), the last position after block 1; everything else stays near 0.
+// Expected on the shipped model: f* recovers it at the embeddings (1.00), not after block 0
+// (0.00: the letter has moved on to m and w, 0.25 and 0.54, where block 1 reads it), the last
+// position after block 1 (1.00); the rest stays near 0 (a copy by distance: SHIPPED_MODEL.md).
 //
 // What it teaches, top to bottom:
 //   1. several invokes in one trace, run as one batch (one forward pass);

@@ -23,7 +23,8 @@
 //       NSC_NUM_THREADS sets the thread count; a seed and thread count give
 //       the same run). At 2e-3 and above the copy forms far later or not at
 //       all within minutes; at 1e-3 the loss drops sharply near step 650,
-//       when the induction head forms.
+//       when the copying circuit forms (a copy by distance, not an
+//       induction head: docs/SHIPPED_MODEL.md).
 // Expected: the loss falls from ~3.4 to ~1.55 (the first copy's letters stay
 // at log 26 = 3.26), accuracy >= 99% on the second copy and ~1% on the
 // first (below 1/26: near a string's end the separator is the likeliest
