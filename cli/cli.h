@@ -18,7 +18,8 @@ enum {
     CLI_USAGE = 2
 };
 
-// The options every subcommand may take; each reads the ones it knows.
+// The options of the command line; cli_parse refuses one the command does
+// not take (main.c's table), so each command reads only its own.
 typedef struct cli_args {
     const char *command;
     const char *model;   // a model directory (positional or --model)
@@ -53,8 +54,10 @@ int cli_fail_nsc(const char *command, const char *what);
 // The model directory to use: a's, $NSC_MODEL, ./models/induction, or the
 // one shipped beside the binary.
 const char *cli_model_dir(const cli_args *a);
-// Loads dir's GPT-2 (and, when want_tokenizer, its vocab.json [+ merges.txt]).
-nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer);
+// Loads dir's GPT-2 (and, when want_tokenizer, its vocab.json [+ merges.txt]),
+// or prints "nsc <command>: <dir>: <why>" and returns NULL.
+nsc_module *cli_load_model(const char *command, const char *dir, nsc_tokenizer **tok,
+                           bool want_tokenizer);
 // With --profile: starts the op profiler; after the work, stops it and
 // prints its table on stderr under "nsc <command>: op profile".
 void cli_profile_begin(const cli_args *a);
@@ -62,6 +65,9 @@ void cli_profile_end(const cli_args *a);
 // Moves the model to a->device (torch's model.to("cuda")) after starting
 // CUDA; CLI_OK, or CLI_FAILED after printing why (no GPU, a CPU-only build).
 int cli_to_device(const cli_args *a, nsc_module *model);
+// Reads --tokens' "1,2,3" into ids (NULL: only count them). Returns the
+// count, or -1 unless s is decimal ids >= 0 separated by single commas.
+int64_t cli_token_ids(const char *s, int64_t *ids);
 // The prompt ids [1, T] (on a->device) from --prompt (tokenizer) or --tokens,
 // or NULL: then *given is false when neither was given (an error is recorded
 // otherwise).

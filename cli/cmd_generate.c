@@ -113,7 +113,7 @@ int cli_generate(const cli_args *a) {
     }
     const char *dir = cli_model_dir(a);
     nsc_tokenizer *tok = NULL;
-    nsc_module *model = cli_load_model(dir, &tok, true);
+    nsc_module *model = cli_load_model("generate", dir, &tok, true);
     if (!model || cli_to_device(a, model) != CLI_OK) {
         nsc_tokenizer_free(tok);
         nsc_module_free(model);

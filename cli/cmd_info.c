@@ -38,7 +38,7 @@ static void print_config(const char *dir, nsc_module *model) {
 
 int cli_info(const cli_args *a) {
     const char *dir = cli_model_dir(a);
-    nsc_module *model = cli_load_model(dir, NULL, false);
+    nsc_module *model = cli_load_model("info", dir, NULL, false);
     if (!model) {
         return CLI_FAILED;
     }

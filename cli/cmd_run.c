@@ -10,7 +10,7 @@ int cli_run(const cli_args *a) {
     }
     const char *dir = cli_model_dir(a);
     nsc_tokenizer *tok = NULL;
-    nsc_module *model = cli_load_model(dir, &tok, a->prompt != NULL);
+    nsc_module *model = cli_load_model("run", dir, &tok, a->prompt != NULL);
     if (!model || cli_to_device(a, model) != CLI_OK) {
         nsc_tokenizer_free(tok);
         nsc_module_free(model);

@@ -10,7 +10,7 @@
 static nsc_graph *build(const cli_args *a, nsc_module **model, nsc_tensor **prompt) {
     nsc_tokenizer *tok = NULL;
     *prompt = NULL;
-    if (!(*model = cli_load_model(cli_model_dir(a), &tok, a->prompt != NULL))) {
+    if (!(*model = cli_load_model(a->command, cli_model_dir(a), &tok, a->prompt != NULL))) {
         return NULL;
     }
     bool given;

@@ -68,22 +68,21 @@ const char *cli_model_dir(const cli_args *a) {
     return "models/induction";
 }
 
-nsc_module *cli_load_model(const char *dir, nsc_tokenizer **tok, bool want_tokenizer) {
+nsc_module *cli_load_model(const char *command, const char *dir, nsc_tokenizer **tok,
+                           bool want_tokenizer) {
     if (!is_dir(dir)) {
         nsc_clear_error();
-        fprintf(stderr,
-                "nsc: %s: no such model directory (config.json, model.safetensors, "
-                "vocab.json)\n",
-                dir);
+        cli_fail(command, CLI_FAILED,
+                 "%s: no such model directory (config.json, model.safetensors, vocab.json)", dir);
         return NULL;
     }
     nsc_module *model = nsc_gpt2_load(dir);
     if (!model) {
-        fprintf(stderr, "nsc: %s: %s\n", dir, nsc_last_error());
+        cli_fail(command, CLI_FAILED, "%s: %s", dir, nsc_last_error());
         return NULL;
     }
     if (want_tokenizer && !(*tok = nsc_tokenizer_load(dir))) {
-        fprintf(stderr, "nsc: %s: %s\n", dir, nsc_last_error());
+        cli_fail(command, CLI_FAILED, "%s: %s", dir, nsc_last_error());
         nsc_module_free(model);
         return NULL;
     }
@@ -113,38 +112,46 @@ static nsc_tensor *on_device(const cli_args *a, nsc_tensor *t) {
     return moved;
 }
 
-static nsc_tensor *parse_tokens(const char *s) {
-    int64_t n = 1;
-    for (const char *p = s; *p; p++) {
-        n += *p == ',';
-    }
-    int64_t *ids = calloc((size_t)n, sizeof *ids);
-    const char *p = s;
-    for (int64_t i = 0; ids && i < n; i++) {
+int64_t cli_token_ids(const char *s, int64_t *ids) {
+    int64_t n = 0;
+    for (const char *p = s;; n++) {
         char *end;
         errno = 0;
         long long v = strtoll(p, &end, 10);
-        if (errno || end == p || v < 0 || (*end && *end != ',')) {
-            free(ids);
-            fprintf(stderr, "nsc: --tokens %s: expected ids >= 0 separated by commas\n", s);
-            return NULL;
+        // strtoll skips spaces and takes a sign: ids are digits only.
+        if (errno || end == p || *p < '0' || *p > '9' || (*end && *end != ',')) {
+            return -1;
         }
-        ids[i] = v;
-        p = end + (*end == ',');
+        if (ids) {
+            ids[n] = v;
+        }
+        if (!*end) {
+            return n + 1;
+        }
+        p = end + 1;
     }
-    nsc_tensor *t = ids ? nsc_from_data(NSC_I64, NSC_SHAPE(1, n), ids) : NULL;
+}
+
+// The ids of --tokens (checked by cli_parse) as a [1, n] tensor, or NULL
+// after printing why.
+static nsc_tensor *parse_tokens(const cli_args *a) {
+    int64_t n = cli_token_ids(a->tokens, NULL);
+    int64_t *ids = n > 0 ? calloc((size_t)n, sizeof *ids) : NULL;
+    nsc_tensor *t = ids && cli_token_ids(a->tokens, ids) == n
+                        ? nsc_from_data(NSC_I64, NSC_SHAPE(1, n), ids)
+                        : NULL;
+    if (!t) {
+        fprintf(stderr, "nsc %s: --tokens: %s\n", a->command,
+                ids ? nsc_last_error() : "out of memory");
+    }
     free(ids);
     return t;
 }
 
 nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given) {
-    *given = a->prompt || a->tokens;
-    if (a->prompt && a->tokens) {
-        fprintf(stderr, "nsc %s: give --prompt or --tokens, not both\n", a->command);
-        return NULL;
-    }
+    *given = a->prompt || a->tokens; // not both: cli_parse refuses that
     if (a->tokens) {
-        return on_device(a, parse_tokens(a->tokens));
+        return on_device(a, parse_tokens(a));
     }
     if (!a->prompt) {
         return NULL;

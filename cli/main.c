@@ -27,7 +27,8 @@ static const char *const USAGE =
     "MODEL is a Hugging Face style directory (config.json, model.safetensors, vocab.json\n"
     "[+ merges.txt]); default: $NSC_MODEL, else models/induction (the shipped model).\n"
     "Graphs are JSON texts (docs/GRAPH_TEXT.md); \"prompt\" names the prompt's token ids.\n"
-    "Exit status: 0 done, 1 the work failed, 2 a bad command line.\n";
+    "Each command refuses options it does not take. Exit status: 0 done, 1 the work failed,\n"
+    "2 a bad command line.\n";
 
 static const char *const HELP[][2] = {
     { "info", "usage: nsc info [MODEL] [--length N]\n"
@@ -57,11 +58,12 @@ static const char *const HELP[][2] = {
       "profile of the generation on stderr.\n" },
     { "scan",
       "usage: nsc scan [MODEL] --graph G.json [--prompt TEXT | --tokens 1,2,3 | --length N]\n"
+      "                [--tensors IN.safetensors]\n"
       "Builds the graph without running the model: every node is checked by its shape\n"
       "rule on META tensors. Prints one line per node (id, protocol, shape, dtype, what\n"
       "it does, source position). Without a prompt, \"prompt\" is N zero tokens (8).\n" },
     { "dot", "usage: nsc dot G.json [--model MODEL] [--prompt TEXT | --tokens ... | --length N]\n"
-             "               [-o OUT.dot]\n"
+             "               [--tensors IN.safetensors] [-o OUT.dot]\n"
              "Writes the graph in Graphviz DOT (each node styled by its protocol) to stdout or\n"
              "OUT.dot: dot -Tsvg OUT.dot > graph.svg.\n" },
 };
@@ -143,6 +145,91 @@ static int option(int argc, char **argv, int *i, cli_args *a) {
     return r;
 }
 
+// The commands that take each option (docs/CLI.md); any other command
+// refuses it, so a flag the command would ignore never passes silently.
+static const struct {
+    const char *name;
+    const char *commands; // separated by spaces
+} OPTIONS[] = {
+    { "--model", "info run generate scan dot" },
+    { "--graph", "run generate scan dot" },
+    { "--prompt", "run generate scan dot" },
+    { "--tokens", "run generate scan dot" },
+    { "--tensors", "run generate scan dot" },
+    { "--length", "info scan dot" },
+    { "--save", "run" },
+    { "-o", "dot" },
+    { "--max-new-tokens", "generate" },
+    { "--temperature", "generate" },
+    { "--top-k", "generate" },
+    { "--seed", "generate" },
+    { "--stop-token", "generate" },
+    { "--device", "run generate" },
+    { "--profile", "run generate" },
+};
+enum {
+    N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0]
+};
+
+static bool has_word(const char *list, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Refuses argv[i] when it is an option the command does not take or one
+// given before; CLI_OK otherwise (unknown words are left to the caller).
+static int check_option(const cli_args *a, const char *arg, bool *seen) {
+    for (int k = 0; k < N_OPTIONS; k++) {
+        if (strcmp(OPTIONS[k].name, arg) != 0) {
+            continue;
+        }
+        bool computes = strcmp(arg, "--device") == 0 || strcmp(arg, "--profile") == 0;
+        if (!has_word(OPTIONS[k].commands, a->command)) {
+            // info, scan and dot refuse --device whatever its value: they
+            // never compute, so even "cpu" would promise what they do not do.
+            return computes ? cli_fail(a->command, CLI_USAGE,
+                                       "%s: only run and generate compute (nsc %s works on META)",
+                                       arg, a->command)
+                            : cli_fail(a->command, CLI_USAGE,
+                                       "%s: not an option of %s (nsc %s --help lists them)", arg,
+                                       a->command, a->command);
+        }
+        bool positional = (strcmp(arg, "--model") == 0 && a->model) ||
+                          (strcmp(arg, "--graph") == 0 && a->graph); // MODEL, dot's G.json
+        if (seen[k] || positional) {
+            return cli_fail(a->command, CLI_USAGE, "%s: given twice", arg);
+        }
+        seen[k] = true;
+    }
+    return CLI_OK;
+}
+
+// Combinations the commands would otherwise resolve silently, and --tokens'
+// syntax (a malformed value is a bad command line, exit 2).
+static int check_combinations(const cli_args *a, const bool *seen) {
+    if (a->prompt && a->tokens) {
+        return cli_fail(a->command, CLI_USAGE, "give --prompt or --tokens, not both");
+    }
+    if (a->tokens && cli_token_ids(a->tokens, NULL) < 0) {
+        return cli_fail(a->command, CLI_USAGE, "--tokens %s: expected ids >= 0 separated by commas",
+                        a->tokens);
+    }
+    bool length = false;
+    for (int k = 0; k < N_OPTIONS; k++) {
+        length = length || (seen[k] && strcmp(OPTIONS[k].name, "--length") == 0);
+    }
+    if (length && (a->prompt || a->tokens)) {
+        return cli_fail(a->command, CLI_USAGE,
+                        "--length: only without --prompt or --tokens (the prompt sets the length)");
+    }
+    return CLI_OK;
+}
+
 int cli_parse(int argc, char **argv, cli_args *a) {
     *a = (cli_args){
         .command = argv[1], .length = 8, .max_new_tokens = 20, .stop_token = -1, .device = NSC_CPU
@@ -156,7 +243,12 @@ int cli_parse(int argc, char **argv, cli_args *a) {
             return CLI_OK;
         }
     }
+    bool seen[N_OPTIONS] = { false };
     for (int i = 2; i < argc; i++) {
+        int code = check_option(a, argv[i], seen);
+        if (code != CLI_OK) {
+            return code;
+        }
         if (strcmp(argv[i], "--profile") == 0) {
             a->profile = true;
             continue;
@@ -181,15 +273,7 @@ int cli_parse(int argc, char **argv, cli_args *a) {
         }
         *slot = argv[i];
     }
-    // info, scan and dot refuse --device whatever its value: they never
-    // compute, so even "cpu" would promise something they do not do.
-    bool computes = strcmp(a->command, "run") == 0 || strcmp(a->command, "generate") == 0;
-    if ((a->device_given || a->profile) && !computes) {
-        return cli_fail(a->command, CLI_USAGE,
-                        "%s: only run and generate compute (nsc %s works on META)",
-                        a->profile ? "--profile" : "--device", a->command);
-    }
-    return CLI_OK;
+    return check_combinations(a, seen);
 }
 
 int main(int argc, char **argv) {

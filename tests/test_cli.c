@@ -167,7 +167,7 @@ Test(cli, info_lists_modules_shapes_and_parameters) {
               r.out);
     cr_expect(strstr(r.out, "[1,5,28] f32"), "the logits' shape: %s", r.out);
     result_free(&r);
-    expect_fail("info /nonexistent/model", 1, "/nonexistent/model");
+    expect_fail("info /nonexistent/model", 1, "nsc info: /nonexistent/model: no such model");
     snprintf(args, sizeof args, "info %s/model --length zero", g_dir);
     expect_fail(args, 2, "--length");
     snprintf(args, sizeof args, "info %s/model --bogus", g_dir);
@@ -258,11 +258,14 @@ Test(cli, run_refuses_bad_input_with_one_line) {
              "--prompt ABC",
              m);
     expect_fail(args, 1, "--prompt");
-    snprintf(args, sizeof args,
-             "run %s/model --graph examples/graphs/logit_lens.json "
-             "--tokens 1,x",
-             m);
-    expect_fail(args, 1, "--tokens 1,x");
+    // Malformed ids are a bad command line (exit 2), named by the command.
+    const char *malformed[] = { "1,x", "1,2,", ",1", "1,,2", "-1", "' 1'", "1,+2", "''" };
+    for (int i = 0; i < 8; i++) {
+        snprintf(args, sizeof args,
+                 "run %s/model --graph examples/graphs/logit_lens.json --tokens %s", m,
+                 malformed[i]);
+        expect_fail(args, 2, "nsc run: --tokens ");
+    }
     snprintf(args, sizeof args,
              "run %s/model --graph examples/graphs/logit_lens.json "
              "--tokens 1,99",
@@ -274,7 +277,7 @@ Test(cli, run_refuses_bad_input_with_one_line) {
              "run %s/model --graph examples/graphs/logit_lens.json "
              "--prompt ab --tokens 1",
              m);
-    expect_fail(args, 1, "not both");
+    expect_fail(args, 2, "nsc run: give --prompt or --tokens, not both");
     snprintf(args, sizeof args,
              "run %s/model --graph examples/graphs/logit_lens.json "
              "--prompt ab --save /nonexistent/dir/out.safetensors",
@@ -450,6 +453,36 @@ Test(cli, generate_counts_the_tokens_a_stop_token_left) {
     cr_expect_eq(strlen(r.out), 3 + 1 + 1, "%s", r.out);
     result_free(&r);
     unsetenv("NSC_PROGRESS");
+}
+
+// Each command refuses an option it would ignore, and a repeated option
+// (docs/CLI.md: exit 2 for a bad command line).
+Test(cli, options_a_command_does_not_take_are_refused) {
+    char args[512];
+    const char *m = g_dir;
+    struct {
+        const char *args, *want;
+    } cases[] = {
+        { "generate %s/model --prompt ab --save x.safetensors",
+          "nsc generate: --save: not an option of generate" },
+        { "info %s/model --graph g.json", "nsc info: --graph: not an option of info" },
+        { "info %s/model --temperature 0.5", "nsc info: --temperature: not an option" },
+        { "run %s/model --graph g.json --max-new-tokens 3", "nsc run: --max-new-tokens: not an" },
+        { "run %s/model --graph g.json --length 3", "nsc run: --length: not an option" },
+        { "scan %s/model --graph g.json --save x", "nsc scan: --save: not an option" },
+        { "dot g.json --model %s/model --top-k 3", "nsc dot: --top-k: not an option" },
+        { "run %s/model --graph g.json --graph g.json", "nsc run: --graph: given twice" },
+        { "generate %s/model --prompt a --prompt b", "nsc generate: --prompt: given twice" },
+        { "info %s/model --model other", "nsc info: --model: given twice" },
+        { "dot g.json --graph g.json --model %s/model", "nsc dot: --graph: given twice" },
+        { "generate %s/model --prompt a --seed 1 --seed 2", "--seed: given twice" },
+        { "scan %s/model --graph g.json --prompt ab --length 3",
+          "nsc scan: --length: only without --prompt or --tokens" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, cases[i].args, m);
+        expect_fail(args, 2, cases[i].want);
+    }
 }
 
 Test(cli, dot_writes_graphviz) {
