@@ -77,9 +77,11 @@ nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt);
 
 // Reads a->graph against model with "prompt" (may be NULL) and the
 // --tensors file; generate non-NULL makes it a generation trace. Prints
-// the error and returns NULL on failure.
+// the error and returns NULL on failure, with *code the exit status:
+// CLI_USAGE when --prompt or --tokens was given to a graph that reads no
+// "prompt" (it holds its own inputs), CLI_FAILED otherwise.
 nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
-                          const nsc_generate_options *generate);
+                          const nsc_generate_options *generate, int *code);
 // Prints a run's saved values: name, shape, the first values.
 void cli_print_results(nsc_tensor_set *results, FILE *out);
 // Prints "[2,3] f32" into buf.

@@ -10,6 +10,7 @@
 typedef struct progress {
     double start, last;
     int64_t steps, total;
+    int64_t input_len; // the tokens step 0 ran (the prompt, padded): -1 before it
     bool shown;
 } progress;
 
@@ -22,7 +23,9 @@ static nsc_status on_step(nsc_module *m, nsc_hook_kind kind, int64_t call_index,
     if (n < 1 || nsc_tensor_device(values[0]) == NSC_META) {
         return NSC_OK;
     }
-    p->steps++;
+    if (p->steps++ == 0) {
+        p->input_len = nsc_tensor_ndim(values[0]) > 1 ? nsc_tensor_size(values[0], 1) : -1;
+    }
     double now = cli_now();
     if (now - p->last >= 1.0) {
         fprintf(stderr, "\rnsc generate: step %lld/%lld, %.1f tokens/s", (long long)p->steps,
@@ -33,11 +36,19 @@ static nsc_status on_step(nsc_module *m, nsc_hook_kind kind, int64_t call_index,
     return NSC_OK;
 }
 
+// Tokens of the prompt (the rows as step 0 ran them, padded) in tokens [B, T + n].
+static int64_t prompt_len(const progress *p, nsc_tensor *tokens) {
+    int64_t len = nsc_tensor_size(tokens, 1);
+    return p->input_len >= 0 && p->input_len <= len ? p->input_len : len;
+}
+
 // The summary line on stderr after a run over a second, one that showed
 // progress, or any with NSC_PROGRESS=1. It counts the tokens actually added
-// (a stop token may end the run before --max-new-tokens); a failed run only
-// ends the progress line (its error follows).
-static void summarize(const progress *p, nsc_tensor *tokens, nsc_tensor *prompt, double seconds) {
+// (a stop token may end the run before --max-new-tokens): the generated
+// trace's input length, not --prompt's, is what they follow, since a graph
+// may hold its own inputs. A failed run only ends the progress line (its
+// error follows).
+static void summarize(const progress *p, nsc_tensor *tokens, double seconds) {
     const char *env = getenv("NSC_PROGRESS");
     bool always = env && strcmp(env, "1") == 0;
     if (!tokens) {
@@ -47,29 +58,48 @@ static void summarize(const progress *p, nsc_tensor *tokens, nsc_tensor *prompt,
         return;
     }
     if (p->shown || always || seconds > 1.0) {
-        int64_t added = nsc_tensor_size(tokens, 1) - nsc_tensor_size(prompt, 1);
+        int64_t added = nsc_tensor_size(tokens, 1) - prompt_len(p, tokens);
         fprintf(stderr, "%snsc generate: %lld tokens in %.2f s (%.1f tokens/s)\n",
                 p->shown ? "\r" : "", (long long)added, seconds,
                 seconds > 0 ? (double)added / seconds : 0.0);
     }
 }
 
-static int print_text(const nsc_tokenizer *tok, nsc_tensor *tokens) {
-    int64_t n = nsc_tensor_numel(tokens);
+// Prints row as text ending in one newline (none added when the text ends
+// in one: the shipped model's eos is the newline). A row that stopped
+// before the others was filled with the stop token (Hugging Face's
+// pad_token_id = eos): it ends at its first generated stop token, printed.
+static int print_row(const nsc_tokenizer *tok, const int64_t *row, int64_t n, int64_t from,
+                     int64_t stop) {
+    for (int64_t j = from; stop >= 0 && j < n; j++) {
+        if (row[j] == stop) {
+            n = j + 1;
+            break;
+        }
+    }
+    int64_t bytes = nsc_tokenizer_decode(tok, row, n, NULL, 0);
+    char *text = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
+    if (!text || nsc_tokenizer_decode(tok, row, n, text, (size_t)bytes + 1) < 0) {
+        free(text);
+        return cli_fail_nsc("generate", "decoding the tokens");
+    }
+    printf(bytes > 0 && text[bytes - 1] == '\n' ? "%s" : "%s\n", text);
+    free(text);
+    return CLI_OK;
+}
+
+// Prints each row of tokens [B, T + n] on its own line.
+static int print_text(const nsc_tokenizer *tok, nsc_tensor *tokens, int64_t from, int64_t stop) {
+    int64_t n = nsc_tensor_numel(tokens), width = nsc_tensor_size(tokens, 1);
     int64_t *ids = calloc((size_t)(n > 0 ? n : 1), sizeof *ids);
     if (!ids || nsc_tensor_copy_to(tokens, NSC_I64, ids, (size_t)n * sizeof *ids) != NSC_OK) {
         free(ids);
         return cli_fail_nsc("generate", "reading the tokens");
     }
-    int64_t bytes = nsc_tokenizer_decode(tok, ids, n, NULL, 0);
-    char *text = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
     int code = CLI_OK;
-    if (!text || nsc_tokenizer_decode(tok, ids, n, text, (size_t)bytes + 1) < 0) {
-        code = cli_fail_nsc("generate", "decoding the tokens");
-    } else {
-        printf("%s\n", text);
+    for (int64_t b = 0; code == CLI_OK && b < nsc_tensor_size(tokens, 0); b++) {
+        code = print_row(tok, ids + b * width, width, from, stop);
     }
-    free(text);
     free(ids);
     return code;
 }
@@ -88,11 +118,11 @@ static nsc_generate_options options_of(const cli_args *a) {
 // Generates with the graph (a generation trace) or without one.
 static nsc_status generate(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
                            const nsc_generate_options *o, nsc_tensor **tokens,
-                           nsc_tensor_set **results, bool *reported) {
+                           nsc_tensor_set **results, bool *reported, int *code) {
     if (!a->graph) {
         return nsc_generate(model, prompt, NULL, o, tokens);
     }
-    nsc_graph *g = cli_load_graph(a, model, prompt, o);
+    nsc_graph *g = cli_load_graph(a, model, prompt, o, code);
     if (!g) {
         *reported = true;
         return NSC_ERR_ARG;
@@ -108,8 +138,10 @@ static nsc_status generate(const cli_args *a, nsc_module *model, nsc_tensor *pro
 }
 
 int cli_generate(const cli_args *a) {
-    if (!a->prompt && !a->tokens) {
-        return cli_fail("generate", CLI_USAGE, "--prompt TEXT (or --tokens) is required");
+    if (!a->prompt && !a->tokens && !a->graph) {
+        return cli_fail("generate", CLI_USAGE,
+                        "--prompt TEXT (or --tokens) is required without a --graph holding its "
+                        "own inputs");
     }
     const char *dir = cli_model_dir(a);
     nsc_tokenizer *tok = NULL;
@@ -123,21 +155,21 @@ int cli_generate(const cli_args *a) {
     nsc_tensor *prompt = cli_prompt(a, tok, &given), *tokens = NULL;
     nsc_tensor_set *results = NULL;
     nsc_generate_options o = options_of(a);
-    progress p = { .start = cli_now(), .total = o.max_new_tokens };
+    progress p = { .start = cli_now(), .total = o.max_new_tokens, .input_len = -1 };
     p.last = p.start;
-    int64_t hook = prompt ? nsc_module_add_hook(model, NSC_HOOK_OUTPUT, on_step, &p, NULL) : -1;
-    bool reported = !prompt; // cli_prompt printed why
+    int64_t hook = nsc_module_add_hook(model, NSC_HOOK_OUTPUT, on_step, &p, NULL);
+    bool reported = given && !prompt; // cli_prompt printed why
     nsc_status status = NSC_ERR_ARG;
-    if (prompt) {
+    int code = CLI_FAILED;
+    if (!reported) {
         cli_profile_begin(a);
-        status = generate(a, model, prompt, &o, &tokens, &results, &reported);
+        status = generate(a, model, prompt, &o, &tokens, &results, &reported, &code);
         cli_profile_end(a);
     }
     double seconds = cli_now() - p.start;
-    int code = CLI_FAILED;
-    summarize(&p, status == NSC_OK ? tokens : NULL, prompt, seconds);
+    summarize(&p, status == NSC_OK ? tokens : NULL, seconds);
     if (status == NSC_OK) {
-        code = print_text(tok, tokens);
+        code = print_text(tok, tokens, prompt_len(&p, tokens), o.stop_token);
     } else if (!reported) {
         cli_fail_nsc("generate", NULL);
     }

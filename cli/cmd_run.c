@@ -18,9 +18,9 @@ int cli_run(const cli_args *a) {
     }
     bool given;
     nsc_tensor *prompt = cli_prompt(a, tok, &given);
-    nsc_graph *g = given && !prompt ? NULL : cli_load_graph(a, model, prompt, NULL);
-    nsc_tensor_set *results = NULL;
     int code = CLI_FAILED;
+    nsc_graph *g = given && !prompt ? NULL : cli_load_graph(a, model, prompt, NULL, &code);
+    nsc_tensor_set *results = NULL;
     double start = cli_now();
     nsc_status ran = NSC_ERR_ARG; // without g: reported by cli_prompt or cli_load_graph
     if (g) {

@@ -6,10 +6,11 @@
 #include "cli/cli.h"
 
 // The graph of a, built against the model with the prompt given (or
-// --length zero tokens); NULL after printing the error.
-static nsc_graph *build(const cli_args *a, nsc_module **model, nsc_tensor **prompt) {
+// --length zero tokens); NULL after printing the error, *code the exit status.
+static nsc_graph *build(const cli_args *a, nsc_module **model, nsc_tensor **prompt, int *code) {
     nsc_tokenizer *tok = NULL;
     *prompt = NULL;
+    *code = CLI_FAILED;
     if (!(*model = cli_load_model(a->command, cli_model_dir(a), &tok, a->prompt != NULL))) {
         return NULL;
     }
@@ -19,7 +20,7 @@ static nsc_graph *build(const cli_args *a, nsc_module **model, nsc_tensor **prom
     if (!given) {
         *prompt = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(1, a->length));
     }
-    nsc_graph *g = *prompt ? cli_load_graph(a, *model, *prompt, NULL) : NULL;
+    nsc_graph *g = *prompt ? cli_load_graph(a, *model, *prompt, NULL, code) : NULL;
     for (int t = 0; g && t < nsc_graph_n_traces(g); t++) {
         if (nsc_trace_check(nsc_graph_trace(g, t)) != NSC_OK) {
             cli_fail_nsc(a->command, NULL);
@@ -36,8 +37,8 @@ int cli_scan(const cli_args *a) {
     }
     nsc_module *model;
     nsc_tensor *prompt;
-    nsc_graph *g = build(a, &model, &prompt);
-    int code = CLI_FAILED;
+    int code;
+    nsc_graph *g = build(a, &model, &prompt, &code);
     if (g && nsc_graph_print(g, stdout) == NSC_OK) {
         int64_t nodes = 0;
         for (int t = 0; t < nsc_graph_n_traces(g); t++) {
@@ -59,9 +60,9 @@ int cli_dot(const cli_args *a) {
     }
     nsc_module *model;
     nsc_tensor *prompt;
-    nsc_graph *g = build(a, &model, &prompt);
+    int code;
+    nsc_graph *g = build(a, &model, &prompt, &code);
     FILE *out = g && a->out ? fopen(a->out, "w") : stdout;
-    int code = CLI_FAILED;
     if (g && !out) {
         cli_fail("dot", CLI_FAILED, "%s: cannot open for writing", a->out);
     } else if (g) {

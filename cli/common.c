@@ -222,7 +222,8 @@ void cli_print_values(nsc_tensor *t, int max, FILE *out) {
 }
 
 nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
-                          const nsc_generate_options *generate) {
+                          const nsc_generate_options *generate, int *code) {
+    *code = CLI_FAILED;
     nsc_tensor_set *tensors = cli_tensors(a, prompt);
     if (!tensors) {
         return NULL;
@@ -233,10 +234,21 @@ nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prom
                                  .generate = generate,
                                  .device = a->device };
     nsc_graph *g = nsc_graph_load(a->graph, &o);
+    nsc_tensor_set_free(tensors); // traces hold what they use
     if (!g) {
         cli_fail_nsc(a->command, NULL);
+        return NULL;
     }
-    nsc_tensor_set_free(tensors); // traces hold what they use
+    // A graph that holds its own inputs would ignore the prompt: say so
+    // rather than print results that never saw it.
+    if ((a->prompt || a->tokens) && !nsc_graph_uses_tensor(g, "prompt")) {
+        *code = cli_fail(a->command, CLI_USAGE,
+                         "%s: %s: the graph holds its own inputs (it reads no tensor named "
+                         "\"prompt\"); leave the option out",
+                         a->prompt ? "--prompt" : "--tokens", a->graph);
+        nsc_graph_free(g);
+        return NULL;
+    }
     return g;
 }
 

@@ -46,16 +46,19 @@ static const char *const HELP[][2] = {
              "--profile prints the op profile of the run on stderr: calls and milliseconds per\n"
              "op, largest first (GPU time on cuda).\n" },
     { "generate",
-      "usage: nsc generate [MODEL] --prompt TEXT [--graph G.json] [--max-new-tokens N]\n"
-      "                    [--temperature T] [--top-k K] [--seed S] [--stop-token ID]\n"
-      "                    [--device cpu|cuda] [--profile]\n"
-      "Generates N tokens (default 20) after the prompt and prints the text. Greedy unless\n"
-      "--temperature or --top-k is given (then sampled, seeded by --seed). With --graph the\n"
+      "usage: nsc generate [MODEL] (--prompt TEXT | --tokens 1,2,3) [--graph G.json]\n"
+      "                    [--tensors IN.safetensors] [--max-new-tokens N] [--temperature T]\n"
+      "                    [--top-k K] [--seed S] [--stop-token ID] [--device cpu|cuda]\n"
+      "                    [--profile]\n"
+      "Generates up to N tokens (default 20) after the prompt and prints the text, one line\n"
+      "per row. Greedy unless --temperature or --top-k is given (then sampled, seeded by\n"
+      "--seed). --stop-token ID ends a row at that token. With --graph the\n"
       "graph runs as a generation trace (call index k is step k; \"every\" calls steer every\n"
-      "step) and its saved values are printed after the text. A progress line with tokens/s\n"
-      "goes to stderr for runs longer than a second. --device cuda runs the model on the\n"
-      "GPU (tokens are chosen on the host, as with the CPU). --profile prints the op\n"
-      "profile of the generation on stderr.\n" },
+      "step) and its saved values are printed after the text; a graph that holds its own\n"
+      "inputs needs no prompt and refuses one. A progress line with tokens/s goes to stderr\n"
+      "for runs longer than a second. --device cuda runs the model on the GPU (tokens are\n"
+      "chosen on the host, as with the CPU). --profile prints the op profile of the\n"
+      "generation on stderr.\n" },
     { "scan",
       "usage: nsc scan [MODEL] --graph G.json [--prompt TEXT | --tokens 1,2,3 | --length N]\n"
       "                [--tensors IN.safetensors]\n"

@@ -86,6 +86,15 @@ nsc_session *nsc_graph_session(const nsc_graph *g) {
     return g ? g->session : NULL;
 }
 
+bool nsc_graph_uses_tensor(const nsc_graph *g, const char *name) {
+    for (int i = 0; g && name && i < g->n_named; i++) {
+        if (strcmp(g->named[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 nsc_status nsc_graph_run(nsc_graph *g) {
     if (!g) {
         return nsci_fail(NSC_ERR_ARG, "graph_run: graph is NULL");

@@ -289,18 +289,16 @@ Test(cli, every_example_graph_scans_and_runs) {
     const char *graphs[] = { "logit_lens", "patching", "attribution_patching", "head_ablation" };
     for (int i = 0; i < 4; i++) {
         char args[512];
-        snprintf(args, sizeof args,
-                 "scan %s/model --graph examples/graphs/%s.json --prompt "
-                 "'qzkfebmw|qz'",
-                 g_dir, graphs[i]);
+        // Only the logit lens reads "prompt"; the others hold their inputs.
+        const char *prompt = i == 0 ? "--prompt 'qzkfebmw|qz'" : "";
+        snprintf(args, sizeof args, "scan %s/model --graph examples/graphs/%s.json %s", g_dir,
+                 graphs[i], prompt);
         run_result r = run(args);
         cr_expect_eq(r.code, 0, "%s: %s", graphs[i], r.err);
         cr_expect(strstr(r.out, "ok: ") && strstr(r.out, "Intervention"), "%s", r.out);
         result_free(&r);
-        snprintf(args, sizeof args,
-                 "run %s/model --graph examples/graphs/%s.json --prompt "
-                 "'qzkfebmw|qz'",
-                 g_dir, graphs[i]);
+        snprintf(args, sizeof args, "run %s/model --graph examples/graphs/%s.json %s", g_dir,
+                 graphs[i], prompt);
         r = run(args);
         cr_expect_eq(r.code, 0, "%s: %s", graphs[i], r.err);
         result_free(&r);
@@ -347,9 +345,8 @@ Test(cli, device_cuda_gives_the_cpu_output_or_says_why_not) {
         for (int d = 0; d < 2; d++) {
             snprintf(saved[d], sizeof saved[d], "%s/%s.%s.safetensors", g_dir, graphs[i], where[d]);
             snprintf(args, sizeof args,
-                     "run %s/model --graph examples/graphs/%s.json --prompt 'qzkfebmw|qz' "
-                     "--save %s --device %s",
-                     g_dir, graphs[i], saved[d], where[d]);
+                     "run %s/model --graph examples/graphs/%s.json %s --save %s --device %s", g_dir,
+                     graphs[i], i == 3 ? "--prompt 'qzkfebmw|qz'" : "", saved[d], where[d]);
             if (d == 1 && !gpu) {
                 expect_fail(args, 1, "--device cuda");
                 break;
@@ -400,7 +397,8 @@ Test(cli, generate_greedy_sampled_and_steered) {
     snprintf(args, sizeof args, "generate %s/model --prompt 'ab|' --max-new-tokens 4", g_dir);
     run_result r = run(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strncmp(r.out, "ab|", 3) == 0 && strlen(r.out) == 3 + 4 + 1, "%s", r.out);
+    size_t n = strlen(r.out); // a newline ends the text unless it ends in one
+    cr_expect(strncmp(r.out, "ab|", 3) == 0 && n >= 7 && n == 7 + (r.out[6] != '\n'), "%s", r.out);
     result_free(&r);
     snprintf(args, sizeof args,
              "generate %s/model --prompt 'ab|' --max-new-tokens 6 "
@@ -450,9 +448,68 @@ Test(cli, generate_counts_the_tokens_a_stop_token_left) {
     r = run(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.err, "nsc generate: 1 tokens in"), "stop token %d: %s", id, r.err);
-    cr_expect_eq(strlen(r.out), 3 + 1 + 1, "%s", r.out);
+    // One line: a newline is added unless the text ends in one.
+    cr_expect_eq(strlen(r.out), 3 + 1 + (id != 27), "%s", r.out);
     result_free(&r);
     unsetenv("NSC_PROGRESS");
+}
+
+// A graph holding its own inputs (two rows here) generates without
+// --prompt: one line per row, and the summary counts the tokens added to
+// the graph's inputs. A --prompt it would ignore is refused.
+Test(cli, generate_prints_every_row_of_a_graph_batch) {
+    char graph[128], args[512];
+    snprintf(graph, sizeof graph, "%s/rows.json", g_dir);
+    FILE *f = fopen(graph, "w");
+    cr_assert(f);
+    fputs("{\"format\": \"nsc-graph\", \"version\": 1, \"trace\": {\"invokes\": [\n"
+          "{\"inputs\": [{\"dtype\": \"i64\", \"shape\": [1, 3], \"data\": [0, 1, 26]}]},\n"
+          "{\"inputs\": [{\"dtype\": \"i64\", \"shape\": [1, 3], \"data\": [2, 3, 26]}]}],\n"
+          "\"nodes\": []}}\n",
+          f);
+    fclose(f);
+    // The rows nsc_generate gives, as text (28 ids: a-z, |, newline).
+    snprintf(args, sizeof args, "%s/model", g_dir);
+    nsc_module *model = nsc_gpt2_load(args);
+    cr_assert(model, "%s", nsc_last_error());
+    int64_t ids[6] = { 0, 1, 26, 2, 3, 26 };
+    nsc_tensor *x = nsc_from_data(NSC_I64, NSC_SHAPE(2, 3), ids), *tokens = NULL;
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = 4;
+    cr_assert_eq(nsc_generate(model, x, NULL, &o, &tokens), NSC_OK, "%s", nsc_last_error());
+    int64_t got[14];
+    cr_assert_eq(nsc_tensor_copy_to(tokens, NSC_I64, got, sizeof got), NSC_OK);
+    char want[32] = "";
+    for (int b = 0; b < 2; b++) {
+        size_t n = strlen(want);
+        for (int j = 0; j < 7; j++) {
+            int64_t id = got[b * 7 + j];
+            want[n++] = id == 26 ? '|' : id == 27 ? '\n' : (char)('a' + id);
+        }
+        want[n] = '\0';
+        if (want[n - 1] != '\n') {
+            strcat(want, "\n");
+        }
+    }
+    nsc_free(tokens);
+    nsc_free(x);
+    nsc_module_free(model);
+    cr_assert_eq(setenv("NSC_PROGRESS", "1", 1), 0);
+    snprintf(args, sizeof args, "generate %s/model --graph %s --max-new-tokens 4", g_dir, graph);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, want, "one line per row");
+    cr_expect(strstr(r.err, "nsc generate: 4 tokens in"), "%s", r.err);
+    result_free(&r);
+    unsetenv("NSC_PROGRESS");
+    const char *ignored[] = { "generate %s/model --graph %s --prompt ab",
+                              "generate %s/model --graph %s --tokens 1,2",
+                              "run %s/model --graph %s --prompt ab",
+                              "scan %s/model --graph %s --prompt ab" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, ignored[i], g_dir, graph);
+        expect_fail(args, 2, "the graph holds its own inputs");
+    }
 }
 
 // Each command refuses an option it would ignore, and a repeated option

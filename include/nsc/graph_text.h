@@ -9,6 +9,7 @@
 #ifndef NSC_GRAPH_TEXT_H
 #define NSC_GRAPH_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,6 +132,10 @@ int nsc_graph_n_traces(const nsc_graph *g);
 nsc_trace *nsc_graph_trace(const nsc_graph *g, int i);
 // The session, or NULL for a single trace.
 nsc_session *nsc_graph_session(const nsc_graph *g);
+// Whether the text read the named tensor name ({"name": name}) anywhere, an
+// invoke's inputs or a node's arguments (false for g NULL): the `nsc` tool
+// refuses a --prompt that a graph holding its own inputs would ignore.
+bool nsc_graph_uses_tensor(const nsc_graph *g, const char *name);
 
 // Runs the trace (nsc_trace_run) or the session (nsc_session_run).
 nsc_status nsc_graph_run(nsc_graph *g);
