@@ -18,6 +18,10 @@ enum {
     CLI_USAGE = 2
 };
 
+// cli_args.stop_token without --stop-token: generate stops at the model's
+// eos_token_id (config.json), as Hugging Face's generate does.
+#define CLI_STOP_DEFAULT (-2)
+
 // The options of the command line; cli_parse refuses one the command does
 // not take (main.c's table), so each command reads only its own.
 typedef struct cli_args {
@@ -31,10 +35,10 @@ typedef struct cli_args {
     const char *out;     // -o FILE
     int64_t length;      // --length N (info, scan, dot without a prompt)
     int64_t max_new_tokens;
-    double temperature; // 0: greedy
-    int64_t top_k;
+    double temperature; // 0: not given
+    int64_t top_k;      // -1: not given; 0: sample without top-k filtering (HF's top_k=0)
     uint64_t seed;
-    int64_t stop_token; // -1: none
+    int64_t stop_token; // -1: none; CLI_STOP_DEFAULT: the config's eos_token_id
     nsc_device device;  // --device cpu|cuda: where run and generate compute
     bool device_given;  // --device appeared (info, scan and dot refuse it, cpu too)
     bool profile;       // --profile: the op profile of the run on stderr (run, generate)

@@ -104,14 +104,24 @@ static int print_text(const nsc_tokenizer *tok, nsc_tensor *tokens, int64_t from
     return code;
 }
 
-static nsc_generate_options options_of(const cli_args *a) {
+// The flags as generation options. Sampling when --temperature or --top-k
+// is given (--top-k 0: no top-k filtering, as HF's top_k=0); without
+// --stop-token the run stops at the config's eos_token_id as HF's generate
+// does (none when the config has none in the vocabulary).
+static nsc_generate_options options_of(const cli_args *a, const nsc_module *model) {
     nsc_generate_options o = nsc_generate_options_default();
     o.max_new_tokens = a->max_new_tokens;
-    o.sample = a->temperature > 0 || a->top_k > 0;
+    o.sample = a->temperature > 0 || a->top_k >= 0;
     o.temperature = a->temperature > 0 ? a->temperature : 1.0;
-    o.top_k = a->top_k;
+    o.top_k = a->top_k > 0 ? a->top_k : 0;
     o.seed = a->seed;
     o.stop_token = a->stop_token;
+    nsc_gpt2_config c;
+    if (a->stop_token == CLI_STOP_DEFAULT) {
+        bool eos = nsc_gpt2_get_config(model, &c) == NSC_OK && c.eos_token_id >= 0 &&
+                   c.eos_token_id < c.vocab_size;
+        o.stop_token = eos ? c.eos_token_id : -1;
+    }
     return o;
 }
 
@@ -154,7 +164,7 @@ int cli_generate(const cli_args *a) {
     bool given;
     nsc_tensor *prompt = cli_prompt(a, tok, &given), *tokens = NULL;
     nsc_tensor_set *results = NULL;
-    nsc_generate_options o = options_of(a);
+    nsc_generate_options o = options_of(a, model);
     progress p = { .start = cli_now(), .total = o.max_new_tokens, .input_len = -1 };
     p.last = p.start;
     int64_t hook = nsc_module_add_hook(model, NSC_HOOK_OUTPUT, on_step, &p, NULL);

@@ -52,7 +52,8 @@ static const char *const HELP[][2] = {
       "                    [--profile]\n"
       "Generates up to N tokens (default 20) after the prompt and prints the text, one line\n"
       "per row. Greedy unless --temperature or --top-k is given (then sampled, seeded by\n"
-      "--seed). --stop-token ID ends a row at that token. With --graph the\n"
+      "--seed; --top-k 0 samples from every token). Stops at the config's eos_token_id, as\n"
+      "Hugging Face's generate does, or at --stop-token ID (-1: never). With --graph the\n"
       "graph runs as a generation trace (call index k is step k; \"every\" calls steer every\n"
       "step) and its saved values are printed after the text; a graph that holds its own\n"
       "inputs needs no prompt and refuses one. A progress line with tokens/s goes to stderr\n"
@@ -234,9 +235,12 @@ static int check_combinations(const cli_args *a, const bool *seen) {
 }
 
 int cli_parse(int argc, char **argv, cli_args *a) {
-    *a = (cli_args){
-        .command = argv[1], .length = 8, .max_new_tokens = 20, .stop_token = -1, .device = NSC_CPU
-    };
+    *a = (cli_args){ .command = argv[1],
+                     .length = 8,
+                     .max_new_tokens = 20,
+                     .top_k = -1,
+                     .stop_token = CLI_STOP_DEFAULT,
+                     .device = NSC_CPU };
     // --help anywhere wins before any other check, even in a value's place
     // (`--prompt --help`, `--length zero --help`): a user who typed it wants
     // the usage, and CLI.md promises it after any command.

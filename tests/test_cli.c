@@ -454,6 +454,58 @@ Test(cli, generate_counts_the_tokens_a_stop_token_left) {
     unsetenv("NSC_PROGRESS");
 }
 
+// Without --stop-token generate stops at the config's eos_token_id, as
+// Hugging Face's generate does; --stop-token -1 runs to --max-new-tokens.
+Test(cli, generate_stops_at_the_config_eos) {
+    char args[512];
+    cr_assert_eq(setenv("NSC_PROGRESS", "1", 1), 0);
+    snprintf(args, sizeof args, "generate %s/model --prompt 'ab|' --max-new-tokens 6", g_dir);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char first = r.out[3];
+    int id = first == '|' ? 26 : first == '\n' ? 27 : first - 'a';
+    result_free(&r);
+    // The same weights with eos_token_id = the first generated token.
+    snprintf(args, sizeof args,
+             "cp -r %s/model %s/eos && sed -i 's/\"eos_token_id\": [0-9]*/\"eos_token_id\": %d/' "
+             "%s/eos/config.json",
+             g_dir, g_dir, id, g_dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(args, sizeof args, "generate %s/eos --prompt 'ab|' --max-new-tokens 6", g_dir);
+    r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "nsc generate: 1 tokens in"), "eos %d: %s", id, r.err);
+    result_free(&r);
+    snprintf(args, sizeof args, "generate %s/eos --prompt 'ab|' --max-new-tokens 6 --stop-token -1",
+             g_dir);
+    r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "nsc generate: 6 tokens in"), "no stop: %s", r.err);
+    result_free(&r);
+    unsetenv("NSC_PROGRESS");
+}
+
+// --top-k 0 samples without top-k filtering (Hugging Face's top_k=0): the
+// text of --temperature 1 with the same seed, not the greedy one.
+Test(cli, generate_top_k_0_samples_without_filtering) {
+    char args[512];
+    const char *flags[] = { "", "--top-k 0 --seed 5", "--temperature 1 --seed 5",
+                            "--top-k 28 --seed 5" };
+    run_result r[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "generate %s/model --prompt 'ab|' --max-new-tokens 12 %s",
+                 g_dir, flags[i]);
+        r[i] = run(args);
+        cr_assert_eq(r[i].code, 0, "%s: %s", flags[i], r[i].err);
+    }
+    cr_expect_str_neq(r[1].out, r[0].out, "--top-k 0 samples: %s", r[1].out);
+    cr_expect_str_eq(r[1].out, r[2].out, "--top-k 0 keeps every logit");
+    cr_expect_str_eq(r[1].out, r[3].out, "--top-k 0 is --top-k V");
+    for (int i = 0; i < 4; i++) {
+        result_free(&r[i]);
+    }
+}
+
 // A graph holding its own inputs (two rows here) generates without
 // --prompt: one line per row, and the summary counts the tokens added to
 // the graph's inputs. A --prompt it would ignore is refused.
