@@ -101,7 +101,7 @@ nsc_status nsc_optim_save(const nsc_optim *opt, const char *path) {
     // count and hyper-parameters.
     int n_meta = 3 + opt->n_groups * (N_HYPER + 1);
     hyper *meta = nsci_calloc((size_t)n_meta, sizeof *meta);
-    char(*values)[32] = nsci_calloc((size_t)n_meta, sizeof *values);
+    char(*values)[NSCI_DOUBLE_TEXT_BYTES] = nsci_calloc((size_t)n_meta, sizeof *values);
     const char **keys = nsci_calloc((size_t)n_meta, sizeof *keys);
     const char **vals = nsci_calloc((size_t)n_meta, sizeof *vals);
     if (status == NSC_OK && !(meta && values && keys && vals)) {
@@ -122,7 +122,7 @@ nsc_status nsc_optim_save(const nsc_optim *opt, const char *path) {
             int n_hyper = hypers_of(opt->kind, g, &opt->groups[g], h);
             for (int k = 0; k < n_hyper; k++) {
                 meta[m] = h[k];
-                snprintf(values[m++], sizeof values[0], "%.17g", h[k].value);
+                nsci_format_double(values[m++], sizeof values[0], h[k].value);
             }
         }
         for (int k = 0; k < m; k++) {
@@ -154,7 +154,7 @@ static nsc_status meta_number(const nsc_safetensors *st, const char *path, const
     const char *text = nsc_safetensors_get_metadata(st, key);
     char *end = NULL;
     errno = 0;
-    double v = text ? strtod(text, &end) : 0.0;
+    double v = text ? nsci_strtod(text, &end) : 0.0;
     if (!text || end == text || *end != '\0' || errno == ERANGE || isnan(v)) {
         return nsci_fail(NSC_ERR_FORMAT,
                          "optim load: %s: metadata \"%s\" is %s%s%s: expected a number", path, key,

@@ -313,3 +313,35 @@ double nsct_flat(nsc_tensor *t, int64_t i) {
     free(v);
     return r;
 }
+
+// --- locales ---
+
+locale_t nsct_comma_locale(void) {
+    locale_t loc = newlocale(LC_ALL_MASK, "de_DE.UTF-8", (locale_t)0);
+    if (loc) {
+        return loc;
+    }
+    char dir[] = "/tmp/nsc_locale_XXXXXX", cmd[160];
+    if (!mkdtemp(dir)) {
+        return (locale_t)0;
+    }
+    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    if (system(cmd) == 0) {
+        // glibc reads LOCPATH at each newlocale; the loaded data outlives the files.
+        const char *had = getenv("LOCPATH");
+        char *saved = had ? strdup(had) : NULL;
+        setenv("LOCPATH", dir, 1);
+        loc = newlocale(LC_ALL_MASK, "de_DE.UTF-8", (locale_t)0);
+        if (saved) {
+            setenv("LOCPATH", saved, 1);
+        } else {
+            unsetenv("LOCPATH");
+        }
+        free(saved);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "nsct_comma_locale: cannot remove %s\n", dir);
+    }
+    return loc;
+}

@@ -3,6 +3,7 @@
 #ifndef NSC_TESTS_HARNESS_H
 #define NSC_TESTS_HARNESS_H
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -104,5 +105,12 @@ double nsct_flat(nsc_tensor *t, int64_t i);
 
 // Live allocator blocks now (for leak checks around a test body).
 int64_t nsct_live_blocks(void);
+
+// --- locales ---
+
+// A locale whose decimal point is ',' (de_DE.UTF-8, built with localedef
+// into a temporary directory when the system has none), for uselocale(); or
+// (locale_t)0 when it cannot be had (the caller skips). Caller freelocale()s.
+locale_t nsct_comma_locale(void);
 
 #endif

@@ -162,6 +162,43 @@ Test(optim_state, a_fresh_optimizer_saves_no_state, .init = make_dir, .fini = re
     nsct_optim_free_params(params);
 }
 
+// The hyper-parameters are text in the file's metadata: written under a
+// locale with ',' as decimal point they read back under "C", and the other
+// way round (the old writer wrote "0,0015", which the old reader refused).
+Test(optim_state, files_read_the_same_in_any_locale, .init = make_dir, .fini = remove_dir) {
+    locale_t comma = nsct_comma_locale();
+    if (!comma) {
+        cr_skip_test("no de_DE.UTF-8 locale and no localedef to build one");
+    }
+    nsc_tensor *params[N_PARAMS];
+    nsct_optim_params(3, NSC_F32, params);
+    nsc_optim *a = make_adamw(params, 0.0015);
+    nsct_optim_grads(params, 1, true);
+    cr_assert_eq(nsc_optim_step(a), NSC_OK);
+    locale_t c_locale = uselocale(comma);
+    char probe[16];
+    snprintf(probe, sizeof probe, "%.1f", 0.5);
+    cr_assert_str_eq(probe, "0,5", "the locale is in effect");
+    cr_assert_eq(nsc_optim_save(a, file("comma.safetensors")), NSC_OK, "%s", nsc_last_error());
+    nsc_optim *b = make_adamw(params, 0.3);
+    cr_expect_eq(nsc_optim_load(b, file("comma.safetensors")), NSC_OK, "%s", nsc_last_error());
+    uselocale(c_locale);
+    nsc_optim *c = make_adamw(params, 0.3);
+    cr_expect_eq(nsc_optim_load(c, file("comma.safetensors")), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_optim_get_lr(b), 0.0015);
+    cr_expect_eq(nsc_optim_get_lr(c), 0.0015);
+    nsc_safetensors *st = nsc_safetensors_open(file("comma.safetensors"));
+    cr_assert(st, "%s", nsc_last_error());
+    cr_expect_str_eq(nsc_safetensors_get_metadata(st, "lr"), "0.0015");
+    cr_expect_str_eq(nsc_safetensors_get_metadata(st, "eps"), "1e-06");
+    nsc_safetensors_free(st);
+    nsc_optim_free(a);
+    nsc_optim_free(b);
+    nsc_optim_free(c);
+    nsct_optim_free_params(params);
+    freelocale(comma);
+}
+
 // The optimizer b as it stands: its lr, steps and state tensors (pointers).
 typedef struct snapshot {
     double lr;

@@ -96,22 +96,24 @@ void nsci_buf_json_string(nsci_buf *b, const char *s, size_t len) {
     nsci_buf_append(b, "\"", 1);
 }
 
-// Doubles are written in the "C" locale whatever the host program set: a
-// locale with ',' as decimal point would write "0,5", which is not JSON.
-static locale_t g_c_locale;
+// Numbers in files are written and read in the "C" locale whatever the host
+// program set with setlocale: a locale with ',' as decimal point would write
+// "0,5" (not JSON, and refused by a reader in the "C" locale) and read "1.5" as 1.
+static locale_t g_c_locale; // created once (pthread_once), read-only afterwards
 static pthread_once_t g_c_locale_once = PTHREAD_ONCE_INIT;
 
 static void make_c_locale(void) {
     g_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
 
-void nsci_buf_double(nsci_buf *b, double v) {
-    if (isnan(v)) {
-        nsci_buf_puts(b, "NaN");
-        return;
-    }
-    if (isinf(v)) {
-        nsci_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
+double nsci_strtod(const char *s, char **end) {
+    pthread_once(&g_c_locale_once, make_c_locale);
+    return g_c_locale ? strtod_l(s, end, g_c_locale) : strtod(s, end);
+}
+
+void nsci_format_double(char *out, size_t bytes, double v) {
+    if (isnan(v) || isinf(v)) {
+        snprintf(out, bytes, "%s", isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
         return;
     }
     pthread_once(&g_c_locale_once, make_c_locale);
@@ -126,11 +128,14 @@ void nsci_buf_double(nsci_buf *b, double v) {
     if (old) {
         uselocale(old);
     }
-    nsci_buf_puts(b, text);
     // Keep integral doubles recognisable as floating point in JSON output.
-    if (!strpbrk(text, ".eE")) {
-        nsci_buf_puts(b, ".0");
-    }
+    snprintf(out, bytes, "%s%s", text, strpbrk(text, ".eE") ? "" : ".0");
+}
+
+void nsci_buf_double(nsci_buf *b, double v) {
+    char text[NSCI_DOUBLE_TEXT_BYTES];
+    nsci_format_double(text, sizeof text, v);
+    nsci_buf_puts(b, text);
 }
 
 char *nsci_read_file(const char *path, size_t max_bytes, size_t *len) {

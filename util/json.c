@@ -2,9 +2,7 @@
 // vocabularies, graph files): bounded depth and size, errors with line and
 // column, all values in one arena freed together.
 #include <errno.h>
-#include <locale.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "util_impl.h"
@@ -233,20 +231,6 @@ static const char *parse_string(parser *p, size_t *out_len) {
     return out;
 }
 
-// strtod in the "C" locale whatever the host program set with setlocale: a
-// locale with ',' as decimal point would read "1.5" as 1.
-static locale_t g_c_locale;
-static pthread_once_t g_c_locale_once = PTHREAD_ONCE_INIT;
-
-static void make_c_locale(void) {
-    g_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-}
-
-static double strtod_c(const char *s) {
-    pthread_once(&g_c_locale_once, make_c_locale);
-    return g_c_locale ? strtod_l(s, NULL, g_c_locale) : strtod(s, NULL);
-}
-
 static size_t skip_digits(parser *p) {
     size_t start = p->pos;
     while (p->pos < p->len && p->text[p->pos] >= '0' && p->text[p->pos] <= '9') {
@@ -309,7 +293,7 @@ static nsci_json *parse_number(parser *p) {
     }
     memcpy(copy, t + start, n);
     copy[n] = '\0';
-    v->number = strtod_c(copy);
+    v->number = nsci_strtod(copy, NULL);
     if (integral) {
         errno = 0;
         long long i = strtoll(copy, NULL, 10);

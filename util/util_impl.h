@@ -122,6 +122,16 @@ void nsci_buf_json_string(nsci_buf *b, const char *s, size_t len);
 // Appends a double the shortest way that reads back bit-exactly ("%.17g" trimmed).
 void nsci_buf_double(nsci_buf *b, double v);
 
+// --- numbers as text, in the "C" locale whatever setlocale says (util/buf.c) ---
+
+// Enough for any nsci_format_double text ("-2.2250738585072014e-308" and a NUL).
+#define NSCI_DOUBLE_TEXT_BYTES 40
+// Writes v the shortest way that reads back bit-exactly ("0.5", "1.0", "1e+300",
+// "NaN", "Infinity"), truncated to bytes; '.' is the decimal point in any locale.
+void nsci_format_double(char *out, size_t bytes, double v);
+// strtod with '.' as the decimal point in any locale.
+double nsci_strtod(const char *s, char **end);
+
 // --- JSON (util/json.c) ---
 
 typedef enum nsci_json_type {
