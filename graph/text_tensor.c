@@ -1,7 +1,6 @@
 // The graph text's tensors and op parameters: literals with shortest
 // round-trip numbers, tensors by name or inline, and op parameters through
 // each op's nsci_param_desc table, read back with checked types and ranges.
-#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -135,6 +134,10 @@ static bool dtype_by_name(const char *name, nsc_dtype *out) {
     return false;
 }
 
+// The halfway point between FLT_MAX and 2^128: from here on, f32 rounds to
+// infinity (ties to even go up, as FLT_MAX's last bit is odd).
+#define F32_OVERFLOW 0x1.ffffffp127
+
 // One element of a literal into dst, checked against its dtype.
 static nsc_status read_value(const char *what, const nsci_json *v, nsc_dtype dtype, char *dst) {
     if (dtype == NSC_BOOL) {
@@ -156,8 +159,10 @@ static nsc_status read_value(const char *what, const nsci_json *v, nsc_dtype dty
     } else if (dtype == NSC_F64) {
         *(double *)dst = v->number;
     } else {
-        if (isfinite(v->number) && fabs(v->number) > (double)FLT_MAX) {
-            return nsci_text_fail(what, v, "%g is out of range for f32", v->number);
+        // Refuse only what f32 rounds to infinity: 3.4028235e38, FLT_MAX as
+        // written here and by numpy, is above FLT_MAX as a double yet rounds to it.
+        if (isfinite(v->number) && fabs(v->number) >= F32_OVERFLOW) {
+            return nsci_text_fail(what, v, "%.9g is out of range for f32", v->number);
         }
         *(float *)dst = (float)v->number;
     }

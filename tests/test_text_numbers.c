@@ -1,0 +1,65 @@
+// Numbers at the edges of their dtype in the graph text's tensor literals:
+// f32 near FLT_MAX (what torch.tensor(x, dtype=torch.float32) gives) and
+// i64 beyond 2^53, each written and read back bit for bit.
+#include <criterion/criterion.h>
+#include <float.h>
+#include <string.h>
+
+#include "graph/text_impl.h"
+#include "tests/harness.h"
+
+// The literal in text as a tensor, or NULL with the reader's error.
+static nsc_tensor *read_literal(const char *text) {
+    nsci_json_doc *doc = nsci_json_parse(text, strlen(text), NULL, "literal");
+    cr_assert(doc, "%s", nsc_last_error());
+    nsc_tensor *t = nsci_text_read_literal("literal", nsci_json_root(doc), 100);
+    nsci_json_doc_free(doc);
+    return t;
+}
+
+// torch.tensor([3.4028235e38, -3.4028235e38, 3.4028235677973362e38], dtype=torch.float32)
+// gives [FLT_MAX, -FLT_MAX, FLT_MAX] (the last is just below the halfway point
+// 0x1.ffffffp127 to 2^128), and inf for 3.4028235677973366e38 (that point).
+Test(text_numbers, f32_takes_what_rounds_to_flt_max_and_refuses_what_rounds_to_inf) {
+    int64_t start = nsct_live_blocks();
+    nsc_tensor *t = read_literal("{\"dtype\": \"f32\", \"shape\": [3], \"data\": "
+                                 "[3.4028235e38, -3.4028235e38, 3.4028235677973362e38]}");
+    cr_assert(t, "%s", nsc_last_error());
+    const float *v = nsc_tensor_data(t);
+    cr_expect(v[0] == FLT_MAX && v[1] == -FLT_MAX && v[2] == FLT_MAX, "%a %a %a", (double)v[0],
+              (double)v[1], (double)v[2]);
+    nsc_free(t);
+    const char *over[] = { "3.4028235677973366e38", "-3.4028235677973366e38", "1e39" };
+    const char *said[] = { "3.40282357e+38 is out of range for f32",
+                           "-3.40282357e+38 is out of range for f32",
+                           "1e+39 is out of range for f32" };
+    for (int i = 0; i < 3; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "{\"dtype\": \"f32\", \"shape\": [1], \"data\": [%s]}",
+                 over[i]);
+        cr_expect_null(read_literal(text), "%s read", over[i]);
+        cr_expect_eq(nsc_last_status(), NSC_ERR_FORMAT);
+        cr_expect(strstr(nsc_last_error(), said[i]), "%s", nsc_last_error());
+    }
+    nsc_clear_error();
+    cr_expect_eq(nsct_live_blocks(), start, "nothing leaked");
+}
+
+// What the writer writes, the reader reads back to the same bits.
+Test(text_numbers, extremes_round_trip_bit_for_bit) {
+    const float f32[] = { FLT_MAX, -FLT_MAX, FLT_MIN, 0x1p-149f };
+    const int64_t i64[] = { INT64_MAX, INT64_MIN, (1ll << 53) + 1, -(1ll << 53) - 1 };
+    nsc_tensor *in[2] = { nsc_from_data(NSC_F32, NSC_SHAPE(4), f32),
+                          nsc_from_data(NSC_I64, NSC_SHAPE(4), i64) };
+    for (int i = 0; i < 2; i++) {
+        nsci_buf b;
+        nsci_buf_init(&b);
+        cr_assert_eq(nsci_text_write_literal(&b, in[i]), NSC_OK, "%s", nsc_last_error());
+        nsc_tensor *back = read_literal(b.data);
+        cr_assert(back, "%s: %s", b.data, nsc_last_error());
+        cr_expect(memcmp(nsc_tensor_data(back), nsc_tensor_data(in[i]), 32) == 0, "%s", b.data);
+        nsc_free(back);
+        nsci_buf_free(&b);
+        nsc_free(in[i]);
+    }
+}
