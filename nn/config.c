@@ -232,6 +232,21 @@ static nsc_status read_fields(const reader *r, nsc_gpt2_config *c) {
     return s;
 }
 
+// A field written twice is refused: Python's json (so transformers) keeps
+// the last, a first-match lookup the first; neither guess is safe.
+static nsc_status check_unique(const reader *r) {
+    int64_t again;
+    nsc_status s = nsci_json_repeated_key(r->root, &again);
+    if (s == NSC_OK && again >= 0) {
+        const nsci_json *v = r->root->items[again];
+        s = nsci_fail(NSC_ERR_FORMAT,
+                      "gpt2 config: %s: field \"%.60s\" (line %d, column %d) appears twice: "
+                      "expected each field once",
+                      r->path, r->root->keys[again], v->line, v->column);
+    }
+    return s;
+}
+
 nsc_status nsc_gpt2_config_load(const char *path, nsc_gpt2_config *config) {
     if (!path || !config) {
         return nsci_fail(NSC_ERR_ARG, "gpt2_config_load: path or config is NULL");
@@ -250,8 +265,9 @@ nsc_status nsc_gpt2_config_load(const char *path, nsc_gpt2_config *config) {
     reader r = { path, nsci_json_root(doc) };
     nsc_gpt2_config c = nsc_gpt2_config_default();
     nsc_status s = r.root->type == NSCI_JSON_OBJECT
-                       ? read_fields(&r, &c)
+                       ? check_unique(&r)
                        : nsci_fail(NSC_ERR_FORMAT, "gpt2 config: %s: expected a JSON object", path);
+    s = s ? s : read_fields(&r, &c);
     nsci_json_doc_free(doc);
     if (s == NSC_OK && nsc_gpt2_config_validate(&c) != NSC_OK) {
         char msg[700];

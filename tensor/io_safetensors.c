@@ -182,42 +182,13 @@ static nsc_status parse_entry(const st_parse *p, const char *name, const nsci_js
 
 // --- names ---
 
-typedef struct named {
-    const char *name;
-    const nsci_json *at;
-} named;
-
-static int cmp_named(const void *a, const void *b) {
-    const named *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    if (c != 0) {
-        return c;
-    }
-    return x->at->line != y->at->line
-               ? (x->at->line > y->at->line) - (x->at->line < y->at->line)
-               : (x->at->column > y->at->column) - (x->at->column < y->at->column);
-}
-
 // Refuses an object whose keys repeat (the JSON reader keeps every member).
 static nsc_status check_unique_keys(const st_parse *p, const nsci_json *obj, const char *what) {
-    if (obj->n_items < 2) {
-        return NSC_OK;
+    int64_t again;
+    nsc_status s = nsci_json_repeated_key(obj, &again);
+    if (s == NSC_OK && again >= 0) {
+        s = bad_at(p, obj->items[again], "%s \"%.200s\" appears twice", what, obj->keys[again]);
     }
-    named *keys = nsci_malloc((size_t)obj->n_items * sizeof *keys);
-    if (!keys) {
-        return nsc_last_status();
-    }
-    for (int64_t i = 0; i < obj->n_items; i++) {
-        keys[i] = (named){ obj->keys[i], obj->items[i] };
-    }
-    qsort(keys, (size_t)obj->n_items, sizeof *keys, cmp_named);
-    nsc_status s = NSC_OK;
-    for (int64_t i = 1; i < obj->n_items && s == NSC_OK; i++) {
-        if (strcmp(keys[i - 1].name, keys[i].name) == 0) {
-            s = bad_at(p, keys[i].at, "%s \"%.200s\" appears twice", what, keys[i].name);
-        }
-    }
-    nsci_free(keys);
     return s;
 }
 

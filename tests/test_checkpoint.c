@@ -316,6 +316,11 @@ Test(checkpoint_errors, bad_configs_name_the_field, .init = make_dir, .fini = re
         config_variant("cross", "\"add_cross_attention\": false", "\"add_cross_attention\": true"),
         NSC_ERR_FORMAT, "add_cross_attention");
     expect_load_error(config_variant("json", "{", "["), NSC_ERR_FORMAT, "config.json");
+    // Python's json keeps the last copy, a first-match lookup the first: refused.
+    expect_load_error(config_variant("dup", "\"n_head\": 4", "\"n_head\": 4, \"n_head\": 2"),
+                      NSC_ERR_FORMAT, "config.json: field \"n_head\" (line ");
+    expect_load_error(config_variant("dup", "\"n_head\": 4", "\"n_head\": 4, \"n_head\": 2"),
+                      NSC_ERR_FORMAT, ") appears twice: expected each field once");
     // A valid config of another size: every tensor is mis-shaped.
     expect_load_error(config_variant("wide", "\"n_embd\": 64", "\"n_embd\": 128"), NSC_ERR_SHAPE,
                       "expected [");

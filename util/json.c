@@ -529,3 +529,38 @@ const nsci_json *nsci_json_get(const nsci_json *obj, const char *key) {
     }
     return NULL;
 }
+
+typedef struct key_at {
+    const char *key;
+    int64_t index;
+} key_at;
+
+static int cmp_key_at(const void *a, const void *b) {
+    const key_at *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+nsc_status nsci_json_repeated_key(const nsci_json *obj, int64_t *index) {
+    *index = -1;
+    if (!obj || obj->type != NSCI_JSON_OBJECT || obj->n_items < 2) {
+        return NSC_OK;
+    }
+    // Sorted, so a file of a million keys costs n log n, not n^2.
+    key_at *keys = nsci_malloc((size_t)obj->n_items * sizeof *keys);
+    if (!keys) {
+        return nsc_last_status();
+    }
+    for (int64_t i = 0; i < obj->n_items; i++) {
+        keys[i] = (key_at){ obj->keys[i], i };
+    }
+    qsort(keys, (size_t)obj->n_items, sizeof *keys, cmp_key_at);
+    for (int64_t i = 1; i < obj->n_items; i++) {
+        bool again = strcmp(keys[i - 1].key, keys[i].key) == 0;
+        if (again && (*index < 0 || keys[i].index < *index)) {
+            *index = keys[i].index;
+        }
+    }
+    nsci_free(keys);
+    return NSC_OK;
+}

@@ -175,6 +175,10 @@ const nsci_json *nsci_json_root(const nsci_json_doc *doc);
 
 // Member of an object by key (NULL if absent or not an object).
 const nsci_json *nsci_json_get(const nsci_json *obj, const char *key);
+// Sets *index to the first member of obj whose key an earlier member has
+// (the reader keeps both), or -1 when none repeats or obj is no object.
+// NSC_ERR_OOM when the sort buffer cannot be had.
+nsc_status nsci_json_repeated_key(const nsci_json *obj, int64_t *index);
 
 // Reads a whole file into a NUL-terminated buffer from nsci_malloc. Returns
 // NULL with NSC_ERR_IO naming the path. Refuses files over max_bytes (0 = no limit).

@@ -46,8 +46,8 @@ nsc_gpt2_config nsc_gpt2_config_default(void);
 nsc_status nsc_gpt2_config_validate(const nsc_gpt2_config *config);
 
 // Reads a Hugging Face config.json into *config (validated). A missing,
-// mistyped or absurd field fails with NSC_ERR_FORMAT naming the path and the
-// field; *config is untouched on failure.
+// mistyped, repeated or absurd field fails with NSC_ERR_FORMAT naming the
+// path and the field; *config is untouched on failure.
 nsc_status nsc_gpt2_config_load(const char *path, nsc_gpt2_config *config);
 
 // Writes config as a config.json that transformers reads (model_type "gpt2",
