@@ -53,7 +53,7 @@ static void walk(const nsci_json *v, int depth) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int64_t before = nsc_mem_stats_get().live_blocks;
-    nsci_json_limits limits = { 1 << 20, 0 };
+    nsci_json_limits limits = { 1 << 20, 0, NULL };
     nsci_json_doc *doc = nsci_json_parse((const char *)data, size, &limits, "fuzz");
     if (doc) {
         walk(nsci_json_root(doc), 1);

@@ -429,7 +429,7 @@ nsc_graph *nsc_graph_parse(const char *text, size_t len, const char *name,
     }
     const char *what = name ? name : "<graph text>";
     nsci_json_limits limits = { options->max_bytes ? options->max_bytes : 64u << 20,
-                                options->max_depth ? options->max_depth : 32 };
+                                options->max_depth ? options->max_depth : 32, NULL };
     nsci_json_doc *doc = nsci_json_parse(text, len, &limits, what);
     nsc_graph *g = doc ? nsci_calloc(1, sizeof *g) : NULL;
     if (!g) {

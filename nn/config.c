@@ -256,7 +256,7 @@ nsc_status nsc_gpt2_config_load(const char *path, nsc_gpt2_config *config) {
     if (!text) {
         return nsc_last_status();
     }
-    nsci_json_limits limits = { 0, 32 };
+    nsci_json_limits limits = { 0, 32, NULL };
     nsci_json_doc *doc = nsci_json_parse(text, len, &limits, path);
     nsci_free(text);
     if (!doc) {

@@ -185,7 +185,7 @@ static nsc_status parse_vocab(nsc_tokenizer *tok, const char *path, const nsci_j
 }
 
 static nsc_status load_vocab(nsc_tokenizer *tok, const char *text, size_t len, const char *path) {
-    nsci_json_limits limits = { NSCI_TOK_MAX_FILE_BYTES, 4 };
+    nsci_json_limits limits = { NSCI_TOK_MAX_FILE_BYTES, 4, NULL };
     nsci_json_doc *doc = nsci_json_parse(text, len, &limits, path);
     if (!doc) {
         nsci_error_prefix("tokenizer");

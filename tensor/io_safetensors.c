@@ -343,9 +343,17 @@ nsc_status nsci_st_parse_header(nsc_safetensors *st) {
     st->data_start = 8 + header_bytes;
     st->data_bytes = file_bytes - st->data_start;
     char what[600];
-    snprintf(what, sizeof what, "safetensors: %s: header (byte 8)", st->label);
-    nsci_json_limits limits = { 0, 8 };
+    snprintf(what, sizeof what, "safetensors: %s: header", st->label);
+    nsci_json_error error;
+    nsci_json_limits limits = { 0, 8, &error };
     st->doc = nsci_json_parse((const char *)bytes + 8, header_bytes, &limits, what);
+    if (!st->doc && error.line > 0) {
+        // The reader's offset is into the header; the file's is 8 bytes on.
+        return nsci_fail(NSC_ERR_FORMAT,
+                         "safetensors: %s: header: %s (header line %d, column %d, byte %llu)",
+                         st->label, error.message, error.line, error.column,
+                         (unsigned long long)(8 + error.byte));
+    }
     if (!st->doc) {
         return nsc_last_status();
     }

@@ -39,7 +39,7 @@ static bool read_at(int fd, const char *path, void *dst, size_t bytes, uint64_t 
 // The largest data_offsets end the header declares (0 when it declares none
 // or is malformed: the full validation then reports the problem).
 static uint64_t declared_data_bytes(const char *header, size_t bytes, const char *path) {
-    nsci_json_limits limits = { 0, 8 };
+    nsci_json_limits limits = { 0, 8, NULL };
     nsci_json_doc *doc = nsci_json_parse(header, bytes, &limits, path);
     if (!doc) {
         nsc_clear_error();

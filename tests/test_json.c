@@ -104,6 +104,31 @@ Test(json, escape_errors) {
     expect_error("\"a\nb\"", "control character 0x0a in string");
 }
 
+// Strings are UTF-8, as Python's json.loads of bytes and serde require: each
+// fault is refused at its lead byte, every valid form is kept byte for byte.
+Test(json, strings_must_be_valid_utf8) {
+    expect_error("[\"ok\", \"a\x80\"]",
+                 "test.json: line 1, column 10: invalid UTF-8 in a string: a continuation byte "
+                 "with no lead byte (lead byte 0x80) (byte 9)");
+    expect_error("\"\xc0\xaf\"", "an overlong form (lead byte 0xc0)");
+    expect_error("\"\xe0\x80\xaf\"", "an overlong form (lead byte 0xe0)");
+    expect_error("\"\xf0\x80\x80\xaf\"", "an overlong form (lead byte 0xf0)");
+    expect_error("\"\xed\xa0\x80\"", "a UTF-16 surrogate (lead byte 0xed)");
+    expect_error("\"\xf4\x90\x80\x80\"", "a code point above U+10FFFF (lead byte 0xf4)");
+    expect_error("\"\xf5\x80\x80\x80\"", "a code point above U+10FFFF (lead byte 0xf5)");
+    expect_error("\"\xff\"", "a byte UTF-8 never uses (lead byte 0xff)");
+    expect_error("\"\xe2\x82\"", "a sequence cut short (lead byte 0xe2)");
+    expect_error("{\"ok\": 1, \"\xc3\": 2}", "line 1, column 12: invalid UTF-8");
+    const char valid[] = "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf"
+                         "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf";
+    char text[64];
+    snprintf(text, sizeof text, "\"%s\"", valid);
+    nsci_json_doc *doc = parse(text);
+    cr_assert_not_null(doc, "%s", nsc_last_error());
+    cr_expect_str_eq(nsci_json_root(doc)->string, valid);
+    nsci_json_doc_free(doc);
+}
+
 Test(json, unterminated) {
     expect_error("\"abc", "line 1, column 1: unterminated string");
     expect_error("\"abc\\\"", "unterminated string");
@@ -198,7 +223,7 @@ Test(json, depth_limit) {
     cr_expect_not_null(doc, "64 levels are allowed by default: %s", nsc_last_error());
     nsci_json_doc_free(doc);
     expect_error(deep, "nesting deeper than 64");
-    nsci_json_limits limits = { 0, 2 };
+    nsci_json_limits limits = { 0, 2, NULL };
     doc = nsci_json_parse("[[1]]", 5, &limits, "x");
     cr_expect_not_null(doc);
     nsci_json_doc_free(doc);
@@ -211,7 +236,7 @@ Test(json, depth_limit) {
 }
 
 Test(json, size_limit) {
-    nsci_json_limits limits = { 10, 0 };
+    nsci_json_limits limits = { 10, 0, NULL };
     int64_t before = live_blocks();
     cr_expect_null(nsci_json_parse("[1,2,3,4,5,6]", 13, &limits, "vocab.json"));
     cr_expect_eq(nsc_last_status(), NSC_ERR_FORMAT);

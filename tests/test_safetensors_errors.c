@@ -43,8 +43,15 @@ static const char *entry(const char *fields) {
 #define OK_F32 "\"dtype\":\"F32\",\"shape\":[2]"
 
 Test(safetensors_errors, header_structure) {
-    expect_bad("{\"t\":", 0, "header (byte 8): line 1, column 6: unexpected end of input");
-    expect_bad("{\"t\" 1}", 0, "line 1, column 6: expected ':' after key \"t\"");
+    // Syntax errors give the file offset, as every other header error does.
+    expect_bad("{\"t\":", 0, "header: unexpected end of input (header line 1, column 6, byte 13)");
+    expect_bad("{\"t\" 1}", 0, "expected ':' after key \"t\" (header line 1, column 6, byte 13)");
+    expect_bad("{}  x", 0, "unexpected text after the value (header line 1, column 5, byte 12)");
+    // Names are UTF-8 (Python's safetensors: "invalid UTF-8 in header").
+    expect_bad("{\"a\xff\":{}}", 0,
+               "header: invalid UTF-8 in a string: a byte UTF-8 never uses (lead byte 0xff) "
+               "(header line 1, column 4, byte 11)");
+    expect_bad("{\"a\xed\xa0\x80\":{}}", 0, "a UTF-16 surrogate (lead byte 0xed)");
     expect_bad("[]", 0, "header: expected a JSON object (header line 1, column 1, byte 8)");
     expect_bad("\"x\"", 0, "header: expected a JSON object");
     expect_bad("", 0, "unexpected end of input");

@@ -460,6 +460,10 @@ static const bad_case BAD[] = {
       "\"shape\": [1], \"data\": [1e39]}}",
       NSC_ERR_FORMAT,
       { "out of range for f32" } },
+    { "utf8",
+      NODE0 ",\n{\"id\": 1, \"protocol\": \"Lock\", \"name\": \"f\xff\", \"args\": [0]}",
+      NSC_ERR_FORMAT,
+      { "bad.json: line 4, column 41: invalid UTF-8 in a string: a byte UTF-8 never uses" } },
     { "i64 data",
       "{\"id\": 0, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"i64\", "
       "\"shape\": [1], \"data\": [1.5]}}",

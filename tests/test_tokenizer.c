@@ -282,7 +282,9 @@ Test(tokenizer, vocab_errors) {
     expect_load_error("{\"a\": 0, \"b\": 0}", NULL, NSC_ERR_FORMAT,
                       "id 0 is given to \"a\" and \"b\"");
     expect_load_error("{\"\": 0}", NULL, NSC_ERR_FORMAT, "token \"\": expected 1..1024 bytes");
-    expect_load_error("{\"\xff\": 0}", NULL, NSC_ERR_FORMAT, "not valid UTF-8");
+    expect_load_error("{\"\xff\": 0}", NULL, NSC_ERR_FORMAT,
+                      "vocab.json: line 1, column 3: invalid UTF-8 in a string: a byte UTF-8 "
+                      "never uses (lead byte 0xff) (byte 2)");
     expect_load_error("{\"ab\": 0}", NULL, NSC_ERR_FORMAT,
                       "token \"ab\": a character vocabulary (no merges.txt) maps single "
                       "characters, this is 2");

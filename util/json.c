@@ -26,6 +26,7 @@ typedef struct parser {
     int depth, max_depth;
     const char *what;
     nsci_json_doc *doc;
+    nsci_json_error *error; // the caller's, or NULL
     bool failed;
 } parser;
 
@@ -59,8 +60,15 @@ static void *fail_at(parser *p, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    nsci_fail(NSC_ERR_FORMAT, "%s: line %d, column %d: %s", p->what, p->line,
-              (int)(p->pos - p->line_start) + 1, msg);
+    int column = (int)(p->pos - p->line_start) + 1;
+    nsci_fail(NSC_ERR_FORMAT, "%s: line %d, column %d: %s (byte %zu)", p->what, p->line, column,
+              msg, p->pos);
+    if (p->error) {
+        p->error->line = p->line;
+        p->error->column = column;
+        p->error->byte = p->pos;
+        snprintf(p->error->message, sizeof p->error->message, "%s", msg);
+    }
     return NULL;
 }
 
@@ -193,6 +201,36 @@ static bool decode_escape(parser *p, char *out, size_t *n) {
     return true;
 }
 
+int nsci_utf8_next(const char *s, size_t len, uint32_t *cp, const char **why) {
+    const unsigned char *p = (const unsigned char *)s;
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if (p[0] < 0xC0 || p[0] > 0xF4) {
+        *why = p[0] < 0xC0   ? "a continuation byte with no lead byte"
+               : p[0] < 0xF8 ? "a code point above U+10FFFF"
+                             : "a byte UTF-8 never uses";
+        return 0;
+    }
+    int n = p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : 4;
+    uint32_t c = p[0] & (0x7Fu >> n);
+    for (int i = 1; i < n; i++) {
+        if ((size_t)i >= len || (p[i] & 0xC0) != 0x80) {
+            *why = "a sequence cut short";
+            return 0;
+        }
+        c = c << 6 | (p[i] & 0x3Fu);
+    }
+    static const uint32_t min_for_length[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    *why = c < min_for_length[n]        ? "an overlong form"
+           : c >= 0xD800 && c <= 0xDFFF ? "a UTF-16 surrogate"
+           : c > 0x10FFFF               ? "a code point above U+10FFFF"
+                                        : NULL;
+    *cp = c;
+    return *why ? 0 : n;
+}
+
 // Parses a string literal at p->pos (on the opening quote) into the arena.
 static const char *parse_string(parser *p, size_t *out_len) {
     p->pos++; // opening quote
@@ -215,6 +253,20 @@ static const char *parse_string(parser *p, size_t *out_len) {
         unsigned char c = (unsigned char)p->text[p->pos];
         if (c < 0x20) {
             return fail_at(p, "control character 0x%02x in string", c);
+        }
+        if (c >= 0x80) {
+            // The scan above stopped at the closing quote, which no
+            // continuation byte matches: a cut sequence fails before it.
+            uint32_t cp;
+            const char *why;
+            int k = nsci_utf8_next(p->text + p->pos, end - p->pos, &cp, &why);
+            if (k == 0) {
+                return fail_at(p, "invalid UTF-8 in a string: %s (lead byte 0x%02x)", why, c);
+            }
+            memcpy(out + n, p->text + p->pos, (size_t)k);
+            n += (size_t)k;
+            p->pos += (size_t)k;
+            continue;
         }
         if (c != '\\') {
             out[n++] = (char)c;
@@ -473,9 +525,12 @@ static nsci_json *parse_value(parser *p) {
 
 nsci_json_doc *nsci_json_parse(const char *text, size_t len, const nsci_json_limits *limits,
                                const char *what) {
-    nsci_json_limits defaults = { 0, 64 };
+    nsci_json_limits defaults = { 0, 64, NULL };
     if (!limits) {
         limits = &defaults;
+    }
+    if (limits->error) {
+        memset(limits->error, 0, sizeof *limits->error);
     }
     if (limits->max_bytes && len > limits->max_bytes) {
         return nsci_fail_null(NSC_ERR_FORMAT, "%s: %zu bytes is over the limit of %zu bytes", what,
@@ -486,6 +541,7 @@ nsci_json_doc *nsci_json_parse(const char *text, size_t len, const nsci_json_lim
         return NULL;
     }
     parser p = { .text = text, .len = len, .line = 1, .what = what, .doc = doc };
+    p.error = limits->error;
     p.max_depth = limits->max_depth > 0 ? limits->max_depth : 64;
     doc->root = parse_value(&p);
     if (doc->root) {

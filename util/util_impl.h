@@ -158,20 +158,37 @@ struct nsci_json {
     int line, column;  // where the value starts (1-based)
 };
 
+// Where and why a parse failed, for callers that word their own message
+// (the safetensors reader gives file offsets). line is 0 when no syntax
+// error was found (out of memory, the size limit).
+typedef struct nsci_json_error {
+    int line, column; // 1-based; columns count bytes
+    size_t byte;      // offset into the text
+    char message[512];
+} nsci_json_error;
+
 typedef struct nsci_json_limits {
-    size_t max_bytes; // 0 = no limit
-    int max_depth;    // 0 = 64
+    size_t max_bytes;       // 0 = no limit
+    int max_depth;          // 0 = 64
+    nsci_json_error *error; // when set, filled on failure as well
 } nsci_json_limits;
 
 typedef struct nsci_json_doc nsci_json_doc;
 
 // Parses text (not necessarily NUL-terminated). Returns a document owning all
-// values, or NULL with NSC_ERR_FORMAT "<what>: line L, column C: ..." where
-// <what> names the input (a file path, "config.json").
+// values, or NULL with NSC_ERR_FORMAT "<what>: line L, column C: ... (byte B)"
+// where <what> names the input (a file path, "config.json"). Strings must be
+// valid UTF-8 (as Python's json.loads of bytes and Rust's serde require).
 nsci_json_doc *nsci_json_parse(const char *text, size_t len, const nsci_json_limits *limits,
                                const char *what);
 void nsci_json_doc_free(nsci_json_doc *doc);
 const nsci_json *nsci_json_root(const nsci_json_doc *doc);
+
+// The byte length (1-4) of the UTF-8 character at s, len >= 1 bytes long,
+// with its code point in *cp; or 0 with *why naming the fault: a stray
+// continuation byte, an overlong form, a surrogate, a code point above
+// U+10FFFF, a sequence cut short.
+int nsci_utf8_next(const char *s, size_t len, uint32_t *cp, const char **why);
 
 // Member of an object by key (NULL if absent or not an object).
 const nsci_json *nsci_json_get(const nsci_json *obj, const char *key);
