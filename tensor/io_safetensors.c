@@ -262,6 +262,13 @@ static nsc_status parse_metadata(const st_parse *p, const nsci_json *v) {
             return bad_at(p, v->items[i], "__metadata__ \"%.200s\": expected a string value",
                           v->keys[i]);
         }
+        if (strlen(v->items[i]->string) != v->items[i]->string_len) {
+            // Handed out as a C string, it would end at the NUL without a word.
+            return bad_at(p, v->items[i],
+                          "__metadata__ \"%.200s\": the value holds \\u0000: expected a string "
+                          "without NUL",
+                          v->keys[i]);
+        }
         st->meta_keys[i] = v->keys[i];
         st->meta_values[i] = v->items[i]->string;
     }

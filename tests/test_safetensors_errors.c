@@ -152,6 +152,10 @@ Test(safetensors_errors, metadata) {
     expect_bad("{\"__metadata__\":{\"k\":{\"x\":\"y\"}}}", 0, "expected a string value");
     expect_bad("{\"__metadata__\":[\"k\"]}", 0, "__metadata__: expected an object of strings");
     expect_bad("{\"__metadata__\":\"k\"}", 0, "__metadata__: expected an object of strings");
+    // Handed out as C strings: a NUL would cut the value short without a word.
+    expect_bad("{\"__metadata__\":{\"k\":\"a\\u0000b\"}}", 0,
+               "__metadata__ \"k\": the value holds \\u0000: expected a string without NUL "
+               "(header line 1, column 22, byte 29)");
 }
 
 Test(safetensors_errors, positions_on_later_lines) {
