@@ -205,20 +205,26 @@ const char *cli_shape(const nsc_tensor *t, char *buf, size_t bytes) {
 void cli_print_values(nsc_tensor *t, int max, FILE *out) {
     int64_t n = nsc_tensor_numel(t);
     int64_t shown = n < max ? n : max;
-    double *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
-    if (!v || nsc_tensor_copy_to(t, NSC_F64, v, (size_t)n * sizeof *v) != NSC_OK) {
+    // Integers are read as int64: through a double, ids past 2^53 would lose digits.
+    bool integral = nsc_tensor_dtype(t) == NSC_I64 || nsc_tensor_dtype(t) == NSC_BOOL;
+    void *values = calloc((size_t)(n > 0 ? n : 1), 8); // an int64 or a double each
+    if (!values ||
+        nsc_tensor_copy_to(t, integral ? NSC_I64 : NSC_F64, values, (size_t)n * 8) != NSC_OK) {
         fprintf(out, "(unreadable)");
-        free(v);
+        free(values);
         return;
     }
-    bool integral = nsc_tensor_dtype(t) == NSC_I64 || nsc_tensor_dtype(t) == NSC_BOOL;
     for (int64_t i = 0; i < shown; i++) {
-        fprintf(out, integral ? "%s%.0f" : "%s%.4g", i ? " " : "", v[i]);
+        if (integral) {
+            fprintf(out, "%s%lld", i ? " " : "", (long long)((const int64_t *)values)[i]);
+        } else {
+            fprintf(out, "%s%.4g", i ? " " : "", ((const double *)values)[i]);
+        }
     }
     if (shown < n) {
         fprintf(out, " ... (%lld values)", (long long)n);
     }
-    free(v);
+    free(values);
 }
 
 nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,

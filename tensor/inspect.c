@@ -26,10 +26,14 @@ static int64_t element_offset(const nsc_tensor *t, int64_t i) {
     return off;
 }
 
-static double load_at(const nsc_tensor *t, int64_t i) {
+// The bytes of the i-th element in row-major order.
+static const char *element_at(const nsc_tensor *t, int64_t i) {
     size_t elem = nsc_dtype_size((nsc_dtype)t->dtype);
-    const char *base = t->storage->data;
-    return nsci_load(base + (size_t)element_offset(t, i) * elem, (nsc_dtype)t->dtype);
+    return (const char *)t->storage->data + (size_t)element_offset(t, i) * elem;
+}
+
+static double load_at(const nsc_tensor *t, int64_t i) {
+    return nsci_load(element_at(t, i), (nsc_dtype)t->dtype);
 }
 
 double nsc_tensor_item(nsc_tensor *t) {
@@ -76,6 +80,11 @@ nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t 
     }
     if (c->dtype == dtype && nsci_is_contiguous(c) && n > 0) {
         memcpy(dst, nsci_data_ptr(c), (size_t)n * elem);
+    } else if (c->dtype == dtype) {
+        // Bytes, not through double: i64 beyond 2^53 stays exact.
+        for (int64_t i = 0; i < n; i++) {
+            memcpy((char *)dst + (size_t)i * elem, element_at(c, i), elem);
+        }
     } else {
         for (int64_t i = 0; i < n; i++) {
             nsci_store((char *)dst + (size_t)i * elem, dtype, load_at(c, i));
@@ -85,20 +94,24 @@ nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t 
     return NSC_OK;
 }
 
-static void print_value(FILE *f, nsc_dtype dtype, double v) {
-    if (dtype == NSC_BOOL) {
-        fprintf(f, v != 0 ? "True" : "False");
-    } else if (dtype == NSC_I64) {
+// One element, integers read as int64 (through a double, 2^53 + 1 would
+// print as 2^53, and INT64_MAX would overflow the conversion back).
+static void print_value(FILE *f, const nsc_tensor *t, int64_t i) {
+    if (t->dtype == NSC_BOOL) {
+        fprintf(f, load_at(t, i) != 0 ? "True" : "False");
+    } else if (t->dtype == NSC_I64) {
+        int64_t v;
+        memcpy(&v, element_at(t, i), sizeof v);
         fprintf(f, "%lld", (long long)v);
     } else {
-        fprintf(f, "%.4f", v);
+        fprintf(f, "%.4f", load_at(t, i));
     }
 }
 
 // Prints dims from d inward; long dims show their first and last three.
 static void print_dim(FILE *f, const nsc_tensor *t, int d, int64_t index, int indent) {
     if (d == t->ndim) {
-        print_value(f, (nsc_dtype)t->dtype, load_at(t, index));
+        print_value(f, t, index);
         return;
     }
     int64_t n = t->shape[d];

@@ -205,6 +205,27 @@ Test(cli, run_saves_every_named_value_readable_by_the_library) {
     nsc_tensor_set_free(set);
 }
 
+// i64 values print exactly (torch's digits): through a double, 2^63 - 1
+// printed as 9223372036854775808 and 2^53 + 3 as 2^53 + 4.
+Test(cli, i64_values_print_exactly) {
+    char graph[128], args[512];
+    snprintf(graph, sizeof graph, "%s/i64.json", g_dir);
+    write_graph(graph,
+                "{\"id\": 0, \"protocol\": \"Intervention\", \"module\": \"transformer.wte\", "
+                "\"kind\": \"input\", \"invoke\": 0},\n"
+                "{\"id\": 1, \"protocol\": \"Value\", \"tensor\": {\"dtype\": \"i64\", "
+                "\"shape\": [4], \"data\": [9223372036854775807, -9223372036854775808, "
+                "9007199254740993, 0]}},\n"
+                "{\"id\": 2, \"protocol\": \"Op\", \"op\": \"add\", \"args\": [0, 1]},\n"
+                "{\"id\": 3, \"protocol\": \"Lock\", \"name\": \"sum\", \"args\": [2]}\n");
+    snprintf(args, sizeof args, "run %s/model --graph %s --prompt 'abc|'", g_dir, graph);
+    run_result r = run(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "9223372036854775807 -9223372036854775807 9007199254740995 26"), "%s",
+              r.out);
+    result_free(&r);
+}
+
 // --profile: the op table of the run on stderr, the run's output unchanged;
 // the META-only commands refuse it.
 Test(cli, profile_prints_the_op_table_on_stderr) {

@@ -135,11 +135,12 @@ void *nsc_tensor_data(nsc_tensor *t);
 double nsc_tensor_item(nsc_tensor *t);
 
 // Copies t's values, row-major and converted to dtype, into dst (capacity
-// dst_bytes). Works on any layout and device with data.
+// dst_bytes). Works on any layout and device with data; to its own dtype the
+// bytes are copied (i64 beyond 2^53 stays exact), to another through double.
 nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t dst_bytes);
 
 // Writes a readable rendering (shape, dtype, device, values; long dims
-// abbreviated) to f.
+// abbreviated; floats with 4 decimals, i64 exactly) to f.
 void nsc_tensor_print(nsc_tensor *t, FILE *f);
 
 // True when a and b have the same shape and |a-b| <= atol + rtol*|b| everywhere

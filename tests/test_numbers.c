@@ -1,8 +1,10 @@
-// Numbers at the edges of their dtype in the graph text's tensor literals:
-// f32 near FLT_MAX (what torch.tensor(x, dtype=torch.float32) gives) and
-// i64 beyond 2^53, each written and read back bit for bit.
+// Numbers at the edges of their dtype: in the graph text's tensor literals
+// f32 near FLT_MAX (what torch.tensor(x, dtype=torch.float32) gives) and i64
+// beyond 2^53, written and read back bit for bit; printed and copied out.
 #include <criterion/criterion.h>
 #include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph/text_impl.h"
@@ -20,7 +22,7 @@ static nsc_tensor *read_literal(const char *text) {
 // torch.tensor([3.4028235e38, -3.4028235e38, 3.4028235677973362e38], dtype=torch.float32)
 // gives [FLT_MAX, -FLT_MAX, FLT_MAX] (the last is just below the halfway point
 // 0x1.ffffffp127 to 2^128), and inf for 3.4028235677973366e38 (that point).
-Test(text_numbers, f32_takes_what_rounds_to_flt_max_and_refuses_what_rounds_to_inf) {
+Test(numbers, f32_takes_what_rounds_to_flt_max_and_refuses_what_rounds_to_inf) {
     int64_t start = nsct_live_blocks();
     nsc_tensor *t = read_literal("{\"dtype\": \"f32\", \"shape\": [3], \"data\": "
                                  "[3.4028235e38, -3.4028235e38, 3.4028235677973362e38]}");
@@ -46,7 +48,7 @@ Test(text_numbers, f32_takes_what_rounds_to_flt_max_and_refuses_what_rounds_to_i
 }
 
 // What the writer writes, the reader reads back to the same bits.
-Test(text_numbers, extremes_round_trip_bit_for_bit) {
+Test(numbers, extremes_round_trip_bit_for_bit) {
     const float f32[] = { FLT_MAX, -FLT_MAX, FLT_MIN, 0x1p-149f };
     const int64_t i64[] = { INT64_MAX, INT64_MIN, (1ll << 53) + 1, -(1ll << 53) - 1 };
     nsc_tensor *in[2] = { nsc_from_data(NSC_F32, NSC_SHAPE(4), f32),
@@ -62,4 +64,37 @@ Test(text_numbers, extremes_round_trip_bit_for_bit) {
         nsci_buf_free(&b);
         nsc_free(in[i]);
     }
+}
+
+// What nsc_tensor_print writes for t (caller frees).
+static char *printed(nsc_tensor *t) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    nsc_tensor_print(t, out);
+    fclose(out);
+    return text;
+}
+
+// Integers print and copy out exactly, as torch prints them: through a
+// double, 2^53 + 3 came out as 2^53 + 4 and INT64_MAX overflowed the
+// conversion back (undefined behaviour).
+Test(numbers, i64_prints_and_copies_exactly) {
+    const int64_t v[4] = { INT64_MAX, INT64_MIN + 1, (1ll << 53) + 3, 0 };
+    nsc_tensor *t = nsc_from_data(NSC_I64, NSC_SHAPE(2, 2), v);
+    nsc_tensor *tt = nsc_transpose(t, 0, 1); // not contiguous: copied element by element
+    char *text = printed(t), *text_t = printed(tt);
+    cr_expect(strstr(text, "[[9223372036854775807, -9223372036854775807],") &&
+                  strstr(text, "[9007199254740995, 0]]"),
+              "%s", text);
+    cr_expect(strstr(text_t, "[[9223372036854775807, 9007199254740995],"), "%s", text_t);
+    int64_t got[4];
+    cr_assert_eq(nsc_tensor_copy_to(tt, NSC_I64, got, sizeof got), NSC_OK, "%s", nsc_last_error());
+    const int64_t want[4] = { INT64_MAX, (1ll << 53) + 3, INT64_MIN + 1, 0 };
+    cr_expect(memcmp(got, want, sizeof got) == 0, "%lld %lld %lld %lld", (long long)got[0],
+              (long long)got[1], (long long)got[2], (long long)got[3]);
+    free(text);
+    free(text_t);
+    nsc_free(tt);
+    nsc_free(t);
 }
