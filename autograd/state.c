@@ -7,11 +7,18 @@
 
 // --- grad mode (thread-local, STYLE.md's globals list) ---
 
+// One flag, as torch's GradMode: nsc_set_grad_enabled writes it, and a
+// no_grad scope saves it on a per-thread stack of bits and restores it at its
+// end (torch's NoGradGuard), so set_grad_enabled(true) inside no_grad records.
+enum {
+    NO_GRAD_MAX_DEPTH = 4096 // saved bits; deeper scopes restore "off"
+};
+static _Thread_local bool t_disabled; // false: recording is on by default
 static _Thread_local int t_no_grad_depth;
-static _Thread_local bool t_disabled;
+static _Thread_local uint64_t t_saved[NO_GRAD_MAX_DEPTH / 64]; // bit set: was disabled
 
 bool nsc_grad_enabled(void) {
-    return !t_disabled && t_no_grad_depth == 0;
+    return !t_disabled;
 }
 
 bool nsc_set_grad_enabled(bool enabled) {
@@ -21,13 +28,20 @@ bool nsc_set_grad_enabled(bool enabled) {
 }
 
 void nsc_no_grad_begin(void) {
-    t_no_grad_depth++;
+    int d = t_no_grad_depth++;
+    if (d < NO_GRAD_MAX_DEPTH) {
+        uint64_t bit = 1ull << (d % 64);
+        t_saved[d / 64] = t_disabled ? t_saved[d / 64] | bit : t_saved[d / 64] & ~bit;
+    }
+    t_disabled = true;
 }
 
 void nsc_no_grad_end(void) {
-    if (t_no_grad_depth > 0) {
-        t_no_grad_depth--;
+    if (t_no_grad_depth == 0) {
+        return; // unmatched: nothing to restore
     }
+    int d = --t_no_grad_depth;
+    t_disabled = d >= NO_GRAD_MAX_DEPTH || (t_saved[d / 64] >> (d % 64)) & 1;
 }
 
 // --- grad slots ---

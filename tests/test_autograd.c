@@ -162,6 +162,36 @@ Test(autograd, detach_and_no_grad_record_nothing) {
     }
 }
 
+// Grad mode is one flag: set_grad_enabled(true) inside no_grad records and
+// returns the real previous value (false), and no_grad_end restores what its
+// begin saved. torch: with torch.no_grad(): prev = torch.is_grad_enabled();
+// torch.set_grad_enabled(True); (x*2).requires_grad -> prev False, True.
+Test(autograd, set_grad_enabled_works_inside_no_grad) {
+    nsc_tensor *x = leaf(NSC_F32, NSC_SHAPE(2), 1.0);
+    nsc_no_grad_begin();
+    cr_expect_not(nsc_set_grad_enabled(true), "the previous value is off");
+    cr_expect(nsc_grad_enabled());
+    nsc_tensor *y = nsc_mul_scalar(x, 2.0);
+    cr_expect(nsc_tensor_requires_grad(y), "recorded inside no_grad once enabled");
+    nsc_no_grad_begin();
+    cr_expect_not(nsc_grad_enabled());
+    nsc_no_grad_end();
+    cr_expect(nsc_grad_enabled(), "the inner scope restores on");
+    nsc_no_grad_end();
+    cr_expect(nsc_grad_enabled());
+    // Off before the scope stays off after it, whatever was set inside.
+    cr_expect(nsc_set_grad_enabled(false));
+    nsc_no_grad_begin();
+    nsc_set_grad_enabled(true);
+    nsc_no_grad_end();
+    cr_expect_not(nsc_grad_enabled());
+    nsc_set_grad_enabled(true);
+    nsc_no_grad_end(); // unmatched: changes nothing
+    cr_expect(nsc_grad_enabled());
+    nsc_free(y);
+    nsc_free(x);
+}
+
 Test(autograd, backward_refuses_bad_roots) {
     nsc_tensor *x = leaf(NSC_F32, NSC_SHAPE(2, 2), 1.0);
     nsc_tensor *y = nsc_mul_scalar(x, 2.0);

@@ -65,6 +65,32 @@ Test(graph_grad, the_gradient_of_a_hook_point_matches_eager) {
     nsc_module_free(model);
 }
 
+// A trace that asks for a gradient records its forward even when run inside
+// nsc_no_grad_begin (torch: set_grad_enabled(True) inside no_grad records);
+// it failed with "the value does not require grad".
+Test(graph_grad, a_trace_with_a_gradient_runs_inside_no_grad) {
+    nsc_module *model = nsct_chain_model(3, 4);
+    nsc_tensor *x = input(2);
+    nsc_trace *tr = nsc_trace_new(model);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
+    nsc_tensor *g0 = nsc_save(nsc_proxy_grad(nsc_invoke_output(inv, "h.0", 0)));
+    cr_assert(nsc_trace_backward(nsc_sum_all(nsc_invoke_output(inv, "", 0)), false), "%s",
+              nsc_last_error());
+    nsc_no_grad_begin();
+    nsc_status status = nsc_trace_run(tr);
+    cr_expect_not(nsc_grad_enabled(), "the run restores grad mode");
+    nsc_no_grad_end();
+    cr_assert_eq(status, NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *got = nsc_trace_get(tr, g0);
+    nsc_tensor *want = eager_grad_h0(model, x, 1.0);
+    cr_expect(nsc_allclose(got, want, 1e-5, 1e-6, false), "%s", nsc_last_error());
+    nsc_free(got);
+    nsc_free(want);
+    nsc_trace_free(tr);
+    nsc_free(x);
+    nsc_module_free(model);
+}
+
 Test(graph_grad, edits_and_replacements_flow_to_earlier_layers_and_leaves) {
     nsc_module *model = nsct_chain_model(3, 4);
     cr_assert_eq(nsc_module_requires_grad_(model, true), NSC_OK);

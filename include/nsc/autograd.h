@@ -60,11 +60,16 @@ nsc_status nsc_backward(nsc_tensor *loss, nsc_tensor *grad, bool retain_graph);
 
 // --- grad mode (per thread; on by default) ---
 
+// Grad mode is one per-thread flag, as torch's GradMode.
+
 // Whether ops are recorded on this thread.
 bool nsc_grad_enabled(void);
-// Switches recording on or off; returns the previous setting.
+// Switches recording on or off, also inside a no_grad scope (as torch's
+// set_grad_enabled(True) or enable_grad there); returns the previous setting.
 bool nsc_set_grad_enabled(bool enabled);
-// A nestable no_grad scope: every begin must be matched by an end.
+// A nestable no_grad scope (torch.no_grad): begin saves the flag and turns
+// recording off, the matching end restores what begin saved. Every begin
+// must be matched by an end; an end without a begin does nothing.
 void nsc_no_grad_begin(void);
 void nsc_no_grad_end(void);
 
