@@ -241,6 +241,10 @@ nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad) {
                          nsci_shape_str(a, sizeof a, grad->ndim, grad->shape),
                          nsci_shape_str(b, sizeof b, t->ndim, t->shape));
     }
+    if (grad == t) { // t's state would own t: a cycle nothing frees
+        return nsci_fail(NSC_ERR_ARG, "set_grad: the gradient is the tensor itself: can't assign "
+                                      "a tensor as its own grad");
+    }
     if (grad && (grad->dtype != t->dtype || grad->device != t->device)) {
         return nsci_fail(
             NSC_ERR_DTYPE,
@@ -259,11 +263,34 @@ nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad) {
     return NSC_OK;
 }
 
-nsc_status nsc_retain_grad(nsc_tensor *t) {
-    if (!t || !t->requires_grad) {
-        return nsci_fail(NSC_ERR_STATE, "retain_grad: the tensor does not require grad");
+// t's grad slot, when t requires grad: a view taken before its base required
+// grad (which requires grad now, as torch's views follow their base) gets its
+// history first, so that hooks and retain_grad live where backward looks.
+static nsci_grad_slot *slot_requiring_grad(nsc_tensor *t, const char *op) {
+    if (!t) {
+        nsci_fail(NSC_ERR_ARG, "%s: the tensor is NULL", op);
+        return NULL;
     }
-    t->autograd->slot->retain_grad = true;
+    if (!nsci_requires_grad(t)) {
+        nsci_fail(NSC_ERR_STATE, "%s: the tensor does not require grad", op);
+        return NULL;
+    }
+    if (!t->requires_grad) {
+        nsci_edge edge;
+        if (nsci_edge_of(t, &edge) != NSC_OK) {
+            return NULL;
+        }
+        nsci_edge_clear(&edge);
+    }
+    return t->autograd->slot;
+}
+
+nsc_status nsc_retain_grad(nsc_tensor *t) {
+    nsci_grad_slot *slot = slot_requiring_grad(t, "retain_grad");
+    if (!slot) {
+        return nsc_last_status();
+    }
+    slot->retain_grad = true;
     return NSC_OK;
 }
 
@@ -273,12 +300,14 @@ static atomic_llong g_next_handle = 1; // atomic: hook handles are unique proces
 
 int64_t nsc_tensor_register_hook(nsc_tensor *t, nsc_grad_hook_fn fn, void *ctx,
                                  void (*ctx_free)(void *ctx)) {
-    if (!t || !fn || !t->requires_grad) {
-        nsci_fail(NSC_ERR_STATE, "register_hook: %s", !t || !fn ? "tensor or function is NULL"
-                                                              : "the tensor does not require grad");
+    if (!fn) {
+        nsci_fail(NSC_ERR_ARG, "register_hook: the function is NULL");
         return -1;
     }
-    nsci_grad_slot *slot = t->autograd->slot;
+    nsci_grad_slot *slot = slot_requiring_grad(t, "register_hook");
+    if (!slot) {
+        return -1;
+    }
     if (slot->n_hooks == slot->cap_hooks) {
         int cap = slot->cap_hooks ? slot->cap_hooks * 2 : 4;
         nsci_hook *grown = nsci_realloc(slot->hooks, (size_t)cap * sizeof *grown);

@@ -158,6 +158,19 @@ Test(autograd_writes, the_root_gradient_takes_the_losss_dtype_and_set_grad_check
     }
 }
 
+// torch: x.grad = x -> "can't assign Variable as its own grad". nsc kept x
+// as its own .grad, a cycle that leaked x.
+Test(autograd_writes, a_tensor_cannot_be_its_own_grad) {
+    int64_t before = nsct_live_blocks();
+    nsc_tensor *x = vec((double[]){ 1, 2 }, 2, true);
+    cr_expect_eq(nsc_tensor_set_grad(x, x), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "set_grad: the gradient is the tensor itself: can't assign"),
+              "%s", nsc_last_error());
+    cr_expect_null(nsc_tensor_get_grad(x), "nothing was set");
+    nsc_free(x);
+    cr_expect_eq(nsct_live_blocks(), before, "x was freed");
+}
+
 Test(autograd_writes, cat_of_twenty_inputs_and_a_second_backward_through_a_view) {
     nsc_tensor *xs[20];
     for (int i = 0; i < 20; i++) {
@@ -277,6 +290,48 @@ Test(autograd_writes, a_view_taken_before_its_base_required_grad_follows_it) {
     cr_expect_not(nsc_tensor_requires_grad(d));
     nsc_tensor *all[] = { base, v, w, scaled, a, b, loss, d };
     for (int i = 0; i < 8; i++) {
+        nsc_free(all[i]);
+    }
+}
+
+static nsc_status record_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    (void)replacement;
+    nsc_tensor **seen = ctx;
+    nsc_free(*seen);
+    *seen = nsc_clone(grad);
+    return NSC_OK;
+}
+
+// retain_grad and register_hook accept such a view, as nsc_tensor_requires_grad
+// says it requires grad (they refused it). torch, reading v.grad_fn first:
+// base=torch.zeros(3,dtype=torch.float64); v=base[0:2]; w=torch.ones(3,
+// dtype=torch.float64,requires_grad=True); base.add_(w); v.grad_fn; v.retain_grad();
+// v.register_hook(print); ((v*10).sum()+w.sum()).backward() -> hook and v.grad [10, 10]
+Test(autograd_writes, retain_grad_and_hooks_accept_a_view_taken_before_its_base_required_grad) {
+    nsc_tensor *base = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(3));
+    nsc_tensor *v = nsc_slice(base, 0, 0, 2, 1);
+    nsc_tensor *w = vec((double[]){ 1, 1, 1 }, 3, true);
+    cr_assert_eq(nsc_add_(base, w), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_retain_grad(v), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *seen = NULL;
+    cr_assert_gt(nsc_tensor_register_hook(v, record_hook, &seen, NULL), 0, "%s", nsc_last_error());
+    nsc_tensor *scaled = nsc_mul_scalar(v, 10.0);
+    nsc_tensor *a = nsc_sum_all(scaled), *b = nsc_sum_all(w);
+    nsc_tensor *loss = nsc_add(a, b);
+    cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    expect_values(seen, (double[]){ 10, 10 }, 2, "the hook");
+    expect_values(nsc_tensor_get_grad(v), (double[]){ 10, 10 }, 2, "v.grad");
+    expect_values(nsc_tensor_get_grad(w), (double[]){ 11, 11, 1 }, 3, "w.grad");
+    // A tensor that does not require grad is still refused, naming the call.
+    nsc_tensor *plain = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(2));
+    cr_expect_eq(nsc_retain_grad(plain), NSC_ERR_STATE);
+    cr_expect(strstr(nsc_last_error(), "retain_grad: the tensor does not require grad"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_tensor_register_hook(plain, record_hook, &seen, NULL), -1);
+    cr_expect(strstr(nsc_last_error(), "register_hook: the tensor does not require grad"), "%s",
+              nsc_last_error());
+    nsc_tensor *all[] = { base, v, w, scaled, a, b, loss, seen, plain };
+    for (int i = 0; i < 9; i++) {
         nsc_free(all[i]);
     }
 }

@@ -36,10 +36,12 @@ nsc_tensor *nsc_tensor_get_grad(nsc_tensor *t);
 
 // Replaces t's gradient with grad (retained; NULL clears it, as
 // optimizer.zero_grad(set_to_none=True)). grad must have t's shape, dtype
-// and device (torch's .grad setter refuses the others too).
+// and device (torch's .grad setter refuses the others too), and must not be
+// t itself (NSC_ERR_ARG, as torch's "can't assign Variable as its own grad").
 nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad);
 
-// Makes a non-leaf keep its gradient in .grad during backward (a no-op on leaves).
+// Makes a non-leaf keep its gradient in .grad during backward (a no-op on
+// leaves). t must require grad (nsc_tensor_requires_grad), else NSC_ERR_STATE.
 nsc_status nsc_retain_grad(nsc_tensor *t);
 
 // --- backward ---
@@ -84,9 +86,10 @@ void nsc_no_grad_end(void);
 // returned ..." when the hook recorded no message. grad is borrowed.
 typedef nsc_status (*nsc_grad_hook_fn)(nsc_tensor *grad, nsc_tensor **replacement, void *ctx);
 
-// Registers fn on t (which must require grad). Hooks run in registration
-// order. ctx_free (may be NULL) is called on ctx when the hook is removed or
-// its tensor's history is freed. Returns a handle > 0, or -1 with an error.
+// Registers fn on t (which must require grad: nsc_tensor_requires_grad).
+// Hooks run in registration order. ctx_free (may be NULL) is called on ctx
+// when the hook is removed or its tensor's history is freed. Returns a
+// handle > 0, or -1 with an error.
 int64_t nsc_tensor_register_hook(nsc_tensor *t, nsc_grad_hook_fn fn, void *ctx,
                                  void (*ctx_free)(void *ctx));
 
