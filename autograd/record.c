@@ -27,8 +27,22 @@ static bool base_requires_grad(const nsc_tensor *t) {
     return t->base && t->base->requires_grad;
 }
 
-static bool is_leaf_requiring_grad(const nsc_tensor *t) {
-    return t->requires_grad && !(t->autograd && t->autograd->grad_fn);
+static bool is_leaf(const nsc_tensor *t) {
+    return !(t->autograd && t->autograd->grad_fn);
+}
+
+// torch's check_inplace: a leaf that requires grad, or a view requiring grad
+// whose base is a leaf. base is the storage root, so a view of a view that
+// was made a leaf (v = x[..]; v.requires_grad_(); v[..].mul_(2)) requires
+// grad through v while x, not v, is its base: x is still a leaf.
+static const char *inplace_refusal(const nsc_tensor *dst) {
+    if (dst->requires_grad && is_leaf(dst)) {
+        return "a leaf that requires grad";
+    }
+    if (dst->base && nsci_requires_grad(dst) && is_leaf(dst->base)) {
+        return "a view of a leaf that requires grad";
+    }
+    return NULL;
 }
 
 nsc_status nsci_autograd_check(nsci_call *c) {
@@ -36,11 +50,12 @@ nsc_status nsci_autograd_check(nsci_call *c) {
         return NSC_OK;
     }
     nsc_tensor *dst = c->in[0];
-    if (is_leaf_requiring_grad(dst) || (dst->base && is_leaf_requiring_grad(dst->base))) {
+    const char *refused = inplace_refusal(dst);
+    if (refused) {
         return nsci_call_fail(c, NSC_ERR_STATE,
-                              "%s a leaf that requires grad is written in place: write under "
-                              "nsc_no_grad_begin(), or into a clone",
-                              dst->base ? "a view of" : "");
+                              "%s is written in place: write under nsc_no_grad_begin(), or into a "
+                              "clone",
+                              refused);
     }
     drop_pre_writes();
     // Called only for ops that will be recorded: even when dst itself needs

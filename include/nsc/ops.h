@@ -7,7 +7,9 @@
 // - on a proxy or META input computes only the shape (see nsc/trace.h);
 // - records a tape node when grad mode is on and an input requires grad.
 // In-place ops (trailing underscore) return a status and update their first
-// argument, as PyTorch's do.
+// argument, as PyTorch's do. With grad mode on they refuse (NSC_ERR_STATE,
+// nothing written) a leaf that requires grad and a view requiring grad whose
+// base is a leaf (a view of a view made a leaf with nsc_requires_grad_ too).
 #ifndef NSC_OPS_H
 #define NSC_OPS_H
 
