@@ -125,7 +125,8 @@ void nsci_autograd_free(struct nsci_autograd *ag);
 nsc_status nsci_edge_of(nsc_tensor *t, nsci_edge *edge);
 void nsci_edge_clear(nsci_edge *edge);
 
-// Sets t's history to (node, output_index), with a fresh grad slot.
+// Sets t's history to (node, output_index), with a fresh grad slot that takes
+// over the old one's .grad and retain_grad (not its hooks).
 nsc_status nsci_set_history(nsc_tensor *t, nsci_node *node, int output_index);
 
 // A detached alias of t: same storage and geometry, no autograd state.

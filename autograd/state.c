@@ -165,6 +165,13 @@ nsc_status nsci_set_history(nsc_tensor *t, nsci_node *node, int output_index) {
     if (!slot) {
         return nsc_last_status();
     }
+    // An in-place write gives t a new history: .grad and retain_grad move to
+    // the new slot; hooks stay on the old one, where the old node still runs
+    // them on the gradient of the value before the write (as torch's).
+    slot->grad = ag->slot->grad;
+    slot->retain_grad = ag->slot->retain_grad;
+    ag->slot->grad = NULL;
+    ag->slot->retain_grad = false;
     nsci_slot_release(ag->slot);
     ag->slot = slot;
     nsci_node_release(ag->grad_fn);

@@ -336,6 +336,70 @@ Test(autograd_writes, retain_grad_and_hooks_accept_a_view_taken_before_its_base_
     }
 }
 
+static nsc_status log_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    (void)replacement;
+    nsc_tensor **log = ctx; // log[0] the first gradient seen, log[1] a second
+    cr_assert_null(log[1], "the hook ran more than twice");
+    log[log[0] ? 1 : 0] = nsc_clone(grad);
+    return NSC_OK;
+}
+
+// An in-place write gives its destination a new history: retain_grad and a
+// .grad already there carry over to it (both were lost), hooks stay with the
+// old value. torch 2.15: x=torch.tensor([1.,2],dtype=torch.float64,
+// requires_grad=True); y=x*2; y.retain_grad(); y.register_hook(before); y.mul_(3);
+// y.register_hook(after); (y*5).sum().backward() -> after [5, 5], before [15, 15],
+// y.grad [5, 5], x.grad [30, 30].
+Test(autograd_writes, retain_grad_and_grad_carry_over_an_in_place_write_hooks_do_not) {
+    nsc_tensor *x = vec((double[]){ 1, 2 }, 2, true);
+    nsc_tensor *y = nsc_mul_scalar(x, 2.0);
+    nsc_tensor *before[2] = { 0 }, *after[2] = { 0 };
+    cr_assert_eq(nsc_retain_grad(y), NSC_OK);
+    cr_assert_gt(nsc_tensor_register_hook(y, log_hook, before, NULL), 0);
+    nsc_tensor *three = nsc_scalar(NSC_F64, 3.0);
+    cr_assert_eq(nsc_mul_(y, three), NSC_OK, "%s", nsc_last_error());
+    cr_assert_gt(nsc_tensor_register_hook(y, log_hook, after, NULL), 0);
+    nsc_tensor *y5 = nsc_mul_scalar(y, 5.0);
+    backward_sum(y5);
+    expect_values(after[0], (double[]){ 5, 5 }, 2, "the hook registered after");
+    expect_values(before[0], (double[]){ 15, 15 }, 2, "the hook registered before");
+    cr_expect(!after[1] && !before[1], "each hook ran once");
+    expect_values(nsc_tensor_get_grad(y), (double[]){ 5, 5 }, 2, "y.grad");
+    expect_values(nsc_tensor_get_grad(x), (double[]){ 30, 30 }, 2, "x.grad");
+    // A write into a view: y=x*2; y.retain_grad(); y[0:1].fill_(0);
+    // (y*5).sum().backward() -> y.grad [5, 5, 5], x.grad [0, 10, 10].
+    nsc_tensor *x3 = vec((double[]){ 1, 2, 3 }, 3, true);
+    nsc_tensor *y3 = nsc_mul_scalar(x3, 2.0);
+    cr_assert_eq(nsc_retain_grad(y3), NSC_OK);
+    nsc_tensor *head = nsc_slice(y3, 0, 0, 1, 1);
+    cr_assert_eq(nsc_fill_(head, 0.0), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *y35 = nsc_mul_scalar(y3, 5.0);
+    backward_sum(y35);
+    expect_values(nsc_tensor_get_grad(y3), (double[]){ 5, 5, 5 }, 3, "y3.grad");
+    expect_values(nsc_tensor_get_grad(x3), (double[]){ 0, 10, 10 }, 3, "x3.grad");
+    // A .grad held before the write: b=a*2; b.retain_grad();
+    // b.sum().backward(retain_graph=True); b.add_(1) -> b.grad [1, 1, 1];
+    // (b*3).sum().backward() -> b.grad [4, 4, 4], a.grad [8, 8, 8].
+    nsc_tensor *a = vec((double[]){ 1, 2, 3 }, 3, true);
+    nsc_tensor *b = nsc_mul_scalar(a, 2.0);
+    cr_assert_eq(nsc_retain_grad(b), NSC_OK);
+    nsc_tensor *sb = nsc_sum_all(b);
+    cr_assert_eq(nsc_backward(sb, NULL, true), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *one = nsc_scalar(NSC_F64, 1.0);
+    cr_assert_eq(nsc_add_(b, one), NSC_OK, "%s", nsc_last_error());
+    expect_values(nsc_tensor_get_grad(b), (double[]){ 1, 1, 1 }, 3, "b.grad after add_");
+    nsc_tensor *b3 = nsc_mul_scalar(b, 3.0);
+    backward_sum(b3);
+    expect_values(nsc_tensor_get_grad(b), (double[]){ 4, 4, 4 }, 3, "b.grad");
+    expect_values(nsc_tensor_get_grad(a), (double[]){ 8, 8, 8 }, 3, "a.grad");
+    nsc_tensor *all[] = {
+        x, y, y5, before[0], after[0], three, x3, y3, y35, head, a, b, sb, one, b3
+    };
+    for (int i = 0; i < 15; i++) {
+        nsc_free(all[i]);
+    }
+}
+
 // Edge points where torch defines the gradient: pow at a = 0, b = 0 (0, not
 // 0 * 0^-1 = NaN); maximum and relu at NaN (the gradient passes).
 Test(autograd_writes, gradients_at_edge_points_as_torch) {

@@ -42,6 +42,7 @@ nsc_status nsc_tensor_set_grad(nsc_tensor *t, nsc_tensor *grad);
 
 // Makes a non-leaf keep its gradient in .grad during backward (a no-op on
 // leaves). t must require grad (nsc_tensor_requires_grad), else NSC_ERR_STATE.
+// The flag and a .grad t holds stay with t across in-place writes into it.
 nsc_status nsc_retain_grad(nsc_tensor *t);
 
 // --- backward ---
@@ -87,9 +88,10 @@ void nsc_no_grad_end(void);
 typedef nsc_status (*nsc_grad_hook_fn)(nsc_tensor *grad, nsc_tensor **replacement, void *ctx);
 
 // Registers fn on t (which must require grad: nsc_tensor_requires_grad).
-// Hooks run in registration order. ctx_free (may be NULL) is called on ctx
-// when the hook is removed or its tensor's history is freed. Returns a
-// handle > 0, or -1 with an error.
+// Hooks run in registration order. A hook registered before an in-place
+// write into t sees the gradient of t's value before the write (torch 2's
+// rule). ctx_free (may be NULL) is called on ctx when the hook is removed or
+// its tensor's history is freed. Returns a handle > 0, or -1 with an error.
 int64_t nsc_tensor_register_hook(nsc_tensor *t, nsc_grad_hook_fn fn, void *ctx,
                                  void (*ctx_free)(void *ctx));
 
