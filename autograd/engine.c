@@ -1,20 +1,26 @@
 // nsc_backward: runs the recorded nodes reachable from a loss in reverse
 // topological order (dependency counts; later-created nodes first among the
-// ready), summing gradients that meet and accumulating into leaves.
+// ready), summing gradients that meet and accumulating into leaves (each
+// leaf once, with the sum of its edges, as torch's AccumulateGrad).
 #include <string.h>
 
 #include "autograd/autograd_impl.h"
 
+// A node to run, or a leaf's slot to deliver to (node NULL): its edges'
+// gradients are summed in grads[0] and delivered, hooks first, once the last
+// edge into it has run.
 typedef struct task {
-    nsci_node *node; // retained for the whole backward
-    int pending;     // edges from unprocessed nodes still to deliver
+    const void *key;      // node or leaf: the map's key
+    nsci_node *node;      // retained for the whole backward; NULL for a leaf
+    nsci_grad_slot *leaf; // retained; a leaf's slot
+    int pending;          // edges from unprocessed nodes still to deliver
     nsc_tensor *grads[NSCI_MAX_OUTPUTS];
 } task;
 
 typedef struct graph_walk {
     task *tasks;
     int n_tasks, cap_tasks;
-    int *slots; // open-addressing map node -> task index (-1 empty)
+    int *slots; // open-addressing map key -> task index (-1 empty)
     int n_slots;
     int *heap; // ready task indices, max-heap by sequence
     int n_heap;
@@ -27,10 +33,10 @@ static uint64_t hash_ptr(const void *p) {
     return x ^ (x >> 33);
 }
 
-static int find_task(const graph_walk *w, const nsci_node *node) {
-    for (uint64_t h = hash_ptr(node);; h++) {
+static int find_task(const graph_walk *w, const void *key) {
+    for (uint64_t h = hash_ptr(key);; h++) {
         int at = w->slots[h & (uint64_t)(w->n_slots - 1)];
-        if (at < 0 || w->tasks[at].node == node) {
+        if (at < 0 || w->tasks[at].key == key) {
             return at;
         }
     }
@@ -55,7 +61,7 @@ static nsc_status grow(graph_walk *w) {
     w->n_slots = cap * 2;
     memset(slots, -1, (size_t)w->n_slots * sizeof *slots);
     for (int i = 0; i < w->n_tasks; i++) {
-        uint64_t h = hash_ptr(w->tasks[i].node);
+        uint64_t h = hash_ptr(w->tasks[i].key);
         while (slots[h & (uint64_t)(w->n_slots - 1)] >= 0) {
             h++;
         }
@@ -64,14 +70,16 @@ static nsc_status grow(graph_walk *w) {
     return NSC_OK;
 }
 
-static int add_task(graph_walk *w, nsci_node *node) {
+static int add_task(graph_walk *w, nsci_node *node, nsci_grad_slot *leaf) {
     if (w->n_tasks * 2 >= w->cap_tasks && grow(w) != NSC_OK) {
         return -1;
     }
     int i = w->n_tasks++;
     memset(&w->tasks[i], 0, sizeof w->tasks[i]);
     w->tasks[i].node = nsci_node_retain(node);
-    uint64_t h = hash_ptr(node);
+    w->tasks[i].leaf = nsci_slot_retain(leaf);
+    w->tasks[i].key = node ? (const void *)node : (const void *)leaf;
+    uint64_t h = hash_ptr(w->tasks[i].key);
     while (w->slots[h & (uint64_t)(w->n_slots - 1)] >= 0) {
         h++;
     }
@@ -79,20 +87,21 @@ static int add_task(graph_walk *w, nsci_node *node) {
     return i;
 }
 
-// Finds every node reachable from root and counts the edges into each.
+// Finds every node and leaf reachable from root and counts the edges into each.
 static nsc_status discover(graph_walk *w, nsci_node *root) {
-    if (add_task(w, root) < 0) {
+    if (add_task(w, root, NULL) < 0) {
         return nsc_last_status();
     }
     for (int i = 0; i < w->n_tasks; i++) {
         nsci_node *node = w->tasks[i].node;
-        for (int k = 0; k < node->n_in; k++) {
+        for (int k = 0; node && k < node->n_in; k++) {
             nsci_node *child = node->next[k].node;
-            if (!child) {
+            nsci_grad_slot *leaf = child ? NULL : node->next[k].leaf;
+            if (!child && !leaf) {
                 continue;
             }
-            int at = find_task(w, child);
-            if (at < 0 && (at = add_task(w, child)) < 0) {
+            int at = find_task(w, child ? (const void *)child : (const void *)leaf);
+            if (at < 0 && (at = add_task(w, child, leaf)) < 0) {
                 return nsc_last_status();
             }
             w->tasks[at].pending++;
@@ -222,6 +231,29 @@ static nsc_status deliver_to_slot(nsci_grad_slot *slot, nsc_tensor **grad, bool 
     return accumulate_grad(slot, grad, may_take);
 }
 
+// *sum += g for a leaf's gradients (taking ownership of g): in place when
+// nobody else can see *sum, as accumulate_grad adds into .grad, so that
+// summing a tied weight's edges costs no extra buffer.
+static nsc_status add_leaf_grad(nsc_tensor **sum, nsc_tensor *g) {
+    if (*sum && exclusively_owned(*sum) && same_geometry(*sum, g)) {
+        nsc_status status = nsc_add_(*sum, g);
+        nsc_free(g);
+        return status;
+    }
+    return accumulate(sum, g);
+}
+
+// The last edge into a leaf has run: its hooks see the sum once, then .grad.
+static nsc_status deliver_leaf(task *t) {
+    nsc_status status = NSC_OK;
+    if (t->grads[0]) {
+        status = deliver_to_slot(t->leaf, &t->grads[0], true, true);
+        nsc_free(t->grads[0]);
+        t->grads[0] = NULL;
+    }
+    return status;
+}
+
 static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
     nsci_node *node = t->node;
     nsc_tensor *on_stack[16] = { 0 };
@@ -248,18 +280,19 @@ static nsc_status run_task(graph_walk *w, task *t, bool retain_graph) {
     }
     for (int i = 0; i < node->n_in; i++) {
         nsci_edge *e = &node->next[i];
-        if (status == NSC_OK && grad_in[i] && e->leaf) {
-            status = deliver_to_slot(e->leaf, &grad_in[i], true, true);
-        } else if (status == NSC_OK && grad_in[i] && e->node) {
-            task *child = &w->tasks[find_task(w, e->node)];
-            status = accumulate(&child->grads[e->output_index], grad_in[i]);
+        const void *key = e->node ? (const void *)e->node : (const void *)e->leaf;
+        task *child = key ? &w->tasks[find_task(w, key)] : NULL;
+        if (status == NSC_OK && grad_in[i] && child) {
+            status = e->node ? accumulate(&child->grads[e->output_index], grad_in[i])
+                             : add_leaf_grad(&child->grads[0], grad_in[i]);
             grad_in[i] = NULL;
         }
         nsc_free(grad_in[i]);
-        if (e->node) {
-            int c = find_task(w, e->node);
-            if (--w->tasks[c].pending == 0) {
-                heap_push(w, c);
+        if (child && --child->pending == 0) {
+            if (e->node) {
+                heap_push(w, (int)(child - w->tasks));
+            } else if (status == NSC_OK) {
+                status = deliver_leaf(child);
             }
         }
     }
@@ -278,6 +311,7 @@ static void walk_free(graph_walk *w) {
             nsc_free(w->tasks[i].grads[k]);
         }
         nsci_node_release(w->tasks[i].node);
+        nsci_slot_release(w->tasks[i].leaf);
     }
     nsci_free(w->tasks);
     nsci_free(w->slots);

@@ -441,6 +441,64 @@ Test(autograd, hooks_read_scale_and_zero_gradients_mid_network) {
     }
 }
 
+typedef struct square_log {
+    int calls;
+    nsc_tensor *seen; // the last gradient the hook saw
+} square_log;
+
+static nsc_status square_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    square_log *log = ctx;
+    log->calls++;
+    nsc_free(log->seen);
+    log->seen = nsc_clone(grad);
+    *replacement = nsc_mul(grad, grad);
+    return *replacement ? NSC_OK : nsc_last_status();
+}
+
+// A leaf reached by several edges runs its hooks once, on their sum, then
+// accumulates (torch's AccumulateGrad); nsc ran them per edge on each part
+// (x.grad 13, not 25). torch: x=torch.ones(2,dtype=torch.float64,requires_grad=True);
+// x.register_hook(lambda g: g*g); ((x*2).sum()+(x*3).sum()).backward() -> hook sees [5, 5]
+// once, x.grad [25, 25]; a second backward adds 25 -> [50, 50].
+// x3=torch.tensor([1.,2],dtype=torch.float64,requires_grad=True); same hook;
+// (x3*x3).sum().backward() -> hook sees [2, 4], x3.grad [4, 16].
+Test(autograd, a_leaf_hook_runs_once_on_the_sum_of_its_edges) {
+    int64_t before = nsct_live_blocks();
+    nsc_tensor *x = leaf(NSC_F64, NSC_SHAPE(2), 1.0);
+    square_log log = { 0 };
+    cr_assert_gt(nsc_tensor_register_hook(x, square_hook, &log, NULL), 0);
+    for (int pass = 1; pass <= 2; pass++) {
+        nsc_tensor *a = nsc_mul_scalar(x, 2.0), *b = nsc_mul_scalar(x, 3.0);
+        nsc_tensor *sa = nsc_sum_all(a), *sb = nsc_sum_all(b);
+        nsc_tensor *loss = nsc_add(sa, sb);
+        cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+        cr_expect_eq(log.calls, pass, "once per backward");
+        expect_all(log.seen, 5.0);
+        expect_all(nsc_tensor_get_grad(x), 25.0 * pass);
+        nsc_tensor *all[] = { loss, sb, sa, b, a };
+        for (int i = 0; i < 5; i++) {
+            nsc_free(all[i]);
+        }
+    }
+    nsc_tensor *x3 = nsc_from_data(NSC_F64, NSC_SHAPE(2), (double[]){ 1, 2 });
+    cr_assert_eq(nsc_requires_grad_(x3, true), NSC_OK);
+    square_log log3 = { 0 };
+    cr_assert_gt(nsc_tensor_register_hook(x3, square_hook, &log3, NULL), 0);
+    nsc_tensor *sq = nsc_mul(x3, x3); // one node, both edges into x3
+    nsc_tensor *loss = nsc_sum_all(sq);
+    cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(log3.calls, 1);
+    cr_expect_float_eq(at(log3.seen, 0), 2.0, 1e-12);
+    cr_expect_float_eq(at(log3.seen, 1), 4.0, 1e-12);
+    cr_expect_float_eq(at(nsc_tensor_get_grad(x3), 0), 4.0, 1e-12);
+    cr_expect_float_eq(at(nsc_tensor_get_grad(x3), 1), 16.0, 1e-12);
+    nsc_tensor *all[] = { loss, sq, x3, log3.seen, x, log.seen };
+    for (int i = 0; i < 6; i++) {
+        nsc_free(all[i]);
+    }
+    cr_expect_eq(nsct_live_blocks(), before);
+}
+
 Test(autograd, hooks_can_be_removed_also_from_inside) {
     nsc_tensor *x = leaf(NSC_F32, NSC_SHAPE(2), 1.0);
     hook_log log = { .scale = 3.0, .owner = x };

@@ -193,6 +193,42 @@ Test(gpt2, loss_and_every_gradient_match_transformers, .init = load, .fini = unl
     nsc_free(want_loss);
 }
 
+typedef struct seen_grad {
+    int calls;
+    nsc_tensor *grad;
+} seen_grad;
+
+static nsc_status keep_grad_hook(nsc_tensor *grad, nsc_tensor **replacement, void *ctx) {
+    seen_grad *seen = ctx;
+    (void)replacement;
+    seen->calls++;
+    nsc_free(seen->grad);
+    seen->grad = nsc_clone(grad);
+    return NSC_OK;
+}
+
+// A hook on the tied wte/lm_head weight runs once, on the total of both uses
+// (torch's AccumulateGrad sums a leaf's edges first): it saw each use's part.
+Test(gpt2, a_hook_on_the_tied_embedding_sees_its_total_once, .init = load, .fini = unload) {
+    cr_assert_eq(nsc_module_requires_grad_(g_model, true), NSC_OK);
+    nsc_tensor *wte = nsc_module_param(nsc_module_find(g_model, "transformer.wte"), "weight");
+    seen_grad seen = { 0 };
+    cr_assert_gt(nsc_tensor_register_hook(wte, keep_grad_hook, &seen, NULL), 0, "%s",
+                 nsc_last_error());
+    nsc_tensor *ids = ref("ids");
+    nsc_tensor *logits = call3(g_model, ids, NULL, NULL);
+    nsc_tensor *loss = lm_loss(logits, ids);
+    cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(seen.calls, 1, "the hook ran %d times", seen.calls);
+    nsc_tensor *want = ref("grad.transformer.wte.weight");
+    nsct_expect_close(seen.grad, want, TOL_GRAD, "the hook's gradient");
+    nsc_free(want);
+    nsc_free(seen.grad);
+    nsc_free(logits);
+    nsc_free(loss);
+    nsc_free(ids);
+}
+
 Test(gpt2, left_padded_batch_matches_transformers, .init = load, .fini = unload) {
     int64_t before = nsct_live_blocks();
     nsc_tensor *ids = ref("pad.ids"), *mask = ref("pad.mask"), *pos = ref("pad.position_ids");

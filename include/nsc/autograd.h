@@ -79,12 +79,12 @@ void nsc_no_grad_end(void);
 // --- gradient hooks (torch.Tensor.register_hook) ---
 
 // Called with the gradient of the tensor it is registered on when backward
-// computes it. May write a new reference into *replacement to substitute the
-// gradient for everything downstream, including .grad; the replacement must
-// keep the gradient's shape, dtype and device (else NSC_ERR_SHAPE naming the
-// hook, as torch's "hook has changed the size of value"). A status other
-// than NSC_OK stops the backward with that status, and with "gradient hook N
-// returned ..." when the hook recorded no message. grad is borrowed.
+// computes it: once per backward, on the total (a leaf used several times
+// sums its gradients first, as torch's AccumulateGrad). May write a new reference into *replacement
+// to substitute the gradient for everything downstream, including .grad; the replacement must keep
+// the gradient's shape, dtype and device (else NSC_ERR_SHAPE naming the hook, as torch's "hook has
+// changed the size of value"). A status other than NSC_OK stops the backward with that status, and
+// with "gradient hook N returned ..." when the hook recorded no message. grad is borrowed.
 typedef nsc_status (*nsc_grad_hook_fn)(nsc_tensor *grad, nsc_tensor **replacement, void *ctx);
 
 // Registers fn on t (which must require grad: nsc_tensor_requires_grad).
