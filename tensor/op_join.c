@@ -64,7 +64,8 @@ static nsc_tensor *in_dtype(nsc_tensor *piece, const nsci_meta *in) {
 // Concatenates along dim; sizes agree elsewhere; dtypes promote (torch.result_type).
 // 1-D inputs of size 0 are skipped whatever their shape, as torch 1.13 does for
 // legacy reasons; dim is wrapped by the first input not skipped.
-// Saves nothing: input i's gradient is the output gradient's narrow at its offset.
+// Saves nothing: input i's gradient is the output gradient's narrow at its
+// offset (a skipped input's is empty, [0]).
 
 static bool cat_skipped(int ndim, const int64_t *shape) {
     return ndim == 1 && shape[0] == 0;
@@ -183,23 +184,20 @@ static nsc_status cat_backward(const nsci_grad_ctx *g, nsc_tensor *const *grad_o
                                nsc_tensor **grad_in) {
     const join_params *p = g->params;
     int ref = cat_reference(g->n_in, g->in_meta, NULL);
-    if (ref < 0) {
-        return NSC_OK; // every input is empty: zero gradients
-    }
-    int dim = nsci_wrap_dim(p->dim, g->in_meta[ref].ndim);
+    int dim = ref < 0 ? 0 : nsci_wrap_dim(p->dim, g->in_meta[ref].ndim); // used when ref >= 0
     int64_t pos = 0;
     for (int i = 0; i < g->n_in; i++) {
         const nsci_meta *m = &g->in_meta[i];
-        if (cat_skipped(m->ndim, m->shape)) {
-            continue; // NULL: a zero gradient
-        }
+        bool skipped = cat_skipped(m->ndim, m->shape);
         if (g->needs_grad[i]) {
-            grad_in[i] = in_dtype(nsc_narrow(grad_out[0], dim, pos, m->shape[dim]), m);
+            // A skipped [0] input's gradient is empty, as torch's, not none.
+            grad_in[i] = skipped ? nsc_zeros(m->dtype, m->device, m->ndim, m->shape)
+                                 : in_dtype(nsc_narrow(grad_out[0], dim, pos, m->shape[dim]), m);
             if (!grad_in[i]) {
                 return nsc_last_status();
             }
         }
-        pos += m->shape[dim];
+        pos += skipped ? 0 : m->shape[dim];
     }
     return NSC_OK;
 }

@@ -158,6 +158,34 @@ Test(autograd_writes, the_root_gradient_takes_the_losss_dtype_and_set_grad_check
     }
 }
 
+// An empty 1-D input of cat (skipped, as torch's legacy rule) gets an empty
+// gradient, not none. torch: a=torch.ones(2,3,requires_grad=True);
+// e=torch.empty(0,requires_grad=True); torch.cat([a,e],1).sum().backward()
+// -> e.grad tensor([]); torch.cat([e2,e3]) of two empties -> both tensor([]).
+Test(autograd_writes, an_empty_input_of_cat_gets_an_empty_gradient) {
+    nsc_tensor *a = nsc_ones(NSC_F64, NSC_CPU, NSC_SHAPE(2, 3));
+    nsc_tensor *e = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(0));
+    nsc_tensor *e2 = nsc_zeros(NSC_F64, NSC_CPU, NSC_SHAPE(0));
+    cr_assert(nsc_requires_grad_(a, true) == NSC_OK && nsc_requires_grad_(e, true) == NSC_OK &&
+              nsc_requires_grad_(e2, true) == NSC_OK);
+    nsc_tensor *ae = nsc_cat(2, (nsc_tensor *[]){ a, e }, 1);
+    backward_sum(ae);
+    expect_values(nsc_tensor_get_grad(a), (double[]){ 1, 1, 1, 1, 1, 1 }, 6, "a.grad");
+    nsc_tensor *ge = nsc_tensor_get_grad(e);
+    cr_assert(ge, "e.grad is empty, not none");
+    cr_expect_eq(nsc_tensor_ndim(ge), 1);
+    cr_expect_eq(nsc_tensor_size(ge, 0), 0);
+    cr_expect_eq(nsc_tensor_dtype(ge), NSC_F64);
+    nsc_tensor *ee = nsc_cat(2, (nsc_tensor *[]){ e, e2 }, 0);
+    backward_sum(ee);
+    cr_assert(nsc_tensor_get_grad(e2), "every input empty: e2.grad is empty, not none");
+    cr_expect_eq(nsc_tensor_numel(nsc_tensor_get_grad(e2)), 0);
+    nsc_tensor *all[] = { a, e, e2, ae, ee };
+    for (int i = 0; i < 5; i++) {
+        nsc_free(all[i]);
+    }
+}
+
 // torch: x.grad = x -> "can't assign Variable as its own grad". nsc kept x
 // as its own .grad, a cycle that leaked x.
 Test(autograd_writes, a_tensor_cannot_be_its_own_grad) {
