@@ -1,5 +1,6 @@
 // Modules as a tree: creation, children, parameters and buffers, paths,
 // lookup, iteration in a fixed order, modes.
+#include <stdio.h>
 #include <string.h>
 
 #include "nn/nn_impl.h"
@@ -118,15 +119,46 @@ static bool name_taken(const nsc_module *m, const char *name) {
     return false;
 }
 
+// A module's path for a message: its dotted path, or "the root (Type)".
+static const char *describe(const nsc_module *m, char *buf, size_t buf_bytes) {
+    const char *path = nsc_module_path(m);
+    if (path && *path) {
+        return path;
+    }
+    snprintf(buf, buf_bytes, "the root (%s)", m->type);
+    return buf;
+}
+
+// A child with no parent that is the parent or one of its ancestors would
+// close a cycle: paths, iteration and free would recurse forever.
+static nsc_status refuse_cycle(const char *op, const nsc_module *parent, const char *name,
+                               const nsc_module *child) {
+    for (const nsc_module *up = parent; up; up = up->parent) {
+        if (up == child) {
+            char a[96], b[96];
+            return nsci_fail(NSC_ERR_ARG,
+                             "module %s: %s as child \"%s\" of %s: it is %s; a module "
+                             "cannot be its own descendant",
+                             op, describe(child, a, sizeof a), name, describe(parent, b, sizeof b),
+                             up == parent ? "the parent itself" : "an ancestor of the parent");
+        }
+    }
+    return NSC_OK;
+}
+
 nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module *child) {
     if (!parent || !child || !valid_segment(name)) {
         return nsci_fail(NSC_ERR_ARG, "module add_child: \"%s\": expected a module and a name "
                                       "without '.', '*' or spaces",
                          name ? name : "(null)");
     }
-    if (child->parent || child == parent) {
+    if (refuse_cycle("add_child", parent, name, child) != NSC_OK) {
+        return NSC_ERR_ARG;
+    }
+    if (child->parent) {
+        char a[96];
         return nsci_fail(NSC_ERR_STATE, "module add_child: %s already has a parent (%s)", name,
-                         child->parent ? nsc_module_path(child->parent) : "itself");
+                         describe(child->parent, a, sizeof a));
     }
     if (name_taken(parent, name)) {
         return nsci_fail(NSC_ERR_ARG, "module add_child: %s.%s already exists",
@@ -159,6 +191,9 @@ nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_mo
     if (at < 0 || !child || child->parent) {
         return nsci_fail(NSC_ERR_ARG, "module replace_child: %s: %s", name ? name : "(null)",
                          at < 0 ? "no such child" : "the new child is missing or has a parent");
+    }
+    if (refuse_cycle("replace_child", parent, name, child) != NSC_OK) {
+        return NSC_ERR_ARG;
     }
     char *copy = nsci_strdup(name);
     if (!copy) {

@@ -86,6 +86,37 @@ Test(module, a_duplicate_or_bad_name_is_refused_without_leaks) {
     nsc_module_free(root);
 }
 
+// A child that is the parent or an ancestor of it would make a cycle that
+// paths, iteration and free recurse through forever; it is refused, changing
+// nothing.
+Test(module, a_cycle_is_refused_by_add_and_replace_child) {
+    nsc_module *root = tree();
+    nsc_module *inner = nsc_module_find(root, "inner");
+    nsc_module *b = nsc_module_find(root, "inner.b");
+    cr_assert_str_eq(nsc_module_path(b), "inner.b"); // paths are cached on first use
+    cr_assert_str_eq(nsc_module_path(inner), "inner");
+    int64_t before = nsct_live_blocks();
+    cr_expect_eq(nsc_module_add_child(root, "self", root), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "the root (Chain) as child \"self\" of the root (Chain): "
+                                       "it is the parent itself"),
+              "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_add_child(b, "up", root), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "add_child: the root (Chain) as child \"up\" of inner.b: "
+                                       "it is an ancestor of the parent"),
+              "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_replace_child(root, "a", root), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "replace_child: the root (Chain) as child \"a\""), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_module_replace_child(inner, "c", root), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "of inner: it is an ancestor"), "%s", nsc_last_error());
+    cr_expect_eq(nsct_live_blocks(), before);
+    cr_expect_eq(nsc_module_n_modules(root), 5);
+    cr_expect_null(nsc_module_parent(root));
+    cr_expect_str_eq(nsc_module_path(nsc_module_at(root, 4)), "inner.c");
+    cr_expect_eq(nsc_module_find(root, "a"), nsc_module_at(root, 1));
+    nsc_module_free(root);
+}
+
 typedef struct record {
     int calls;
     int64_t call_index[8];

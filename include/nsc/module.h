@@ -42,10 +42,12 @@ nsc_module *nsc_module_retain(nsc_module *m);
 void nsc_module_free(nsc_module *m);
 
 // Attaches child under name (a single path segment). Retains child. Fails if
-// the name is taken, not a valid segment, or child already has a parent.
+// the name is taken, not a valid segment, child already has a parent, or child
+// is parent or an ancestor of it (a cycle: NSC_ERR_ARG); nothing changes then.
 nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module *child);
 // Replaces the child called name (retains the new one; the old one is
-// released). For attaching adapters over existing modules.
+// released). For attaching adapters over existing modules. Fails, changing
+// nothing, if child has a parent or is parent or an ancestor of it.
 nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_module *child);
 
 // Named parameter / buffer (retained). Parameters are trainable (they are
