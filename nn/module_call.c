@@ -317,23 +317,42 @@ static bool any_proxy(int n_in, nsc_tensor *const *in) {
     return false;
 }
 
+// m named for a message: its path, or its type at the root.
+static const char *who(const nsc_module *m) {
+    const char *path = nsc_module_path(m);
+    return *path ? path : nsc_module_type(m);
+}
+
+// NSC_OK when n_in and in can be m's inputs, else the recorded error. (Paths
+// are built only for a message: a path is cached, an allocation, on first use.)
+static nsc_status check_inputs(const char *op, const nsc_module *m, int n_in,
+                               nsc_tensor *const *in) {
+    if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
+        return nsci_fail(NSC_ERR_ARG, "module %s %s: %d inputs (at most %d)", op, who(m), n_in,
+                         NSCI_MAX_MODULE_INPUTS);
+    }
+    if (n_in > 0 && !in) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "module %s %s: %d inputs and a NULL input array: expected an array of "
+                         "%d tensors (entries may be NULL)",
+                         op, who(m), n_in, n_in);
+    }
+    return NSC_OK;
+}
+
 // NSC_OK when m can run a forward on n_in inputs, else the recorded error.
-static nsc_status check_forward(const nsc_module *m, int n_in) {
+static nsc_status check_forward(const nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (!m->forward) {
         return nsci_fail(NSC_ERR_STATE, "module %s has no forward", nsc_module_path(m));
     }
-    if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
-        return nsci_fail(NSC_ERR_ARG, "module %s: %d inputs (at most %d)", nsc_module_path(m), n_in,
-                         NSCI_MAX_MODULE_INPUTS);
-    }
-    return NSC_OK;
+    return check_inputs("forward", m, n_in, in);
 }
 
 // The forward itself (or, on proxies, its node): call_done runs after it
 // only once the call's output hooks are done (nsc_module_call) or at once
 // (nsc_module_forward).
 static nsc_tensor *run_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
-    if (check_forward(m, n_in) != NSC_OK) {
+    if (check_forward(m, n_in, in) != NSC_OK) {
         return NULL;
     }
     if (nsci_module_proxy_call && any_proxy(n_in, in)) {
@@ -383,9 +402,8 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (!m) {
         return nsci_fail_null(NSC_ERR_ARG, "module call: module is NULL");
     }
-    if (n_in < 0 || n_in > NSCI_MAX_MODULE_INPUTS) {
-        return nsci_fail_null(NSC_ERR_ARG, "module %s: %d inputs (at most %d)",
-                              nsc_module_path(m), n_in, NSCI_MAX_MODULE_INPUTS);
+    if (check_inputs("call", m, n_in, in) != NSC_OK) {
+        return NULL;
     }
     if (nsci_module_proxy_call && any_proxy(n_in, in)) {
         return nsci_module_proxy_call(m, n_in, in, true);

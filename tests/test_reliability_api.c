@@ -380,6 +380,31 @@ Test(reliability_api, a_failing_hook_or_forward_frees_everything) {
     nsc_module_free(model);
 }
 
+// A count of inputs with a NULL array is refused before anything runs, with
+// a trace open (its proxy check reads the array first) or not.
+Test(reliability_api, a_null_input_array_is_refused) {
+    nsc_module *model = nsct_chain_model(3, 4);
+    nsct_warm_paths(model);
+    for (int traced = 0; traced < 2; traced++) {
+        nsc_trace *tr = traced ? nsc_trace_new(model) : NULL;
+        int64_t calls = nsc_module_call_count(model);
+        int64_t before = nsct_rel_live_blocks();
+        cr_expect_null(nsc_module_call(model, 1, NULL));
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
+        cr_expect(strstr(nsc_last_error(), "module call Chain: 1 inputs and a NULL input array: "
+                                           "expected an array of 1 tensors"),
+                  "%s", nsc_last_error());
+        cr_expect_null(nsc_module_forward(model, 2, NULL));
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
+        cr_expect(strstr(nsc_last_error(), "module forward Chain: 2 inputs and a NULL input array"),
+                  "%s", nsc_last_error());
+        cr_expect_eq(nsc_module_call_count(model), calls, "a refused call is not counted");
+        cr_expect_eq(nsct_rel_live_blocks(), before, "refused calls leave nothing");
+        nsc_trace_free(tr);
+    }
+    nsc_module_free(model);
+}
+
 // --- GPT-2: token ids outside the vocabulary, sequences beyond the context ---
 
 static nsc_module *tiny_gpt2(void) {

@@ -127,10 +127,12 @@ nsc_status nsc_module_to(nsc_module *m, nsc_device device);
 // Calls m: counts the call, runs input hooks (which may replace inputs),
 // forward, then output hooks (which may replace the output). Returns a new
 // reference, or NULL with an error or NSC_STOPPED (see nsc_forward_fn).
+// n_in is 0..8; in may be NULL only when n_in is 0 (else NSC_ERR_ARG, the
+// call not counted).
 nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in);
 
 // Calls m's forward directly: no call counted, no hooks (ApplyModule's
-// default, as forward() versus __call__ in PyTorch).
+// default, as forward() versus __call__ in PyTorch). Inputs as nsc_module_call.
 nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in);
 
 typedef enum nsc_hook_kind {
