@@ -189,7 +189,10 @@ int nsc_profile_rows(nsc_profile_row *rows, int max) {
     return n;
 }
 
-void nsc_profile_print(FILE *out) {
+nsc_status nsc_profile_print(FILE *out) {
+    if (!out) {
+        return nsci_fail(NSC_ERR_ARG, "profile_print: out is NULL: expected an open FILE");
+    }
     nsc_profile_row rows[NSC_OP_COUNT * NSC_N_DEVICES];
     int n = nsc_profile_rows(rows, NSC_OP_COUNT * NSC_N_DEVICES);
     double total = 0;
@@ -213,4 +216,5 @@ void nsc_profile_print(FILE *out) {
     if (untimed > 0) {
         fprintf(out, "(%lld device kernels counted but not timed)\n", (long long)untimed);
     }
+    return NSC_OK;
 }

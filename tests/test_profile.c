@@ -131,7 +131,10 @@ Test(profile, misuse_is_refused_and_changes_nothing) {
               nsc_last_error());
     nsc_tensor *c = nsc_add(a, a);
     cr_assert_eq(nsc_profile_stop(), NSC_OK);
-    cr_expect_eq(row_of("add", NSC_CPU).calls, 2, "the refused start cleared nothing");
+    cr_expect_eq(nsc_profile_print(NULL), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "profile_print: out is NULL: expected an open FILE"), "%s",
+              nsc_last_error());
+    cr_expect_eq(row_of("add", NSC_CPU).calls, 2, "the refused start and print cleared nothing");
     nsc_free(a);
     nsc_free(b);
     nsc_free(c);
@@ -145,7 +148,7 @@ Test(profile, prints_a_table_with_shares_and_a_total) {
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
-    nsc_profile_print(f);
+    cr_expect_eq(nsc_profile_print(f), NSC_OK);
     fclose(f);
     cr_expect(strstr(text, "op                       device    calls     total_ms    mean_us"),
               "%s", text);

@@ -43,8 +43,9 @@ nsc_status nsc_profile_stop(void);
 int nsc_profile_rows(nsc_profile_row *rows, int max);
 
 // Prints that table: op, device, calls, total ms, mean us per call and the
-// share of the total, then the total.
-void nsc_profile_print(FILE *out);
+// share of the total, then the total. NSC_ERR_ARG (nothing printed) when out
+// is NULL.
+nsc_status nsc_profile_print(FILE *out);
 
 #ifdef __cplusplus
 }
