@@ -13,6 +13,15 @@ static nsc_status check_dtype(const char *op, nsc_dtype dtype) {
     return NSC_OK;
 }
 
+// NSC_OK when value converts to dtype without overflow (checked here too, as
+// META tensors skip the fill_ that checks it).
+static nsc_status check_value(const char *op, nsc_dtype dtype, double value) {
+    if (!nsci_scalar_fits(dtype, value)) {
+        return nsci_fail(NSC_ERR_ARG, "%s: value %g " NSCI_I64_RANGE, op, value);
+    }
+    return NSC_OK;
+}
+
 static nsc_tensor *make(const char *op, nsc_dtype dtype, nsc_device device, int ndim,
                         const int64_t *shape) {
     if (check_dtype(op, dtype) != NSC_OK || nsci_check_shape(op, ndim, shape) != NSC_OK) {
@@ -35,6 +44,9 @@ nsc_tensor *nsc_empty(nsc_dtype dtype, nsc_device device, int ndim, const int64_
 
 nsc_tensor *nsc_full(nsc_dtype dtype, nsc_device device, int ndim, const int64_t *shape,
                      double value) {
+    if (check_value("full", dtype, value) != NSC_OK) {
+        return NULL;
+    }
     nsc_tensor *t = make("full", dtype, device, ndim, shape);
     if (t && device != NSC_META && nsc_fill_(t, value) != NSC_OK) {
         nsc_free(t);
@@ -68,6 +80,9 @@ nsc_tensor *nsc_from_data(nsc_dtype dtype, int ndim, const int64_t *shape, const
 }
 
 nsc_tensor *nsc_scalar(nsc_dtype dtype, double value) {
+    if (check_value("scalar", dtype, value) != NSC_OK) {
+        return NULL;
+    }
     return nsc_full(dtype, NSC_CPU, 0, NULL, value);
 }
 
@@ -108,6 +123,10 @@ nsc_tensor *nsc_linspace(double start, double end, int64_t steps, nsc_dtype dtyp
         return nsci_fail_null(NSC_ERR_ARG, "linspace: steps %lld: expected >= 0",
                               (long long)steps);
     }
+    if (check_value("linspace", dtype, start) != NSC_OK ||
+        check_value("linspace", dtype, end) != NSC_OK) {
+        return NULL;
+    }
     nsc_tensor *t = make("linspace", dtype, NSC_CPU, 1, &steps);
     if (!t || steps == 0) {
         return t;
@@ -147,6 +166,9 @@ static nsc_tensor *like(const char *op, nsc_tensor *x, bool fill, double value) 
         return NULL;
     }
     nsc_device device = (nsc_device)x->device;
+    if (fill && check_value(op, (nsc_dtype)x->dtype, value) != NSC_OK) {
+        return NULL;
+    }
     nsc_tensor *t = make(op, (nsc_dtype)x->dtype, device, x->ndim, x->shape);
     if (!t) {
         return NULL;

@@ -194,6 +194,10 @@ static nsc_status masked_fill_infer(nsci_call *c) {
     if (joint.ndim != x->ndim || memcmp(joint.shape, x->shape, (size_t)x->ndim * 8) != 0) {
         return nsci_call_fail(c, NSC_ERR_SHAPE, "the mask must broadcast to the input's shape");
     }
+    double value = ((const scalar_params *)c->params)->value;
+    if (!nsci_scalar_fits((nsc_dtype)x->dtype, value)) { // even where no mask is set, as torch
+        return nsci_call_fail(c, NSC_ERR_ARG, "value %g " NSCI_I64_RANGE, value);
+    }
     nsci_meta_same_shape(&c->meta[0], x, (nsc_dtype)x->dtype);
     return NSC_OK;
 }

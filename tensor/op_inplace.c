@@ -80,6 +80,10 @@ static nsc_status fill_infer(nsci_call *c) {
     if (check_writable(c) != NSC_OK) {
         return nsc_last_status();
     }
+    double value = c->op == NSC_OP_fill_ ? ((const fill_params *)c->params)->value : 0.0;
+    if (!nsci_scalar_fits((nsc_dtype)c->in[0]->dtype, value)) {
+        return nsci_call_fail(c, NSC_ERR_ARG, "value %g " NSCI_I64_RANGE, value);
+    }
     meta_of_dst(c);
     return NSC_OK;
 }

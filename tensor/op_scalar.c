@@ -50,8 +50,8 @@ static nsc_status scalar_infer(nsci_call *c) {
                                               "are not allowed",
                               p->value);
     }
-    if (dtype == NSC_I64 && fabs(p->value) >= 9.2e18) {
-        return nsci_call_fail(c, NSC_ERR_ARG, "scalar %g does not fit int64", p->value);
+    if (!nsci_scalar_fits(dtype, p->value)) {
+        return nsci_call_fail(c, NSC_ERR_ARG, "scalar %g " NSCI_I64_RANGE, p->value);
     }
     nsci_meta_same_shape(&c->meta[0], x, dtype);
     return NSC_OK;

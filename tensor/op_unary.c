@@ -159,6 +159,16 @@ static nsc_status unary_infer(nsci_call *c) {
             dtype = nsci_promote(dtype, nsci_scalar_result_type((nsc_dtype)x->dtype, p->max));
         }
     }
+    if (c->op == NSC_OP_clamp) {
+        const clamp_params *p = c->params;
+        double bounds[2] = { p->min, p->max };
+        for (int i = 0; i < 2; i++) { // an integral bound past int64 stays an integer
+            if (!isinf(bounds[i]) && !nsci_scalar_fits(dtype, bounds[i])) {
+                return nsci_call_fail(c, NSC_ERR_ARG, "%s %g " NSCI_I64_RANGE, i ? "max" : "min",
+                                      bounds[i]);
+            }
+        }
+    }
     if (k->rule == FLOAT_RESULT && !nsci_is_float(dtype)) {
         dtype = NSC_F32;
     }

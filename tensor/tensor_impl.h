@@ -8,6 +8,7 @@
 
 #include "nsc/ops.h"
 #include "nsc/tensor.h"
+#include "tensor/convert.h"
 #include "util/util_impl.h"
 
 // --- storage and tensors ---
@@ -321,15 +322,6 @@ void nsci_iter_init(nsci_iter *it, int n_operands, nsc_tensor *const *operands);
 void nsci_iter_run(const nsci_iter *it, nsci_inner_fn inner, void *ctx, int64_t grain);
 
 enum { NSCI_GRAIN = 32768 }; // elements per task below which kernels stay serial
-
-// float -> int64 as x86 (and so PyTorch on x86) does it, without C's
-// undefined behaviour: truncation; NaN and out-of-range give INT64_MIN.
-static inline int64_t nsci_float_to_i64(double v) {
-    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0)) {
-        return INT64_MIN;
-    }
-    return (int64_t)v;
-}
 
 // CPU copy of src into dst: src broadcast to dst's shape and converted to
 // its dtype. Both must be CPU tensors; dst must not overlap src.

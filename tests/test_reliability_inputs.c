@@ -359,3 +359,49 @@ Test(reliability_inputs, nan_and_inf_as_pytorch) {
         nsc_free(all[i]);
     }
 }
+
+// The i64 value of a one-element tensor t (freed), or a marker when t is NULL.
+static int64_t i64_of(nsc_tensor *t) {
+    int64_t v = 42;
+    cr_expect(t, "%s", nsc_last_error());
+    cr_expect(!t || nsc_tensor_dtype(t) == NSC_I64, "an i64 result");
+    cr_expect(!t || nsc_tensor_copy_to(t, NSC_I64, &v, sizeof v) == NSC_OK);
+    nsc_free(t);
+    return v;
+}
+
+// A scalar argument converted into an integer tensor must fit int64, as torch
+// checks it ("value cannot be converted to type int64_t without overflow"),
+// where NaN and values past 2^63 became INT64_MIN. Bool and floats take any.
+Test(reliability_inputs, scalars_that_do_not_fit_int64) {
+    const char *range = "does not fit int64: expected a number in [-2^63, 2^63)";
+    double two63 = 9223372036854775808.0;
+    REFUSED(nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), NAN), NSC_ERR_ARG, "full: value nan does");
+    REFUSED(nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), 1e30), NSC_ERR_ARG, range);
+    REFUSED(nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), two63), NSC_ERR_ARG, range);
+    REFUSED(nsc_full(NSC_I64, NSC_META, NSC_SHAPE(1), NAN), NSC_ERR_ARG, range);
+    REFUSED(nsc_scalar(NSC_I64, -1e30), NSC_ERR_ARG, "scalar: value -1e+30 does not fit int64");
+    cr_expect_eq(i64_of(nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), 9.2e18)), 9200000000000000000);
+    cr_expect_eq(i64_of(nsc_scalar(NSC_I64, -two63)), INT64_MIN, "-2^63 fits");
+    cr_expect_eq(i64_of(nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), -2.9)), -2, "truncated");
+    nsc_tensor *x = nsc_arange(0, 3, 1, NSC_I64), *x_copy = nsc_clone(x);
+    nsc_tensor *none = nsc_zeros(NSC_BOOL, NSC_CPU, NSC_SHAPE(3));
+    REFUSED(nsc_full_like(x, INFINITY), NSC_ERR_ARG, "full_like: value inf does not fit");
+    REFUSED_STATUS(nsc_fill_(x, NAN), NSC_ERR_ARG, "fill_: [3]: value nan does not fit int64");
+    REFUSED(nsc_masked_fill(x, none, 1e30), NSC_ERR_ARG, "masked_fill: [3], [3]: value 1e+30");
+    REFUSED(nsc_clamp(x, 1e30, INFINITY), NSC_ERR_ARG, "clamp: [3]: min 1e+30 does not fit");
+    REFUSED(nsc_clamp(x, -INFINITY, -two63 * 2), NSC_ERR_ARG, "max -1.84467e+19 does not fit");
+    REFUSED(nsc_linspace(0, 1e30, 3, NSC_I64), NSC_ERR_ARG, "linspace: value 1e+30");
+    REFUSED(nsc_linspace(NAN, 0, 3, NSC_I64), NSC_ERR_ARG, "linspace: value nan");
+    expect_unchanged(x, x_copy, "refused fill_");
+    nsc_tensor *one = nsc_ones(NSC_I64, NSC_CPU, NSC_SHAPE(1));
+    cr_expect_eq(i64_of(nsc_add_scalar(one, 9.2e18)), 9200000000000000001,
+                 "9.2e18 fits, as torch's i + 9200000000000000000");
+    expect_values(nsc_clamp(x, 0.5, INFINITY), 3, (double[]){ 0.5, 1, 2 }, "clamp by 0.5: f32");
+    expect_values(nsc_full(NSC_BOOL, NSC_CPU, NSC_SHAPE(1), NAN), 1, (double[]){ 1 }, "bool NaN");
+    expect_values(nsc_full(NSC_F32, NSC_CPU, NSC_SHAPE(1), NAN), 1, (double[]){ NAN }, "f32 NaN");
+    nsc_tensor *all[] = { x, x_copy, none, one };
+    for (int i = 0; i < NSCI_ARRAY_LEN(all); i++) {
+        nsc_free(all[i]);
+    }
+}

@@ -23,7 +23,8 @@ nsc_tensor *nsc_minimum(nsc_tensor *a, nsc_tensor *b);
 // --- with a scalar ---
 // A scalar with a fractional part turns integer and bool tensors into f32;
 // an integral one keeps the tensor's dtype (bool becomes i64). C has one
-// number type, so this stands in for Python's int/float distinction.
+// number type, so this stands in for Python's int/float distinction. An
+// integral scalar an i64 result cannot hold (|s| >= 2^63) is NSC_ERR_ARG.
 
 nsc_tensor *nsc_add_scalar(nsc_tensor *x, double s);
 nsc_tensor *nsc_sub_scalar(nsc_tensor *x, double s);
@@ -51,7 +52,8 @@ typedef enum nsc_gelu_approx {
 } nsc_gelu_approx;
 nsc_tensor *nsc_gelu(nsc_tensor *x, nsc_gelu_approx approx);
 
-// Clamps to [min, max]; pass -INFINITY / INFINITY for no bound.
+// Clamps to [min, max]; pass -INFINITY / INFINITY for no bound. Bounds
+// promote as scalars do (above): on i64, 0.5 gives f32, 1e30 is refused.
 nsc_tensor *nsc_clamp(nsc_tensor *x, double min, double max);
 
 // --- comparisons (bool results) and logic ---
@@ -75,7 +77,8 @@ nsc_tensor *nsc_logical_not(nsc_tensor *x);
 
 // cond ? a : b elementwise, all three broadcast; cond is bool.
 nsc_tensor *nsc_where(nsc_tensor *cond, nsc_tensor *a, nsc_tensor *b);
-// x with value where mask (bool, broadcast to x) is true.
+// x with value where mask (bool, broadcast to x) is true. value must fit
+// x's dtype (an i64 x refuses NaN or 1e30, even with no mask set, as torch).
 nsc_tensor *nsc_masked_fill(nsc_tensor *x, nsc_tensor *mask, double value);
 
 #ifdef __cplusplus

@@ -77,6 +77,7 @@ nsc_tensor *nsc_to(nsc_tensor *x, nsc_device device);
 
 // dst[...] = src, src broadcast to dst's shape and converted to its dtype.
 nsc_status nsc_copy_(nsc_tensor *dst, nsc_tensor *src);
+// value must fit dst's dtype (NaN or 1e30 into i64 is NSC_ERR_ARG).
 nsc_status nsc_fill_(nsc_tensor *dst, double value);
 nsc_status nsc_zero_(nsc_tensor *dst);
 // dst += src / dst *= src, src broadcast to dst's shape. src may have a

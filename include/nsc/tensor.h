@@ -62,7 +62,9 @@ size_t nsc_dtype_size(nsc_dtype dtype);
 
 // --- creation ---
 // Each returns a new tensor (caller nsc_free()s) or NULL with nsc_last_error()
-// set. shape is borrowed; ndim is 0..NSC_MAX_DIMS; sizes are >= 0.
+// set. shape is borrowed; ndim is 0..NSC_MAX_DIMS; sizes are >= 0. A value
+// written into an i64 tensor must fit it (NaN, infinities and values outside
+// [-2^63, 2^63) are NSC_ERR_ARG, as torch); it is truncated toward zero.
 
 // Uninitialised contents (on META, no data at all).
 nsc_tensor *nsc_empty(nsc_dtype dtype, nsc_device device, int ndim, const int64_t *shape);
