@@ -238,12 +238,27 @@ int nsc_tensor_ndim(const nsc_tensor *t) {
     return is_null(t, "tensor_ndim") ? -1 : t->ndim;
 }
 
+// dim wrapped into t's dims, or -1 with NSC_ERR_ARG recorded (a 0-dim
+// tensor has no dim to name, as torch's size(0) on a scalar).
+static int accessor_dim(const nsc_tensor *t, int dim, const char *fn) {
+    int d = nsci_wrap_dim(dim, t->ndim);
+    if (t->ndim == 0) {
+        nsci_fail(NSC_ERR_ARG, "%s: dim %d of a 0-dim tensor: it has no dims", fn, dim);
+        return -1;
+    }
+    if (d < 0) {
+        nsci_fail(NSC_ERR_ARG, "%s: dim %d is out of range for rank %d: expected %d..%d", fn, dim,
+                  t->ndim, -t->ndim, t->ndim - 1);
+    }
+    return d;
+}
+
 int64_t nsc_tensor_size(const nsc_tensor *t, int dim) {
     if (is_null(t, "tensor_size")) {
         return -1;
     }
-    int d = nsci_wrap_dim(dim, t->ndim);
-    return (d < 0 || t->ndim == 0) ? -1 : t->shape[d];
+    int d = accessor_dim(t, dim, "tensor_size");
+    return d < 0 ? -1 : t->shape[d];
 }
 
 const int64_t *nsc_tensor_shape(const nsc_tensor *t) {
@@ -254,8 +269,8 @@ int64_t nsc_tensor_stride(const nsc_tensor *t, int dim) {
     if (is_null(t, "tensor_stride")) {
         return -1;
     }
-    int d = nsci_wrap_dim(dim, t->ndim);
-    return (d < 0 || t->ndim == 0) ? -1 : t->stride[d];
+    int d = accessor_dim(t, dim, "tensor_stride");
+    return d < 0 ? -1 : t->stride[d];
 }
 
 const int64_t *nsc_tensor_strides(const nsc_tensor *t) {

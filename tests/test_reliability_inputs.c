@@ -270,9 +270,28 @@ Test(reliability_inputs, reading_values) {
     REFUSED_STATUS(nsc_backward(x, NULL, false), NSC_ERR_STATE, "does not require grad");
     nsc_tensor *i64 = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(2));
     REFUSED_STATUS(nsc_requires_grad_(i64, true), NSC_ERR_DTYPE, "");
+    // A dim outside -ndim..ndim-1 gives -1 and says why (torch: IndexError).
+    nsc_tensor *s = nsc_scalar(NSC_F32, 1);
+    const char *why[3] = { "tensor_size: dim 5 is out of range for rank 1: expected -1..0",
+                           "tensor_stride: dim -3 is out of range for rank 2: expected -2..1",
+                           "tensor_size: dim 0 of a 0-dim tensor: it has no dims" };
+    for (int i = 0; i < 3; i++) {
+        nsc_clear_error();
+        int64_t v = i == 0   ? nsc_tensor_size(i64, 5)
+                    : i == 1 ? nsc_tensor_stride(x, -3)
+                             : nsc_tensor_size(s, 0);
+        cr_expect_eq(v, -1);
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "%s", why[i]);
+        cr_expect(strstr(nsc_last_error(), why[i]), "%s", nsc_last_error());
+    }
+    nsc_clear_error();
+    cr_expect_eq(nsc_tensor_size(x, -1), 3);
+    cr_expect_eq(nsc_tensor_stride(x, 0), 3);
+    cr_expect_eq(nsc_last_status(), NSC_OK, "a good dim records nothing");
     nsc_free(x);
     nsc_free(m);
     nsc_free(i64);
+    nsc_free(s);
 }
 
 // --- NaN and Inf: the values PyTorch 1.13 gives (torch.softmax, torch.log, ...) ---

@@ -108,11 +108,12 @@ void nsc_free(nsc_tensor *t);
 // unless an earlier error is already recorded.
 
 int nsc_tensor_ndim(const nsc_tensor *t);
-// Size of dim (negative counts from the end); -1 for a bad dim.
+// Size of dim (negative counts from the end); -1 with NSC_ERR_ARG recorded
+// for a dim outside -ndim..ndim-1 (a 0-dim tensor has none).
 int64_t nsc_tensor_size(const nsc_tensor *t, int dim);
 // The shape array (ndim entries), borrowed from t.
 const int64_t *nsc_tensor_shape(const nsc_tensor *t);
-// Stride of dim in elements; -1 for a bad dim.
+// Stride of dim in elements; -1 with NSC_ERR_ARG for a bad dim (as size).
 int64_t nsc_tensor_stride(const nsc_tensor *t, int dim);
 const int64_t *nsc_tensor_strides(const nsc_tensor *t);
 int64_t nsc_tensor_offset(const nsc_tensor *t);
