@@ -101,6 +101,22 @@ nsc_tensor *nsc_arange(double start, double end, double step, nsc_dtype dtype) {
                                            "values and a nonzero step",
                               start, end, step);
     }
+    if (dtype == NSC_I64) {
+        // torch disagrees with itself here (arange(0, 5, 1.5) is [0,1,2,3] in
+        // 2.x, [0,1,2,3,4] in 1.13), so a fractional bound or step is refused.
+        double v[3] = { start, end, step };
+        for (int i = 0; i < 3; i++) {
+            if (check_value("arange", dtype, v[i]) != NSC_OK) {
+                return NULL;
+            }
+            if (v[i] != floor(v[i])) {
+                return nsci_fail_null(NSC_ERR_ARG,
+                                      "arange: start %g, end %g, step %g: expected "
+                                      "integral values for an i64 result",
+                                      start, end, step);
+            }
+        }
+    }
     double count = ceil((end - start) / step);
     if (count < 0) {
         return nsci_fail_null(NSC_ERR_ARG, "arange: start %g, end %g, step %g: the bounds are "

@@ -69,6 +69,20 @@ Test(reliability_inputs, creation) {
     REFUSED(nsc_arange(0, NAN, 1, NSC_F32), NSC_ERR_ARG, "expected finite values");
     REFUSED(nsc_arange(0, INFINITY, 1, NSC_F64), NSC_ERR_ARG, "expected finite values");
     REFUSED(nsc_arange(0, 1e30, 1e-30, NSC_F32), NSC_ERR_SHAPE, "overflow int64");
+    // i64 with a fractional start, end or step: torch 2.x gives [0,1,2,3] for
+    // arange(0, 5, 1.5), torch 1.13 [0,1,2,3,4]; nsc gave [0,1,3,4].
+    REFUSED(nsc_arange(0, 5, 1.5, NSC_I64), NSC_ERR_ARG,
+            "arange: start 0, end 5, step 1.5: expected integral values for an i64 result");
+    REFUSED(nsc_arange(0.5, 5, 1, NSC_I64), NSC_ERR_ARG, "expected integral values");
+    REFUSED(nsc_arange(0, 4.5, 1, NSC_I64), NSC_ERR_ARG, "expected integral values");
+    REFUSED(nsc_arange(1e30, 1e30 + 1e15, 1e15, NSC_I64), NSC_ERR_ARG,
+            "arange: value 1e+30 does not fit int64");
+    nsc_tensor *r = nsc_arange(5, -1, -2, NSC_I64);
+    int64_t got[3] = { 0 };
+    cr_expect(r && nsc_tensor_copy_to(r, NSC_I64, got, sizeof got) == NSC_OK, "%s",
+              nsc_last_error());
+    cr_expect(got[0] == 5 && got[1] == 3 && got[2] == 1, "arange(5, -1, -2) is [5, 3, 1]");
+    nsc_free(r);
     REFUSED(nsc_linspace(0, 1, -1, NSC_F32), NSC_ERR_ARG, "steps -1");
     REFUSED(nsc_eye(-1, 2, NSC_F32), NSC_ERR_SHAPE, "negative");
     REFUSED(nsc_randint(NULL, 5, 5, NSC_SHAPE(2)), NSC_ERR_ARG, "expected low < high");

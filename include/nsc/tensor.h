@@ -80,6 +80,8 @@ nsc_tensor *nsc_from_data(nsc_dtype dtype, int ndim, const int64_t *shape, const
 nsc_tensor *nsc_scalar(nsc_dtype dtype, double value);
 
 // torch.arange(start, end, step): ceil((end - start) / step) values on the CPU.
+// For i64, start, end and step must be integral (torch 1.13 and 2.x give
+// different values for a fractional one) and fit int64: else NSC_ERR_ARG.
 nsc_tensor *nsc_arange(double start, double end, double step, nsc_dtype dtype);
 
 // torch.linspace(start, end, steps) on the CPU.
