@@ -171,6 +171,7 @@ struct nsc_trace {
     nsc_tensor *generated;           // run time: the tokens
     int n_backward;      // backward nodes built so far (passes)
     int backward_pass;   // run time: the pass running now
+    int32_t run_below;   // run time: while a Backward runs, only nodes created before it run
     struct nsc_session *session;   // the session running this trace, or NULL
     struct nsc_iterator *iterator; // the iterator it belongs to, or NULL
     int order;                     // creation order within the session
@@ -236,8 +237,7 @@ nsc_status nsci_point_add_node(nsci_graph *g, int32_t point, int32_t node);
 // point's per-invoke shape; returns its id or -1 (graph failed).
 int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, int index,
                          int64_t call_index, nsc_tensor *value, nsci_protocol_id protocol);
-// The same check again for node n (a swap or skip) after the shapes changed
-// (the compile of both protocols).
+// The same check for node n (a swap or skip) after shapes changed (compile).
 nsc_status nsci_point_write_check(nsci_graph *g, nsci_gnode *n);
 
 // --- the META scan (graph/scan.c) ---
@@ -266,8 +266,7 @@ bool nsci_gate_open(nsci_graph *g, const nsci_gnode *n);
 
 // --- gradients (protocols/grad.c) ---
 
-// Called at a hook-point firing in a gradient trace: makes the point's value
-// part of the tape (a non-leaf requiring grad) so gradients reach it.
+// At a hook point of a gradient trace: the value joins the tape (a non-leaf).
 nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **value);
 
 // After a run, or before the node runs again: removes a Grad node's tensor

@@ -263,9 +263,22 @@ static const nsci_point *origin(nsci_graph *g, int32_t id, int depth) {
 void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes) {
     nsci_gnode *n = nsci_node(g, id);
     char where[256] = "", pos[300] = "";
-    const nsci_point *p = n ? origin(g, id, 0) : NULL;
+    // A gradient node is named by the value whose gradient it is (a
+    // replacement's first arg is its new value: its target comes second).
+    const char *lead = "";
+    int32_t from = id;
+    if (n && n->protocol == NSCI_PROTO_grad) {
+        lead = "the gradient of ";
+    } else if (n && n->protocol == NSCI_PROTO_grad_swap && n->n_args > 1) {
+        lead = "the new gradient of ";
+        from = n->args[1].node;
+    }
+    const nsci_point *p = n && n->protocol != NSCI_PROTO_backward ? origin(g, from, 0) : NULL;
     if (p) {
-        nsci_point_words(g, p, where, sizeof where);
+        size_t used = (size_t)snprintf(where, sizeof where, "%s", lead);
+        nsci_point_words(g, p, where + used, sizeof where - used);
+    } else if (n && n->protocol == NSCI_PROTO_backward) {
+        snprintf(where, sizeof where, "a backward pass");
     }
     if (n && n->file) {
         snprintf(pos, sizeof pos, ", %s:%d", n->file, n->line);

@@ -49,13 +49,12 @@ static nsc_status check_earlier_readers(nsci_graph *g, nsci_gnode *w) {
             if (reader->id >= w->id || is_view_chain || reader->ready_seq <= w->ready_seq) {
                 continue;
             }
-            char r_text[512], w_text[512];
+            char r_text[512]; // the caller's nsci_graph_fail names the write
             nsci_node_describe(g, reader->id, r_text, sizeof r_text);
-            nsci_node_describe(g, w->id, w_text, sizeof w_text);
             return nsci_fail(NSC_ERR_STATE,
                              "%s reads a value before an in-place write changes it, but can only "
-                             "run after the write (%s): read a clone instead",
-                             r_text, w_text);
+                             "run after the write: read a clone instead",
+                             r_text);
         }
     }
     return NSC_OK;

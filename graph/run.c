@@ -147,6 +147,9 @@ nsc_tensor *nsci_arg_value(nsci_graph *g, nsci_arg a) {
 
 nsc_status nsci_run_ready(nsci_graph *g) {
     while (g->n_ready > 0) {
+        if (g->run_below > 0 && g->ready[0] >= g->run_below) {
+            break; // a node created after the running backward runs after it, recorded
+        }
         nsci_gnode *n = &g->nodes[pop_ready(g)];
         if (n->state != NSCI_NODE_PENDING) {
             continue;
@@ -271,6 +274,10 @@ static nsc_status apply_swap(nsci_graph *g, nsci_point *p, nsci_gnode *s, nsc_te
     nsc_tensor *rows = invoke_rows(g, p, s->invoke, *cur);
     nsc_status status = rows ? nsc_copy_(rows, s->value[0]) : nsc_last_status();
     nsc_free(rows);
+    if (status == NSC_OK && g->needs_grad) { // a later read's gradient is the replacement's
+        nsc_free(p->live);
+        p->live = nsc_retain(*cur);
+    }
     if (s->body_point < 0) {
         drop_values(g, s); // an every-call one is read again by the next call's input (a skip)
     }

@@ -12,10 +12,16 @@ static nsc_status backward_execute(nsci_graph *g, nsci_gnode *n) {
         return nsci_fail(NSC_ERR_STATE, "backward: the loss does not depend on any value the "
                                         "graph tracks for gradients");
     }
+    // The gradient hooks run the nodes the gradients make ready; a node
+    // created after this one (a later loss, a later backward) waits until
+    // the pass is over, since recording is off during it.
     g->backward_pass = p->pass;
+    int32_t below = g->run_below;
+    g->run_below = n->id;
     bool was = nsc_set_grad_enabled(false);
     nsc_status status = nsc_backward(loss, NULL, p->retain_graph);
     nsc_set_grad_enabled(was);
+    g->run_below = below;
     g->backward_pass = -1;
     if (status == NSC_OK) {
         nsci_node_deliver(g, n->id, 0, nsc_retain(loss));
@@ -30,6 +36,12 @@ nsc_tensor *nsc_trace_backward(nsc_tensor *loss, bool retain_graph) {
                     : NULL;
     }
     if (nsci_graph_check_building(g) != NSC_OK) {
+        return NULL;
+    }
+    if (g->generate) {
+        nsci_fail(NSC_ERR_STATE, "trace_backward: a generation trace records no gradients (it "
+                                 "runs as nsc_generate, without recording): trace the forward");
+        nsci_graph_fail(g, -1, NSC_ERR_STATE);
         return NULL;
     }
     if (nsc_tensor_numel(loss) != 1 || !nsci_is_float(nsc_tensor_dtype(loss))) {

@@ -112,8 +112,8 @@ static nsc_status grad_execute(nsci_graph *g, nsci_gnode *n) {
     nsc_tensor *target = p->point >= 0 ? g->points[p->point].live
                                        : nsci_arg_value(g, n->args[0]);
     if (!target || !nsc_tensor_requires_grad(target)) {
-        return nsci_fail(NSC_ERR_STATE, "grad: the value does not require grad: no gradient "
-                                        "will reach it (is it used by the loss?)");
+        return nsci_fail(NSC_ERR_STATE, "grad: the value does not require grad, so no gradient "
+                                        "will reach it: is it used by the loss?");
     }
     unhook(p); // an earlier iteration's, if its gradient never came
     p->handle = nsc_tensor_register_hook(target, on_gradient, p, NULL);
@@ -141,6 +141,16 @@ static int32_t grad_node(nsc_tensor *proxy, nsci_graph **graph) {
         nsci_fail(NSC_ERR_DTYPE, "grad: a %s value has no gradient",
                   nsc_dtype_name(nsc_tensor_dtype(proxy)));
         return nsci_graph_fail(g, src, NSC_ERR_DTYPE), -1;
+    }
+    const char *refused = g->generate ? "a generation trace records no gradients (it runs as "
+                                        "nsc_generate, without recording): trace the forward"
+                          : g->nodes[src].body_point >= 0
+                              ? "a value of an every-call body has no one gradient (each call "
+                                "has its own): read a fixed call index"
+                              : NULL;
+    if (refused) {
+        nsci_fail(NSC_ERR_STATE, "grad: %s", refused);
+        return nsci_graph_fail(g, src, NSC_ERR_STATE), -1;
     }
     nsci_arg arg = { src, output };
     grad_payload *p = nsci_calloc(1, sizeof *p);
@@ -176,6 +186,58 @@ static nsc_status grad_swap_execute(nsci_graph *g, nsci_gnode *n) {
     return NSC_OK;
 }
 
+// A Grad node of pass `pass` that the value of node `from` depends on and
+// whose gradient arrives after the one at point seq `seq` (gradients arrive
+// from the last point to the first), or -1.
+static int32_t later_gradient(nsci_graph *g, int32_t from, int pass, int64_t seq) {
+    bool *seen = nsci_calloc((size_t)g->n_nodes, sizeof *seen);
+    int32_t *todo = seen ? nsci_malloc((size_t)g->n_nodes * sizeof *todo) : NULL;
+    int32_t n_todo = 0, found = -1;
+    if (todo) {
+        todo[n_todo++] = from;
+        seen[from] = true;
+    }
+    while (n_todo > 0 && found < 0) {
+        const nsci_gnode *n = &g->nodes[todo[--n_todo]];
+        const grad_payload *p = n->protocol == NSCI_PROTO_grad ? n->payload : NULL;
+        if (p && p->pass == pass && p->point >= 0 && g->points[p->point].seq < seq) {
+            found = n->id;
+        }
+        for (int i = 0; i < n->n_args; i++) {
+            int32_t a = n->args[i].node;
+            if (n->args[i].output >= 0 && !seen[a]) {
+                seen[a] = true;
+                todo[n_todo++] = a;
+            }
+        }
+    }
+    nsci_free(todo);
+    nsci_free(seen);
+    return found;
+}
+
+// set_grad's value must exist when the gradient it replaces arrives: not
+// from a gradient arriving later in the same pass (refused as a forward
+// replacement needing a later point is).
+static nsc_status check_arrival(nsci_graph *g, int32_t target, int32_t value_node) {
+    const grad_payload *t = g->nodes[target].payload;
+    if (t->point < 0) {
+        return NSC_OK; // the gradient of an op's value: no point order to check
+    }
+    int32_t later = later_gradient(g, value_node, t->pass, g->points[t->point].seq);
+    if (later < 0) {
+        return NSC_OK;
+    }
+    char here[256], there[256];
+    const grad_payload *l = g->nodes[later].payload;
+    nsci_point_words(g, &g->points[t->point], here, sizeof here);
+    nsci_point_words(g, &g->points[l->point], there, sizeof there);
+    return nsci_fail(NSC_ERR_STATE,
+                     "set_grad of %s needs the gradient of %s, which arrives later in the "
+                     "backward pass: gradients arrive from the last point to the first",
+                     here, there);
+}
+
 nsc_status nsc_proxy_set_grad(nsc_tensor *proxy, nsc_tensor *value) {
     nsci_graph *g;
     if (!value) {
@@ -206,7 +268,10 @@ nsc_status nsc_proxy_set_grad(nsc_tensor *proxy, nsc_tensor *value) {
     }
     *payload = target;
     g->nodes[id].payload = payload;
-    return nsci_order_node(g, id) == NSC_OK ? NSC_OK : nsci_graph_fail(g, id, nsc_last_status());
+    if (check_arrival(g, target, args[0].node) != NSC_OK || nsci_order_node(g, id) != NSC_OK) {
+        return nsci_graph_fail(g, id, nsc_last_status());
+    }
+    return NSC_OK;
 }
 
 nsc_status nsci_grad_track_point(nsci_graph *g, nsci_point *p, nsc_tensor **value) {
