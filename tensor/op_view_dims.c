@@ -189,11 +189,20 @@ static nsc_status slice_infer(nsci_call *c) {
     int64_t size = x->shape[d];
     int64_t start = clamp_index(p->start, size);
     int64_t stop = p->stop == NSC_END ? size : clamp_index(p->stop, size);
-    int64_t len = stop > start ? (stop - start + p->step - 1) / p->step : 0;
+    // ceil((stop - start) / step) without forming stop - start + step - 1,
+    // which overflows for a step near INT64_MAX.
+    int64_t len = stop > start ? (stop - start - 1) / p->step + 1 : 0;
+    int64_t stride;
+    if (__builtin_mul_overflow(x->stride[d], p->step, &stride)) {
+        return nsci_call_fail(c, NSC_ERR_ARG,
+                              "step %lld: stride %lld x step overflows int64: expected a "
+                              "smaller step",
+                              (long long)p->step, (long long)x->stride[d]);
+    }
     nsci_meta *m = &c->meta[0];
     meta_from(m, x);
     m->shape[d] = len;
-    m->stride[d] = x->stride[d] * p->step;
+    m->stride[d] = stride;
     if (len > 0) {
         m->offset = x->offset + start * x->stride[d];
     }
@@ -250,10 +259,17 @@ static nsc_status narrow_infer(nsci_call *c) {
     }
     int64_t size = x->shape[d];
     int64_t start = p->start < 0 ? p->start + size : p->start;
-    if (start < 0 || start > size || p->length < 0 || start + p->length > size) {
+    if (start < 0 || start > size || p->length < 0) {
         return nsci_call_fail(c, NSC_ERR_ARG,
                               "start %lld, length %lld are out of range for dim %d of size %lld",
                               (long long)p->start, (long long)p->length, p->dim, (long long)size);
+    }
+    if (p->length > size - start) { // start + length could overflow
+        return nsci_call_fail(c, NSC_ERR_ARG,
+                              "start %lld, length %lld are out of range: start (%lld) + length "
+                              "(%lld) exceeds dimension size (%lld)",
+                              (long long)p->start, (long long)p->length, (long long)start,
+                              (long long)p->length, (long long)size);
     }
     nsci_meta *m = &c->meta[0];
     meta_from(m, x);

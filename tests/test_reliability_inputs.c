@@ -175,6 +175,37 @@ Test(reliability_inputs, views) {
     nsc_free(empty);
 }
 
+// Huge narrow lengths and slice steps: start + length and the slice length
+// were computed with an overflow (a narrow past its storage was accepted).
+Test(reliability_inputs, views_with_huge_lengths_and_steps) {
+    nsc_tensor *x = f32(NSC_SHAPE(2, 3), 0), *v4 = f32(NSC_SHAPE(4), 1);
+    // torch: "start (1) + length (9223372036854775807) exceeds dimension size (4)."
+    REFUSED(nsc_narrow(v4, 0, 1, INT64_MAX), NSC_ERR_ARG,
+            "start (1) + length (9223372036854775807) exceeds dimension size (4)");
+    REFUSED(nsc_narrow(v4, 0, -1, INT64_MAX - 1), NSC_ERR_ARG,
+            "start (3) + length (9223372036854775806) exceeds dimension size (4)");
+    // The stride 3 x step overflows int64 (torch refuses both steps too).
+    REFUSED(nsc_slice(x, 0, 0, NSC_END, INT64_MAX), NSC_ERR_ARG,
+            "step 9223372036854775807: stride 3 x step overflows int64");
+    REFUSED(nsc_slice(x, 0, 0, NSC_END, (int64_t)1 << 62), NSC_ERR_ARG, "overflows int64");
+    // x[:, 1::step] is one column under Python's rule; torch 2.x gives
+    // [[1], [4]] with stride 2^62 for step 2^62 (it overflows at INT64_MAX).
+    int64_t steps[2] = { (int64_t)1 << 62, INT64_MAX };
+    for (int i = 0; i < 2; i++) {
+        nsc_tensor *col = nsc_slice(x, 1, 1, NSC_END, steps[i]);
+        cr_assert(col, "step %lld: %s", (long long)steps[i], nsc_last_error());
+        cr_expect(nsc_tensor_size(col, 0) == 2 && nsc_tensor_size(col, 1) == 1 &&
+                      nsc_tensor_stride(col, 1) == steps[i],
+                  "step %lld: [%lld, %lld]", (long long)steps[i],
+                  (long long)nsc_tensor_size(col, 0), (long long)nsc_tensor_size(col, 1));
+        cr_expect(nsct_flat(col, 0) == 1 && nsct_flat(col, 1) == 4, "step %lld: values",
+                  (long long)steps[i]);
+        nsc_free(col);
+    }
+    nsc_free(x);
+    nsc_free(v4);
+}
+
 // --- in-place writes leave their destination unchanged when refused ---
 
 static void expect_unchanged(nsc_tensor *dst, nsc_tensor *copy, const char *what) {
