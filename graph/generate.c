@@ -8,12 +8,19 @@
 #include "nsc/gpt2.h"
 
 nsc_trace *nsc_trace_new_generate(nsc_module *model, const nsc_generate_options *options) {
+    if (!model) { // NULL from a failed load flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "trace_new_generate: model is NULL");
+    }
     if (!options) {
         return nsci_fail_null(NSC_ERR_ARG, "trace_new_generate: options are NULL");
     }
-    if (!nsc_is_gpt2(model)) {
+    nsc_gpt2_config config;
+    if (!nsc_is_gpt2(model) || nsc_gpt2_get_config(model, &config) != NSC_OK) {
         return nsci_fail_null(NSC_ERR_ARG, "trace_new_generate: generation needs a GPT-2 root "
                                            "(nsc_gpt2_new or nsc_gpt2_load)");
+    }
+    if (nsci_generate_check_options("trace_new_generate", options, 0, 0, &config) != NSC_OK) {
+        return NULL;
     }
     nsc_trace *tr = nsc_trace_new(model);
     if (tr) {
@@ -52,6 +59,11 @@ nsc_status nsci_scan_generation(nsci_graph *g, int n_in, nsc_tensor **in) {
     const nsc_generate_options *o = &g->gen_options;
     int64_t b = in[0]->shape[0], t = in[0]->shape[1], n = o->max_new_tokens;
     bool mask = n_in > 1 && in[1];
+    nsc_gpt2_config config;
+    if (nsc_gpt2_get_config(g->model, &config) != NSC_OK ||
+        nsci_generate_check_options("generate", o, b, t, &config) != NSC_OK) {
+        return nsc_last_status(); // before t + n, which wraps for a huge n
+    }
     nsc_kv_cache *cache = o->use_cache ? nsc_kv_cache_new(g->model, b, t + n) : NULL;
     nsc_status status = (o->use_cache && !cache) ? nsc_last_status() : NSC_OK;
     if (status == NSC_OK && cache) {

@@ -36,8 +36,45 @@ typedef struct run {
     nsc_device device; // input_ids' device: each step's inputs and the result go there
 } run;
 
-static nsc_status check_args(nsc_module *model, nsc_tensor *ids, nsc_tensor *mask,
-                             const nsc_generate_options *o, const nsc_gpt2_config *c) {
+nsc_status nsci_generate_check_options(const char *op, const nsc_generate_options *o, int64_t b,
+                                       int64_t t, const nsc_gpt2_config *c) {
+    if (!o) {
+        return nsci_fail(NSC_ERR_ARG, "%s: options are NULL", op);
+    }
+    // Compared as max_new_tokens > n_positions - t: t + max_new_tokens wraps
+    // for a count near INT64_MAX and then passed, sizing buffers negative.
+    if (o->max_new_tokens < 0 || o->max_new_tokens > c->n_positions - (t > 0 ? t : 1)) {
+        if (t > 0) {
+            return nsci_fail(NSC_ERR_ARG,
+                             "%s: %lld prompt tokens + %lld new: expected at most n_positions = "
+                             "%lld in all",
+                             op, (long long)t, (long long)o->max_new_tokens,
+                             (long long)c->n_positions);
+        }
+        return nsci_fail(NSC_ERR_ARG,
+                         "%s: max_new_tokens %lld: expected 0..%lld (n_positions = %lld, less a "
+                         "prompt of at least one token)",
+                         op, (long long)o->max_new_tokens, (long long)c->n_positions - 1,
+                         (long long)c->n_positions);
+    }
+    int64_t total = (t > 0 ? t : 1) + o->max_new_tokens;
+    if (b > INT64_MAX / total) { // rows of an expanded view: [B, total] buffers overflow
+        return nsci_fail(NSC_ERR_ARG, "%s: %lld rows of %lld tokens: the count overflows int64", op,
+                         (long long)b, (long long)total);
+    }
+    if (o->sample && (!(o->temperature > 0) || o->top_k < 0)) {
+        return nsci_fail(NSC_ERR_ARG, "%s: temperature %g, top_k %lld: expected > 0 and >= 0", op,
+                         o->temperature, (long long)o->top_k);
+    }
+    if (o->stop_token < -1 || o->stop_token >= c->vocab_size) {
+        return nsci_fail(NSC_ERR_ARG, "%s: stop_token %lld: expected -1 or 0..%lld", op,
+                         (long long)o->stop_token, (long long)c->vocab_size - 1);
+    }
+    return NSC_OK;
+}
+
+static nsc_status check_args(nsc_tensor *ids, nsc_tensor *mask, const nsc_generate_options *o,
+                             const nsc_gpt2_config *c) {
     char buf[160];
     if (!ids || nsc_tensor_dtype(ids) != NSC_I64 || nsc_tensor_ndim(ids) != 2) {
         return nsci_fail(NSC_ERR_ARG, "generate: input_ids %s: expected [B, T] i64",
@@ -58,23 +95,7 @@ static nsc_status check_args(nsc_module *model, nsc_tensor *ids, nsc_tensor *mas
                          nsci_shape_str(buf, sizeof buf, mask->ndim, mask->shape), (long long)b,
                          (long long)t);
     }
-    if (!o || o->max_new_tokens < 0 || t + o->max_new_tokens > c->n_positions) {
-        return nsci_fail(NSC_ERR_ARG,
-                         "generate: %lld prompt tokens + %lld new: expected at most "
-                         "n_positions = %lld in all",
-                         (long long)t, o ? (long long)o->max_new_tokens : 0LL,
-                         (long long)c->n_positions);
-    }
-    if (o->sample && (!(o->temperature > 0) || o->top_k < 0)) {
-        return nsci_fail(NSC_ERR_ARG, "generate: temperature %g, top_k %lld: expected > 0 and >= 0",
-                         o->temperature, (long long)o->top_k);
-    }
-    if (o->stop_token < -1 || o->stop_token >= c->vocab_size) {
-        return nsci_fail(NSC_ERR_ARG, "generate: stop_token %lld: expected -1 or 0..%lld",
-                         (long long)o->stop_token, (long long)c->vocab_size - 1);
-    }
-    (void)model;
-    return NSC_OK;
+    return nsci_generate_check_options("generate", o, b, t, c);
 }
 
 static void run_free(run *r) {
@@ -284,7 +305,7 @@ nsc_status nsc_generate(nsc_module *model, nsc_tensor *input_ids, nsc_tensor *at
         return g ? nsci_fail(NSC_ERR_ARG, "generate: tokens_out is NULL") : nsc_last_status();
     }
     *tokens_out = NULL;
-    if (check_args(model, input_ids, attention_mask, options, &g->config) != NSC_OK) {
+    if (check_args(input_ids, attention_mask, options, &g->config) != NSC_OK) {
         return nsc_last_status();
     }
     if (g->cache) {

@@ -197,4 +197,11 @@ void nsci_module_calls_restore(nsc_module *root, int64_t *saved);
 // write (META ones in a shape scan); NULL with an error.
 nsc_kv_cache *nsci_kv_cache_shadow(const nsc_kv_cache *c);
 
+// Checks generation options against config for a prompt of b rows of t
+// tokens (t = 0: not known yet, at least one token): max_new_tokens within
+// n_positions (without overflow), sampling settings, the stop token.
+// NSC_ERR_ARG with a message starting "<op>: ".
+nsc_status nsci_generate_check_options(const char *op, const nsc_generate_options *o, int64_t b,
+                                       int64_t t, const nsc_gpt2_config *c);
+
 #endif

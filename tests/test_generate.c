@@ -385,7 +385,22 @@ Test(generate_errors, bad_arguments_and_stops_leave_nothing, .init = load, .fini
     cr_expect_eq(nsc_generate(g_model, prompt, NULL, &o, &out), NSC_ERR_ARG);
     cr_expect_null(out);
     cr_expect(strstr(nsc_last_error(), "n_positions = 64"), "%s", nsc_last_error());
+    // 6 + INT64_MAX wrapped below 64 and sized the buffers negative; a
+    // prompt expanded to 2^59 rows overflowed rows x (6 + 20) tokens.
+    int64_t huge[2] = { INT64_MAX, INT64_MAX - 5 };
+    for (int i = 0; i < 4; i++) {
+        o.max_new_tokens = huge[i % 2];
+        o.use_cache = i < 2;
+        cr_expect_eq(nsc_generate(g_model, prompt, NULL, &o, &out), NSC_ERR_ARG);
+        cr_expect(strstr(nsc_last_error(), "6 prompt tokens + 922337203685477"), "%s",
+                  nsc_last_error());
+    }
     o = nsc_generate_options_default();
+    nsc_tensor *rows = nsc_expand(prompt, NSC_SHAPE((int64_t)1 << 59, 6));
+    cr_expect_eq(nsc_generate(g_model, rows, NULL, &o, &out), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "576460752303423488 rows of 26 tokens"), "%s",
+              nsc_last_error());
+    nsc_free(rows);
     o.stop_token = 100;
     cr_expect_eq(nsc_generate(g_model, prompt, NULL, &o, &out), NSC_ERR_ARG);
     o = nsc_generate_options_default();

@@ -248,3 +248,42 @@ Test(graph_generate, a_body_holds_no_more_after_more_steps) {
     nsc_free(ids);
     nsc_module_free(model);
 }
+
+// Options are checked when the trace is made, as nsc_generate checks them
+// (max_new_tokens near INT64_MAX wrapped t + n there), and against the
+// prompt's length at the shape scan.
+Test(graph_generate, options_are_checked_when_the_trace_is_made) {
+    nsc_module *model = tiny(); // n_positions 64, vocabulary 100
+    nsc_tensor *ids = prompt();
+    int64_t before = nsct_live_blocks();
+    int64_t bad_counts[3] = { INT64_MAX, 64, -1 };
+    for (int i = 0; i < 3; i++) {
+        nsc_generate_options o = greedy(bad_counts[i]);
+        nsc_clear_error();
+        cr_expect_null(nsc_trace_new_generate(model, &o), "max_new_tokens %lld",
+                       (long long)bad_counts[i]);
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
+        cr_expect(strstr(nsc_last_error(), "trace_new_generate: max_new_tokens") &&
+                      strstr(nsc_last_error(), "expected 0..63"),
+                  "%s", nsc_last_error());
+    }
+    nsc_generate_options o = greedy(2);
+    o.stop_token = 100;
+    cr_expect_null(nsc_trace_new_generate(model, &o));
+    cr_expect(strstr(nsc_last_error(), "stop_token 100: expected -1 or 0..99"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsct_live_blocks(), before);
+    // 63 new tokens fit some prompt; this one has 5 tokens: refused at the scan.
+    o = greedy(63);
+    o.use_cache = false;
+    nsc_trace *tr = nsc_trace_new_generate(model, &o);
+    cr_assert(tr, "%s", nsc_last_error());
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &ids);
+    cr_expect_null(nsc_invoke_output(inv, "", 0));
+    cr_expect(strstr(nsc_last_error(), "generate: 5 prompt tokens + 63 new: expected at most "
+                                       "n_positions = 64 in all"),
+              "%s", nsc_last_error());
+    nsc_trace_free(tr);
+    nsc_free(ids);
+    nsc_module_free(model);
+}

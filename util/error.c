@@ -64,6 +64,28 @@ void *nsci_fail_null(nsc_status status, const char *fmt, ...) {
     return NULL;
 }
 
+nsc_status nsci_fail_keep(nsc_status status, const char *fmt, ...) {
+    if (t_status != NSC_OK) {
+        return t_status;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    nsci_failv(status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void *nsci_fail_keep_null(nsc_status status, const char *fmt, ...) {
+    if (t_status != NSC_OK) {
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    nsci_failv(status, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
 // Appends s to the message, truncating at the buffer's end.
 static void append(const char *s) {
     size_t len = strlen(t_message);

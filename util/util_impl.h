@@ -49,6 +49,14 @@ void nsci_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 void *nsci_fail_null(nsc_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+// For a NULL argument, which may be a failed call's result: keeps an error
+// already recorded (that call's) and returns its status; records status and
+// the message only when none is. The _null form returns NULL.
+nsc_status nsci_fail_keep(nsc_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void *nsci_fail_keep_null(nsc_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 // Saves and restores the error record around cleanup code that may fail.
 typedef struct nsci_error_saved {
     nsc_status status;

@@ -55,7 +55,10 @@ int64_t nsc_invoke_batch_size(const nsc_invoke *inv);
 
 // A trace over a generation run (nsc/generate.h) of a GPT-2: call index k
 // of every module is generation step k; the final tokens are the output of
-// the "generator" module (call 0). options is copied. Caller frees.
+// the "generator" module (call 0). options is copied and checked as
+// nsc_generate checks them (max_new_tokens at most n_positions - 1; against
+// the prompt's length at the shape scan): NULL and NSC_ERR_ARG. A NULL model
+// keeps the error already recorded. Caller frees.
 nsc_trace *nsc_trace_new_generate(nsc_module *model, const nsc_generate_options *options);
 // After the run: the tokens generated ([B, T + n] i64), a new reference.
 nsc_tensor *nsc_trace_generated(nsc_trace *tr);
