@@ -281,7 +281,7 @@ typedef struct nsci_session_step {
 } nsci_session_step;
 
 struct nsc_session {
-    nsc_trace *values;  // the session graph: values, items, one node per step
+    nsc_trace *values;  // session graph: values, items, steps; first_error: a failed build
     nsc_trace *current; // the trace built last: ops on session values go there (redirect)
     nsci_session_step *steps;
     int n_steps, cap_steps;

@@ -71,6 +71,27 @@ static void no_free(void *p) {
     (void)p; // the session owns the trace a step node points at
 }
 
+// A building call failed: the session keeps the first error (the one just
+// recorded) and refuses to run with it, as a trace does. Returns NULL.
+static void *session_fail(nsc_session *s) {
+    nsc_trace *g = s->values; // the session graph keeps it, never running itself
+    if (g->first_status == NSC_OK) {
+        g->first_status = nsc_last_status() != NSC_OK ? nsc_last_status() : NSC_ERR_STATE;
+        snprintf(g->first_error, sizeof g->first_error, "%s", nsc_last_error());
+    }
+    return NULL;
+}
+
+// Undoes the session graph's last node (a value or an item nothing reads
+// yet), so a refused call leaves the graph as it was.
+static void drop_last_node(nsc_session *s, int32_t id) {
+    nsci_gnode *n = &s->values->nodes[id];
+    NSCI_ASSERT(id == s->values->n_nodes - 1 && n->n_consumers == 0 && n->n_args == 0);
+    nsci_free_pinned(n->proxy[0]);
+    nsc_free(n->value[0]);
+    s->values->n_nodes--;
+}
+
 // A step of the session graph (drawn and executed in order).
 static nsc_status add_step(nsc_session *s, nsc_trace *tr, nsc_iterator *it) {
     if (grow((void **)&s->steps, &s->cap_steps, s->n_steps, sizeof *s->steps) != NSC_OK) {
@@ -105,6 +126,12 @@ static nsc_trace *new_member(nsc_session *s, nsc_module *model, nsc_iterator *it
     return tr;
 }
 
+// Undoes new_member: the trace built last goes, the one before is current.
+static void drop_last_trace(nsc_session *s) {
+    nsci_trace_destroy(s->traces[--s->n_traces]);
+    s->current = s->n_traces > 0 ? s->traces[s->n_traces - 1] : NULL;
+}
+
 nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b) {
     if (a && b && a != b && (!a->session || a->session != b->session)) {
         return nsci_fail_null(NSC_ERR_STATE, "a proxy of another trace cannot be used here: save "
@@ -125,13 +152,14 @@ nsc_trace *nsci_graph_for(nsc_trace *a, nsc_trace *b) {
 
 nsc_trace *nsc_session_trace(nsc_session *s, nsc_module *model) {
     if (!s) {
-        return nsci_fail_null(NSC_ERR_ARG, "session_trace: session is NULL");
+        return nsci_fail_keep_null(NSC_ERR_ARG, "session_trace: session is NULL");
     }
     nsc_trace *tr = new_member(s, model, NULL);
     if (tr && add_step(s, tr, NULL) != NSC_OK) {
-        return NULL; // the trace stays listed and is freed with the session
+        drop_last_trace(s);
+        tr = NULL;
     }
-    return tr;
+    return tr ? tr : session_fail(s);
 }
 
 static nsc_tensor *value_proxy(nsc_session *s, int32_t id, nsc_tensor *like) {
@@ -142,33 +170,58 @@ static nsc_tensor *value_proxy(nsc_session *s, int32_t id, nsc_tensor *like) {
 }
 
 nsc_tensor *nsc_session_value(nsc_session *s, nsc_tensor *initial) {
-    if (!s || !initial || nsc_tensor_is_proxy(initial)) {
-        return nsc_last_status() != NSC_OK && !initial
-                   ? NULL
-                   : nsci_fail_null(NSC_ERR_ARG, "session_value: session or initial tensor "
-                                                 "missing (or a proxy)");
+    if (!s) {
+        return nsci_fail_keep_null(NSC_ERR_ARG, "session_value: session is NULL");
+    }
+    if (!initial) { // a failed call's NULL keeps its error
+        nsci_fail_keep(NSC_ERR_ARG, "session_value: initial tensor is NULL");
+        return session_fail(s);
+    }
+    if (nsc_tensor_is_proxy(initial)) {
+        nsci_fail(NSC_ERR_ARG, "session_value: initial tensor is a proxy: expected a tensor");
+        return session_fail(s);
     }
     int32_t id = nsci_node_add_constant(s->values, initial);
-    return id >= 0 ? value_proxy(s, id, initial) : NULL;
+    nsc_tensor *proxy = id >= 0 ? value_proxy(s, id, initial) : NULL;
+    if (!proxy) {
+        if (id >= 0) {
+            drop_last_node(s, id);
+        }
+        return session_fail(s);
+    }
+    return proxy;
 }
 
 nsc_iterator *nsc_session_iterate(nsc_session *s, int n_items, nsc_tensor *const *items) {
-    if (!s || n_items < 1 || !items) {
-        return nsci_fail_null(NSC_ERR_ARG, "session_iterate: session and at least one item");
+    if (!s) {
+        return nsci_fail_keep_null(NSC_ERR_ARG, "session_iterate: session is NULL");
+    }
+    if (n_items < 1 || !items) {
+        nsci_fail(NSC_ERR_ARG, "session_iterate: %d items: expected at least one", n_items);
+        return session_fail(s);
     }
     for (int i = 0; i < n_items; i++) {
         if (!items[i] || nsc_tensor_is_proxy(items[i])) {
-            return nsci_fail_null(NSC_ERR_ARG, "session_iterate: item %d is NULL or a proxy", i);
+            nsci_fail(NSC_ERR_ARG, "session_iterate: item %d is NULL or a proxy", i);
+            return session_fail(s);
         }
     }
+    // Everything that can fail comes first: the step's slot, the item node
+    // and its proxy; a failure undoes the node and registers nothing.
     nsc_iterator *it = nsci_calloc(1, sizeof *it);
     nsc_tensor **held = it ? nsci_calloc((size_t)n_items, sizeof *held) : NULL;
-    int32_t id = held ? nsci_node_add(s->values, NSCI_PROTO_value, 0, NULL) : -1;
-    if (id < 0 || add_step(s, NULL, it) != NSC_OK) {
+    bool room =
+        held && grow((void **)&s->steps, &s->cap_steps, s->n_steps, sizeof *s->steps) == NSC_OK;
+    int32_t id = room ? nsci_node_add(s->values, NSCI_PROTO_value, 0, NULL) : -1;
+    if (id < 0 || !value_proxy(s, id, items[0])) {
+        if (id >= 0) {
+            drop_last_node(s, id);
+        }
         nsci_free(held);
         nsci_free(it);
-        return NULL;
+        return session_fail(s);
     }
+    add_step(s, NULL, it); // cannot fail: the slot is there
     for (int i = 0; i < n_items; i++) {
         held[i] = nsc_retain(items[i]);
     }
@@ -176,9 +229,8 @@ nsc_iterator *nsc_session_iterate(nsc_session *s, int n_items, nsc_tensor *const
                           .n_items = n_items, .item_node = id };
     nsci_gnode *item = &s->values->nodes[id];
     item->value[0] = nsc_retain(items[0]);
-    item->n_out = 1;
     item->state = NSCI_NODE_DONE;
-    return value_proxy(s, id, items[0]) ? it : NULL;
+    return it;
 }
 
 nsc_tensor *nsc_iterator_item(nsc_iterator *it) {
@@ -186,16 +238,17 @@ nsc_tensor *nsc_iterator_item(nsc_iterator *it) {
 }
 
 nsc_trace *nsc_iterator_trace(nsc_iterator *it, nsc_module *model) {
-    if (!it) {
-        return nsci_fail_null(NSC_ERR_ARG, "iterator_trace: iterator is NULL");
+    if (!it) { // NULL from a failed nsc_session_iterate flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "iterator_trace: iterator is NULL");
     }
-    nsc_trace *tr = new_member(it->session, model, it);
-    if (tr && grow((void **)&it->traces, &it->cap_traces, it->n_traces, sizeof *it->traces)) {
-        return NULL;
+    nsc_trace *tr =
+        grow((void **)&it->traces, &it->cap_traces, it->n_traces, sizeof *it->traces) == NSC_OK
+            ? new_member(it->session, model, it)
+            : NULL;
+    if (!tr) {
+        return session_fail(it->session);
     }
-    if (tr) {
-        it->traces[it->n_traces++] = tr;
-    }
+    it->traces[it->n_traces++] = tr;
     return tr;
 }
 

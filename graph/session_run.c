@@ -111,7 +111,11 @@ static nsc_status run_iterator(nsc_iterator *it) {
 
 nsc_status nsc_session_run(nsc_session *s) {
     if (!s) {
-        return nsci_fail(NSC_ERR_ARG, "session_run: session is NULL");
+        return nsci_fail_keep(NSC_ERR_ARG, "session_run: session is NULL");
+    }
+    if (s->values->first_status != NSC_OK) { // a building call failed: the build is partial
+        return nsci_fail(s->values->first_status, "session_run: the session has errors: %s",
+                         s->values->first_error);
     }
     if (check_all(s) != NSC_OK) {
         return nsc_last_status();
@@ -136,7 +140,10 @@ nsc_status nsc_session_run(nsc_session *s) {
 nsc_tensor *nsc_session_get(nsc_session *s, nsc_tensor *proxy) {
     int32_t id, k;
     nsc_trace *g = nsci_proxy_graph(proxy, &id, &k);
-    if (!s || !g || g->session != s) {
+    if (!s || !proxy) { // NULL from a failed call flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "session_get: session or proxy is NULL");
+    }
+    if (!g || g->session != s) {
         return nsci_fail_null(NSC_ERR_ARG, "session_get: not a proxy of this session");
     }
     if (g != s->values) {
@@ -147,7 +154,10 @@ nsc_tensor *nsc_session_get(nsc_session *s, nsc_tensor *proxy) {
 }
 
 nsc_status nsc_iterator_exit(nsc_trace *tr) {
-    if (!tr || !tr->iterator) {
+    if (!tr) { // NULL from a failed nsc_iterator_trace flows on with its error
+        return nsci_fail_keep(NSC_ERR_ARG, "iterator_exit: trace is NULL");
+    }
+    if (!tr->iterator) {
         return nsci_fail(NSC_ERR_STATE, "iterator_exit: the trace does not belong to an iterator");
     }
     if (nsci_graph_check_building(tr) != NSC_OK) {

@@ -106,7 +106,12 @@ char *nsci_text_write_session(nsci_text_writer *w, const nsc_session *s) {
 
 char *nsc_session_to_text(const nsc_session *s, const nsc_graph_text_options *options) {
     if (!s) {
-        return nsci_fail_null(NSC_ERR_ARG, "session_to_text: session is NULL");
+        return nsci_fail_keep_null(NSC_ERR_ARG, "session_to_text: session is NULL");
+    }
+    if (s->values->first_status != NSC_OK) { // a building call failed (graph/session.c)
+        return nsci_fail_null(s->values->first_status,
+                              "session_to_text: the session has errors: %s",
+                              s->values->first_error);
     }
     return nsci_text_write_hinted(s, NULL, options, NULL, NULL);
 }

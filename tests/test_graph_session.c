@@ -121,6 +121,71 @@ Test(graph_session, an_iterator_updates_a_running_sum) {
     nsc_module_free(a);
 }
 
+static char *session_dot(nsc_session *s) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    cr_assert_eq(nsc_session_dot(s, out), NSC_OK, "%s", nsc_last_error());
+    fclose(out);
+    return text;
+}
+
+// The k-th allocation of nsc_session_value (phase 0) or nsc_session_iterate
+// (phase 1) fails: the call adds nothing (the DOT is as before; a
+// half-built iterator was left as a step and the run crashed on it), the
+// rest of the build goes on, and the run refuses with that first failure.
+Test(graph_session, a_failed_building_call_adds_nothing_and_the_run_refuses) {
+    int64_t start = nsct_live_blocks();
+    nsc_module *a = nsct_chain_model(1, 4);
+    nsc_tensor *items[3] = { input(2, 0.1), input(2, 0.2), input(2, -0.1) };
+    nsc_tensor *zero = nsc_zeros(NSC_F32, NSC_CPU, 0, NULL);
+    int refused[2] = { 0, 0 };
+    for (int phase = 0; phase < 2; phase++) {
+        for (int64_t k = 1; k < 100; k++) {
+            nsc_session *s = nsc_session_new();
+            nsc_tensor *total = phase == 1 ? nsc_session_value(s, zero) : NULL;
+            char *before = session_dot(s);
+            nsc_clear_error();
+            nsc_mem_fail_after(k);
+            void *made = phase == 0 ? (void *)(total = nsc_session_value(s, zero))
+                                    : (void *)nsc_session_iterate(s, 3, items);
+            nsc_mem_fail_after(0);
+            if (made) {
+                nsc_session_free(s);
+                free(before);
+                break; // no allocation left to fail
+            }
+            refused[phase]++;
+            cr_expect_eq(nsc_last_status(), NSC_ERR_OOM, "phase %d, k %lld: %s", phase,
+                         (long long)k, nsc_last_error());
+            char *after = session_dot(s);
+            cr_expect_str_eq(after, before, "phase %d, k %lld: the session changed", phase,
+                             (long long)k);
+            free(before);
+            free(after);
+            nsc_iterator *it = phase == 1 ? made : nsc_session_iterate(s, 3, items);
+            nsc_tensor *item = nsc_iterator_item(it);
+            nsc_trace *tr = nsc_iterator_trace(it, a);
+            nsc_invoke *inv = nsc_trace_invoke(tr, 1, &item);
+            nsc_tensor *h = nsc_invoke_output(inv, "h.0", 0);
+            nsc_update(total, nsc_add(total, nsc_sum_all(h)));
+            cr_expect_eq(nsc_session_run(s), NSC_ERR_OOM, "phase %d, k %lld", phase, (long long)k);
+            cr_expect(strstr(nsc_last_error(), "session_run: the session has errors: out of "
+                                               "memory"),
+                      "phase %d, k %lld: %s", phase, (long long)k, nsc_last_error());
+            nsc_session_free(s);
+        }
+    }
+    cr_expect(refused[0] > 0 && refused[1] > 0, "%d and %d failing runs", refused[0], refused[1]);
+    for (int i = 0; i < 3; i++) {
+        nsc_free(items[i]);
+    }
+    nsc_free(zero);
+    nsc_module_free(a);
+    nsc_clear_error();
+    cr_expect_eq(nsct_live_blocks(), start);
+}
+
 // A constant an iterator's trace reads (ones added to a hook point) is used
 // again by every iteration, not freed after the first one.
 Test(graph_session, a_constant_in_an_iterator_trace_serves_every_iteration) {

@@ -8,6 +8,13 @@
 // them; nsc_trace_free on a session trace does nothing). Proxies of a
 // session's values and traces may be used in any later trace of the same
 // session: the value is bridged across when that trace starts.
+//
+// Errors: a building call (nsc_session_trace, _value, _iterate,
+// nsc_iterator_trace) that fails returns NULL, adds nothing, and marks the
+// session failed: nsc_session_run and nsc_session_to_text then refuse with
+// the first failure, as a trace whose build failed does. A NULL session,
+// iterator or proxy (a failed call's result) keeps the error already
+// recorded.
 #ifndef NSC_SESSION_H
 #define NSC_SESSION_H
 
@@ -56,7 +63,8 @@ int64_t nsc_iterator_iterations(const nsc_iterator *it);
 nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value);
 
 // Validates every trace of the session, then runs the steps in order.
-// Returns NSC_OK or the first error (naming the trace step and the node).
+// Returns NSC_OK or the first error (naming the trace step and the node);
+// refuses a session whose building failed, with that failure.
 nsc_status nsc_session_run(nsc_session *s);
 
 // After the run: a session value's current tensor, or a saved proxy of any
