@@ -63,8 +63,13 @@ static nsc_status cache_one(nsci_graph *g, nsc_invoke *inv, nsc_module *m, bool 
 }
 
 int64_t nsc_trace_cache(nsc_trace *tr, nsc_invoke *inv, const char *pattern, bool inputs) {
-    if (!tr || !inv || !pattern || inv->trace != tr) {
-        nsci_fail(NSC_ERR_ARG, "trace_cache: trace, invoke (of this trace) or pattern missing");
+    if (!tr || !inv) { // NULL from a failed call flows on with its error
+        nsci_fail_keep(NSC_ERR_ARG, "trace_cache: trace or invoke is NULL");
+        return -1;
+    }
+    if (!pattern || inv->trace != tr) {
+        nsci_fail(NSC_ERR_ARG, "trace_cache: %s",
+                  !pattern ? "pattern is NULL" : "the invoke is of another trace");
         return -1;
     }
     if (nsci_graph_check_building(tr) != NSC_OK || nsci_scan_once(tr) != NSC_OK) {

@@ -384,7 +384,7 @@ static char *write_single(const nsc_trace *tr, nsci_text_writer *w) {
 
 char *nsc_trace_to_text(const nsc_trace *tr, const nsc_graph_text_options *options) {
     if (!tr) {
-        return nsci_fail_null(NSC_ERR_ARG, "trace_to_text: trace is NULL");
+        return nsci_fail_keep_null(NSC_ERR_ARG, "trace_to_text: trace is NULL");
     }
     if (tr->session) {
         return nsci_fail_null(NSC_ERR_ARG, "trace_to_text: the trace belongs to a session: "

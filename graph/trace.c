@@ -4,8 +4,8 @@
 #include "graph/graph_impl.h"
 
 nsc_trace *nsc_trace_new(nsc_module *model) {
-    if (!model) {
-        return nsci_fail_null(NSC_ERR_ARG, "trace_new: model is NULL");
+    if (!model) { // NULL from a failed load flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "trace_new: model is NULL");
     }
     nsci_graph_install();
     nsc_trace *tr = nsci_calloc(1, sizeof *tr);
@@ -226,7 +226,7 @@ nsc_tensor *nsc_trace_get(nsc_trace *tr, nsc_tensor *proxy) {
 
 nsc_status nsc_trace_check(nsc_trace *tr) {
     if (!tr) {
-        return nsci_fail(NSC_ERR_ARG, "trace_check: trace is NULL");
+        return nsci_fail_keep(NSC_ERR_ARG, "trace_check: trace is NULL");
     }
     if (tr->state == NSCI_TRACE_FAILED) {
         return nsci_fail(tr->first_status, "%s", tr->first_error);

@@ -124,8 +124,11 @@ nsc_tensor *nsci_graph_apply(nsc_trace *tr, nsc_module *m, int n, nsc_tensor *co
 
 nsc_tensor *nsc_trace_apply_n(nsc_trace *tr, const char *path, int n, nsc_tensor *const *xs,
                               bool fire_hooks) {
-    if (!tr || !path || n < 1 || n > NSCI_MAX_MODULE_INPUTS || !xs) {
-        return nsci_fail_null(NSC_ERR_ARG, "trace_apply: trace, path or inputs missing");
+    if (!tr) { // NULL from a failed call flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "trace_apply: trace is NULL");
+    }
+    if (!path || n < 1 || n > NSCI_MAX_MODULE_INPUTS || !xs) {
+        return nsci_fail_null(NSC_ERR_ARG, "trace_apply: path or inputs missing");
     }
     for (int i = 0; i < n; i++) {
         if (!xs[i]) {

@@ -13,8 +13,11 @@ static nsc_status early_stop_execute(nsci_graph *g, nsci_gnode *n) {
 }
 
 nsc_status nsc_trace_stop(nsc_trace *tr, const char *path, int64_t call_index) {
-    if (!tr || !path) {
-        return nsci_fail(NSC_ERR_ARG, "trace_stop: trace or path is NULL");
+    if (!tr) { // NULL from a failed call flows on with its error
+        return nsci_fail_keep(NSC_ERR_ARG, "trace_stop: trace is NULL");
+    }
+    if (!path) {
+        return nsci_fail(NSC_ERR_ARG, "trace_stop: path is NULL");
     }
     if (nsci_graph_check_building(tr) != NSC_OK) {
         return nsc_last_status();

@@ -110,8 +110,11 @@ static nsc_tensor *validate(const registered_fn *r, int n, nsc_tensor *const *ar
 }
 
 nsc_tensor *nsc_trace_call(nsc_trace *tr, const char *name, int n, nsc_tensor *const *args) {
-    if (!tr || !name || n < 0 || n > 64 || (n > 0 && !args)) {
-        return nsci_fail_null(NSC_ERR_ARG, "trace_call: trace, name or arguments missing");
+    if (!tr) { // NULL from a failed call flows on with its error
+        return nsci_fail_keep_null(NSC_ERR_ARG, "trace_call: trace is NULL");
+    }
+    if (!name || n < 0 || n > 64 || (n > 0 && !args)) {
+        return nsci_fail_null(NSC_ERR_ARG, "trace_call: name or arguments missing");
     }
     if (nsci_graph_check_building(tr) != NSC_OK) {
         return NULL;

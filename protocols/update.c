@@ -51,6 +51,9 @@ nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value) {
     int32_t node;
     nsci_graph *tg = nsci_proxy_graph(target, &node, NULL);
     nsci_graph *g = nsci_proxy_graph(value, NULL, NULL);
+    if (!target || !value) { // NULL from a failed call flows on with its error
+        return nsci_fail_keep(NSC_ERR_ARG, "update: target or value is NULL");
+    }
     if (!tg || !tg->session || tg != tg->session->values) {
         return nsci_fail(NSC_ERR_ARG, "update: the target is not a session value");
     }

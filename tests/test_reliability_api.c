@@ -240,6 +240,70 @@ Test(reliability_api, null_flows_on_with_the_first_error) {
     nsc_module_free(m);
 }
 
+// expr is given NULL from a failed call: it keeps that call's error, and
+// with none recorded it records NSC_ERR_ARG.
+#define KEEPS_THE_FIRST_ERROR(expr)                                                                \
+    do {                                                                                           \
+        int64_t before_ = nsct_rel_live_blocks();                                                  \
+        nsci_fail(NSC_ERR_SHAPE, "first failure");                                                 \
+        (void)(expr);                                                                              \
+        cr_expect_eq(nsc_last_status(), NSC_ERR_SHAPE, "%s: %s", #expr, nsc_last_error());         \
+        cr_expect_str_eq(nsc_last_error(), "first failure", "%s", #expr);                          \
+        nsc_clear_error();                                                                         \
+        (void)(expr);                                                                              \
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "%s alone: %s", #expr, nsc_last_error());     \
+        cr_expect_eq(nsct_rel_live_blocks(), before_, "%s: leaked", #expr);                        \
+        nsc_clear_error();                                                                         \
+    } while (0)
+
+// Trace and session building calls given a NULL trace, invoke, session,
+// iterator, model or proxy (docs/RELIABILITY.md, "NULL"); they overwrote
+// the first error.
+Test(reliability_api, trace_and_session_building_keep_the_first_error) {
+    nsc_module *m = nsct_chain_model(1, 4);
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1, 4));
+    nsc_generate_options o = nsc_generate_options_default();
+    nsc_trace *no_tr = NULL;
+    KEEPS_THE_FIRST_ERROR(nsc_trace_new(NULL));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_new_generate(NULL, &o));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_apply(no_tr, "head", x));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_call(no_tr, "f", 1, &x));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_stop(no_tr, "head", 0));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_check(no_tr));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_cache(no_tr, NULL, "*", false));
+    KEEPS_THE_FIRST_ERROR(nsc_trace_to_text(no_tr, NULL));
+    nsc_trace *tr = nsc_trace_new(m);
+    KEEPS_THE_FIRST_ERROR(nsc_trace_cache(tr, NULL, "*", false));
+    nsc_trace_free(tr);
+    nsc_session *s = nsc_session_new();
+    KEEPS_THE_FIRST_ERROR(nsc_update(NULL, NULL));
+    KEEPS_THE_FIRST_ERROR(nsc_iterator_trace(NULL, m));
+    KEEPS_THE_FIRST_ERROR(nsc_iterator_exit(NULL));
+    KEEPS_THE_FIRST_ERROR(nsc_session_trace(NULL, m));
+    KEEPS_THE_FIRST_ERROR(nsc_session_value(NULL, x));
+    KEEPS_THE_FIRST_ERROR(nsc_session_iterate(NULL, 1, &x));
+    KEEPS_THE_FIRST_ERROR(nsc_session_run(NULL));
+    KEEPS_THE_FIRST_ERROR(nsc_session_get(s, NULL));
+    nsc_session_free(s);
+    // A whole session built from a failed nsc_session_new reports it.
+    nsc_mem_fail_after(1);
+    s = nsc_session_new();
+    nsc_mem_fail_after(0);
+    nsc_tensor *acc = nsc_session_value(s, x);
+    nsc_iterator *it = nsc_session_iterate(s, 1, &x);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *body = nsc_iterator_trace(it, m);
+    nsc_invoke *inv = nsc_trace_invoke(body, 1, &item);
+    nsc_update(acc, nsc_add(acc, nsc_invoke_output(inv, "", 0)));
+    nsc_iterator_exit(body);
+    cr_expect_eq(nsc_session_run(s), NSC_ERR_OOM, "%s", nsc_last_error());
+    cr_expect_null(nsc_session_get(s, acc));
+    cr_expect(strstr(nsc_last_error(), "out of memory"), "%s", nsc_last_error());
+    nsc_clear_error();
+    nsc_free(x);
+    nsc_module_free(m);
+}
+
 // --- traces ---
 
 static nsc_tensor *chain_input(void) {
