@@ -16,6 +16,12 @@ enum {
 }; // save_inputs is a 32-bit mask
 static _Thread_local nsc_tensor *t_pre_write[PRE_WRITE_MAX];
 
+// Bit i of an op's 32-bit save or nondiff mask. Inputs past 31 (a cat of
+// 40 tensors) have no bit and are never saved; 1u << i is undefined there.
+static bool has_bit(uint32_t mask, int i) {
+    return i < 32 && ((mask >> i) & 1u);
+}
+
 static void drop_pre_writes(void) {
     for (int i = 0; i < PRE_WRITE_MAX; i++) {
         nsc_free(t_pre_write[i]);
@@ -63,7 +69,7 @@ nsc_status nsci_autograd_check(nsci_call *c) {
     // old value.
     for (int i = 0; i < c->n_in && i < PRE_WRITE_MAX; i++) {
         bool written = i == 0 || (c->in[i]->storage && c->in[i]->storage == dst->storage);
-        if (!(c->def->save_inputs & (1u << i)) || !written) {
+        if (!has_bit(c->def->save_inputs, i) || !written) {
             continue;
         }
         bool was = nsc_set_grad_enabled(false);
@@ -119,7 +125,7 @@ static nsci_node *op_node(nsci_call *c) {
         if (node->needs_grad[i] && nsci_edge_of(t, &node->next[i]) != NSC_OK) {
             goto fail;
         }
-        if (!(def->save_inputs & (1u << i))) {
+        if (!has_bit(def->save_inputs, i)) {
             continue;
         }
         if ((def->flags & NSCI_OP_INPLACE) && i < PRE_WRITE_MAX && t_pre_write[i]) {
@@ -132,7 +138,7 @@ static nsci_node *op_node(nsci_call *c) {
     }
     for (int k = 0; k < c->n_out; k++) {
         meta_of(&node->out_meta[k], c->out[k]);
-        if ((def->save_outputs & (1u << k)) &&
+        if (has_bit(def->save_outputs, k) &&
             save(c->out[k], &node->saved_out[k], &node->saved_out_version[k]) != NSC_OK) {
             goto fail;
         }
@@ -300,7 +306,7 @@ nsc_status nsci_autograd_record(nsci_call *c) {
     }
     for (int k = 0; k < c->n_out && status == NSC_OK; k++) {
         nsc_tensor *t = c->out[k];
-        if (!nsci_is_float((nsc_dtype)t->dtype) || (def->nondiff_outputs & (1u << k))) {
+        if (!nsci_is_float((nsc_dtype)t->dtype) || has_bit(def->nondiff_outputs, k)) {
             continue;
         }
         if (k == 0 && (def->flags & NSCI_OP_INPLACE) && t->base &&

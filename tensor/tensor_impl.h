@@ -203,7 +203,7 @@ struct nsci_op_def {
     nsci_backward_fn backward;
     const char *no_grad; // why there is no backward rule
     uint32_t flags;
-    uint32_t save_inputs;  // bit i: the backward rule needs input i
+    uint32_t save_inputs;  // bit i: the backward rule needs input i (none past 31)
     uint32_t save_outputs; // bit i: the backward rule needs output i
     uint32_t nondiff_outputs; // bit i: output i carries no gradient (layer_norm's mean, rstd)
     const char *exempt[NSCI_N_CASE_FLAGS]; // why a layout flag does not apply

@@ -537,3 +537,33 @@ Test(autograd, memory_returns_after_backward) {
     nsc_free(x);
     cr_expect_eq(nsct_live_blocks(), start);
 }
+
+// Ops of more than 32 inputs (a cat or stack of 70 leaves): recording read
+// bit i of the 32-bit save masks with 1u << i, undefined from input 32 on
+// (UBSan stops the asan build there). Every input's gradient arrives:
+// d/dx_i sum(cat(xs)^2) = 2 x_i, as torch gives.
+Test(autograd, cat_and_stack_of_70_leaves_differentiate_every_input) {
+    enum {
+        N = 70
+    };
+    nsc_tensor *xs[N];
+    for (int i = 0; i < N; i++) {
+        xs[i] = leaf(NSC_F32, NSC_SHAPE(1, 2), i);
+    }
+    for (int op = 0; op < 2; op++) {
+        nsc_tensor *joined = op == 0 ? nsc_cat(N, xs, 0) : nsc_stack(N, xs, 1);
+        nsc_tensor *sq = nsc_mul(joined, joined);
+        nsc_tensor *loss = nsc_sum_all(sq);
+        cr_assert_eq(nsc_backward(loss, NULL, false), NSC_OK, "%s", nsc_last_error());
+        for (int i = 0; i < N; i++) {
+            expect_all(nsc_tensor_get_grad(xs[i]), 2.0 * i);
+            nsc_tensor_set_grad(xs[i], NULL);
+        }
+        nsc_free(joined);
+        nsc_free(sq);
+        nsc_free(loss);
+    }
+    for (int i = 0; i < N; i++) {
+        nsc_free(xs[i]);
+    }
+}
