@@ -442,6 +442,11 @@ nsc_module *nsc_module_at(nsc_module *root, int64_t index) {
     }
     walk w = { index, 0, NULL };
     walk_modules(root, &w);
+    if (!w.found) {
+        int64_t n = nsc_module_n_modules(root);
+        return nsci_fail_null(NSC_ERR_ARG, "module_at: index %lld: expected 0..%lld (%lld modules)",
+                              (long long)index, (long long)n - 1, (long long)n);
+    }
     return w.found;
 }
 

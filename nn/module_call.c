@@ -67,11 +67,15 @@ static nsc_tensor *tensor_at(nsc_module *root, int64_t index, const char **path,
     }
     tensor_walk w = { .params = params, .target = index };
     walk_tensors(root, "", &w);
-    if (w.found) {
-        memcpy(t_path, w.path, sizeof t_path);
-        if (path) {
-            *path = t_path;
-        }
+    if (!w.found) {
+        int64_t n = count_tensors(root, params);
+        return nsci_fail_null(NSC_ERR_ARG, "%s: index %lld: expected 0..%lld (%lld %s)",
+                              params ? "module_param_at" : "module_buffer_at", (long long)index,
+                              (long long)n - 1, (long long)n, params ? "parameters" : "buffers");
+    }
+    memcpy(t_path, w.path, sizeof t_path);
+    if (path) {
+        *path = t_path;
     }
     return w.found;
 }
@@ -440,12 +444,32 @@ int64_t nsc_module_hook_dispatches(const nsc_module *m) {
     return is_null(m, "module_hook_dispatches") ? -1 : m->hook_dispatches;
 }
 
+// The value a batch dim belongs to: input 0..7 or output 0 (op names the call).
+static nsc_status check_batch_value(const char *op, nsc_hook_kind kind, int index) {
+    if (kind != NSC_HOOK_INPUT && kind != NSC_HOOK_OUTPUT) {
+        return nsci_fail(NSC_ERR_ARG, "%s: kind %d: expected NSC_HOOK_INPUT or NSC_HOOK_OUTPUT", op,
+                         (int)kind);
+    }
+    if (kind == NSC_HOOK_INPUT && (index < 0 || index >= NSCI_MAX_MODULE_INPUTS)) {
+        return nsci_fail(NSC_ERR_ARG, "%s: input %d: expected 0..%d", op, index,
+                         NSCI_MAX_MODULE_INPUTS - 1);
+    }
+    if (kind == NSC_HOOK_OUTPUT && index != 0) {
+        return nsci_fail(NSC_ERR_ARG, "%s: output %d: expected 0 (one output)", op, index);
+    }
+    return NSC_OK;
+}
+
 nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index, int dim) {
-    if (!m || dim < -1 || dim >= NSC_MAX_DIMS ||
-        (kind == NSC_HOOK_INPUT && (index < 0 || index >= NSCI_MAX_MODULE_INPUTS)) ||
-        (kind == NSC_HOOK_OUTPUT && index != 0)) {
-        return nsci_fail(NSC_ERR_ARG, "module set_batch_dim: index %d, dim %d: out of range",
-                         index, dim);
+    if (is_null(m, "module_set_batch_dim")) {
+        return nsc_last_status();
+    }
+    if (check_batch_value("module_set_batch_dim", kind, index) != NSC_OK) {
+        return NSC_ERR_ARG;
+    }
+    if (dim < -1 || dim >= NSC_MAX_DIMS) {
+        return nsci_fail(NSC_ERR_ARG, "module_set_batch_dim: dim %d: expected -1 (none) or 0..%d",
+                         dim, NSC_MAX_DIMS - 1);
     }
     if (kind == NSC_HOOK_INPUT) {
         m->batch_dim_in[index] = dim;
@@ -456,13 +480,11 @@ nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index
 }
 
 int nsc_module_batch_dim(const nsc_module *m, nsc_hook_kind kind, int index) {
-    if (is_null(m, "module_batch_dim")) {
+    if (is_null(m, "module_batch_dim") ||
+        check_batch_value("module_batch_dim", kind, index) != NSC_OK) {
         return -1;
     }
-    if (kind == NSC_HOOK_OUTPUT) {
-        return m->batch_dim_out;
-    }
-    return (index >= 0 && index < NSCI_MAX_MODULE_INPUTS) ? m->batch_dim_in[index] : 0;
+    return kind == NSC_HOOK_OUTPUT ? m->batch_dim_out : m->batch_dim_in[index];
 }
 
 void nsc_module_set_slot(nsc_module *m, void *slot, void (*slot_free)(void *slot)) {

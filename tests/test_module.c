@@ -244,6 +244,75 @@ Test(module, batch_dims_and_slots) {
     cr_expect_eq(g_slot_frees, 1);
 }
 
+// An unknown hook kind or an out-of-range index is refused and changes
+// nothing; set_batch_dim(kind 7, index 5, dim -1) returned NSC_OK and wrote
+// the output's batch dim.
+Test(module, bad_batch_dim_values_are_refused_and_change_nothing) {
+    nsc_module *m = scale_module(1);
+    struct {
+        nsc_hook_kind kind;
+        int index, dim;
+        const char *text;
+    } bad[] = {
+        { (nsc_hook_kind)7, 5, -1, "module_set_batch_dim: kind 7: expected NSC_HOOK_INPUT or" },
+        { (nsc_hook_kind)-1, 0, 1, "kind -1" },
+        { NSC_HOOK_INPUT, 8, 1, "module_set_batch_dim: input 8: expected 0..7" },
+        { NSC_HOOK_INPUT, -1, 1, "input -1" },
+        { NSC_HOOK_OUTPUT, 1, 1, "module_set_batch_dim: output 1: expected 0" },
+        { NSC_HOOK_INPUT, 0, 8, "module_set_batch_dim: dim 8: expected -1 (none) or 0..7" },
+        { NSC_HOOK_OUTPUT, 0, -2, "dim -2" },
+    };
+    for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        nsc_clear_error();
+        cr_expect_eq(nsc_module_set_batch_dim(m, bad[i].kind, bad[i].index, bad[i].dim),
+                     NSC_ERR_ARG, "case %d", i);
+        cr_expect(strstr(nsc_last_error(), bad[i].text), "case %d: %s", i, nsc_last_error());
+        cr_expect_eq(nsc_module_batch_dim(m, NSC_HOOK_OUTPUT, 0), 0, "case %d: output", i);
+        for (int k = 0; k < 8; k++) {
+            cr_expect_eq(nsc_module_batch_dim(m, NSC_HOOK_INPUT, k), 0, "case %d: input %d", i, k);
+        }
+    }
+    nsc_clear_error();
+    cr_expect_eq(nsc_module_batch_dim(m, (nsc_hook_kind)99, 0), -1);
+    cr_expect(strstr(nsc_last_error(), "module_batch_dim: kind 99"), "%s", nsc_last_error());
+    nsc_clear_error();
+    cr_expect_eq(nsc_module_batch_dim(m, NSC_HOOK_INPUT, 8), -1);
+    cr_expect(strstr(nsc_last_error(), "module_batch_dim: input 8: expected 0..7"), "%s",
+              nsc_last_error());
+    nsc_clear_error();
+    nsc_module_free(m);
+}
+
+// An index past the end is an argument error naming the count (it was NULL
+// with no error recorded).
+Test(module, an_index_out_of_range_names_the_count) {
+    nsc_module *root = tree(); // 5 modules, 3 parameters, no buffer
+    int64_t before = nsct_live_blocks();
+    nsc_clear_error();
+    cr_expect_null(nsc_module_at(root, 99));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "module_at: index 99: expected 0..4 (5 modules)"), "%s",
+              nsc_last_error());
+    int64_t bad[3] = { -1, INT64_MIN, 3 };
+    for (int i = 0; i < 3; i++) {
+        nsc_clear_error();
+        const char *path = "unchanged";
+        cr_expect_null(nsc_module_param_at(root, bad[i], &path));
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "index %lld", (long long)bad[i]);
+        char want[96];
+        snprintf(want, sizeof want, "module_param_at: index %lld: expected 0..2 (3 parameters)",
+                 (long long)bad[i]);
+        cr_expect(strstr(nsc_last_error(), want), "%s", nsc_last_error());
+        cr_expect_str_eq(path, "unchanged");
+    }
+    nsc_clear_error();
+    cr_expect_null(nsc_module_buffer_at(root, 0, NULL));
+    cr_expect(strstr(nsc_last_error(), "module_buffer_at: index 0"), "%s", nsc_last_error());
+    nsc_clear_error();
+    cr_expect_eq(nsct_live_blocks(), before);
+    nsc_module_free(root);
+}
+
 Test(module, a_user_module_is_trainable) {
     nsc_module *root = tree();
     cr_assert_eq(nsc_module_requires_grad_(root, true), NSC_OK);

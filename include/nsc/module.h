@@ -79,14 +79,16 @@ nsc_module *nsc_module_find(nsc_module *root, const char *path);
 // --- iteration in a fixed order (pre-order; children and tensors in the
 // order they were added) ---
 
-// Number of modules in the tree (root included) / the i-th (borrowed).
+// Number of modules in the tree (root included) / the i-th (borrowed; NULL
+// with NSC_ERR_ARG naming the count for an index outside 0..n-1).
 int64_t nsc_module_n_modules(nsc_module *root);
 nsc_module *nsc_module_at(nsc_module *root, int64_t index);
 
 // Parameters (or buffers) of the whole tree, with their dotted paths
 // relative to root ("transformer.h.0.attn.c_attn.weight"). Borrowed; *path
 // lives in a per-thread buffer that the next _param_at / _buffer_at call on
-// the thread overwrites: copy it to keep it.
+// the thread overwrites: copy it to keep it. An index outside 0..n-1 gives
+// NULL with NSC_ERR_ARG naming the count.
 int64_t nsc_module_n_params(nsc_module *root);
 nsc_tensor *nsc_module_param_at(nsc_module *root, int64_t index, const char **path);
 int64_t nsc_module_n_buffers(nsc_module *root);
@@ -167,7 +169,9 @@ int64_t nsc_module_hook_dispatches(const nsc_module *m);
 
 // The batch dimension of the module's input i (kind INPUT) or of its output
 // (kind OUTPUT, index 0): where invokes are sliced. -1: the value has no
-// batch dimension and is shared whole. Default: 0 for every value.
+// batch dimension and is shared whole. Default: 0 for every value. An
+// unknown kind, an input outside 0..7, an output index other than 0 or a
+// dim outside -1..7 is NSC_ERR_ARG (set changes nothing; get returns -1).
 nsc_status nsc_module_set_batch_dim(nsc_module *m, nsc_hook_kind kind, int index, int dim);
 int nsc_module_batch_dim(const nsc_module *m, nsc_hook_kind kind, int index);
 
