@@ -219,16 +219,29 @@ TEST(f_and, a && b)
 TEST(f_or, a || b)
 TEST(f_not, !a)
 
-// NaN stays NaN; bounds as torch.clamp (min first, then max).
+// A clamp bound as T, as tensor/op_unary.c's bound_*: for int64 the
+// infinities (no bound) and integral bounds beyond its range saturate.
+template <typename T> __device__ T clamp_bound(double v) {
+    return (T)v;
+}
+template <> __device__ int64_t clamp_bound<int64_t>(double v) {
+    return v >= 9223372036854775808.0    ? INT64_MAX
+           : v <= -9223372036854775808.0 ? INT64_MIN
+                                         : (int64_t)v;
+}
+
+// NaN stays NaN; bounds as torch.clamp (min first, then max). -inf as min
+// and inf as max never bind; an infinity on the other side does.
 struct f_clamp {
     double s0, s1;
     template <typename T> __device__ T operator()(const T *x) const {
         T a = x[0];
-        if (!isinf(s0) && a < (T)s0) {
-            a = (T)s0;
+        const T lo = clamp_bound<T>(s0), hi = clamp_bound<T>(s1);
+        if (a < lo) {
+            a = lo;
         }
-        if (!isinf(s1) && a > (T)s1) {
-            a = (T)s1;
+        if (a > hi) {
+            a = hi;
         }
         return a;
     }

@@ -52,8 +52,10 @@ typedef enum nsc_gelu_approx {
 } nsc_gelu_approx;
 nsc_tensor *nsc_gelu(nsc_tensor *x, nsc_gelu_approx approx);
 
-// Clamps to [min, max]; pass -INFINITY / INFINITY for no bound. Bounds
-// promote as scalars do (above): on i64, 0.5 gives f32, 1e30 is refused.
+// Clamps to [min, max] (min first, then max); min -INFINITY / max INFINITY
+// mean no bound, any other bound binds (clamp(x, INFINITY, INFINITY) is inf).
+// Bounds that bind promote as scalars do (bool with integral bounds gives
+// i64); for i64, integral bounds beyond its range saturate to it. NaN bounds fail.
 nsc_tensor *nsc_clamp(nsc_tensor *x, double min, double max);
 
 // --- comparisons (bool results) and logic ---
