@@ -453,8 +453,13 @@ Test(reliability_inputs, scalars_that_do_not_fit_int64) {
     REFUSED(nsc_full_like(x, INFINITY), NSC_ERR_ARG, "full_like: value inf does not fit");
     REFUSED_STATUS(nsc_fill_(x, NAN), NSC_ERR_ARG, "fill_: [3]: value nan does not fit int64");
     REFUSED(nsc_masked_fill(x, none, 1e30), NSC_ERR_ARG, "masked_fill: [3], [3]: value 1e+30");
-    REFUSED(nsc_clamp(x, 1e30, INFINITY), NSC_ERR_ARG, "clamp: [3]: min 1e+30 does not fit");
-    REFUSED(nsc_clamp(x, -INFINITY, -two63 * 2), NSC_ERR_ARG, "max -1.84467e+19 does not fit");
+    // clamp's integral bounds past int64 saturate (so (double)INT64_MAX, which
+    // is 2^63, means "no upper bound" for an i64 tensor).
+    nsc_tensor *five = nsc_full(NSC_I64, NSC_CPU, NSC_SHAPE(1), 5);
+    cr_expect_eq(i64_of(nsc_clamp(five, 1e30, INFINITY)), INT64_MAX, "min 1e30 saturates");
+    cr_expect_eq(i64_of(nsc_clamp(five, -INFINITY, -two63 * 2)), INT64_MIN, "max saturates");
+    cr_expect_eq(i64_of(nsc_clamp(five, 0, two63)), 5, "max (double)INT64_MAX binds nothing");
+    nsc_free(five);
     REFUSED(nsc_linspace(0, 1e30, 3, NSC_I64), NSC_ERR_ARG, "linspace: value 1e+30");
     REFUSED(nsc_linspace(NAN, 0, 3, NSC_I64), NSC_ERR_ARG, "linspace: value nan");
     expect_unchanged(x, x_copy, "refused fill_");
