@@ -78,17 +78,18 @@ nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t 
     if (!c) {
         return nsc_last_status();
     }
-    if (c->dtype == dtype && nsci_is_contiguous(c) && n > 0) {
+    // Any other layout or dtype goes through the copy kernel, which converts
+    // as to_dtype does: i64 stays exact (a double holds only 53 bits).
+    if (n > 0 && (c->dtype != dtype || !nsci_is_contiguous(c))) {
+        nsc_tensor *converted = nsci_cpu_convert(c, dtype);
+        nsc_free(c);
+        if (!converted) {
+            return nsc_last_status();
+        }
+        c = converted;
+    }
+    if (n > 0) {
         memcpy(dst, nsci_data_ptr(c), (size_t)n * elem);
-    } else if (c->dtype == dtype) {
-        // Bytes, not through double: i64 beyond 2^53 stays exact.
-        for (int64_t i = 0; i < n; i++) {
-            memcpy((char *)dst + (size_t)i * elem, element_at(c, i), elem);
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            nsci_store((char *)dst + (size_t)i * elem, dtype, load_at(c, i));
-        }
     }
     nsc_free(c);
     return NSC_OK;
@@ -154,6 +155,56 @@ void nsc_tensor_print(nsc_tensor *t, FILE *f) {
     nsc_free(c);
 }
 
+static bool is_integer_dtype(const nsc_tensor *t) {
+    return t->dtype == NSC_I64 || t->dtype == NSC_BOOL;
+}
+
+static int64_t load_i64_at(const nsc_tensor *t, int64_t i) {
+    const char *p = (const char *)t->storage->data +
+                    (size_t)element_offset(t, i) * nsc_dtype_size((nsc_dtype)t->dtype);
+    return t->dtype == NSC_BOOL ? *(const uint8_t *)p != 0 : *(const int64_t *)p;
+}
+
+// |x - y| as a double: the difference is below 2^64, so it fits a uint64.
+static double i64_distance(int64_t x, int64_t y) {
+    return (double)(x > y ? (uint64_t)x - (uint64_t)y : (uint64_t)y - (uint64_t)x);
+}
+
+// Element i as torch.isclose: equal values (infinities too) are close, else
+// only a finite |a - b| <= atol + rtol * |b|; NaNs are close to each other
+// when equal_nan. Two integers compare exactly (a double holds 53 bits).
+static bool close_at(const nsc_tensor *a, const nsc_tensor *b, int64_t i, double rtol, double atol,
+                     bool equal_nan) {
+    if (is_integer_dtype(a) && is_integer_dtype(b)) {
+        int64_t x = load_i64_at(a, i), y = load_i64_at(b, i);
+        return x == y || i64_distance(x, y) <= atol + rtol * fabs((double)y);
+    }
+    double x = load_at(a, i), y = load_at(b, i);
+    if (isnan(x) || isnan(y)) {
+        return equal_nan && isnan(x) && isnan(y);
+    }
+    return x == y || (isfinite(x - y) && fabs(x - y) <= atol + rtol * fabs(y));
+}
+
+static void report_mismatch(const nsc_tensor *a, const nsc_tensor *b, int64_t i, double rtol,
+                            double atol) {
+    double x = load_at(a, i), y = load_at(b, i), diff = fabs(x - y);
+    char sx[32], sy[32];
+    if (is_integer_dtype(a) && is_integer_dtype(b)) {
+        int64_t xi = load_i64_at(a, i), yi = load_i64_at(b, i);
+        snprintf(sx, sizeof sx, "%lld", (long long)xi);
+        snprintf(sy, sizeof sy, "%lld", (long long)yi);
+        diff = i64_distance(xi, yi);
+    } else {
+        snprintf(sx, sizeof sx, "%.9g", x);
+        snprintf(sy, sizeof sy, "%.9g", y);
+    }
+    nsci_fail(NSC_ERR_ARG,
+              "allclose: element %lld differs: %s vs %s (|diff| %.3g > atol %g + rtol %g * |b|; "
+              "an infinity is close only to an equal one)",
+              (long long)i, sx, sy, diff, atol, rtol);
+}
+
 bool nsc_allclose(nsc_tensor *a, nsc_tensor *b, double rtol, double atol, bool equal_nan) {
     if (!a || !b) {
         return false;
@@ -169,14 +220,8 @@ bool nsc_allclose(nsc_tensor *a, nsc_tensor *b, double rtol, double atol, bool e
     bool ok = ca && cb;
     int64_t n = nsci_numel(a->ndim, a->shape);
     for (int64_t i = 0; ok && i < n; i++) {
-        double x = load_at(ca, i), y = load_at(cb, i);
-        bool close = (isnan(x) || isnan(y)) ? (equal_nan && isnan(x) && isnan(y))
-                                             : (x == y || fabs(x - y) <= atol + rtol * fabs(y));
-        if (!close) {
-            nsci_fail(NSC_ERR_ARG,
-                      "allclose: element %lld differs: %.9g vs %.9g (|diff| %.3g > atol %g + "
-                      "rtol %g * |b|)",
-                      (long long)i, x, y, fabs(x - y), atol, rtol);
+        if (!close_at(ca, cb, i, rtol, atol, equal_nan)) {
+            report_mismatch(ca, cb, i, rtol, atol);
             ok = false;
         }
     }

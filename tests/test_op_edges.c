@@ -17,6 +17,85 @@ static nsc_tensor *i64_values(int ndim, const int64_t *shape, const int64_t *val
     return t;
 }
 
+static nsc_tensor *f32_values(int64_t n, const float *values) {
+    nsc_tensor *t = nsc_from_data(NSC_F32, 1, &n, values);
+    cr_assert(t, "%s", nsc_last_error());
+    return t;
+}
+
+// --- copy_to ---
+
+// torch: x.t().contiguous() keeps every int64; float() of 2^54 + 2^30 + 1
+// rounds once, to 2^54 + 2^31 (through a double it would round twice, to 2^54).
+Test(op_edges, copy_to_keeps_int64_exact_in_any_layout) {
+    const int64_t big = INT64_MAX, odd = (INT64_C(1) << 53) + 1;
+    nsc_tensor *a = i64_values(NSC_SHAPE(2, 2), (int64_t[]){ big, odd, 1, 2 });
+    nsc_tensor *t = nsc_transpose(a, 0, 1);
+    int64_t got[4] = { 0 };
+    cr_assert_eq(nsc_tensor_copy_to(t, NSC_I64, got, sizeof got), NSC_OK, "%s", nsc_last_error());
+    const int64_t want[4] = { big, 1, odd, 2 };
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(got[i], want[i], "element %d: %lld, expected %lld", i, (long long)got[i],
+                     (long long)want[i]);
+    }
+    double as_f64[4];
+    cr_assert_eq(nsc_tensor_copy_to(t, NSC_F64, as_f64, sizeof as_f64), NSC_OK);
+    cr_expect_eq(as_f64[2], 9007199254740992.0, "2^53 + 1 as f64: %.17g", as_f64[2]);
+
+    const int64_t twice = (INT64_C(1) << 54) + (INT64_C(1) << 30) + 1;
+    nsc_tensor *c = i64_values(NSC_SHAPE(2), (int64_t[]){ twice, 0 });
+    nsc_tensor *s = nsc_slice(c, 0, 0, 2, 2); // stepped: not the memcpy path
+    float f = 0;
+    cr_assert_eq(nsc_tensor_copy_to(s, NSC_F32, &f, sizeof f), NSC_OK);
+    cr_expect_eq(f, 18014400656965632.0f, "2^54 + 2^30 + 1 as f32: %.17g", (double)f);
+    nsc_free(s);
+    nsc_free(c);
+    nsc_free(t);
+    nsc_free(a);
+}
+
+// --- allclose ---
+
+// torch.allclose: an infinity is close only to an equal infinity, whatever
+// the tolerances; NaN only to NaN with equal_nan.
+Test(op_edges, allclose_infinities_and_nans_as_torch) {
+    nsc_tensor *one = f32_values(1, (float[]){ 1 });
+    nsc_tensor *inf = f32_values(1, (float[]){ INFINITY });
+    nsc_tensor *ninf = f32_values(1, (float[]){ -INFINITY });
+    nsc_tensor *nan = f32_values(1, (float[]){ NAN });
+    cr_expect(!nsc_allclose(one, inf, 1e-5, 1e-8, false), "1 vs inf");
+    cr_expect(strstr(nsc_last_error(), "allclose: element 0 differs: 1 vs inf"), "%s",
+              nsc_last_error());
+    nsc_clear_error();
+    cr_expect(!nsc_allclose(inf, one, 1e-5, 1e-8, false), "inf vs 1");
+    cr_expect(!nsc_allclose(ninf, inf, 1e-5, 1e-8, false), "-inf vs inf");
+    cr_expect(!nsc_allclose(inf, nan, 1e-5, 1e-8, true), "inf vs nan");
+    nsc_clear_error();
+    cr_expect(nsc_allclose(inf, inf, 1e-5, 1e-8, false), "inf vs inf: %s", nsc_last_error());
+    cr_expect(nsc_allclose(ninf, ninf, 0, 0, false), "-inf vs -inf");
+    cr_expect(nsc_allclose(nan, nan, 0, 0, true), "nan vs nan, equal_nan");
+    cr_expect(!nsc_allclose(nan, nan, 0, 0, false), "nan vs nan");
+    nsc_clear_error();
+    nsc_free(one);
+    nsc_free(inf);
+    nsc_free(ninf);
+    nsc_free(nan);
+}
+
+// torch.allclose(tensor([2**53 + 1]), tensor([2**53]), rtol=0, atol=0) is
+// False (atol=1: True): integers compare exactly, not as doubles.
+Test(op_edges, allclose_compares_int64_exactly) {
+    nsc_tensor *a = i64_values(NSC_SHAPE(1), (int64_t[]){ (INT64_C(1) << 53) + 1 });
+    nsc_tensor *b = i64_values(NSC_SHAPE(1), (int64_t[]){ INT64_C(1) << 53 });
+    cr_expect(!nsc_allclose(a, b, 0, 0, false), "2^53 + 1 vs 2^53 exactly");
+    cr_expect(strstr(nsc_last_error(), "9007199254740993 vs 9007199254740992 (|diff| 1 >"), "%s",
+              nsc_last_error());
+    nsc_clear_error();
+    cr_expect(nsc_allclose(a, b, 0, 1, false), "within atol 1: %s", nsc_last_error());
+    nsc_free(a);
+    nsc_free(b);
+}
+
 // --- int64 scalars ---
 
 // torch.eq(tensor([9210000000000000001]), 9210000000000000000) is False: a

@@ -139,17 +139,19 @@ void *nsc_tensor_data(nsc_tensor *t);
 // NAN with an error when t has more than one element or no data.
 double nsc_tensor_item(nsc_tensor *t);
 
-// Copies t's values, row-major and converted to dtype, into dst (capacity
-// dst_bytes). Works on any layout and device with data; to its own dtype the
-// bytes are copied (i64 beyond 2^53 stays exact), to another through double.
+// Copies t's values, row-major and converted to dtype as nsc_to_dtype does
+// (i64 to i64 exactly), into dst (capacity dst_bytes). Works on any layout
+// and device with data.
 nsc_status nsc_tensor_copy_to(nsc_tensor *t, nsc_dtype dtype, void *dst, size_t dst_bytes);
 
 // Writes a readable rendering (shape, dtype, device, values; long dims
 // abbreviated; floats with 4 decimals, i64 exactly) to f.
 void nsc_tensor_print(nsc_tensor *t, FILE *f);
 
-// True when a and b have the same shape and |a-b| <= atol + rtol*|b| everywhere
-// (NaNs equal when equal_nan). Sets an error describing the first mismatch.
+// True when a and b have the same shape and every pair is close as in
+// torch.allclose: equal, or |a-b| <= atol + rtol*|b| with a finite |a-b| (so
+// an infinity is close only to an equal one); NaNs equal when equal_nan;
+// integers compare exactly. Sets an error describing the first mismatch.
 bool nsc_allclose(nsc_tensor *a, nsc_tensor *b, double rtol, double atol, bool equal_nan);
 
 // --- random ---
