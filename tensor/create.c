@@ -90,6 +90,17 @@ static void fill_sequence(nsc_tensor *t, double start, double step) {
     int64_t n = nsci_numel(t->ndim, t->shape);
     char *p = nsci_data_ptr(t);
     size_t elem = nsc_dtype_size((nsc_dtype)t->dtype);
+    // Integral i64 bounds count in int64, as torch does: start + i * step in
+    // double loses the last bits beyond 2^53. The values lie in [start, end),
+    // so the sum, done modulo 2^64 (i * step alone may exceed int64), is exact.
+    if (t->dtype == NSC_I64 && nsci_fits_i64(start) && nsci_fits_i64(step) &&
+        start == floor(start) && step == floor(step)) {
+        uint64_t first = (uint64_t)(int64_t)start, by = (uint64_t)(int64_t)step;
+        for (int64_t i = 0; i < n; i++) {
+            ((int64_t *)p)[i] = (int64_t)(first + (uint64_t)i * by);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         nsci_store(p + (size_t)i * elem, (nsc_dtype)t->dtype, start + (double)i * step);
     }

@@ -118,3 +118,23 @@ Test(op_edges, int64_scalar_from_two_to_the_63_is_refused) {
     cr_expect_eq(nsct_item_free(nsc_add_scalar(x, -0x1p63)), -0x1p63 + 1);
     nsc_free(x);
 }
+
+// --- arange ---
+
+// torch.arange(2**53, 2**53 + 4, dtype=torch.int64) and its mirror counting
+// down: every value exact, where start + i * step in double repeats values.
+Test(op_edges, arange_int64_counts_exactly_past_two_to_the_53) {
+    const int64_t base = INT64_C(1) << 53;
+    nsc_tensor *up = nsc_arange(0x1p53, 0x1p53 + 4, 1, NSC_I64);
+    nsc_tensor *down = nsc_arange(-0x1p53, -0x1p53 - 4, -1, NSC_I64);
+    cr_assert(up && down, "%s", nsc_last_error());
+    int64_t u[4], d[4];
+    cr_assert_eq(nsc_tensor_copy_to(up, NSC_I64, u, sizeof u), NSC_OK);
+    cr_assert_eq(nsc_tensor_copy_to(down, NSC_I64, d, sizeof d), NSC_OK);
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(u[i], base + i, "up %d: %lld", i, (long long)u[i]);
+        cr_expect_eq(d[i], -base - i, "down %d: %lld", i, (long long)d[i]);
+    }
+    nsc_free(up);
+    nsc_free(down);
+}
