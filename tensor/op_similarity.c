@@ -6,11 +6,11 @@
 
 #include "tensor/tensor_impl.h"
 
-// n clamped below at eps in value only: n + detach(max(n, eps) - n). Its
+// n clamped to [lo, hi] in value only: n + detach(clamp(n, lo, hi) - n). Its
 // gradient is n's, as torch 2's cosine_similarity (clamp_min_ under
 // no_grad), so a vector shorter than eps still passes its norm's gradient.
-static nsc_tensor *clamp_value(nsc_tensor *n, double eps) {
-    nsc_tensor *clamped = nsc_clamp(n, eps, HUGE_VAL);
+static nsc_tensor *clamp_value(nsc_tensor *n, double lo, double hi) {
+    nsc_tensor *clamped = nsc_clamp(n, lo, hi);
     nsc_tensor *shift = nsc_sub(clamped, n);
     nsc_tensor *fixed = nsc_detach(shift);
     nsc_tensor *out = nsc_add(n, fixed);
@@ -70,11 +70,14 @@ nsc_tensor *nsc_cosine_similarity(nsc_tensor *x1, nsc_tensor *x2, int dim, doubl
     // As torch: both broadcast first, so each norm runs over the common dim.
     nsc_tensor *e1 = nsc_expand(x1, ndim, shape), *e2 = nsc_expand(x2, ndim, shape);
     nsc_tensor *n1 = nsc_norm(e1, 2, 1, &dim, true), *n2 = nsc_norm(e2, 2, 1, &dim, true);
-    nsc_tensor *c1 = clamp_value(n1, eps), *c2 = clamp_value(n2, eps);
+    nsc_tensor *c1 = clamp_value(n1, eps, HUGE_VAL), *c2 = clamp_value(n2, eps, HUGE_VAL);
     nsc_tensor *u1 = nsc_div(e1, c1), *u2 = nsc_div(e2, c2);
     nsc_tensor *prod = nsc_mul(u1, u2);
-    nsc_tensor *out = nsc_sum(prod, 1, &dim, false);
-    nsc_tensor *temps[] = { e1, e2, n1, n2, c1, c2, u1, u2, prod };
+    nsc_tensor *sum = nsc_sum(prod, 1, &dim, false);
+    // Rounding can take the sum just past 1 (1.00000012 for two equal f32
+    // vectors); the value is clamped to [-1, 1], the gradient left as is.
+    nsc_tensor *out = clamp_value(sum, -1, 1);
+    nsc_tensor *temps[] = { e1, e2, n1, n2, c1, c2, u1, u2, prod, sum };
     for (int i = 0; i < NSCI_ARRAY_LEN(temps); i++) {
         nsc_free(temps[i]);
     }

@@ -138,3 +138,31 @@ Test(op_edges, arange_int64_counts_exactly_past_two_to_the_53) {
     nsc_free(up);
     nsc_free(down);
 }
+
+// --- cosine similarity ---
+
+// A vector with itself sums to 1.00000012 in f32 (torch 2 too: 1.0000001192);
+// the value is clamped to 1 and the gradient left as computed, which is
+// torch's to rounding: [-8.9e-08, -3.0e-08, -3.0e-08, 6.0e-08].
+Test(op_edges, cosine_similarity_stays_in_minus_one_one) {
+    const float v[4] = { 1.02465796f, 0.492034644f, 0.376926571f, -0.958064437f };
+    nsc_tensor *x = f32_values(4, v), *y = f32_values(4, v);
+    cr_assert_eq(nsc_requires_grad_(x, true), NSC_OK);
+    nsc_tensor *c = nsc_cosine_similarity(x, y, 0, 1e-8);
+    cr_assert(c, "%s", nsc_last_error());
+    double value = nsc_tensor_item(c);
+    cr_expect(value <= 1.0 && value >= 1.0 - 1.2e-7, "cos(x, x) = %.9g", value);
+    cr_assert_eq(nsc_backward(c, NULL, false), NSC_OK, "%s", nsc_last_error());
+    double *g = nsct_values_of(nsc_tensor_get_grad(x));
+    const double torch_grad[4] = { -8.940696716308594e-08, -2.9802322387695312e-08,
+                                   -2.9802322387695312e-08, 5.960464477539063e-08 };
+    for (int i = 0; i < 4; i++) {
+        // f32 rounding of a gradient that is 0 in exact arithmetic
+        cr_expect(fabs(g[i] - torch_grad[i]) < 5e-7, "grad %d: %g, torch %g", i, g[i],
+                  torch_grad[i]);
+    }
+    free(g);
+    nsc_free(c);
+    nsc_free(x);
+    nsc_free(y);
+}

@@ -65,9 +65,10 @@ nsc_tensor *nsc_vector_norm(nsc_tensor *x, double ord, int ndims, const int *dim
 nsc_tensor *nsc_normalize(nsc_tensor *x, double p, int dim, double eps);
 // torch.nn.functional.cosine_similarity along dim (torch's eps 1e-8): x1 and
 // x2 broadcast, then sum((x1 / max(||x1||, eps)) * (x2 / max(||x2||, eps)))
-// over dim, as torch 2 computes it (each divided by its norm first, so the
-// result stays in [-1, 1]; the clamp bounds the value only, the norms'
-// gradient passes through it). Composed of public ops: every device, graphs.
+// over dim, as torch 2 computes it (each divided by its norm first). The max
+// with eps bounds the value only, the norms' gradient passes through it; the
+// result is clamped to [-1, 1] the same way (rounding can pass 1 by an ulp).
+// Composed of public ops: every device, graphs.
 nsc_tensor *nsc_cosine_similarity(nsc_tensor *x1, nsc_tensor *x2, int dim, double eps);
 
 // Softmax / log-softmax along dim, subtracting the max first.
