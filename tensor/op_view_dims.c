@@ -383,11 +383,17 @@ nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, ns
         return nsci_fail(NSC_ERR_ARG, "split: out and n_out must not be NULL");
     }
     int d = nsci_wrap_dim(dim, x->ndim);
-    if (d < 0 || x->ndim == 0 || split_size <= 0) {
+    if (d < 0 || x->ndim == 0 || split_size < 0) {
         return nsci_fail(NSC_ERR_ARG, "split: dim %d, split_size %lld: bad arguments for rank %d",
                          dim, (long long)split_size, x->ndim);
     }
     int64_t size = x->shape[d];
+    if (split_size == 0 && size != 0) { // torch: a size-0 dim splits into one empty piece
+        return nsci_fail(NSC_ERR_ARG,
+                         "split: split_size 0 along dim %d of size %lld: expected "
+                         "split_size >= 1 (0 only for a size-0 dim)",
+                         dim, (long long)size);
+    }
     int64_t pieces = size == 0 ? 1 : 1 + (size - 1) / split_size; // no overflow near INT64_MAX
     if (pieces > max_out) {
         return nsci_fail(NSC_ERR_ARG, "split: %lld pieces do not fit in %d outputs",

@@ -166,3 +166,19 @@ Test(op_edges, cosine_similarity_stays_in_minus_one_one) {
     nsc_free(x);
     nsc_free(y);
 }
+
+// --- split ---
+
+// torch.split(torch.empty(0), 0) gives one empty piece; split_size 0 on a
+// non-empty dim stays refused (tests/test_reliability_inputs.c).
+Test(op_edges, split_of_a_size_zero_dim_gives_one_empty_piece) {
+    nsc_tensor *x = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(0));
+    nsc_tensor *out[2] = { NULL, NULL };
+    int n_out = -1;
+    cr_assert_eq(nsc_split(x, 0, 0, 2, out, &n_out), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(n_out, 1);
+    cr_expect(out[0] && nsc_tensor_numel(out[0]) == 0 && nsc_tensor_ndim(out[0]) == 1);
+    cr_expect_null(out[1]);
+    nsc_free(out[0]);
+    nsc_free(x);
+}

@@ -46,8 +46,9 @@ nsc_tensor *nsc_as_strided(nsc_tensor *x, int ndim, const int64_t *shape, const 
                            int64_t offset);
 
 // Splits x along dim into pieces of split_size (the last may be smaller), as
-// views. Writes up to max_out new references into out and their count into
-// *n_out; fails (writing nothing) if more pieces than max_out would result.
+// views; a size-0 dim gives one empty piece (split_size may then be 0). Writes
+// up to max_out new references into out and their count into *n_out; fails
+// (writing nothing) if more pieces than max_out would result.
 nsc_status nsc_split(nsc_tensor *x, int64_t split_size, int dim, int max_out, nsc_tensor **out,
                      int *n_out);
 // Splits x into `chunks` near-equal views along dim (torch.chunk); an empty
