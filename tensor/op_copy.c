@@ -98,7 +98,7 @@ static nsc_status contiguous_infer(nsci_call *c) {
     nsci_meta *m = &c->meta[0];
     meta_like(m, x, (nsc_dtype)x->dtype);
     if (nsci_is_contiguous(x)) {
-        // Already contiguous: the result is x itself, as a view of all of it.
+        // Already contiguous: the result is a new view of all of x.
         memcpy(m->stride, x->stride, sizeof x->stride);
         m->offset = x->offset;
         m->is_view = true;

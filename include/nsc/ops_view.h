@@ -62,13 +62,16 @@ nsc_tensor *nsc_detach(nsc_tensor *x);
 
 // --- copies and conversions ---
 
-// x itself (a new reference) when contiguous, else a contiguous copy.
+// When x is contiguous, a new tensor viewing all of x (same storage, shape
+// and strides: writes through one show in the other; torch returns x
+// itself); else a contiguous copy.
 nsc_tensor *nsc_contiguous(nsc_tensor *x);
 // A contiguous copy that shares nothing with x.
 nsc_tensor *nsc_clone(nsc_tensor *x);
-// x converted to dtype (a new reference to x when it already has it).
+// x converted to dtype; when x already has it, a new tensor viewing all of x,
+// as nsc_contiguous does.
 nsc_tensor *nsc_to_dtype(nsc_tensor *x, nsc_dtype dtype);
-// x copied to device (a new reference to x when already there).
+// x copied to device; when already there, a new tensor viewing all of x.
 nsc_tensor *nsc_to(nsc_tensor *x, nsc_device device);
 
 // --- in-place ---
