@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda/cuda_impl.h"
+#include "tensor/convert.h"
 #include "tensor/op_params.h"
 
 // out = fn(in...) computed in dtype compute.
@@ -139,7 +140,7 @@ static nsc_status compare_cuda(nsci_call *c) {
 static nsc_status compare_scalar_cuda(nsci_call *c) {
     double v = ((const scalar_params *)c->params)->value;
     nsc_dtype t = nsci_scalar_result_type((nsc_dtype)c->in[0]->dtype, v);
-    if (t == NSC_I64 && !nsci_fits_i64(v)) {
+    if (!nsci_scalar_fits(t, v)) {
         t = NSC_F64; // a huge or infinite scalar compares exactly in f64
     }
     nsci_cuda_ew_fn fn = (nsci_cuda_ew_fn)(NSCI_EW_EQ_S + (c->op - NSC_OP_eq_scalar));

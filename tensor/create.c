@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/convert.h"
 #include "tensor/tensor_impl.h"
 
 static nsc_status check_dtype(const char *op, nsc_dtype dtype) {
@@ -93,7 +94,7 @@ static void fill_sequence(nsc_tensor *t, double start, double step) {
     // Integral i64 bounds count in int64, as torch does: start + i * step in
     // double loses the last bits beyond 2^53. The values lie in [start, end),
     // so the sum, done modulo 2^64 (i * step alone may exceed int64), is exact.
-    if (t->dtype == NSC_I64 && nsci_fits_i64(start) && nsci_fits_i64(step) &&
+    if (t->dtype == NSC_I64 && nsci_scalar_fits(NSC_I64, start) && nsci_scalar_fits(NSC_I64, step) &&
         start == floor(start) && step == floor(step)) {
         uint64_t first = (uint64_t)(int64_t)start, by = (uint64_t)(int64_t)step;
         for (int64_t i = 0; i < n; i++) {

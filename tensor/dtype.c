@@ -71,10 +71,6 @@ nsc_dtype nsci_scalar_result_type(nsc_dtype t, double scalar) {
     return NSC_I64;
 }
 
-bool nsci_fits_i64(double v) {
-    return v >= -0x1p63 && v < 0x1p63;
-}
-
 double nsci_load(const void *p, nsc_dtype dtype) {
     switch (dtype) {
         case NSC_F32:

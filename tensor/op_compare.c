@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/convert.h"
 #include "tensor/op_params.h"
 #include "tensor/pointwise.h"
 
@@ -100,7 +101,7 @@ static nsc_status compare_scalar_infer(nsci_call *c) {
 static nsc_status compare_scalar_cpu(nsci_call *c) {
     double value = ((const scalar_params *)c->params)->value;
     nsc_dtype t = nsci_scalar_result_type((nsc_dtype)c->in[0]->dtype, value);
-    if (t == NSC_I64 && !nsci_fits_i64(value)) {
+    if (!nsci_scalar_fits(t, value)) {
         t = NSC_F64; // a huge or infinite scalar compares exactly in f64
     }
     int col = t == NSC_F32 ? 0 : t == NSC_F64 ? 1 : 2;

@@ -288,8 +288,6 @@ static inline bool nsci_is_float(nsc_dtype d) {
 // Result dtype of tensor (op) scalar: a float scalar makes an integer or bool
 // tensor f32; an integral one keeps the tensor's dtype (bool becomes i64).
 nsc_dtype nsci_scalar_result_type(nsc_dtype t, double scalar);
-// True when -2^63 <= v < 2^63: v truncates to an int64 (NaN does not).
-bool nsci_fits_i64(double v);
 
 // Broadcasts the shapes of the inputs into meta (failing the call with a
 // message naming the dims that disagree).
