@@ -172,7 +172,7 @@ ASAN_BUILD := build/asan$(patsubst $(MODE)%,%,$(CONFIG))
 
 asan: deps
 	@$(MAKE) --no-print-directory MODE=asan test-bin
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    NSC_BUILD=$(ASAN_BUILD) NSC_LINK_FLAGS="-fsanitize=address,undefined $(LDLIBS)" \
 	    $(ASAN_BUILD)/tests/nsc_tests --jobs $(TEST_JOBS) $(TEST_ARGS)
 
