@@ -144,3 +144,16 @@ nsc_tensor *nsct_chain_input(int64_t rows, double start) {
     nsc_free(s);
     return x;
 }
+
+void nsct_chain_start(nsct_chain_trace *f, int n_blocks) {
+    f->model = nsct_chain_model(n_blocks, 4);
+    f->x = nsct_chain_input(2, 0);
+    f->tr = nsc_trace_new(f->model);
+    f->inv = nsc_trace_invoke(f->tr, 1, &f->x);
+}
+
+void nsct_chain_finish(nsct_chain_trace *f) {
+    nsc_trace_free(f->tr);
+    nsc_free(f->x);
+    nsc_module_free(f->model);
+}

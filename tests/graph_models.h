@@ -13,6 +13,16 @@ nsc_module *nsct_chain_model(int n_blocks, int64_t width);
 // x [rows, 4] f32: 0.1 * (start, start + 1, ...), an input of the chain model.
 nsc_tensor *nsct_chain_input(int64_t rows, double start);
 
+// A trace on the chain model with one invoke of nsct_chain_input(2, 0).
+typedef struct nsct_chain_trace {
+    nsc_module *model;
+    nsc_tensor *x;
+    nsc_trace *tr;
+    nsc_invoke *inv;
+} nsct_chain_trace;
+void nsct_chain_start(nsct_chain_trace *f, int n_blocks);
+void nsct_chain_finish(nsct_chain_trace *f);
+
 // root -> inner: inner's input and output are [T, B, C] with the batch on
 // dim 1 (declared), y = x * 2 + bias where bias [C] has no batch dim.
 // Root input x [T, B, C]; root output = inner output.

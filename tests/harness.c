@@ -345,3 +345,14 @@ locale_t nsct_comma_locale(void) {
     }
     return loc;
 }
+
+char *nsct_printed(nsc_tensor *t) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    if (out) {
+        nsc_tensor_print(t, out);
+        fclose(out);
+    }
+    return text;
+}

@@ -103,6 +103,9 @@ bool nsct_close(nsc_tensor *got, nsc_tensor *want, nsct_tol tol, char *why, size
 double nsct_sum(nsc_tensor *t);
 double nsct_flat(nsc_tensor *t, int64_t i);
 
+// What nsc_tensor_print writes for t (caller frees).
+char *nsct_printed(nsc_tensor *t);
+
 // Live allocator blocks now (for leak checks around a test body).
 int64_t nsct_live_blocks(void);
 

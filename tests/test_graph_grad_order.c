@@ -10,32 +10,12 @@
 #include "tests/graph_models.h"
 #include "tests/harness.h"
 
-typedef struct fixture {
-    nsc_module *model;
-    nsc_tensor *x;
-    nsc_trace *tr;
-    nsc_invoke *inv;
-} fixture;
-
-static void start(fixture *f) {
-    f->model = nsct_chain_model(2, 4);
-    f->x = nsct_chain_input(2, 0);
-    f->tr = nsc_trace_new(f->model);
-    f->inv = nsc_trace_invoke(f->tr, 1, &f->x);
-}
-
-static void finish(fixture *f) {
-    nsc_trace_free(f->tr);
-    nsc_free(f->x);
-    nsc_module_free(f->model);
-}
-
-static nsc_tensor *loss_of(fixture *f, bool squared) {
+static nsc_tensor *loss_of(nsct_chain_trace *f, bool squared) {
     nsc_tensor *out = nsc_invoke_output(f->inv, "", 0);
     return nsc_sum_all(squared ? nsc_mul(out, out) : out);
 }
 
-static nsc_tensor *got(fixture *f, nsc_tensor *proxy) {
+static nsc_tensor *got(nsct_chain_trace *f, nsc_tensor *proxy) {
     nsc_tensor *v = nsc_trace_get(f->tr, proxy);
     cr_assert(v, "%s", nsc_last_error());
     return v;
@@ -43,13 +23,13 @@ static nsc_tensor *got(fixture *f, nsc_tensor *proxy) {
 
 // h.0's gradient for one loss, from a trace with one backward pass.
 static nsc_tensor *one_pass(bool squared) {
-    fixture f;
-    start(&f);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *g = nsc_save(nsc_proxy_grad(nsc_invoke_output(f.inv, "h.0", 0)));
     nsc_trace_backward(loss_of(&f, squared), false);
     cr_assert_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
     nsc_tensor *v = got(&f, g);
-    finish(&f);
+    nsct_chain_finish(&f);
     return v;
 }
 
@@ -58,8 +38,8 @@ static nsc_tensor *one_pass(bool squared) {
 // first kept them) or after it (then unrecorded: a zero gradient).
 static void two_passes(bool late) {
     nsc_tensor *want1 = one_pass(true), *want2 = one_pass(false);
-    fixture f;
-    start(&f);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *h0 = nsc_invoke_output(f.inv, "h.0", 0);
     nsc_tensor *loss1 = loss_of(&f, true);
     nsc_tensor *loss2 = late ? NULL : loss_of(&f, false);
@@ -79,7 +59,7 @@ static void two_passes(bool late) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         nsc_free(all[i]);
     }
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 Test(graph_grad_order, a_backward_pass_runs_nothing_created_after_it) {
@@ -90,8 +70,8 @@ Test(graph_grad_order, a_backward_pass_runs_nothing_created_after_it) {
 // torch: a forward hook returning h * 2 and the replacement's .grad (half
 // the original's, since d loss / d h = 2 * d loss / d (2h)).
 Test(graph_grad_order, the_gradient_of_a_read_after_set_output_is_the_replacements) {
-    fixture f;
-    start(&f);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *h0 = nsc_invoke_output(f.inv, "h.0", 0);
     nsc_tensor *g_before = nsc_save(nsc_proxy_grad(h0));
     cr_assert_eq(nsc_invoke_set_output(f.inv, "h.0", 0, nsc_mul_scalar(h0, 2.0)), NSC_OK, "%s",
@@ -107,21 +87,21 @@ Test(graph_grad_order, the_gradient_of_a_read_after_set_output_is_the_replacemen
     nsc_free(before);
     nsc_free(after);
     nsc_free(twice);
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 Test(graph_grad_order, a_set_grad_may_not_need_a_later_gradient) {
-    fixture f;
-    start(&f);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *g0 = nsc_proxy_grad(nsc_invoke_output(f.inv, "h.0", 0));
     nsc_tensor *h1 = nsc_invoke_output(f.inv, "h.1", 0);
     cr_expect_eq(nsc_proxy_set_grad(h1, nsc_mul_scalar(g0, 0.0)), NSC_ERR_STATE);
     cr_expect(strstr(nsc_last_error(), "set_grad of h.1 output needs the gradient of h.0 output, "
                                        "which arrives later in the backward pass"),
               "%s", nsc_last_error());
-    finish(&f);
+    nsct_chain_finish(&f);
     // The other way round is the order gradients arrive in: h.1's, then h.0's.
-    start(&f);
+    nsct_chain_start(&f, 2);
     nsc_tensor *h0 = nsc_invoke_output(f.inv, "h.0", 0);
     nsc_tensor *g1 = nsc_proxy_grad(nsc_invoke_output(f.inv, "h.1", 0));
     nsc_tensor *g0_after = nsc_save(nsc_proxy_grad(h0));
@@ -131,15 +111,15 @@ Test(graph_grad_order, a_set_grad_may_not_need_a_later_gradient) {
     nsc_tensor *v = got(&f, g0_after);
     cr_expect(nsct_sum(v) != 0.0, "a read taken before the replacement keeps the gradient");
     nsc_free(v);
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 Test(graph_grad_order, every_call_bodies_and_generation_take_no_gradient) {
-    fixture f;
-    start(&f);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     cr_expect_null(nsc_proxy_grad(nsc_invoke_output(f.inv, "h.0", NSC_EVERY_CALL)));
     cr_expect(strstr(nsc_last_error(), "has no one gradient"), "%s", nsc_last_error());
-    finish(&f);
+    nsct_chain_finish(&f);
     nsc_module *m = nsc_gpt2_load(nsct_fixture_path("gpt2_tiny"));
     cr_assert(m, "%s", nsc_last_error());
     nsc_tensor *x = nsc_zeros(NSC_I64, NSC_CPU, NSC_SHAPE(1, 3));

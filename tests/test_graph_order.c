@@ -10,26 +10,6 @@
 #include "tests/graph_models.h"
 #include "tests/harness.h"
 
-typedef struct fixture {
-    nsc_module *model;
-    nsc_tensor *x;
-    nsc_trace *tr;
-    nsc_invoke *inv;
-} fixture;
-
-static void start(fixture *f, int blocks) {
-    f->model = nsct_chain_model(blocks, 4);
-    f->x = nsct_chain_input(2, 0);
-    f->tr = nsc_trace_new(f->model);
-    f->inv = nsc_trace_invoke(f->tr, 1, &f->x);
-}
-
-static void finish(fixture *f) {
-    nsc_trace_free(f->tr);
-    nsc_free(f->x);
-    nsc_module_free(f->model);
-}
-
 // The saved value's sum after the run (consumes nothing).
 static double saved_sum(nsc_trace *tr, nsc_tensor *proxy) {
     nsc_tensor *v = nsc_trace_get(tr, proxy);
@@ -85,8 +65,8 @@ Test(graph_order, a_gated_module_call_or_function_gets_only_its_inputs) {
 
 Test(graph_order, replacements_and_stops_in_a_branch_not_taken_do_nothing) {
     for (int kind = 0; kind < 3; kind++) { // set_output, skip, stop
-        fixture f;
-        start(&f, 3);
+        nsct_chain_trace f;
+        nsct_chain_start(&f, 3);
         nsc_tensor *z = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(4));
         open_block(f.tr, nsc_invoke_output(f.inv, "h.0", 0), false);
         nsc_status st = kind == 0   ? nsc_invoke_set_output(f.inv, "h.1", 0, z)
@@ -100,13 +80,13 @@ Test(graph_order, replacements_and_stops_in_a_branch_not_taken_do_nothing) {
         cr_expect_float_eq(saved_sum(f.tr, out), nsct_sum(want), 1e-6, "kind %d: unchanged", kind);
         nsc_free(want);
         nsc_free(z);
-        finish(&f);
+        nsct_chain_finish(&f);
     }
 }
 
 Test(graph_order, a_stop_in_a_branch_taken_stops_and_needs_its_condition_in_time) {
-    fixture f;
-    start(&f, 3);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 3);
     open_block(f.tr, nsc_invoke_output(f.inv, "h.0", 0), true);
     cr_assert_eq(nsc_trace_stop(f.tr, "h.1", 0), NSC_OK, "%s", nsc_last_error());
     cr_assert_eq(nsc_trace_end(f.tr), NSC_OK);
@@ -114,14 +94,14 @@ Test(graph_order, a_stop_in_a_branch_taken_stops_and_needs_its_condition_in_time
     cr_assert_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
     cr_expect_null(nsc_trace_get(f.tr, h2), "the pass stopped after h.1");
     (void)h2;
-    finish(&f);
+    nsct_chain_finish(&f);
     // A condition known only at h.2 cannot decide a stop after h.1.
-    start(&f, 3);
+    nsct_chain_start(&f, 3);
     open_block(f.tr, nsc_invoke_output(f.inv, "h.2", 0), true);
     cr_expect_eq(nsc_trace_stop(f.tr, "h.1", 0), NSC_ERR_STATE);
     cr_expect(strstr(nsc_last_error(), "the stop after h.1 output needs h.2 output"), "%s",
               nsc_last_error());
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 static nsc_tensor *identity(int n, nsc_tensor *const *args, void *ctx) {
@@ -129,21 +109,11 @@ static nsc_tensor *identity(int n, nsc_tensor *const *args, void *ctx) {
     return nsc_mul_scalar(args[0], 1.0);
 }
 
-// What nsc_tensor_print writes for t.
-static char *printed(nsc_tensor *t) {
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    nsc_tensor_print(t, out);
-    fclose(out);
-    return text;
-}
-
 // c is a clone of h.0 overwritten with h.1 in place; every later node reads
 // h.1's values, whatever its protocol.
 Test(graph_order, every_protocol_sees_an_earlier_in_place_write) {
-    fixture f;
-    start(&f, 3);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 3);
     cr_assert_eq(nsc_function_register("identity", identity, NULL), NSC_OK);
     nsc_tensor *c = nsc_clone(nsc_invoke_output(f.inv, "h.0", 0));
     cr_assert_eq(nsc_copy_(c, nsc_invoke_output(f.inv, "h.1", 0)), NSC_OK);
@@ -166,13 +136,13 @@ Test(graph_order, every_protocol_sees_an_earlier_in_place_write) {
     cr_expect_float_eq(saved_sum(f.tr, by_apply), saved_sum(f.tr, want_apply), 1e-6,
                        "the module call ran after the write");
     nsc_tensor *v = nsc_trace_get(f.tr, want);
-    char *text = printed(v);
+    char *text = nsct_printed(v);
     cr_expect(strncmp(logged, "c: ", 3) == 0 && strcmp(logged + 3, text) == 0,
               "the log printed the written value:\n%s\nexpected\n%s", logged, text);
     free(text);
     free(logged);
     nsc_free(v);
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 static nsc_status zero_h0(nsc_trace *tr, nsc_invoke *inv, void *ctx) {
@@ -255,8 +225,8 @@ Test(graph_order, a_value_bridges_between_the_traces_of_one_iterator) {
 }
 
 Test(graph_order, the_roots_cache_survives_the_text_form) {
-    fixture f;
-    start(&f, 2);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     cr_assert_eq(nsc_trace_cache(f.tr, f.inv, "*", false), 4, "the root, h.0, h.1, head");
     char *text = nsc_trace_to_text(f.tr, NULL);
     nsc_graph_load_options o = { .n_models = 1, .models = &f.model };
@@ -280,7 +250,7 @@ Test(graph_order, the_roots_cache_survives_the_text_form) {
     cr_expect(strstr(nsc_last_error(), "\"h.7\" matches no module"), "%s", nsc_last_error());
     free(bad);
     nsc_text_free(text);
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 // The session graph holds values, never ops: an op on session values alone
@@ -315,8 +285,8 @@ Test(graph_order, an_op_on_session_values_needs_a_trace_to_run_in) {
 // the chain runs on a thread with a 256 KiB stack, which the recursive skip
 // overflowed at a few thousand nodes (a 300k-node text crashed `nsc run`).
 static void *gated_chain(void *out) {
-    fixture f;
-    start(&f, 2);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
     open_block(f.tr, h, false);
     nsc_tensor *x = h;
@@ -332,7 +302,7 @@ static void *gated_chain(void *out) {
         *status = v ? NSC_ERR_STATE : NSC_OK; // a skipped value is never computed
         nsc_free(v);
     }
-    finish(&f);
+    nsct_chain_finish(&f);
     return NULL;
 }
 
@@ -355,24 +325,24 @@ Test(graph_order, a_false_condition_skips_a_long_chain_on_a_small_stack) {
 Test(graph_order, a_save_name_is_refused_when_another_value_has_it) {
     const char *taken[] = { "dup", "n1", "n12.1", "t0.n3", "cache.0.h.0.output", "generated" };
     for (size_t i = 0; i < sizeof taken / sizeof *taken; i++) {
-        fixture f;
-        start(&f, 2);
+        nsct_chain_trace f;
+        nsct_chain_start(&f, 2);
         nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
         cr_assert(nsc_save_as(nsc_mul_scalar(h, 2.0), "dup"), "%s", nsc_last_error());
         cr_expect_null(nsc_save_as(nsc_mul_scalar(h, 3.0), taken[i]), "%s", taken[i]);
         cr_expect(strstr(nsc_last_error(), "the name is taken"), "%s", nsc_last_error());
-        finish(&f);
+        nsct_chain_finish(&f);
     }
     const char *free_names[] = { "n", "n1x", "nx1", "t1", "h1", "n1.", "tn1" };
-    fixture f;
-    start(&f, 2);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
     for (size_t i = 0; i < sizeof free_names / sizeof *free_names; i++) {
         cr_expect(nsc_save_as(nsc_mul_scalar(h, 1.0), free_names[i]), "%s: %s", free_names[i],
                   nsc_last_error());
     }
     cr_expect_eq(nsc_trace_run(f.tr), NSC_OK, "%s", nsc_last_error());
-    finish(&f);
+    nsct_chain_finish(&f);
 }
 
 // Messages name the call of a point, once, and say why a value is missing.
@@ -395,8 +365,8 @@ Test(graph_order, messages_name_the_call_and_why_a_value_is_missing) {
     nsc_free(x);
     nsc_module_free(m);
 
-    fixture f;
-    start(&f, 2);
+    nsct_chain_trace f;
+    nsct_chain_start(&f, 2);
     nsc_tensor *h = nsc_invoke_output(f.inv, "h.0", 0);
     open_block(f.tr, h, false);
     nsc_tensor *inside = nsc_save(nsc_mul_scalar(h, 2.0));
@@ -409,5 +379,5 @@ Test(graph_order, messages_name_the_call_and_why_a_value_is_missing) {
         cr_expect(strstr(nsc_last_error(), "a condition it depends on was false"), "%s",
                   nsc_last_error());
     }
-    finish(&f);
+    nsct_chain_finish(&f);
 }

@@ -66,16 +66,6 @@ Test(numbers, extremes_round_trip_bit_for_bit) {
     }
 }
 
-// What nsc_tensor_print writes for t (caller frees).
-static char *printed(nsc_tensor *t) {
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    nsc_tensor_print(t, out);
-    fclose(out);
-    return text;
-}
-
 // Integers print and copy out exactly, as torch prints them: through a
 // double, 2^53 + 3 came out as 2^53 + 4 and INT64_MAX overflowed the
 // conversion back (undefined behaviour).
@@ -83,7 +73,7 @@ Test(numbers, i64_prints_and_copies_exactly) {
     const int64_t v[4] = { INT64_MAX, INT64_MIN + 1, (1ll << 53) + 3, 0 };
     nsc_tensor *t = nsc_from_data(NSC_I64, NSC_SHAPE(2, 2), v);
     nsc_tensor *tt = nsc_transpose(t, 0, 1); // not contiguous: copied element by element
-    char *text = printed(t), *text_t = printed(tt);
+    char *text = nsct_printed(t), *text_t = nsct_printed(tt);
     cr_expect(strstr(text, "[[9223372036854775807, -9223372036854775807],") &&
                   strstr(text, "[9007199254740995, 0]]"),
               "%s", text);
