@@ -247,7 +247,9 @@ static nsc_status scan_model(nsci_graph *g) {
         // The scan sees the user's past length, on META buffers of its own.
         shadow = nsci_kv_cache_shadow(user);
         status = shadow ? NSC_OK : nsc_last_status();
-        nsci_gpt2_swap_cache(root, shadow);
+        if (shadow) {
+            nsci_gpt2_swap_cache(root, shadow);
+        }
     }
     status = status == NSC_OK ? hook_all(g, root, handles, n_mod) : status;
     if (status == NSC_OK) {

@@ -223,3 +223,36 @@ Test(graph_model_state, a_scan_moves_no_random_generator) {
     }
     nsc_module_free(m);
 }
+
+// Every allocation of a trace's check failing in turn: the user's cache
+// stays attached with its length (a failed shadow left none attached).
+Test(graph_model_state, a_scan_out_of_memory_keeps_the_users_cache) {
+    nsc_module *m = tiny();
+    nsc_tensor *prompt = ids(3, 1), *next = ids(1, 11);
+    nsc_kv_cache *c = nsc_kv_cache_new(m, 1, 0);
+    nsc_gpt2_set_cache(m, c);
+    nsc_status s = NSC_ERR_OOM;
+    for (int k = 1; k < 400 && s != NSC_OK; k++) {
+        nsc_kv_cache_reset(c);
+        nsc_free(nsc_module_call(m, 1, &prompt));
+        nsc_trace *tr = nsc_trace_new(m);
+        nsc_invoke *inv = nsc_trace_invoke(tr, 1, &next);
+        nsc_mem_fail_after(k);
+        nsc_save(nsc_invoke_output(inv, "transformer.h.0", 0));
+        s = nsc_trace_check(tr);
+        nsc_mem_fail_after(0);
+        nsc_trace_free(tr);
+        nsc_clear_error();
+        cr_expect_eq(nsc_kv_cache_length(c), 3, "allocation %d", k);
+        nsc_tensor *out = nsc_module_call(m, 1, &next);
+        cr_expect(out, "%s", nsc_last_error());
+        cr_expect_eq(nsc_kv_cache_length(c), 4, "allocation %d: the cache is attached", k);
+        nsc_free(out);
+    }
+    cr_expect_eq(s, NSC_OK, "the sweep reached a passing check");
+    nsc_gpt2_set_cache(m, NULL);
+    nsc_kv_cache_free(c);
+    nsc_free(prompt);
+    nsc_free(next);
+    nsc_module_free(m);
+}

@@ -24,7 +24,8 @@ nsc_tensor *nsc_minimum(nsc_tensor *a, nsc_tensor *b);
 // A scalar with a fractional part turns integer and bool tensors into f32;
 // an integral one keeps the tensor's dtype (bool becomes i64). C has one
 // number type, so this stands in for Python's int/float distinction. An
-// integral scalar an i64 result cannot hold (|s| >= 2^63) is NSC_ERR_ARG.
+// integral scalar an i64 result cannot hold (outside [-2^63, 2^63)) is
+// NSC_ERR_ARG.
 
 nsc_tensor *nsc_add_scalar(nsc_tensor *x, double s);
 nsc_tensor *nsc_sub_scalar(nsc_tensor *x, double s);
