@@ -47,7 +47,7 @@ static nsc_status remember(nsci_graph *g, int invoke, nsc_module *m, nsc_hook_ki
 }
 
 static nsc_status cache_one(nsci_graph *g, nsc_invoke *inv, nsc_module *m, bool inputs) {
-    const char *path = nsc_module_path(m);
+    const char *path = nsci_graph_path(g, m);
     nsc_tensor *out = nsc_save(nsc_invoke_output(inv, path, 0));
     if (!out || remember(g, inv->index, m, NSC_HOOK_OUTPUT, out) != NSC_OK) {
         return nsc_last_status();
@@ -79,7 +79,7 @@ int64_t nsc_trace_cache(nsc_trace *tr, nsc_invoke *inv, const char *pattern, boo
     for (int64_t i = 0; i < nsc_module_n_modules(tr->model); i++) {
         nsc_module *m = nsc_module_at(tr->model, i);
         bool called = nsci_scan_find(tr, m, 0) != NULL;
-        if (!path_matches(pattern, nsc_module_path(m)) || !called) {
+        if (!path_matches(pattern, nsci_graph_path(tr, m)) || !called) {
             continue; // modules never called in this run have nothing to cache
         }
         if (cache_one(tr, inv, m, inputs) != NSC_OK) {
@@ -95,7 +95,7 @@ nsc_tensor *nsc_trace_cache_get(nsc_trace *tr, nsc_invoke *inv, const char *path
     for (int i = 0; tr && inv && path && i < tr->n_cache; i++) {
         nsci_cache_entry *e = &tr->cache[i];
         if (e->invoke == inv->index && e->kind == kind &&
-            strcmp(nsc_module_path(e->module), path) == 0) {
+            strcmp(nsci_graph_path(tr, e->module), path) == 0) {
             return nsc_trace_get(tr, e->proxy);
         }
     }

@@ -10,7 +10,7 @@ static void node_label(const nsci_graph *g, const nsci_gnode *n, char *buf, size
         snprintf(buf, bytes, "%s", nsci_op_defs[n->op]->name);
     } else if (n->point >= 0) {
         const nsci_point *pt = &g->points[n->point];
-        const char *path = nsc_module_path(pt->module);
+        const char *path = nsci_graph_path(g, pt->module);
         snprintf(buf, bytes, "%s\\n%s.%s[%lld]", p->style.label ? p->style.label : p->name,
                  *path ? path : "model", pt->kind == NSC_HOOK_OUTPUT ? "output" : "input",
                  (long long)pt->call_index);

@@ -221,12 +221,13 @@ nsc_status nsci_graph_check_building(nsci_graph *g);
 void nsci_node_describe(nsci_graph *g, int32_t id, char *buf, size_t buf_bytes);
 // "h.1 output (call 2)" / "h.1 input 0": a hook point in messages.
 const char *nsci_point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n);
+// m's dotted path from the traced model (borrowed), as nsc_invoke_output takes it.
+const char *nsci_graph_path(const nsci_graph *g, const nsc_module *m);
 
 // --- hook points (graph/points.c) ---
 
-// Finds or adds the point; runs the META scan first if needed. -1 on error.
-int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int index,
-                       int64_t call_index);
+int32_t nsci_point_get( // finds or adds the point, scanning first if needed; -1 on error
+    nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int index, int64_t call_index);
 // The per-invoke geometry of point p's value for invoke inv.
 void nsci_point_invoke_meta(const nsci_graph *g, const nsci_point *p, const nsc_invoke *inv,
                             nsci_meta *out);

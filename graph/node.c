@@ -227,14 +227,25 @@ nsc_status nsci_arg_for(nsci_graph *g, nsc_tensor *t, nsci_arg *arg) {
 
 // --- describing nodes and failing the build ---
 
+const char *nsci_graph_path(const nsci_graph *g, const nsc_module *m) {
+    const char *path = nsc_module_path(m), *root = nsc_module_path(g->model);
+    size_t n = strlen(root);
+    if (n == 0) {
+        return path; // the traced model is a root: the paths agree
+    }
+    if (strncmp(path, root, n) == 0 && (path[n] == '.' || path[n] == '\0')) {
+        return path[n] == '.' ? path + n + 1 : "";
+    }
+    return path; // not below the traced model (an applied outside module)
+}
+
 const char *nsci_point_words(const nsci_graph *g, const nsci_point *p, char *buf, size_t n) {
-    const char *path = nsc_module_path(p->module);
+    const char *path = nsci_graph_path(g, p->module);
     if (p->kind == NSC_HOOK_OUTPUT) {
         snprintf(buf, n, "%s output", *path ? path : "(model)");
     } else {
         snprintf(buf, n, "%s input %d", *path ? path : "(model)", p->index);
     }
-    (void)g;
     if (p->call_index > 0) {
         size_t used = strlen(buf);
         snprintf(buf + used, n - used, " (call %lld)", (long long)p->call_index);

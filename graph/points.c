@@ -8,8 +8,8 @@ static const char *kind_word(nsc_hook_kind kind) {
     return kind == NSC_HOOK_OUTPUT ? "output" : "input";
 }
 
-static const char *path_or_model(const nsc_module *m) {
-    const char *p = nsc_module_path(m);
+static const char *path_or_model(const nsci_graph *g, const nsc_module *m) {
+    const char *p = nsci_graph_path(g, m);
     return *p ? p : "(model)";
 }
 
@@ -27,14 +27,15 @@ static nsc_status locate(nsci_graph *g, nsci_point *p) {
     int64_t call = p->call_index == NSC_EVERY_CALL ? 0 : p->call_index;
     const nsci_scan_entry *e = nsci_scan_find(g, p->module, call);
     if (!e) {
-        return nsci_fail(NSC_ERR_ARG, "%s %s: call index %lld is unreachable: the module runs "
-                                      "%lld time(s) in this trace",
-                         path_or_model(p->module), kind_word(p->kind), (long long)p->call_index,
+        return nsci_fail(NSC_ERR_ARG,
+                         "%s %s: call index %lld is unreachable: the module runs "
+                         "%lld time(s) in this trace",
+                         path_or_model(g, p->module), kind_word(p->kind), (long long)p->call_index,
                          (long long)calls_seen(g, p->module));
     }
     if (p->kind == NSC_HOOK_INPUT && (p->index >= e->n_in || !e->in_present[p->index])) {
         return nsci_fail(NSC_ERR_ARG, "%s input %d: the module is called with %d input(s)%s",
-                         path_or_model(p->module), p->index, e->n_in,
+                         path_or_model(g, p->module), p->index, e->n_in,
                          p->index < e->n_in ? " and this one is absent" : "");
     }
     p->meta = p->kind == NSC_HOOK_OUTPUT ? e->out : e->in[p->index];
@@ -43,9 +44,10 @@ static nsc_status locate(nsci_graph *g, nsci_point *p) {
     if (p->batch_dim >= 0 &&
         (p->batch_dim >= p->meta.ndim || p->meta.shape[p->batch_dim] != g->total_batch)) {
         char buf[160];
-        return nsci_fail(NSC_ERR_SHAPE, "%s %s: its declared batch dim %d does not hold the "
-                                        "batch of %lld rows (value %s)",
-                         path_or_model(p->module), kind_word(p->kind), p->batch_dim,
+        return nsci_fail(NSC_ERR_SHAPE,
+                         "%s %s: its declared batch dim %d does not hold the "
+                         "batch of %lld rows (value %s)",
+                         path_or_model(g, p->module), kind_word(p->kind), p->batch_dim,
                          (long long)g->total_batch,
                          nsci_shape_str(buf, sizeof buf, p->meta.ndim, p->meta.shape));
     }
@@ -69,7 +71,7 @@ int32_t nsci_point_get(nsci_graph *g, nsc_module *m, nsc_hook_kind kind, int ind
         }
     }
     if (call_index < 0 && call_index != NSC_EVERY_CALL) {
-        nsci_fail(NSC_ERR_ARG, "%s %s: call index %lld is negative", path_or_model(m),
+        nsci_fail(NSC_ERR_ARG, "%s %s: call index %lld is negative", path_or_model(g, m),
                   kind_word(kind), (long long)call_index);
         return -1;
     }
@@ -199,7 +201,7 @@ nsc_status nsci_point_write_check(nsci_graph *g, nsci_gnode *n) {
     nsci_point_invoke_meta(g, p, g->invokes[n->invoke], &want);
     nsc_tensor *value = nsci_arg_twin(g, n->args[0]);
     nsc_status status =
-        value ? check_swap_value(&want, value, path_or_model(p->module), kind_word(p->kind))
+        value ? check_swap_value(&want, value, path_or_model(g, p->module), kind_word(p->kind))
               : nsc_last_status();
     nsc_free(value);
     return status;
@@ -226,7 +228,7 @@ int32_t nsci_point_write(nsc_invoke *inv, const char *path, nsc_hook_kind kind, 
     }
     nsci_meta want;
     nsci_point_invoke_meta(g, &g->points[point], inv, &want);
-    if (check_swap_value(&want, value, path_or_model(m), kind_word(kind)) != NSC_OK) {
+    if (check_swap_value(&want, value, path_or_model(g, m), kind_word(kind)) != NSC_OK) {
         nsci_graph_fail(g, arg.node, nsc_last_status());
         return -1;
     }

@@ -449,7 +449,7 @@ static nsc_status graph_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_ind
     }
     if (status == NSC_OK && stop) {
         g->stopped = true;
-        const char *path = nsc_module_path(m);
+        const char *path = nsci_graph_path(g, m);
         return nsci_fail(NSC_STOPPED, "stopped after %s (call %lld)", *path ? path : "(model)",
                          (long long)call_index);
     }

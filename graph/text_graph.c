@@ -155,7 +155,7 @@ static nsc_status trace_results(nsc_graph *g, int t, nsc_tensor_set *set) {
         nsci_proxy_graph(e->proxy, &id, NULL);
         nsc_tensor *v = tr->nodes[id].state == NSCI_NODE_DONE ? tr->nodes[id].value[0] : NULL;
         snprintf(name, sizeof name, "%scache.%d.%s.%s", prefix, e->invoke,
-                 nsc_module_path(e->module), e->kind == NSC_HOOK_OUTPUT ? "output" : "input");
+                 nsci_graph_path(tr, e->module), e->kind == NSC_HOOK_OUTPUT ? "output" : "input");
         status = v ? put_result(set, name, v, true) : NSC_OK;
     }
     if (status == NSC_OK && tr->generate && tr->generated) {
@@ -203,7 +203,7 @@ static void describe(const nsc_trace *tr, const nsci_gnode *n, nsci_buf *b) {
         }
     } else if (n->point >= 0) {
         const nsci_point *p = &tr->points[n->point];
-        const char *path = nsc_module_path(p->module);
+        const char *path = nsci_graph_path(tr, p->module);
         nsci_buf_printf(b, "%s %s", *path ? path : "(model)",
                         p->kind == NSC_HOOK_OUTPUT ? "output" : "input");
         if (p->kind == NSC_HOOK_INPUT) {
@@ -213,7 +213,7 @@ static void describe(const nsc_trace *tr, const nsci_gnode *n, nsci_buf *b) {
                         (long long)p->call_index);
         nsci_buf_printf(b, n->invoke >= 0 ? ", invoke %d" : "", n->invoke);
     } else if (n->protocol == NSCI_PROTO_apply_module) {
-        nsci_buf_puts(b, nsc_module_path(((const nsci_apply_payload *)n->payload)->module));
+        nsci_buf_puts(b, nsci_graph_path(tr, ((const nsci_apply_payload *)n->payload)->module));
     } else if ((n->protocol == NSCI_PROTO_lock || n->protocol == NSCI_PROTO_log ||
                 n->protocol == NSCI_PROTO_function) &&
                n->payload) {

@@ -50,7 +50,7 @@ static void write_call(nsci_buf *b, int64_t call) {
 // "module", "kind", "index" (inputs), "call" of a hook point.
 static void write_point(nsci_buf *b, const nsc_trace *tr, int32_t point, bool with_kind) {
     const nsci_point *p = &tr->points[point];
-    write_string(b, "module", nsc_module_path(p->module));
+    write_string(b, "module", nsci_graph_path(tr, p->module));
     if (with_kind) {
         nsci_buf_printf(b, ", \"kind\": \"%s\"", p->kind == NSC_HOOK_OUTPUT ? "output" : "input");
         if (p->kind == NSC_HOOK_INPUT) {
@@ -77,7 +77,7 @@ static nsc_status write_value_node(nsci_text_writer *w, const nsc_trace *tr, con
 
 static nsc_status write_apply(nsci_text_writer *w, const nsc_trace *tr, const nsci_gnode *n) {
     const nsci_apply_payload *p = n->payload;
-    const char *path = nsc_module_path(p->module);
+    const char *path = nsci_graph_path(tr, p->module);
     nsci_error_saved saved;
     nsci_error_save(&saved);
     nsc_module *found = nsc_module_find(tr->model, path);
@@ -229,7 +229,7 @@ static void write_cache_line(nsci_text_writer *w, const nsc_trace *tr, int32_t i
                              int span) {
     const nsci_cache_entry *e = &tr->cache[entry];
     nsci_buf_printf(w->b, "{\"id\": %d, \"protocol\": \"Cache\"", id);
-    write_string(w->b, "module", nsc_module_path(e->module));
+    write_string(w->b, "module", nsci_graph_path(tr, e->module));
     nsci_buf_printf(w->b, ", \"invoke\": %d, \"inputs\": %s", e->invoke,
                     span == 4 ? "true" : "false");
     write_tail(w->b, NULL, &tr->nodes[id + 1], &tr->nodes[id]); // the saves' gate

@@ -256,3 +256,42 @@ Test(graph_model_state, a_scan_out_of_memory_keeps_the_users_cache) {
     nsc_free(next);
     nsc_module_free(m);
 }
+
+// A trace over a module inside a tree (GPT-2's transformer) names modules
+// from that module everywhere, as nsc_invoke_output takes them: the cache
+// pattern, its results, the text form (which read back failed: "transformer
+// has no child transformer") and an applied module.
+Test(graph_model_state, a_trace_over_a_sub_module_names_paths_from_it) {
+    nsc_module *m = tiny();
+    nsc_module *sub = nsc_module_find(m, "transformer");
+    nsc_tensor *x = ids(4, 2);
+    nsc_trace *tr = nsc_trace_new(sub);
+    nsc_invoke *inv = nsc_trace_invoke(tr, 1, &x);
+    cr_expect_eq(nsc_trace_cache(tr, inv, "h.*", false), 2, "%s", nsc_last_error());
+    nsc_tensor *h0 = nsc_invoke_output(inv, "h.0", 0);
+    nsc_tensor *applied = nsc_save_as(nsc_trace_apply(tr, "ln_f", h0), "lens");
+    cr_assert(applied, "%s", nsc_last_error());
+    char *text = nsc_trace_to_text(tr, NULL);
+    cr_assert(text, "%s", nsc_last_error());
+    cr_expect(strstr(text, "\"module\": \"h.0\"") && !strstr(text, "transformer."), "%s", text);
+    cr_assert_eq(nsc_trace_run(tr), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor *cached = nsc_trace_cache_get(tr, inv, "h.1", NSC_HOOK_OUTPUT);
+    cr_expect(cached, "%s", nsc_last_error());
+    nsc_graph_load_options lo = { .n_models = 1, .models = &sub };
+    nsc_graph *g = nsc_graph_parse(text, strlen(text), "sub.json", &lo);
+    cr_assert(g, "%s", nsc_last_error());
+    cr_assert_eq(nsc_graph_run(g), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor_set *results = nsc_graph_results(g);
+    cr_assert(results, "%s", nsc_last_error());
+    cr_expect(nsc_tensor_set_get(results, "cache.0.h.1.output"), "the cache's result name");
+    nsc_tensor *lens = nsc_trace_get(tr, applied);
+    cr_expect(same(nsc_tensor_set_get(results, "lens"), lens), "the parsed graph's lens");
+    nsc_free(lens);
+    nsc_tensor_set_free(results);
+    nsc_graph_free(g);
+    nsc_text_free(text);
+    nsc_free(cached);
+    nsc_trace_free(tr);
+    nsc_free(x);
+    nsc_module_free(m);
+}
