@@ -189,16 +189,21 @@ nsc_status nsc_trace_dot(const nsc_trace *tr, FILE *out);
 // covers the whole batch of every invoke. The forward records the tape only
 // when the graph holds gradient or backward nodes. Returns a proxy of loss
 // itself that exists after the backward (later nodes that depend on it run
-// after it, e.g. an optimizer step).
+// after it, e.g. an optimizer step). During the pass only nodes created
+// before it run. Refused in a generation trace (it records nothing).
 nsc_tensor *nsc_trace_backward(nsc_tensor *loss, bool retain_graph);
 
 // A proxy for the gradient of proxy's value in the next backward traced
 // after this call (g1 from pass 0, then g2 from pass 1 with retain_graph).
 // For a hook-point read it is the gradient with respect to the module's
-// value (this invoke's rows). Read it, save it, or edit it in place: the
-// edit flows on to earlier layers and leaves.
+// value (this invoke's rows); for a read made after set_output, the
+// replacement's. Read it, save it, or edit it in place: the edit flows on
+// to earlier layers and leaves. Refused for every-call reads and in a
+// generation trace.
 nsc_tensor *nsc_proxy_grad(nsc_tensor *proxy);
 // Replaces that gradient with value (same shape) for everything upstream.
+// value may not need a gradient arriving later in the pass (that of an
+// earlier hook point): refused.
 nsc_status nsc_proxy_set_grad(nsc_tensor *proxy, nsc_tensor *value);
 
 // --- conditionals ---
