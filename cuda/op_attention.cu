@@ -16,10 +16,13 @@ namespace {
 
 const int WARPS = 4;
 
+// NaN wins, so every lane ends with the same maximum: a lane holding NaN
+// and lanes with only -inf must agree on absorb_chunk's early return, or
+// the warp splits before its shuffles (a NaN query failed the launch).
 template <typename T> __device__ T warp_max(T v) {
     for (int o = 16; o > 0; o >>= 1) {
         T w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = w > v ? w : v;
+        v = (w != w || w > v) ? w : v;
     }
     return v;
 }

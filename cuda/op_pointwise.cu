@@ -181,7 +181,7 @@ ARITH(f_sub_s, op_sub(a, (T)s0))
 ARITH(f_mul_s, op_mul(a, (T)s0))
 ARITH(f_div_s, a / (T)s0)
 // Exponent 2 is a plain square, as PyTorch special-cases it.
-ARITH(f_pow_s, (T)s0 == T(2) ? a * a : op_pow(a, (T)s0))
+ARITH(f_pow_s, (T)s0 == T(2) ? op_mul(a, a) : op_pow(a, (T)s0))
 ARITH(f_neg, fneg(a))
 ARITH(f_abs, fabs_(a))
 ARITH(f_exp, fexp(a))
