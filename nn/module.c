@@ -129,6 +129,17 @@ static const char *describe(const nsc_module *m, char *buf, size_t buf_bytes) {
     return buf;
 }
 
+// name under m for a message: "path.name", or "name (on the root, Type)".
+static const char *qualified(const nsc_module *m, const char *name, char *buf, size_t buf_bytes) {
+    const char *path = nsc_module_path(m);
+    if (path && *path) {
+        snprintf(buf, buf_bytes, "%s.%s", path, name);
+    } else {
+        snprintf(buf, buf_bytes, "%s (on the root, %s)", name, m->type);
+    }
+    return buf;
+}
+
 // A child with no parent that is the parent or one of its ancestors would
 // close a cycle: paths, iteration and free would recurse forever.
 static nsc_status refuse_cycle(const char *op, const nsc_module *parent, const char *name,
@@ -161,8 +172,9 @@ nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module
                          describe(child->parent, a, sizeof a));
     }
     if (name_taken(parent, name)) {
-        return nsci_fail(NSC_ERR_ARG, "module add_child: %s.%s already exists",
-                         nsc_module_path(parent), name);
+        char a[320];
+        return nsci_fail(NSC_ERR_ARG, "module add_child: %s already exists",
+                         qualified(parent, name, a, sizeof a));
     }
     char *copy = nsci_strdup(name);
     if (!copy) {
@@ -236,8 +248,9 @@ static nsc_status add_tensor(nsc_module *m, const char *name, nsc_tensor *t, boo
                          what, name ? name : "(null)");
     }
     if (name_taken(m, name)) {
-        return nsci_fail(NSC_ERR_ARG, "module %s: %s.%s already exists", what,
-                         nsc_module_path(m), name);
+        char a[320];
+        return nsci_fail(NSC_ERR_ARG, "module %s: %s already exists", what,
+                         qualified(m, name, a, sizeof a));
     }
     return is_param ? nsci_named_append(&m->params, &m->n_params, &m->cap_params, name, t)
                     : nsci_named_append(&m->buffers, &m->n_buffers, &m->cap_buffers, name, t);
@@ -261,23 +274,33 @@ static nsci_named_tensor *find_named(nsci_named_tensor *items, int n, const char
 }
 
 nsc_status nsc_module_set_tensor(nsc_module *m, const char *name, nsc_tensor *t) {
-    nsci_named_tensor *slot = m ? find_named(m->params, m->n_params, name) : NULL;
-    if (m && !slot) {
+    if (!m) {
+        return nsci_fail_keep(NSC_ERR_ARG, "module set_tensor: module is NULL");
+    }
+    if (!name || !t) {
+        return nsci_fail(NSC_ERR_ARG,
+                         "module set_tensor: the %s is NULL: expected a name and a "
+                         "tensor",
+                         name ? "tensor" : "name");
+    }
+    nsci_named_tensor *slot = find_named(m->params, m->n_params, name);
+    if (!slot) {
         slot = find_named(m->buffers, m->n_buffers, name);
     }
-    if (!slot || !t) {
-        return nsci_fail(NSC_ERR_ARG, "module set_tensor: %s.%s: no such parameter or buffer",
-                         m ? nsc_module_path(m) : "?", name);
+    char at[320];
+    if (!slot) {
+        return nsci_fail(NSC_ERR_ARG, "module set_tensor: %s: no such parameter or buffer",
+                         qualified(m, name, at, sizeof at));
     }
     nsc_tensor *old = slot->tensor;
     char a[160], b[160];
     if (old->ndim != t->ndim || memcmp(old->shape, t->shape, (size_t)t->ndim * 8) != 0 ||
         old->dtype != t->dtype) {
-        return nsci_fail(NSC_ERR_SHAPE, "module set_tensor: %s.%s: %s %s given, expected %s %s",
-                         nsc_module_path(m), name, nsci_shape_str(a, sizeof a, t->ndim, t->shape),
-                         nsc_dtype_name((nsc_dtype)t->dtype),
-                         nsci_shape_str(b, sizeof b, old->ndim, old->shape),
-                         nsc_dtype_name((nsc_dtype)old->dtype));
+        return nsci_fail(
+            NSC_ERR_SHAPE, "module set_tensor: %s: %s %s given, expected %s %s",
+            qualified(m, name, at, sizeof at), nsci_shape_str(a, sizeof a, t->ndim, t->shape),
+            nsc_dtype_name((nsc_dtype)t->dtype), nsci_shape_str(b, sizeof b, old->ndim, old->shape),
+            nsc_dtype_name((nsc_dtype)old->dtype));
     }
     slot->tensor = nsc_retain(t);
     nsc_free(old);

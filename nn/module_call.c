@@ -47,6 +47,12 @@ static bool is_null(const nsc_module *m, const char *fn) {
     return true;
 }
 
+// m named for a message: its path, or its type at the root.
+static const char *who(const nsc_module *m) {
+    const char *path = nsc_module_path(m);
+    return *path ? path : nsc_module_type(m);
+}
+
 static int64_t count_tensors(const nsc_module *m, bool params) {
     if (is_null(m, params ? "module_n_params" : "module_n_buffers")) {
         return 0;
@@ -236,7 +242,7 @@ nsc_status nsc_module_remove_hook(nsc_module *m, int64_t handle) {
         return NSC_OK;
     }
     return nsci_fail(NSC_ERR_ARG, "module remove_hook: no hook %lld on %s", (long long)handle,
-                     m ? nsc_module_path(m) : "(null)");
+                     m ? who(m) : "(null)");
 }
 
 static void compact_hooks(nsc_module *m) {
@@ -280,11 +286,11 @@ static nsc_status run_hooks(nsc_module *m, nsc_hook_kind kind, int64_t call_inde
         compact_hooks(m);
     }
     if (status == NSC_STOPPED && nsc_last_status() != NSC_STOPPED) {
-        nsci_fail(NSC_STOPPED, "forward stopped by a hook on %s", nsc_module_path(m));
+        nsci_fail(NSC_STOPPED, "forward stopped by a hook on %s", who(m));
     }
     if (status != NSC_OK && status != NSC_STOPPED && nsc_last_status() == NSC_OK) {
         nsci_fail(status, "%s hook on %s failed", kind == NSC_HOOK_INPUT ? "input" : "output",
-                  nsc_module_path(m));
+                  who(m));
     }
     return status;
 }
@@ -321,12 +327,6 @@ static bool any_proxy(int n_in, nsc_tensor *const *in) {
     return false;
 }
 
-// m named for a message: its path, or its type at the root.
-static const char *who(const nsc_module *m) {
-    const char *path = nsc_module_path(m);
-    return *path ? path : nsc_module_type(m);
-}
-
 // NSC_OK when n_in and in can be m's inputs, else the recorded error. (Paths
 // are built only for a message: a path is cached, an allocation, on first use.)
 static nsc_status check_inputs(const char *op, const nsc_module *m, int n_in,
@@ -347,7 +347,7 @@ static nsc_status check_inputs(const char *op, const nsc_module *m, int n_in,
 // NSC_OK when m can run a forward on n_in inputs, else the recorded error.
 static nsc_status check_forward(const nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (!m->forward) {
-        return nsci_fail(NSC_ERR_STATE, "module %s has no forward", nsc_module_path(m));
+        return nsci_fail(NSC_ERR_STATE, "module %s has no forward", who(m));
     }
     return check_inputs("forward", m, n_in, in);
 }

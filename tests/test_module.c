@@ -377,3 +377,70 @@ Test(module, to_keeps_what_is_there_and_refuses_what_it_cannot_reach) {
     cr_expect_eq(nsc_module_find_tensor(root, "inner.b.tied"), shared, "the tie holds");
     nsc_module_free(root);
 }
+
+// --- names, paths and messages (a reviewer's repros, each refused or wrong
+// before: a crash on a NULL name, "set_tensor: .nope", "a." found as "a",
+// paths kept by modules that left their tree, names longer than find takes)
+
+Test(module, set_tensor_refuses_a_null_name_and_names_the_root) {
+    nsc_module *m = scale_module(2.0);
+    nsc_tensor *t = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    int64_t before = nsct_live_blocks();
+    cr_expect_eq(nsc_module_set_tensor(m, NULL, t), NSC_ERR_ARG); // crashed in strcmp
+    cr_expect(strstr(nsc_last_error(), "module set_tensor: the name is NULL"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_module_set_tensor(m, "nope", t), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(),
+                     "module set_tensor: nope (on the root, Scale): no such parameter or buffer"),
+              "%s", nsc_last_error());
+    nsc_tensor *wide = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2));
+    cr_expect_eq(nsc_module_set_tensor(m, "w", wide), NSC_ERR_SHAPE);
+    cr_expect(strstr(nsc_last_error(), "module set_tensor: w (on the root, Scale): [2] f32 given"),
+              "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_add_param(m, "w", t), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "add_param: w (on the root, Scale) already exists"), "%s",
+              nsc_last_error());
+    nsc_free(wide);
+    cr_expect_eq(nsct_live_blocks(), before);
+    cr_expect_float_eq(nsc_tensor_item(nsc_module_param(m, "w")), 2.0, 0, "unchanged");
+    nsc_clear_error();
+    nsc_free(t);
+    nsc_module_free(m);
+}
+
+static nsc_status stop_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                            nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace, (void)ctx;
+    return NSC_STOPPED;
+}
+
+static nsc_status silent_failing_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                                      nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace, (void)ctx;
+    return NSC_ERR_ARG; // records nothing: the call says which hook
+}
+
+// A root has the path "": messages name its type ("forward stopped by a hook
+// on " named nothing).
+Test(module, messages_name_a_root_by_its_type) {
+    nsc_module *m = scale_module(2.0);
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    int64_t h = nsc_module_add_hook(m, NSC_HOOK_INPUT, stop_hook, NULL, NULL);
+    nsc_clear_error();
+    cr_expect_null(nsc_module_call(m, 1, &x));
+    cr_expect_str_eq(nsc_last_error(), "forward stopped by a hook on Scale");
+    nsc_module_remove_hook(m, h);
+    nsc_module_add_hook(m, NSC_HOOK_OUTPUT, silent_failing_hook, NULL, NULL);
+    nsc_clear_error();
+    cr_expect_null(nsc_module_call(m, 1, &x));
+    cr_expect_str_eq(nsc_last_error(), "output hook on Scale failed");
+    nsc_module *bare = nsc_module_new("MyProbe", NULL, NULL, NULL);
+    cr_expect_null(nsc_module_call(bare, 1, &x));
+    cr_expect_str_eq(nsc_last_error(), "module MyProbe has no forward");
+    cr_expect_eq(nsc_module_remove_hook(bare, 12345), NSC_ERR_ARG);
+    cr_expect_str_eq(nsc_last_error(), "module remove_hook: no hook 12345 on MyProbe");
+    nsc_clear_error();
+    nsc_module_free(bare);
+    nsc_free(x);
+    nsc_module_free(m);
+}

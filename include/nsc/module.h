@@ -55,7 +55,8 @@ nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_mo
 nsc_status nsc_module_add_param(nsc_module *m, const char *name, nsc_tensor *t);
 nsc_status nsc_module_add_buffer(nsc_module *m, const char *name, nsc_tensor *t);
 // Replaces a parameter or buffer's tensor (same shape and dtype), e.g. when
-// loading weights. Retains t.
+// loading weights. Retains t. A NULL name or tensor, or an unknown name, is
+// NSC_ERR_ARG; another shape or dtype NSC_ERR_SHAPE; nothing changes then.
 nsc_status nsc_module_set_tensor(nsc_module *m, const char *name, nsc_tensor *t);
 
 // Borrowed accessors (NULL when absent, with no error; a NULL module or name
