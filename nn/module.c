@@ -411,9 +411,14 @@ nsc_module *nsc_module_find(nsc_module *root, const char *path) {
         const char *dot = strchr(p, '.');
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
         char segment[256];
-        if (len == 0 || len >= sizeof segment) {
-            return nsci_fail_null(NSC_ERR_ARG, "module path \"%s\": empty or overlong segment",
+        if (len == 0 || (dot && dot[1] == '\0')) { // "a..b", ".a", "a." (torch raises too)
+            return nsci_fail_null(NSC_ERR_ARG,
+                                  "module path \"%s\": empty segment: expected names "
+                                  "joined by single dots",
                                   path);
+        }
+        if (len >= sizeof segment) {
+            return nsci_fail_null(NSC_ERR_ARG, "module path \"%s\": overlong segment", path);
         }
         memcpy(segment, p, len);
         segment[len] = '\0';

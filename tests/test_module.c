@@ -408,6 +408,27 @@ Test(module, set_tensor_refuses_a_null_name_and_names_the_root) {
     nsc_module_free(m);
 }
 
+// torch's get_submodule("inner.") raises; find took the trailing dot as the
+// end of the path and gave inner.
+Test(module, an_empty_last_segment_is_refused) {
+    nsc_module *root = tree();
+    const char *bad[] = { "inner.", "inner.b.", ".", "inner..b", ".inner" };
+    for (int i = 0; i < NSCI_ARRAY_LEN(bad); i++) {
+        nsc_clear_error();
+        cr_expect_null(nsc_module_find(root, bad[i]), "%s", bad[i]);
+        cr_expect_eq(nsc_last_status(), NSC_ERR_ARG, "%s", bad[i]);
+        cr_expect(strstr(nsc_last_error(), "empty segment"), "%s: %s", bad[i], nsc_last_error());
+    }
+    nsc_clear_error();
+    cr_expect_null(nsc_module_find_tensor(root, "inner.c..w")); // gave inner.c.w
+    cr_expect(strstr(nsc_last_error(), "module path \"inner.c.\": empty segment"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_module_find(root, ""), root, "\"\" is the root, as torch");
+    cr_expect_eq(nsc_module_find(root, "inner.b"), nsc_module_at(root, 3));
+    nsc_clear_error();
+    nsc_module_free(root);
+}
+
 static nsc_status stop_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
     (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace, (void)ctx;

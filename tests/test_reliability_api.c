@@ -373,7 +373,7 @@ Test(reliability_api, trace_build_refusals_leave_the_model_usable) {
         const char *text;
     } bad[] = {
         { "h.9", 0, "h has no child \"9\"" },
-        { "h..0", 0, "empty or overlong segment" },
+        { "h..0", 0, "module path \"h..0\": empty segment" },
         { "head.weight", 0, "head has no child \"weight\"" },
         { "h.1", 1, "call index 1 is unreachable" },
         { "h.1", -2, "" },

@@ -73,8 +73,9 @@ void *nsc_module_state(const nsc_module *m);
 // Borrowed, valid while m lives in its tree.
 const char *nsc_module_path(const nsc_module *m);
 
-// The module at a dotted path below root, or NULL with an error naming the
-// first segment that does not exist.
+// The module at a dotted path below root ("" is root), or NULL with an error
+// naming the first segment that does not exist. An empty segment ("a..b",
+// ".a", "a.") is NSC_ERR_ARG, as torch's get_submodule raises.
 nsc_module *nsc_module_find(nsc_module *root, const char *path);
 
 // --- iteration in a fixed order (pre-order; children and tensors in the
