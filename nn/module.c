@@ -34,6 +34,22 @@ nsc_module *nsc_module_retain(nsc_module *m) {
     return m;
 }
 
+static void forget_paths(nsc_module *m) {
+    nsci_free(m->path);
+    m->path = NULL;
+    for (int i = 0; i < m->n_children; i++) {
+        forget_paths(m->children[i]);
+    }
+}
+
+// child leaves its parent: it becomes a root (name "", no cached path below
+// it), as whoever still holds it sees it. Allocates nothing.
+static void detach(nsc_module *child) {
+    child->parent = NULL;
+    child->name[0] = '\0';
+    forget_paths(child);
+}
+
 static void free_named(nsci_named_tensor *items, int n) {
     for (int i = 0; i < n; i++) {
         nsci_free(items[i].name);
@@ -47,7 +63,7 @@ void nsc_module_free(nsc_module *m) {
         return;
     }
     for (int i = 0; i < m->n_children; i++) {
-        m->children[i]->parent = NULL;
+        detach(m->children[i]); // one retained elsewhere lives on as a root
         nsc_module_free(m->children[i]);
     }
     for (int i = 0; i < m->n_hooks; i++) {
@@ -83,14 +99,6 @@ static bool valid_segment(const char *name) {
         }
     }
     return true;
-}
-
-static void forget_paths(nsc_module *m) {
-    nsci_free(m->path);
-    m->path = NULL;
-    for (int i = 0; i < m->n_children; i++) {
-        forget_paths(m->children[i]);
-    }
 }
 
 static int child_index(const nsc_module *m, const char *name) {
@@ -212,7 +220,7 @@ nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_mo
         return NSC_ERR_OOM;
     }
     nsc_module *old = parent->children[at];
-    old->parent = NULL;
+    detach(old); // one retained elsewhere lives on as a root
     nsc_module_free(old);
     nsci_free(child->name);
     child->name = copy;

@@ -429,6 +429,36 @@ Test(module, an_empty_last_segment_is_refused) {
     nsc_module_free(root);
 }
 
+// A module that leaves its tree (its parent freed, or replaced) is a root:
+// its path and name were the old ones, its children's paths too.
+Test(module, a_detached_module_forgets_its_path) {
+    nsc_module *root = tree();
+    nsc_module *inner = nsc_module_retain(nsc_module_find(root, "inner"));
+    nsc_module *b = nsc_module_find(inner, "b");
+    cr_assert_str_eq(nsc_module_path(b), "inner.b"); // cached
+    nsc_module *a = nsc_module_retain(nsc_module_find(root, "a"));
+    cr_assert_str_eq(nsc_module_path(a), "a");
+    nsc_module *fresh = scale_module(1.0);
+    cr_assert_eq(nsc_module_replace_child(root, "a", fresh), NSC_OK);
+    cr_expect_null(nsc_module_parent(a));
+    cr_expect_str_eq(nsc_module_path(a), "", "the replaced child is a root");
+    cr_expect_str_eq(nsc_module_name(a), "");
+    cr_expect_str_eq(nsc_module_path(fresh), "a");
+    nsc_module_free(root);
+    cr_expect_null(nsc_module_parent(inner));
+    cr_expect_str_eq(nsc_module_path(inner), "", "its parent is gone");
+    cr_expect_str_eq(nsc_module_name(inner), "");
+    cr_expect_str_eq(nsc_module_path(b), "b");
+    nsc_module *other = nsc_module_new("Other", chain_forward, NULL, NULL);
+    cr_assert_eq(nsc_module_add_child(other, "moved", inner), NSC_OK);
+    cr_expect_str_eq(nsc_module_path(b), "moved.b");
+    cr_expect_float_eq(run(other, 1.0), 15.0, 1e-6, "b * c");
+    nsc_module_free(fresh);
+    nsc_module_free(a);
+    nsc_module_free(inner);
+    nsc_module_free(other);
+}
+
 static nsc_status stop_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
                             nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
     (void)m, (void)kind, (void)call_index, (void)n, (void)values, (void)replace, (void)ctx;

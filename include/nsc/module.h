@@ -38,7 +38,8 @@ nsc_module *nsc_module_new(const char *type, nsc_forward_fn forward, void *state
 
 nsc_module *nsc_module_retain(nsc_module *m);
 // Drops a reference; the last frees the module, its children, parameters,
-// buffers, hooks and slot. Accepts NULL.
+// buffers, hooks and slot. A child retained elsewhere lives on as a root
+// (no parent, name "", paths from itself). Accepts NULL.
 void nsc_module_free(nsc_module *m);
 
 // Attaches child under name (a single path segment). Retains child. Fails if
@@ -46,8 +47,9 @@ void nsc_module_free(nsc_module *m);
 // is parent or an ancestor of it (a cycle: NSC_ERR_ARG); nothing changes then.
 nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module *child);
 // Replaces the child called name (retains the new one; the old one is
-// released). For attaching adapters over existing modules. Fails, changing
-// nothing, if child has a parent or is parent or an ancestor of it.
+// released and, if retained elsewhere, becomes a root: no parent, name "").
+// For attaching adapters over existing modules. Fails, changing nothing, if
+// child has a parent or is parent or an ancestor of it.
 nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_module *child);
 
 // Named parameter / buffer (retained). Parameters are trainable (they are
