@@ -359,10 +359,14 @@ static nsc_tensor *run_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (check_forward(m, n_in, in) != NSC_OK) {
         return NULL;
     }
-    if (nsci_module_proxy_call && any_proxy(n_in, in)) {
-        return nsci_module_proxy_call(m, n_in, in, false);
+    nsc_tensor *out = nsci_module_proxy_call && any_proxy(n_in, in)
+                          ? nsci_module_proxy_call(m, n_in, in, false)
+                          : m->forward(m, n_in, in, m->state);
+    if (!out && nsc_last_status() == NSC_OK) { // else a caller would take NULL for success
+        nsci_fail(NSC_ERR_STATE, "module %s: its forward returned NULL without recording an error",
+                  who(m));
     }
-    return m->forward(m, n_in, in, m->state);
+    return out;
 }
 
 // out, after telling m's call_done whether the call succeeded.

@@ -427,6 +427,47 @@ Test(generate_errors, bad_arguments_and_stops_leave_nothing, .init = load, .fini
     nsc_free(prompt);
 }
 
+// An MLP replaced by a user module that passes its input on, and at its
+// second call (step 1) returns NULL without recording an error.
+static nsc_tensor *quiet_on_second_call(nsc_module *m, int n_in, nsc_tensor *const *in,
+                                        void *state) {
+    (void)m, (void)n_in;
+    int *calls = state;
+    return (*calls)++ == 1 ? NULL : nsc_retain(in[0]);
+}
+
+// That NULL passed for success: generation went on picking tokens from the
+// previous step's logits and returned NSC_OK.
+Test(generate_errors, a_forward_returning_null_silently_fails_the_run, .init = load,
+     .fini = unload) {
+    int calls = 0;
+    nsc_module *quiet = nsc_module_new("Quiet", quiet_on_second_call, &calls, NULL);
+    cr_assert_eq(
+        nsc_module_replace_child(nsc_module_find(g_model, "transformer.h.0"), "mlp", quiet),
+        NSC_OK);
+    nsc_module_path(quiet); // cached: not a leak
+    nsc_tensor *prompt = ref("gen.prompt");
+    nsc_generate_options o = nsc_generate_options_default();
+    o.max_new_tokens = 3;
+    nsc_tensor *out = (nsc_tensor *)1;
+    for (int cache = 0; cache < 2; cache++) {
+        o.use_cache = cache;
+        calls = 0;
+        int64_t before = nsct_live_blocks();
+        nsc_clear_error();
+        cr_expect_eq(nsc_generate(g_model, prompt, NULL, &o, &out), NSC_ERR_STATE, "%s",
+                     nsc_last_error());
+        cr_expect_null(out);
+        cr_expect_str_eq(nsc_last_error(), "module transformer.h.0.mlp: its forward returned "
+                                           "NULL without recording an error");
+        cr_expect_eq(calls, 2, "stopped at step 1");
+        cr_expect_eq(nsct_live_blocks(), before);
+    }
+    nsc_clear_error();
+    nsc_free(prompt);
+    nsc_module_free(quiet);
+}
+
 Test(generate_errors, out_of_memory_sweep, .init = load, .fini = unload) {
     nsc_tensor *ids = ref("genpad.ids"), *mask = ref("genpad.mask");
     nsc_generate_options o = nsc_generate_options_default();

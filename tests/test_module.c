@@ -495,3 +495,36 @@ Test(module, messages_name_a_root_by_its_type) {
     nsc_free(x);
     nsc_module_free(m);
 }
+
+// A forward that fails must record why; one that returns NULL without
+// recording anything passed for a success with no output (callers such as
+// generation then read stale values).
+static nsc_tensor *null_forward(nsc_module *m, int n_in, nsc_tensor *const *in, void *state) {
+    (void)m, (void)n_in, (void)in, (void)state;
+    return NULL;
+}
+
+Test(module, a_forward_returning_null_silently_is_an_error) {
+    nsc_module *root = tree();
+    nsc_module *quiet = nsc_module_new("Quiet", null_forward, NULL, NULL);
+    cr_assert_eq(nsc_module_replace_child(nsc_module_find(root, "inner"), "b", quiet), NSC_OK);
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    nsc_clear_error();
+    cr_expect_null(nsc_module_call(root, 1, &x));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_STATE);
+    cr_expect_str_eq(nsc_last_error(),
+                     "module inner.b: its forward returned NULL without recording an error");
+    nsc_clear_error();
+    cr_expect_null(nsc_module_forward(quiet, 1, &x));
+    cr_expect_eq(nsc_last_status(), NSC_ERR_STATE);
+    nsc_module *alone = nsc_module_new("Quiet", null_forward, NULL, NULL);
+    nsc_clear_error();
+    cr_expect_null(nsc_module_forward(alone, 1, &x));
+    cr_expect_str_eq(nsc_last_error(),
+                     "module Quiet: its forward returned NULL without recording an error");
+    nsc_clear_error();
+    nsc_module_free(alone);
+    nsc_module_free(quiet);
+    nsc_free(x);
+    nsc_module_free(root);
+}

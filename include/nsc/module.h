@@ -22,7 +22,8 @@ typedef struct nsc_module nsc_module;
 // A module's forward: in[0..n_in) are its inputs (entries may be NULL for
 // absent optional inputs); state is the pointer given at creation. Returns
 // the output (a new reference) or NULL with nsc_last_status() set: an error,
-// or NSC_STOPPED when a hook asked to stop. A forward calls its children
+// or NSC_STOPPED when a hook asked to stop (NULL with nothing recorded is
+// turned into NSC_ERR_STATE naming the module). A forward calls its children
 // through nsc_module_call, frees its intermediates on every path, and never
 // writes into a tensor after returning it.
 typedef nsc_tensor *(*nsc_forward_fn)(nsc_module *m, int n_in, nsc_tensor *const *in,
