@@ -384,14 +384,19 @@ nsc_tensor *nsc_module_forward(nsc_module *m, int n_in, nsc_tensor *const *in) {
     return done(m, run_forward(m, n_in, in));
 }
 
-static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *const *in,
-                                         int64_t call_index) {
+// A call of m with hooks: input hooks, forward (or the output a hook asked
+// to skip to), output hooks, then the NaN/Inf check, which looks at the
+// inputs the forward received (an input hook may have replaced them).
+static nsc_tensor *call_with_hooks(nsc_module *m, int n_in, nsc_tensor *const *in,
+                                   int64_t call_index) {
     nsc_tensor *held[NSCI_MAX_MODULE_INPUTS] = { 0 };
     for (int i = 0; i < n_in; i++) {
         held[i] = nsc_retain(in[i]);
     }
     nsc_tensor *out = NULL;
-    if (run_hooks(m, NSC_HOOK_INPUT, call_index, n_in, held) == NSC_OK) {
+    if (!has_hooks(m, NSC_HOOK_INPUT)) {
+        out = run_forward(m, n_in, held);
+    } else if (run_hooks(m, NSC_HOOK_INPUT, call_index, n_in, held) == NSC_OK) {
         if (t_skip_module == m && t_skip_output) { // a hook asked to skip the forward
             out = t_skip_output;
             t_skip_output = NULL;
@@ -400,6 +405,12 @@ static nsc_tensor *call_with_input_hooks(nsc_module *m, int n_in, nsc_tensor *co
             out = run_forward(m, n_in, held);
         }
     }
+    if (out && has_hooks(m, NSC_HOOK_OUTPUT) &&
+        run_hooks(m, NSC_HOOK_OUTPUT, call_index, 1, &out) != NSC_OK) {
+        nsc_free(out);
+        out = NULL;
+    }
+    out = nsci_check_finite_output(m, call_index, n_in, held, out);
     for (int i = 0; i < n_in; i++) {
         nsc_free(held[i]);
     }
@@ -420,14 +431,7 @@ nsc_tensor *nsc_module_call(nsc_module *m, int n_in, nsc_tensor *const *in) {
     if (m->n_hooks == 0) { // no hook: nothing but the count (and the optional check)
         return done(m, nsci_check_finite_output(m, call_index, n_in, in, run_forward(m, n_in, in)));
     }
-    nsc_tensor *out = has_hooks(m, NSC_HOOK_INPUT) ? call_with_input_hooks(m, n_in, in, call_index)
-                                                   : run_forward(m, n_in, in);
-    if (out && has_hooks(m, NSC_HOOK_OUTPUT) &&
-        run_hooks(m, NSC_HOOK_OUTPUT, call_index, 1, &out) != NSC_OK) {
-        nsc_free(out);
-        return done(m, NULL);
-    }
-    return done(m, nsci_check_finite_output(m, call_index, n_in, in, out));
+    return done(m, call_with_hooks(m, n_in, in, call_index));
 }
 
 int64_t nsc_module_call_count(const nsc_module *m) {

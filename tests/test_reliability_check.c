@@ -86,6 +86,34 @@ Test(reliability_check, a_non_finite_input_is_told_apart) {
     nsc_module_free(model);
 }
 
+static nsc_status nan_input_hook(nsc_module *m, nsc_hook_kind kind, int64_t call_index, int n,
+                                 nsc_tensor *const *values, nsc_tensor **replace, void *ctx) {
+    (void)m, (void)kind, (void)call_index, (void)n, (void)ctx;
+    replace[0] = nsc_mul_scalar(values[0], NAN);
+    return NSC_OK;
+}
+
+// The inputs told about are those the forward received: an input hook's
+// NaN was reported as "its inputs were finite" (the caller's were).
+Test(reliability_check, an_input_hook_s_value_is_the_input) {
+    nsc_module *model = nsct_chain_model(2, 4);
+    nsct_warm_paths(model);
+    nsc_module *h0 = nsc_module_find(model, "h.0");
+    cr_assert(nsc_module_add_hook(h0, NSC_HOOK_INPUT, nan_input_hook, NULL, NULL) > 0);
+    nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2, 4));
+    int64_t before = nsct_rel_live_blocks();
+    nsc_set_check_finite(true);
+    nsc_tensor *out = nsc_module_call(model, 1, &x);
+    nsc_set_check_finite(false);
+    cr_expect_null(out);
+    cr_expect(strstr(nsc_last_error(), "output of h.0 (Block, call 0)"), "%s", nsc_last_error());
+    cr_expect(strstr(nsc_last_error(), "its input 0 already held non-finite values"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsct_rel_live_blocks(), before, "the hook's input is freed");
+    nsc_free(x);
+    nsc_module_free(model);
+}
+
 Test(reliability_check, finite_runs_are_unchanged) {
     nsc_module *model = nsct_chain_model(3, 8);
     nsc_tensor *x = nsc_ones(NSC_F32, NSC_CPU, NSC_SHAPE(2, 8));
