@@ -289,14 +289,25 @@ nsc_module *nsc_gpt2_load_meta(const char *dir) {
 
 // --- saving ---
 
+// Every tensor save writes must have data: checked before the directory is
+// made, as every argument is before anything is written.
+static nsc_status check_saveable(const char *dir, int n, const char *const *names,
+                                 nsc_tensor *const *tensors) {
+    for (int i = 0; i < n; i++) {
+        if (nsc_tensor_device(tensors[i]) == NSC_META) {
+            return nsci_fail(NSC_ERR_DEVICE,
+                             "gpt2_save: %s: %s is on meta and has no data: expected a model "
+                             "with weights (nsc_gpt2_load, not nsc_gpt2_load_meta)",
+                             dir, names[i]);
+        }
+    }
+    return NSC_OK;
+}
+
 nsc_status nsc_gpt2_save(nsc_module *model, const char *dir) {
     nsci_gpt2 *g = nsci_gpt2_of(model, "gpt2_save");
     if (!g || !dir) {
         return g ? nsci_fail(NSC_ERR_ARG, "gpt2_save: dir is NULL") : nsc_last_status();
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        return nsci_fail(NSC_ERR_IO, "gpt2_save: %s: cannot create the directory: %s", dir,
-                         strerror(errno));
     }
     plan p;
     memset(&p, 0, sizeof p);
@@ -311,13 +322,16 @@ nsc_status nsc_gpt2_save(nsc_module *model, const char *dir) {
             tensors[n++] = p.items[i].owner->params[p.items[i].slot].tensor;
         }
     }
+    s = tensors ? check_saveable(dir, n, names, tensors) : nsc_last_status();
+    if (s == NSC_OK && mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        s = nsci_fail(NSC_ERR_IO, "gpt2_save: %s: cannot create the directory: %s", dir,
+                      strerror(errno));
+    }
     char path[4096];
-    if (tensors) {
+    if (s == NSC_OK) {
         static const char *const keys[] = { "format" }, *const values[] = { "pt" };
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         s = nsc_safetensors_save(path, n, names, tensors, 1, keys, values);
-    } else {
-        s = nsc_last_status();
     }
     if (s == NSC_OK) {
         snprintf(path, sizeof path, "%s/config.json", dir);

@@ -429,6 +429,24 @@ Test(checkpoint, save_then_load_round_trips, .init = make_dir, .fini = remove_di
     cr_expect_eq(nsct_live_blocks(), before);
 }
 
+// Every tensor is checked before the directory is made: a META model (no
+// data) made the directory, then was refused.
+Test(checkpoint_errors, save_refuses_before_making_the_directory, .init = make_dir,
+     .fini = remove_dir) {
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/saved", g_dir);
+    nsc_module *meta = nsc_gpt2_load_meta(tiny("gpt2_tiny"));
+    int64_t before = nsct_live_blocks();
+    cr_expect_eq(nsc_gpt2_save(meta, dir), NSC_ERR_DEVICE);
+    cr_expect(strstr(nsc_last_error(), "gpt2_save: "), "%s", nsc_last_error());
+    cr_expect(strstr(nsc_last_error(), "/saved: transformer.wte.weight is on meta and has no data"),
+              "%s", nsc_last_error());
+    cr_expect_neq(access(dir, F_OK), 0, "no directory made");
+    cr_expect_eq(nsct_live_blocks(), before);
+    nsc_module_free(meta);
+    nsc_clear_error();
+}
+
 Test(checkpoint, config_defaults_are_gpt2_small) {
     nsc_gpt2_config c = nsc_gpt2_config_default();
     cr_expect(c.n_layer == 12 && c.n_head == 12 && c.n_embd == 768 && c.vocab_size == 50257);
