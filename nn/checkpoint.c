@@ -13,15 +13,11 @@
 #include "nn/nn_impl.h"
 #include "nsc/io.h"
 
-enum {
-    PATH_BYTES = 256
-};
-
 // One parameter of the model and where its value comes from.
 typedef struct entry {
     nsc_module *owner;
     int slot;              // index into owner->params
-    char path[PATH_BYTES]; // the model's name: "transformer.h.0.attn.c_attn.weight"
+    char path[NSCI_TENSOR_PATH_BYTES]; // the model's name: "transformer.h.0.attn.c_attn.weight"
     const char *key;       // the file's name (into path); NULL when tied to wte
     nsc_tensor *loaded;    // the new value (a reference), before the swap
 } entry;
@@ -40,6 +36,14 @@ static void plan_free(plan *p) {
     nsci_free(p->items);
 }
 
+// A path that does not fit NSCI_TENSOR_PATH_BYTES (prefix, then name).
+static nsc_status refuse_long_path(const char *prefix, const char *name) {
+    return nsci_fail(NSC_ERR_ARG,
+                     "gpt2 checkpoint: parameter \"%.64s...%s\": its path is longer than %d "
+                     "bytes, the limit of a tensor path",
+                     prefix, name, NSCI_TENSOR_PATH_BYTES - 1);
+}
+
 // Collects every parameter in iteration order (pre-order, as nsc_module_param_at).
 static nsc_status collect(plan *p, nsc_module *m, const char *prefix) {
     for (int i = 0; i < m->n_params; i++) {
@@ -56,11 +60,17 @@ static nsc_status collect(plan *p, nsc_module *m, const char *prefix) {
         memset(e, 0, sizeof *e);
         e->owner = m;
         e->slot = i;
-        snprintf(e->path, sizeof e->path, "%s%s", prefix, m->params[i].name);
+        if (snprintf(e->path, sizeof e->path, "%s%s", prefix, m->params[i].name) >=
+            (int)sizeof e->path) {
+            return refuse_long_path(prefix, m->params[i].name);
+        }
     }
     for (int i = 0; i < m->n_children; i++) {
-        char child[PATH_BYTES];
-        snprintf(child, sizeof child, "%s%s.", prefix, m->children[i]->name);
+        char child[NSCI_TENSOR_PATH_BYTES];
+        if (snprintf(child, sizeof child, "%s%s.", prefix, m->children[i]->name) >=
+            (int)sizeof child) {
+            return refuse_long_path(prefix, m->children[i]->name);
+        }
         if (collect(p, m->children[i], child) != NSC_OK) {
             return nsc_last_status();
         }

@@ -89,16 +89,29 @@ void nsc_module_free(nsc_module *m) {
 
 // --- children, parameters, buffers ---
 
-static bool valid_segment(const char *name) {
+// What is wrong with name as a path segment, or NULL when it is valid.
+static const char *segment_problem(const char *name) {
     if (!name || !*name) {
-        return false;
+        return name ? "is empty" : "is NULL";
     }
     for (const char *c = name; *c; c++) {
         if (*c == '.' || *c == '*' || *c == ' ') {
-            return false;
+            return "holds '.', '*' or a space";
         }
     }
-    return true;
+    return strlen(name) >= NSCI_NAME_BYTES ? "is too long" : NULL;
+}
+
+// Refuses name (a segment_problem) for op; a long name is shown cut.
+static nsc_status refuse_name(const char *op, const char *name, const char *problem) {
+    if (!name) {
+        return nsci_fail(NSC_ERR_ARG, "module %s: the name is NULL: expected a name", op);
+    }
+    size_t len = strlen(name);
+    return nsci_fail(NSC_ERR_ARG,
+                     "module %s: name \"%.64s%s\" (%zu bytes) %s: expected 1 to %d bytes "
+                     "without '.', '*' or spaces",
+                     op, name, len > 64 ? "..." : "", len, problem, NSCI_NAME_BYTES - 1);
 }
 
 static int child_index(const nsc_module *m, const char *name) {
@@ -166,10 +179,13 @@ static nsc_status refuse_cycle(const char *op, const nsc_module *parent, const c
 }
 
 nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module *child) {
-    if (!parent || !child || !valid_segment(name)) {
-        return nsci_fail(NSC_ERR_ARG, "module add_child: \"%s\": expected a module and a name "
-                                      "without '.', '*' or spaces",
-                         name ? name : "(null)");
+    if (!parent || !child) {
+        return nsci_fail(NSC_ERR_ARG, "module add_child: %s is NULL: expected a module",
+                         parent ? "the child" : "the parent");
+    }
+    const char *problem = segment_problem(name);
+    if (problem) {
+        return refuse_name("add_child", name, problem);
     }
     if (refuse_cycle("add_child", parent, name, child) != NSC_OK) {
         return NSC_ERR_ARG;
@@ -207,7 +223,11 @@ nsc_status nsc_module_add_child(nsc_module *parent, const char *name, nsc_module
 }
 
 nsc_status nsc_module_replace_child(nsc_module *parent, const char *name, nsc_module *child) {
-    int at = parent && name ? child_index(parent, name) : -1;
+    const char *problem = segment_problem(name);
+    if (problem) { // a name too long for find cannot have been added
+        return refuse_name("replace_child", name, problem);
+    }
+    int at = parent ? child_index(parent, name) : -1;
     if (at < 0 || !child || child->parent) {
         return nsci_fail(NSC_ERR_ARG, "module replace_child: %s: %s", name ? name : "(null)",
                          at < 0 ? "no such child" : "the new child is missing or has a parent");
@@ -251,9 +271,13 @@ nsc_status nsci_named_append(nsci_named_tensor **items, int *n, int *cap, const 
 
 static nsc_status add_tensor(nsc_module *m, const char *name, nsc_tensor *t, bool is_param) {
     const char *what = is_param ? "add_param" : "add_buffer";
-    if (!m || !t || !valid_segment(name)) {
-        return nsci_fail(NSC_ERR_ARG, "module %s: \"%s\": expected a tensor and a valid name",
-                         what, name ? name : "(null)");
+    if (!m || !t) {
+        return nsci_fail(NSC_ERR_ARG, "module %s: %s is NULL: expected a module and a tensor", what,
+                         m ? "the tensor" : "the module");
+    }
+    const char *problem = segment_problem(name);
+    if (problem) {
+        return refuse_name(what, name, problem);
     }
     if (name_taken(m, name)) {
         char a[320];
@@ -418,15 +442,18 @@ nsc_module *nsc_module_find(nsc_module *root, const char *path) {
     while (*p) {
         const char *dot = strchr(p, '.');
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        char segment[256];
+        char segment[NSCI_NAME_BYTES];
         if (len == 0 || (dot && dot[1] == '\0')) { // "a..b", ".a", "a." (torch raises too)
             return nsci_fail_null(NSC_ERR_ARG,
                                   "module path \"%s\": empty segment: expected names "
                                   "joined by single dots",
                                   path);
         }
-        if (len >= sizeof segment) {
-            return nsci_fail_null(NSC_ERR_ARG, "module path \"%s\": overlong segment", path);
+        if (len >= sizeof segment) { // no name is this long (add_child refuses it)
+            return nsci_fail_null(NSC_ERR_ARG,
+                                  "module path \"%.64s...\": a segment of %zu bytes: expected "
+                                  "at most %d",
+                                  path, len, NSCI_NAME_BYTES - 1);
         }
         memcpy(segment, p, len);
         segment[len] = '\0';

@@ -7,31 +7,33 @@
 
 // --- parameters and buffers of a tree ---
 
-enum { TENSOR_PATH_BYTES = 1024 };
-
 // Paths are built in fixed buffers, not allocated: an exhausted allocator
-// must not turn a path into "" (optimizers and checkpoints name tensors by it).
+// must not turn a path into "" (optimizers and checkpoints name tensors by
+// it). One that does not fit is an error (cut: it was cut, silently).
 typedef struct tensor_walk {
-    bool params;
+    bool params, cut; // cut: the found tensor's path does not fit
     int64_t target, seen;
     nsc_tensor *found;
-    char path[TENSOR_PATH_BYTES];
+    char path[NSCI_TENSOR_PATH_BYTES];
 } tensor_walk;
 
-static void walk_tensors(nsc_module *m, const char *prefix, tensor_walk *w) {
+// prefix: m's path, or its first bytes when cut.
+static void walk_tensors(nsc_module *m, const char *prefix, bool cut, tensor_walk *w) {
     nsci_named_tensor *items = w->params ? m->params : m->buffers;
     int n = w->params ? m->n_params : m->n_buffers;
     for (int i = 0; i < n && !w->found; i++) {
         if (w->seen++ == w->target) {
             w->found = items[i].tensor;
-            snprintf(w->path, sizeof w->path, "%s%s%s", prefix, *prefix ? "." : "",
-                     items[i].name);
+            int len = snprintf(w->path, sizeof w->path, "%s%s%s", prefix, *prefix ? "." : "",
+                               items[i].name);
+            w->cut = cut || len >= (int)sizeof w->path;
         }
     }
     for (int i = 0; i < m->n_children && !w->found; i++) {
-        char child[TENSOR_PATH_BYTES];
-        snprintf(child, sizeof child, "%s%s%s", prefix, *prefix ? "." : "", m->children[i]->name);
-        walk_tensors(m->children[i], child, w);
+        char child[NSCI_TENSOR_PATH_BYTES];
+        int len = snprintf(child, sizeof child, "%s%s%s", prefix, *prefix ? "." : "",
+                           m->children[i]->name);
+        walk_tensors(m->children[i], child, cut || len >= (int)sizeof child, w);
     }
 }
 
@@ -67,17 +69,24 @@ static int64_t count_tensors(const nsc_module *m, bool params) {
 // The path is kept per thread until the next call (a fixed buffer, so the
 // allocator's live counts do not include it).
 static nsc_tensor *tensor_at(nsc_module *root, int64_t index, const char **path, bool params) {
-    static _Thread_local char t_path[TENSOR_PATH_BYTES];
+    static _Thread_local char t_path[NSCI_TENSOR_PATH_BYTES];
     if (is_null(root, params ? "module_param_at" : "module_buffer_at")) {
         return NULL;
     }
     tensor_walk w = { .params = params, .target = index };
-    walk_tensors(root, "", &w);
+    walk_tensors(root, "", false, &w);
+    const char *fn = params ? "module_param_at" : "module_buffer_at";
     if (!w.found) {
         int64_t n = count_tensors(root, params);
-        return nsci_fail_null(NSC_ERR_ARG, "%s: index %lld: expected 0..%lld (%lld %s)",
-                              params ? "module_param_at" : "module_buffer_at", (long long)index,
-                              (long long)n - 1, (long long)n, params ? "parameters" : "buffers");
+        return nsci_fail_null(NSC_ERR_ARG, "%s: index %lld: expected 0..%lld (%lld %s)", fn,
+                              (long long)index, (long long)n - 1, (long long)n,
+                              params ? "parameters" : "buffers");
+    }
+    if (w.cut && path) { // the tensor itself is fine: only its name cannot be given
+        return nsci_fail_null(NSC_ERR_ARG,
+                              "%s: index %lld: path \"%.64s...\": longer than %d "
+                              "bytes, the limit of a tensor path",
+                              fn, (long long)index, w.path, NSCI_TENSOR_PATH_BYTES - 1);
     }
     memcpy(t_path, w.path, sizeof t_path);
     if (path) {
@@ -109,15 +118,18 @@ nsc_tensor *nsc_module_find_tensor(nsc_module *root, const char *path) {
     if (!path) {
         return nsci_fail_null(NSC_ERR_ARG, "module_find_tensor: path is NULL");
     }
+    if (strlen(path) >= NSCI_TENSOR_PATH_BYTES) { // (the prefix below then fits)
+        return nsci_fail_null(NSC_ERR_ARG,
+                              "module_find_tensor: path \"%.64s...\" of %zu bytes: expected "
+                              "at most %d, the limit of a tensor path",
+                              path, strlen(path), NSCI_TENSOR_PATH_BYTES - 1);
+    }
     const char *dot = strrchr(path, '.');
     nsc_module *owner = root;
     const char *name = path;
     if (dot) {
-        char prefix[512];
+        char prefix[NSCI_TENSOR_PATH_BYTES];
         size_t len = (size_t)(dot - path);
-        if (len >= sizeof prefix) {
-            return nsci_fail_null(NSC_ERR_ARG, "tensor path \"%s\" is too long", path);
-        }
         memcpy(prefix, path, len);
         prefix[len] = '\0';
         owner = nsc_module_find(root, prefix);

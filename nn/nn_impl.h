@@ -25,6 +25,17 @@ typedef struct nsci_module_hook {
 
 enum { NSCI_MAX_MODULE_INPUTS = 8 };
 
+// Limits of names and paths (module.h states them): a child, parameter or
+// buffer name has at most NSCI_NAME_BYTES - 1 bytes (find copies segments
+// into a buffer this size); a tensor path ("transformer.h.0.attn.c_attn.
+// weight") at most NSCI_TENSOR_PATH_BYTES - 1 (param_at, find_tensor and
+// checkpoints build it in fixed buffers, so that an exhausted allocator
+// cannot cut it); a longer one is an error, never cut.
+enum {
+    NSCI_NAME_BYTES = 256,
+    NSCI_TENSOR_PATH_BYTES = 1024
+};
+
 struct nsc_module {
     atomic_int refcount;
     char *name; // "" for a root

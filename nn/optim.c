@@ -351,6 +351,10 @@ static nsc_optim *optim_new_module(nsci_optim_kind kind, nsc_module *root) {
     for (int64_t i = 0; ok && i < n_all; i++) {
         const char *path = NULL;
         nsc_tensor *t = nsc_module_param_at(root, i, &path);
+        if (!t) { // a path too long to name the tensor by
+            ok = false;
+            break;
+        }
         bool seen = false;
         for (int64_t k = 0; k < n && !seen; k++) {
             seen = params[k] == t;

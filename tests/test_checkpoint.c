@@ -430,7 +430,8 @@ Test(checkpoint, save_then_load_round_trips, .init = make_dir, .fini = remove_di
 }
 
 // Every tensor is checked before the directory is made: a META model (no
-// data) made the directory, then was refused.
+// data) made the directory, then was refused; a path past the 1023-byte
+// limit was cut to 255 bytes and saved under that name.
 Test(checkpoint_errors, save_refuses_before_making_the_directory, .init = make_dir,
      .fini = remove_dir) {
     char dir[400];
@@ -444,7 +445,29 @@ Test(checkpoint_errors, save_refuses_before_making_the_directory, .init = make_d
     cr_expect_neq(access(dir, F_OK), 0, "no directory made");
     cr_expect_eq(nsct_live_blocks(), before);
     nsc_module_free(meta);
+    nsc_module *m = nsc_gpt2_load(tiny("gpt2_tiny"));
+    nsc_module *at = nsc_module_find(m, "transformer.h.0");
+    char name[256];
+    memset(name, 'a', 255);
+    name[255] = '\0';
+    for (int i = 0; i < 4; i++) { // transformer.h.0 + 4 x 256 bytes
+        nsc_module *next = nsc_module_new("Deep", NULL, NULL, NULL);
+        cr_assert_eq(nsc_module_add_child(at, name, next), NSC_OK, "%s", nsc_last_error());
+        nsc_module_free(next);
+        at = next;
+    }
+    nsc_tensor *w = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(1));
+    cr_assert_eq(nsc_module_add_param(at, "w", w), NSC_OK);
+    nsc_free(w);
+    cr_expect_eq(nsc_gpt2_save(m, dir), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "its path is longer than 1023 bytes"), "%s",
+              nsc_last_error());
+    cr_expect_neq(access(dir, F_OK), 0, "no directory made");
+    cr_expect_eq(nsc_gpt2_load_weights(m, tiny("gpt2_tiny/model.safetensors")), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "its path is longer than 1023 bytes"), "%s",
+              nsc_last_error());
     nsc_clear_error();
+    nsc_module_free(m);
 }
 
 Test(checkpoint, config_defaults_are_gpt2_small) {

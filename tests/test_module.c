@@ -528,3 +528,58 @@ Test(module, a_forward_returning_null_silently_is_an_error) {
     nsc_free(x);
     nsc_module_free(root);
 }
+
+// Names are at most 255 bytes (find's segment limit: a longer one was added
+// and then could not be found) and tensor paths at most 1023 (param_at cut
+// them to 1023 bytes with no error).
+Test(module, names_and_paths_past_their_limits_are_refused) {
+    nsc_module *root = tree();
+    nsc_module *extra = scale_module(1.0);
+    char name[301];
+    memset(name, 'a', 300);
+    name[300] = '\0';
+    int64_t before = nsct_live_blocks();
+    cr_expect_eq(nsc_module_add_child(root, name, extra), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "(300 bytes) is too long: expected 1 to 255 bytes"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_module_replace_child(root, name, extra), NSC_ERR_ARG);
+    cr_expect(strstr(nsc_last_error(), "module replace_child: name \"aaaa"), "%s",
+              nsc_last_error());
+    cr_expect_eq(nsc_module_add_param(root, name, nsc_module_param(extra, "w")), NSC_ERR_ARG);
+    cr_expect_eq(nsct_live_blocks(), before);
+    cr_expect_null(nsc_module_parent(extra));
+    cr_expect_eq(nsc_module_n_modules(root), 5);
+    name[255] = '\0'; // the longest name: added and found
+    cr_assert_eq(nsc_module_add_child(root, name, extra), NSC_OK, "%s", nsc_last_error());
+    cr_expect_eq(nsc_module_find(root, name), extra);
+    // 4 levels of 255-byte names: the parameter's path is 4 * 256 + 1 bytes.
+    nsc_module *at = extra;
+    for (int i = 0; i < 3; i++) {
+        nsc_module *next = scale_module(1.0);
+        cr_assert_eq(nsc_module_add_child(at, name, next), NSC_OK);
+        nsc_module_free(next);
+        at = next;
+    }
+    int64_t n = nsc_module_n_params(root);
+    const char *path = "unchanged";
+    nsc_clear_error();
+    cr_expect_null(nsc_module_param_at(root, n - 1, &path));
+    cr_expect(strstr(nsc_last_error(), "longer than 1023 bytes, the limit of a tensor path"), "%s",
+              nsc_last_error());
+    cr_expect_str_eq(path, "unchanged");
+    cr_expect_not_null(nsc_module_param_at(root, n - 1, NULL), "no path asked: nothing to cut");
+    nsc_module_param_at(root, n - 2, &path); // the one above it fits: 3 * 256 + 1 bytes
+    cr_expect_eq(strlen(path), 3 * 256 + 1);
+    cr_expect_str_eq(path + strlen(path) - 2, ".w");
+    char full[1100];
+    snprintf(full, sizeof full, "%s.w", nsc_module_path(at));
+    cr_expect_null(nsc_module_find_tensor(root, full));
+    cr_expect(strstr(nsc_last_error(), "of 1025 bytes: expected at most 1023"), "%s",
+              nsc_last_error());
+    nsc_adamw_config adamw = nsc_adamw_defaults();
+    cr_expect_null(nsc_optim_adamw_new_module(root, &adamw), "it names tensors by their paths");
+    cr_expect(strstr(nsc_last_error(), "the limit of a tensor path"), "%s", nsc_last_error());
+    nsc_clear_error();
+    nsc_module_free(extra);
+    nsc_module_free(root);
+}

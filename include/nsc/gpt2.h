@@ -106,7 +106,7 @@ nsc_status nsc_gpt2_load_weights(nsc_module *model, const char *path);
 // layout (transformer.* names; lm_head.weight omitted when tied, as
 // transformers does), creating dir if needed. Parameters must be on the CPU.
 // Every parameter is checked first: a META one (nsc_gpt2_load_meta) is
-// NSC_ERR_DEVICE, and dir is not made.
+// NSC_ERR_DEVICE, a path past 1023 bytes NSC_ERR_ARG, and dir is not made.
 nsc_status nsc_gpt2_save(nsc_module *model, const char *dir);
 
 #ifdef __cplusplus

@@ -18,6 +18,13 @@ typedef struct nsc_module nsc_module;
 // Every function here takes a NULL module (a failed call's result) without
 // crashing: it returns NULL, 0, -1, false or an error status and records
 // NSC_ERR_ARG, unless an earlier error is already recorded.
+//
+// Limits: a child, parameter or buffer name is 1 to 255 bytes without '.',
+// '*' or spaces (add_child, replace_child, add_param and add_buffer refuse
+// others); a tensor path ("transformer.h.0.attn.c_attn.weight") is at most
+// 1023 bytes: _param_at / _buffer_at asked for a longer one's path,
+// nsc_module_find_tensor, optimizers over a tree and GPT-2 checkpoints refuse
+// it (NSC_ERR_ARG) rather than cut it. Module paths have no limit.
 
 // A module's forward: in[0..n_in) are its inputs (entries may be NULL for
 // absent optional inputs); state is the pointer given at creation. Returns
