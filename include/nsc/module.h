@@ -170,6 +170,9 @@ typedef nsc_status (*nsc_module_hook_fn)(nsc_module *m, nsc_hook_kind kind, int6
 int64_t nsc_module_add_hook(nsc_module *m, nsc_hook_kind kind, nsc_module_hook_fn fn, void *ctx,
                             void (*ctx_free)(void *ctx));
 // Removes a hook by handle (also from inside a hook: it will not run again).
+// Unlike torch, which runs a snapshot of the hooks, a hook removed by an
+// earlier hook of the same call does not run in that call either: removal
+// calls ctx_free at once, so running it would use a freed ctx.
 nsc_status nsc_module_remove_hook(nsc_module *m, int64_t handle);
 
 // Calls of m since the last reset (the next call's index).
