@@ -13,7 +13,10 @@
 #     allocation-failure sweeps of the reliability suites: valgrind adds
 #     nothing there that ASan does not, at 30-50x the time;
 #   SKIP_TESTS, in the suites kept: the other allocation-failure sweeps
-#     (they count blocks themselves), large-tensor and thread-count tests.
+#     (they count blocks themselves), large-tensor and thread-count tests,
+#     and op_edges' exact int64 -> f32 rounding check (valgrind's CPU
+#     emulation converts through double, rounding twice: 2^54 + 2^30 + 1
+#     becomes 2^54 there, 2^54 + 2^31 on the machine and in torch).
 # One valgrind run per suite, two at a time (Criterion's extended-glob
 # filter grows slow with many alternatives over "suite/test"; one negation
 # over the test name stays cheap). Override the lists through the
@@ -27,7 +30,8 @@ command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind not found (make 
 SKIP_SUITES=${SKIP_SUITES:-"cases gradcheck matmul_values optim_training graph_ops generate classic classic_shipped
     gpt2 induction reliability_oom reliability_gpt2"}
 SKIP_TESTS=${SKIP_TESTS:-"*out_of_memory*|*oom_sweep*|*large*|*at_scale|*spread_over_threads|\
-*across_the_pool|*depend_on_threads*|statistics*|bpe_round_trips*|ops_from*|gpt2_forwards*"}
+*across_the_pool|*depend_on_threads*|statistics*|bpe_round_trips*|ops_from*|gpt2_forwards*|\
+copy_to_keeps_int64_exact*"}
 
 logs=build/valgrind
 rm -rf "$logs"
