@@ -34,6 +34,7 @@ typedef struct cli_args {
     const char *tensors; // --tensors IN.safetensors: more named tensors
     const char *out;     // -o FILE
     int64_t length;      // --length N (info, scan, dot without a prompt)
+    bool length_given;   // --length was on the command line (not the default 8)
     int64_t max_new_tokens;
     double temperature; // 0: not given
     int64_t top_k;      // -1: not given; 0: sample without top-k filtering (HF's top_k=0)

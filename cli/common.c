@@ -247,11 +247,14 @@ nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prom
     }
     // A graph that holds its own inputs would ignore the prompt: say so
     // rather than print results that never saw it.
-    if ((a->prompt || a->tokens) && !nsc_graph_uses_tensor(g, "prompt")) {
+    if ((a->prompt || a->tokens || a->length_given) && !nsc_graph_uses_tensor(g, "prompt")) {
         *code = cli_fail(a->command, CLI_USAGE,
                          "%s: %s: the graph holds its own inputs (it reads no tensor named "
                          "\"prompt\"); leave the option out",
-                         a->prompt ? "--prompt" : "--tokens", a->graph);
+                         a->prompt   ? "--prompt"
+                         : a->tokens ? "--tokens"
+                                     : "--length",
+                         a->graph);
         nsc_graph_free(g);
         return NULL;
     }

@@ -215,7 +215,7 @@ static int check_option(const cli_args *a, const char *arg, bool *seen) {
 
 // Combinations the commands would otherwise resolve silently, and --tokens'
 // syntax (a malformed value is a bad command line, exit 2).
-static int check_combinations(const cli_args *a, const bool *seen) {
+static int check_combinations(cli_args *a, const bool *seen) {
     if (a->prompt && a->tokens) {
         return cli_fail(a->command, CLI_USAGE, "give --prompt or --tokens, not both");
     }
@@ -227,6 +227,7 @@ static int check_combinations(const cli_args *a, const bool *seen) {
     for (int k = 0; k < N_OPTIONS; k++) {
         length = length || (seen[k] && strcmp(OPTIONS[k].name, "--length") == 0);
     }
+    a->length_given = length;
     if (length && (a->prompt || a->tokens)) {
         return cli_fail(a->command, CLI_USAGE,
                         "--length: only without --prompt or --tokens (the prompt sets the length)");

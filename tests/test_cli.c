@@ -578,8 +578,9 @@ Test(cli, generate_prints_every_row_of_a_graph_batch) {
     const char *ignored[] = { "generate %s/model --graph %s --prompt ab",
                               "generate %s/model --graph %s --tokens 1,2",
                               "run %s/model --graph %s --prompt ab",
-                              "scan %s/model --graph %s --prompt ab" };
-    for (int i = 0; i < 4; i++) {
+                              "scan %s/model --graph %s --prompt ab",
+                              "scan %s/model --graph %s --length 5" };
+    for (int i = 0; i < 5; i++) {
         snprintf(args, sizeof args, ignored[i], g_dir, graph);
         expect_fail(args, 2, "the graph holds its own inputs");
     }
