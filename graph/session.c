@@ -241,6 +241,16 @@ nsc_trace *nsc_iterator_trace(nsc_iterator *it, nsc_module *model) {
     if (!it) { // NULL from a failed nsc_session_iterate flows on with its error
         return nsci_fail_keep_null(NSC_ERR_ARG, "iterator_trace: iterator is NULL");
     }
+    if (it->step < it->session->n_steps - 1) {
+        // Traces are made in the order they run, so that a value passes
+        // only from a trace made earlier (the bridge's check).
+        nsci_fail(NSC_ERR_STATE,
+                  "iterator_trace: the session has a step after this "
+                  "iterator's (step %d of %d): add an iterator's traces "
+                  "before the session's later steps",
+                  it->step, it->session->n_steps);
+        return session_fail(it->session);
+    }
     nsc_trace *tr =
         grow((void **)&it->traces, &it->cap_traces, it->n_traces, sizeof *it->traces) == NSC_OK
             ? new_member(it->session, model, it)

@@ -163,7 +163,14 @@ static bool named_in(const nsc_trace *tr, const char *name) {
 
 // A run reports saves by name: a name must be one no other value has.
 static bool name_taken(const nsc_trace *tr, const char *name) {
-    if (automatic_name(name) || strncmp(name, "cache.", 6) == 0 || strcmp(name, "generated") == 0) {
+    const char *rest = name; // past a "t<trace>." prefix, which sessions add
+    if (rest[0] == 't' && isdigit((unsigned char)rest[1])) {
+        for (rest++; isdigit((unsigned char)*rest); rest++) {
+        }
+        rest = *rest == '.' ? rest + 1 : name;
+    }
+    if (automatic_name(name) || strncmp(rest, "cache.", 6) == 0 ||
+        strncmp(name, "session.", 8) == 0 || strcmp(name, "generated") == 0) {
         return true;
     }
     const nsc_session *s = tr->session;

@@ -437,3 +437,45 @@ Test(graph_session, the_dot_draws_steps_and_iterators) {
     nsc_free(x);
     nsc_module_free(a);
 }
+
+// Traces are made in the order they run: an iterator's trace made after a
+// later step of the session is refused (a bridge from it, checked by
+// creation order, was refused where it could run and accepted where it
+// could not). And a save may not take a name the results give other values.
+Test(graph_session, traces_are_made_in_step_order_and_result_names_are_kept) {
+    nsc_module *model = nsct_chain_model(1, 4);
+    nsc_tensor *items[2] = { input(1, 0.1), input(1, 0.2) }, *x = input(1, 0.3);
+    nsc_session *s = nsc_session_new();
+    nsc_iterator *it = nsc_session_iterate(s, 2, items);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *first = nsc_iterator_trace(it, model);
+    cr_assert(first, "%s", nsc_last_error());
+    nsc_trace *later = nsc_session_trace(s, model);
+    nsc_invoke *inv = nsc_trace_invoke(later, 1, &x);
+    cr_expect_null(nsc_iterator_trace(it, model));
+    cr_expect(strstr(nsc_last_error(), "add an iterator's traces before the session's later "
+                                       "steps"),
+              "%s", nsc_last_error());
+    nsc_session_free(s);
+    nsc_tensor *init = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(1, 4));
+    const char *taken[] = { "session.0", "t0.cache.0.h.0.output" };
+    for (int i = 0; i < 2; i++) {
+        s = nsc_session_new();
+        cr_assert(nsc_session_value(s, init), "%s", nsc_last_error());
+        nsc_trace *tr = nsc_session_trace(s, model);
+        inv = nsc_trace_invoke(tr, 1, &x);
+        cr_assert_eq(nsc_trace_cache(tr, inv, "h.0", false), 1, "%s", nsc_last_error());
+        nsc_tensor *h = nsc_invoke_output(inv, "h.0", 0);
+        nsc_tensor *twice = nsc_mul_scalar(h, 2.0);
+        cr_assert(twice, "%s", nsc_last_error());
+        cr_expect_null(nsc_save_as(twice, taken[i]), "%s", taken[i]);
+        cr_expect(strstr(nsc_last_error(), "the name is taken"), "%s", nsc_last_error());
+        nsc_session_free(s);
+    }
+    (void)item;
+    nsc_free(init);
+    nsc_free(items[0]);
+    nsc_free(items[1]);
+    nsc_free(x);
+    nsc_module_free(model);
+}

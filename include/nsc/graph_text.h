@@ -58,8 +58,8 @@ nsc_status nsc_tensor_set_save(const nsc_tensor_set *set, const char *path);
 // nsc_save with a name: the name the text form writes and a run's results
 // use (an unnamed save is "n<id>", "t<trace>.n<id>" in a session). name is
 // copied. A name another save has, or one of those automatic forms (also
-// "cache.*" and "generated"), is refused. Returns proxy, or NULL with an
-// error (as nsc_save).
+// "cache.*", "t<trace>.cache.*", "session.*" and "generated"), is refused. Returns proxy, or NULL
+// with an error (as nsc_save).
 nsc_tensor *nsc_save_as(nsc_tensor *proxy, const char *name);
 
 // --- writing ---

@@ -64,7 +64,9 @@ nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value);
 
 // Validates every trace of the session, then runs the steps in order.
 // Returns NSC_OK or the first error (naming the trace step and the node);
-// refuses a session whose building failed, with that failure.
+// refuses a session whose building failed, with that failure. A second run
+// runs the steps again from the session values as they are (what updates
+// wrote stays: loop-carried state goes on, as a second pass of a loop).
 nsc_status nsc_session_run(nsc_session *s);
 
 // After the run: a session value's current tensor, or a saved proxy of any
