@@ -87,8 +87,9 @@ nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt);
 // "prompt" (it holds its own inputs), CLI_FAILED otherwise.
 nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
                           const nsc_generate_options *generate, int *code);
-// Prints a run's saved values: name, shape, the first values.
-void cli_print_results(nsc_tensor_set *results, FILE *out);
+// Prints a run's saved values: name, shape, the first values (all but the
+// one named leave_out, which may be NULL).
+void cli_print_results(nsc_tensor_set *results, const char *leave_out, FILE *out);
 // Prints "[2,3] f32" into buf.
 const char *cli_shape(const nsc_tensor *t, char *buf, size_t bytes);
 // Prints up to max values of t on one line (", ..." after them).

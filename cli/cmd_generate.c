@@ -185,7 +185,7 @@ int cli_generate(const cli_args *a) {
     }
     if (code == CLI_OK && nsc_tensor_set_count(results) > 1) { // beyond "generated"
         printf("\nsaved values:\n");
-        cli_print_results(results, stdout);
+        cli_print_results(results, "generated", stdout); // the text says them
     }
     if (hook > 0) {
         nsc_module_remove_hook(model, hook);

@@ -43,7 +43,7 @@ int cli_run(const cli_args *a) {
             printf(" (prompt of %lld tokens)", (long long)nsc_tensor_size(prompt, 1));
         }
         printf(" in %.1f ms: %lld saved values\n", ms, (long long)nsc_tensor_set_count(results));
-        cli_print_results(results, stdout);
+        cli_print_results(results, NULL, stdout);
         code = CLI_OK;
         if (a->save && nsc_tensor_set_save(results, a->save) != NSC_OK) {
             code = cli_fail_nsc("run", a->save);

@@ -261,7 +261,7 @@ nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prom
     return g;
 }
 
-void cli_print_results(nsc_tensor_set *results, FILE *out) {
+void cli_print_results(nsc_tensor_set *results, const char *leave_out, FILE *out) {
     size_t width = 4;
     for (int64_t i = 0; i < nsc_tensor_set_count(results); i++) {
         size_t w = strlen(nsc_tensor_set_name(results, i));
@@ -270,6 +270,9 @@ void cli_print_results(nsc_tensor_set *results, FILE *out) {
     width = width > 40 ? 40 : width;
     fprintf(out, "%-*s  %-18s %s\n", (int)width, "name", "shape", "values");
     for (int64_t i = 0; i < nsc_tensor_set_count(results); i++) {
+        if (leave_out && strcmp(nsc_tensor_set_name(results, i), leave_out) == 0) {
+            continue;
+        }
         char shape[128];
         nsc_tensor *t = nsc_tensor_set_at(results, i);
         fprintf(out, "%-*s  %-18s ", (int)width, nsc_tensor_set_name(results, i),

@@ -219,6 +219,11 @@ static int check_combinations(cli_args *a, const bool *seen) {
     if (a->prompt && a->tokens) {
         return cli_fail(a->command, CLI_USAGE, "give --prompt or --tokens, not both");
     }
+    if (a->tensors && !a->graph) { // only a graph reads named tensors
+        return cli_fail(a->command, CLI_USAGE,
+                        "--tensors: only with --graph (a graph reads the "
+                        "named tensors)");
+    }
     if (a->tokens && cli_token_ids(a->tokens, NULL) < 0) {
         return cli_fail(a->command, CLI_USAGE, "--tokens %s: expected ids >= 0 separated by commas",
                         a->tokens);

@@ -438,6 +438,15 @@ Test(cli, generate_greedy_sampled_and_steered) {
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "ab|", 3) == 0, "%s", r.out);
     result_free(&r);
+    // Saved values are listed after the text, the tokens not among them.
+    snprintf(args, sizeof args,
+             "generate %s/model --prompt 'ab|ab' --max-new-tokens 2 --graph "
+             "examples/graphs/logit_lens.json",
+             g_dir);
+    r = run(args);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "saved values:") && !strstr(r.out, "generated"), "%s", r.out);
+    result_free(&r);
     snprintf(args, sizeof args, "generate %s/model --max-new-tokens 4", g_dir);
     expect_fail(args, 2, "--prompt TEXT");
     snprintf(args, sizeof args, "generate %s/model --prompt ab --temperature -1", g_dir);
@@ -609,6 +618,8 @@ Test(cli, options_a_command_does_not_take_are_refused) {
         { "generate %s/model --prompt a --seed 1 --seed 2", "--seed: given twice" },
         { "scan %s/model --graph g.json --prompt ab --length 3",
           "nsc scan: --length: only without --prompt or --tokens" },
+        { "generate %s/model --prompt ab --tensors none.safetensors",
+          "nsc generate: --tensors: only with --graph" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(args, sizeof args, cases[i].args, m);
