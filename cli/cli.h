@@ -78,7 +78,10 @@ int64_t cli_token_ids(const char *s, int64_t *ids);
 // otherwise).
 nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given);
 // Named tensors for a graph: "prompt" and the --tensors file's, on a->device.
-nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt);
+// A file's "prompt" stands (scan's --length zeros do not replace it); with
+// --prompt or --tokens too it is refused (*code CLI_USAGE). NULL after
+// printing the error.
+nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt, int *code);
 
 // Reads a->graph against model with "prompt" (may be NULL) and the
 // --tensors file; generate non-NULL makes it a generation trace. Prints

@@ -168,11 +168,23 @@ nsc_tensor *cli_prompt(const cli_args *a, const nsc_tokenizer *tok, bool *given)
     return on_device(a, row);
 }
 
-nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt) {
+nsc_tensor_set *cli_tensors(const cli_args *a, nsc_tensor *prompt, int *code) {
+    *code = CLI_FAILED;
     nsc_tensor_set *set = a->tensors ? nsc_tensor_set_load(a->tensors) : nsc_tensor_set_new();
     if (!set) {
         fprintf(stderr, "nsc %s: --tensors %s: %s\n", a->command, a->tensors, nsc_last_error());
         return NULL;
+    }
+    if (nsc_tensor_set_get(set, "prompt")) {
+        if (a->prompt || a->tokens) { // one would silently override the other
+            nsc_tensor_set_free(set);
+            *code = cli_fail(a->command, CLI_USAGE,
+                             "%s: --tensors %s holds a tensor named \"prompt\" already: give "
+                             "one or the other",
+                             a->prompt ? "--prompt" : "--tokens", a->tensors);
+            return NULL;
+        }
+        prompt = NULL; // the file's prompt, not --length zeros (scan, dot)
     }
     for (int64_t i = 0; a->device != NSC_CPU && i < nsc_tensor_set_count(set); i++) {
         nsc_tensor *moved = on_device(a, nsc_retain(nsc_tensor_set_at(set, i)));
@@ -230,7 +242,7 @@ void cli_print_values(nsc_tensor *t, int max, FILE *out) {
 nsc_graph *cli_load_graph(const cli_args *a, nsc_module *model, nsc_tensor *prompt,
                           const nsc_generate_options *generate, int *code) {
     *code = CLI_FAILED;
-    nsc_tensor_set *tensors = cli_tensors(a, prompt);
+    nsc_tensor_set *tensors = cli_tensors(a, prompt, code);
     if (!tensors) {
         return NULL;
     }

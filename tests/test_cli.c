@@ -718,3 +718,24 @@ Test(cli, example_graphs_are_canonical) {
     nsc_free(prompt);
     nsc_module_free(model);
 }
+
+// A "prompt" from --tensors is the prompt: --prompt or --tokens beside it
+// is refused (one silently replaced the other), and scan checks it rather
+// than --length zeros (it said ok for a graph that run then refused).
+Test(cli, a_prompt_from_tensors_is_not_replaced) {
+    char path[256], args[640];
+    snprintf(path, sizeof path, "%s/prompt_f32.safetensors", g_dir);
+    nsc_tensor_set *set = nsc_tensor_set_new();
+    nsc_tensor *wrong = nsc_zeros(NSC_F32, NSC_CPU, NSC_SHAPE(1, 3)); // ids must be i64
+    cr_assert_eq(nsc_tensor_set_put(set, "prompt", wrong), NSC_OK, "%s", nsc_last_error());
+    cr_assert_eq(nsc_tensor_set_save(set, path), NSC_OK, "%s", nsc_last_error());
+    nsc_tensor_set_free(set);
+    nsc_free(wrong);
+    snprintf(args, sizeof args,
+             "run %s/model --graph examples/graphs/logit_lens.json --tensors %s --prompt ab", g_dir,
+             path);
+    expect_fail(args, 2, "holds a tensor named \"prompt\" already");
+    snprintf(args, sizeof args,
+             "scan %s/model --graph examples/graphs/logit_lens.json --tensors %s", g_dir, path);
+    expect_fail(args, 1, "input_ids [1,3] f32: expected [B, T] i64");
+}
