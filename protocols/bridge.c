@@ -19,6 +19,22 @@ static nsc_status bridge_execute(nsci_graph *g, nsci_gnode *n) {
                                         "%d's turn (it was not computed)",
                          what, p->source->step, g->step);
     }
+    const nsc_tensor *want = n->proxy[0];
+    if (want && (v->ndim != want->ndim || v->dtype != want->dtype ||
+                 memcmp(v->shape, want->shape, sizeof(int64_t) * (size_t)v->ndim) != 0)) {
+        // An iterator's items of several shapes: its last iteration's value
+        // is not the shape the later trace was checked with.
+        char what[512], got[160], built[160];
+        nsci_node_describe(p->source, p->node, what, sizeof what);
+        return nsci_fail(NSC_ERR_SHAPE,
+                         "bridge: %s of session step %d is %s %s at step %d's turn, but step %d "
+                         "was checked with %s %s: an iterator's items change shape, so use the "
+                         "value inside the iterator or read it with nsc_session_get",
+                         what, p->source->step, nsci_shape_str(got, sizeof got, v->ndim, v->shape),
+                         nsc_dtype_name((nsc_dtype)v->dtype), g->step, g->step,
+                         nsci_shape_str(built, sizeof built, want->ndim, want->shape),
+                         nsc_dtype_name((nsc_dtype)want->dtype));
+    }
     nsci_node_deliver(g, n->id, 0, nsc_retain(v));
     return NSC_OK;
 }

@@ -479,3 +479,30 @@ Test(graph_session, traces_are_made_in_step_order_and_result_names_are_kept) {
     nsc_free(x);
     nsc_module_free(model);
 }
+
+// A later trace reading a value of an iterator whose items change shape was
+// checked with item 0's shape; the last iteration's value of another shape
+// is an error naming the bridge, where it was saved silently under a proxy
+// of the wrong shape.
+Test(graph_session, a_later_trace_refuses_a_value_of_another_shape) {
+    nsc_module *model = nsct_chain_model(1, 4);
+    nsc_tensor *items[2] = { input(1, 0.1), input(3, 0.2) }, *x = input(1, 0.3);
+    nsc_session *s = nsc_session_new();
+    nsc_iterator *it = nsc_session_iterate(s, 2, items);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *inner = nsc_iterator_trace(it, model);
+    nsc_tensor *hi = nsc_invoke_output(nsc_trace_invoke(inner, 1, &item), "h.0", 0);
+    nsc_trace *later = nsc_session_trace(s, model);
+    nsc_invoke *inv = nsc_trace_invoke(later, 1, &x);
+    nsc_tensor *d = nsc_save(nsc_sub(nsc_invoke_output(inv, "h.0", 0), hi));
+    cr_assert(d, "%s", nsc_last_error());
+    cr_expect_eq(nsc_session_run(s), NSC_ERR_SHAPE);
+    cr_expect(strstr(nsc_last_error(), "is [3,4] f32 at step 1's turn, but step 1 was checked "
+                                       "with [1,4] f32"),
+              "%s", nsc_last_error());
+    nsc_session_free(s);
+    nsc_free(items[0]);
+    nsc_free(items[1]);
+    nsc_free(x);
+    nsc_module_free(model);
+}

@@ -62,7 +62,10 @@ int64_t nsc_iterator_iterations(const nsc_iterator *it);
 // without re-running target's consumers (loop-carried state).
 nsc_status nsc_update(nsc_tensor *target, nsc_tensor *value);
 
-// Validates every trace of the session, then runs the steps in order.
+// Validates every trace of the session, then runs the steps in order. A
+// later trace reading an iterator's value was checked with the first
+// item's shape; a last iteration's value of another shape fails the run
+// at that trace's turn, naming the value.
 // Returns NSC_OK or the first error (naming the trace step and the node);
 // refuses a session whose building failed, with that failure. A second run
 // runs the steps again from the session values as they are (what updates
