@@ -70,13 +70,14 @@ static nsc_status bind_item(nsc_iterator *it, int i) {
     if (same_shape(proxy, next)) {
         return NSC_OK;
     }
+    const char *changed = proxy->dtype == next->dtype ? "shape" : "dtype";
     proxy->dtype = next->dtype;
     proxy->ndim = next->ndim;
     memcpy(proxy->shape, next->shape, sizeof next->shape);
     nsci_contiguous_strides(proxy->ndim, proxy->shape, proxy->stride);
     for (int t = 0; t < it->n_traces; t++) {
         if (nsci_graph_revalidate(it->traces[t]) != NSC_OK) {
-            nsci_error_context("item %d changed shape; iterator trace %d", i, t);
+            nsci_error_context("item %d changed %s; iterator trace %d", i, changed, t);
             return nsc_last_status();
         }
     }

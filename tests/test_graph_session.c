@@ -506,3 +506,21 @@ Test(graph_session, a_later_trace_refuses_a_value_of_another_shape) {
     nsc_free(x);
     nsc_module_free(model);
 }
+
+// An item whose dtype changes, its shape not, is named as such.
+Test(graph_session, an_item_of_another_dtype_is_named_as_such) {
+    nsc_module *model = nsct_chain_model(1, 4);
+    nsc_tensor *f32 = input(1, 0.1), *f64 = nsc_to_dtype(f32, NSC_F64);
+    nsc_tensor *items[2] = { f32, f64 };
+    nsc_session *s = nsc_session_new();
+    nsc_iterator *it = nsc_session_iterate(s, 2, items);
+    nsc_tensor *item = nsc_iterator_item(it);
+    nsc_trace *tr = nsc_iterator_trace(it, model);
+    nsc_save(nsc_invoke_output(nsc_trace_invoke(tr, 1, &item), "h.0", 0));
+    cr_expect_neq(nsc_session_run(s), NSC_OK);
+    cr_expect(strstr(nsc_last_error(), "item 1 changed dtype"), "%s", nsc_last_error());
+    nsc_session_free(s);
+    nsc_free(f32);
+    nsc_free(f64);
+    nsc_module_free(model);
+}
